@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, build corio in release mode, run the
+# microbenchmarks next to their Python peer, print the summary with the target ratios,
+# and run the examples. About a minute on 2 cores once the build exists.
+#
+# Usage: scripts/quickstart.sh [--full]
+#   --full   longer benchmark runs with 5 repetitions (the median is reported)
+# Results: bench/results/coro.json (Google Benchmark JSON), bench/results/python_generator.json
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+full=0
+for arg in "$@"; do
+    case $arg in
+        --full) full=1 ;;
+        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "quickstart.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+# The examples a user can read first; each must exit by itself.
+examples=(jumping_range producer_consumer)
+builddir=build/release
+results=bench/results
+
+bash scripts/deps.sh
+
+echo "== building corio (release, $builddir)"
+# Tests are not needed here and take most of the build time; scripts/test.sh runs them.
+setup_args=(--buildtype=release -Dtests=false -Dexamples=true -Dbenchmarks=true)
+if [[ -f $builddir/meson-private/coredata.dat ]]; then
+    meson setup --reconfigure "$builddir" "${setup_args[@]}" >/dev/null
+else
+    rm -rf "$builddir"
+    meson setup "$builddir" "${setup_args[@]}" >/dev/null
+fi
+# ninja's progress lines are noise here; show them only if the build fails.
+if ! ninja -C "$builddir" -j "$(nproc 2>/dev/null || echo 2)" >"$builddir/ninja.log" 2>&1; then
+    tail -n 40 "$builddir/ninja.log" >&2
+    echo "quickstart: the build failed (full log: $builddir/ninja.log)" >&2
+    exit 1
+fi
+
+mkdir -p "$results"
+if [[ $full -eq 1 ]]; then
+    bench_args=(--benchmark_min_time=1 --benchmark_repetitions=5)
+    peer_args=(--seconds 1 --repeats 5)
+else
+    bench_args=(--benchmark_min_time=0.2)
+    peer_args=(--seconds 0.3 --repeats 3)
+fi
+
+echo "== running benchmarks (bench_coro ${bench_args[*]})"
+# The JSON goes to the file; the console table and the context banner (stderr) are
+# dropped to keep the output short, and the banner is shown if the run fails.
+if ! "$builddir/bench/bench_coro" "${bench_args[@]}" \
+        --benchmark_out="$results/coro.json" --benchmark_out_format=json \
+        >/dev/null 2>"$results/bench_coro.log"; then
+    cat "$results/bench_coro.log" >&2
+    echo "quickstart: bench_coro failed" >&2
+    exit 1
+fi
+python3 bench/peers/python_generator.py "${peer_args[@]}" >"$results/python_generator.json"
+
+echo
+python3 bench/summarize.py "$results/coro.json" --peer "$results/python_generator.json"
+
+echo
+echo "== examples"
+status=0
+for name in "${examples[@]}"; do
+    exe=$builddir/examples/$name
+    if [[ ! -x $exe ]]; then
+        echo "$name: not built ($exe missing)"
+        status=1
+        continue
+    fi
+    echo "$name:"
+    # timeout: an example that hangs must not hang the quick start.
+    rc=0
+    timeout 60 "$exe" 2>&1 | sed 's/^/    /' || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "    ($name failed: exit status $rc)"
+        status=1
+    fi
+done
+echo
+echo "results: $results/coro.json, $results/python_generator.json"
+exit $status

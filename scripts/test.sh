@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Builds corio and runs every test, in each build configuration below, plus the install
+# test. The last line is always `N passed, N failed` (summed over all builds; a build
+# that does not configure or compile counts as one failure), and the exit status is
+# non-zero if anything failed. Build directories are reused, so a rerun only rebuilds
+# what changed.
+#
+# Usage: scripts/test.sh [--fast]     --fast: the normal build only (no sanitizers)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+fast=0
+for arg in "$@"; do
+    case $arg in
+        --fast) fast=1 ;;
+        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "test.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Sanitizer runtimes read these; binaries built without a sanitizer ignore them, so they
+# are set once for every build. abort_on_error / halt_on_error turn a report into a test
+# failure instead of a line in a log.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+passed=0 failed=0 skipped=0 finished=0
+failures=()
+build_ok=0  # 1 when the last run_build configured and compiled
+
+# Prints the summary; runs on every exit, so an unexpected error (or set -e) still ends
+# with the line CI reads, counted as a failure.
+summary() {
+    local rc=$?
+    [[ $finished -eq 1 ]] && return
+    finished=1
+    if [[ $rc -ne 0 && $failed -eq 0 ]]; then
+        failed=1
+        failures+=("test.sh stopped early (exit $rc)")
+    fi
+    echo
+    [[ $skipped -gt 0 ]] && echo "$skipped skipped"
+    if [[ ${#failures[@]} -gt 0 ]]; then
+        echo "failed:"
+        printf '  %s\n' "${failures[@]}"
+    fi
+    echo "$passed passed, $failed failed"
+    [[ $failed -eq 0 ]] || exit 1
+}
+trap summary EXIT  # installed after argument parsing: --help prints no summary
+
+# count_results NAME DIR: adds meson test's results in DIR/meson-logs/testlog.json to the
+# totals: OK and EXPECTEDFAIL pass, SKIP is neither, anything else (FAIL, TIMEOUT,
+# ERROR, ...) fails.
+count_results() {
+    local name=$1 log=$2/meson-logs/testlog.json counts
+    counts=$(python3 - "$log" "$name" <<'EOF'
+import json, sys
+passed = failed = skipped = 0
+bad = []
+with open(sys.argv[1], encoding="utf-8") as f:
+    for line in f:
+        if not line.strip():
+            continue
+        t = json.loads(line)
+        r = t.get("result")
+        if r in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif r == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+            bad.append(f"{sys.argv[2]}: {t.get('name')} ({r})")
+print(passed, failed, skipped)
+for b in bad:
+    print(b)
+EOF
+    ) || return 1
+    local p f s
+    read -r p f s <<<"$(head -n1 <<<"$counts")"
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+    while IFS= read -r line; do
+        [[ -n "$line" ]] && failures+=("$line")
+    done < <(tail -n +2 <<<"$counts")
+    [[ $((p + f + s)) -gt 0 ]] || echo "   warning: $name ran no tests"
+    return 0
+}
+
+# run_build NAME DIR MESON_ARGS...: configure (or reconfigure) DIR, build it, run its
+# tests, and add the results to the totals. Never fails the script by itself: a build
+# that does not configure or compile is counted as one failed test.
+run_build() {
+    local name=$1 dir=$2 start=$SECONDS
+    shift 2
+    build_ok=0
+    echo "== $name build ($dir)"
+    if [[ -f $dir/meson-private/coredata.dat ]]; then
+        # --reconfigure applies changed MESON_ARGS; if the old dir is unusable, start over.
+        meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1 \
+            || meson setup --wipe "$dir" "$@" >"$dir.setup.log" 2>&1 \
+            || { build_failed "$name" "meson setup" "$dir.setup.log"; return 0; }
+    else
+        rm -rf "$dir"
+        mkdir -p "$(dirname "$dir")"
+        meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 \
+            || { build_failed "$name" "meson setup" "$dir.setup.log"; return 0; }
+    fi
+    if ! ninja -C "$dir" -j "$jobs" >"$dir.ninja.log" 2>&1; then
+        build_failed "$name" "ninja" "$dir.ninja.log"
+        return 0
+    fi
+    build_ok=1
+    echo "   built in $((SECONDS - start)) s; running tests"
+    # Sanitized code runs several times slower; give its tests more time.
+    local multiplier=1
+    [[ " $* " == *" -Db_sanitize="* ]] && multiplier=3
+    rm -f "$dir/meson-logs/testlog.json"
+    # meson test's exit status is not needed: testlog.json records every result.
+    meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes "$jobs" \
+        --timeout-multiplier "$multiplier" || true
+    if [[ ! -f $dir/meson-logs/testlog.json ]] || ! count_results "$name" "$dir"; then
+        failed=$((failed + 1))
+        failures+=("$name: meson test produced no readable $dir/meson-logs/testlog.json")
+    fi
+    return 0
+}
+
+# Shows the tail of a failed step's log and counts the build as one failed test.
+build_failed() {
+    local name=$1 step=$2 log=$3
+    # The first error is the useful one (later ones often follow from it); without one,
+    # the end of the log.
+    local first
+    first=$(grep -n -m1 -E 'ERROR:|error:|FAILED:' "$log" | cut -d: -f1 || true)
+    if [[ -n $first ]]; then
+        echo "   $step failed for the $name build; from the first error in $log:"
+        tail -n +"$first" "$log" | head -n 40 | sed 's/^/   | /'
+    else
+        echo "   $step failed for the $name build; last lines of $log:"
+        tail -n 40 "$log" | sed 's/^/   | /'
+    fi
+    failed=$((failed + 1))
+    failures+=("$name: $step failed (see $log)")
+}
+
+bash scripts/deps.sh
+
+# The build configurations. Adding one (e.g. ThreadSanitizer) is one more line here.
+# "debug" keeps assertions (b_ndebug=if-release) with optimization on; the sanitizer
+# build runs at -O0, which is also where deep symmetric-transfer chains are tested.
+run_build normal build/debug --buildtype=debugoptimized
+normal_built=$build_ok
+if [[ $fast -eq 0 ]]; then
+    # Benchmarks are compiled (and so checked) by the normal build already.
+    run_build asan+ubsan build/asan --buildtype=debug -Db_sanitize=address,undefined \
+        -Db_lundef=false -Dbenchmarks=false
+    # The combinators' join counters, the thread-completed tests and the fiber switches
+    # (annotated for TSan) are checked for data races here.
+    run_build tsan build/tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
+        -Dbenchmarks=false
+fi
+
+echo "== install test"
+if [[ $normal_built -ne 1 ]]; then
+    echo "   not run: the normal build failed"
+    failed=$((failed + 1))
+    failures+=("install test: not run (the normal build failed)")
+elif bash tests/install/run.sh build/debug; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    failures+=("install test (tests/install/run.sh build/debug)")
+fi
