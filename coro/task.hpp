@@ -13,8 +13,8 @@
 //   returning to the parent never nest, so a chain of nested co_await of any depth runs
 //   in constant stack, in every build type.
 // - An exception escaping the body is stored and rethrown by the co_await in the awaiter.
-// - The frame is destroyed by the task object's destructor; frames are recycled through
-//   detail::frame_allocator.
+// - The frame is destroyed by the task object's destructor (or by itself when started
+//   detached, see start_detached); frames are recycled through detail::frame_allocator.
 // - Cancellation: the task borrows its awaiter's stop token (see stop.hpp).
 //
 // T may be void or an lvalue reference (task<int&> returns a reference to an object that
@@ -46,8 +46,19 @@ class task_promise_base : public recycled_frame, public stop_carrier {
     bool await_ready() const noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> self) const noexcept {
+      auto& p = self.promise();
+      if (p.on_detached_exit_) [[unlikely]] {
+        // Detached (see start_detached): nobody will read the result, so the frame frees
+        // itself and hands any exception to the owner's handler.
+        const auto handler = p.on_detached_exit_;
+        void* const context = p.detached_context_;
+        std::exception_ptr error = p.take_exception();
+        self.destroy();
+        handler(context, std::move(error));
+        return std::noop_coroutine();
+      }
       // The awaiter is already suspended; hand control back without growing the stack.
-      return detail::transfer_to(self.promise().continuation_);
+      return detail::transfer_to(p.continuation_);
     }
     void await_resume() const noexcept {}
   };
@@ -55,8 +66,18 @@ class task_promise_base : public recycled_frame, public stop_carrier {
 
   void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
 
+  // Called once when a detached task ends, after its frame is gone; `error` is empty when
+  // the body returned normally.
+  using detached_exit = void (*)(void* context, std::exception_ptr error) noexcept;
+  void detach(detached_exit on_exit, void* context) noexcept {
+    on_detached_exit_ = on_exit;
+    detached_context_ = context;
+  }
+
  private:
   std::coroutine_handle<> continuation_ = std::noop_coroutine();
+  detached_exit on_detached_exit_ = nullptr;
+  void* detached_context_ = nullptr;
 };
 
 template <class T>
@@ -73,6 +94,9 @@ class task_promise final : public task_promise_base {
   T& result() & {
     rethrow_if_failed();
     return std::get<1>(result_);
+  }
+  std::exception_ptr take_exception() noexcept {
+    return result_.index() == 2 ? std::move(std::get<2>(result_)) : nullptr;
   }
   T&& result() && {
     rethrow_if_failed();
@@ -97,6 +121,9 @@ class task_promise<T&> final : public task_promise_base {
     if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
     return *std::get<1>(result_);
   }
+  std::exception_ptr take_exception() noexcept {
+    return result_.index() == 2 ? std::move(std::get<2>(result_)) : nullptr;
+  }
 
  private:
   std::variant<std::monostate, T*, std::exception_ptr> result_;
@@ -112,6 +139,7 @@ class task_promise<void> final : public task_promise_base {
   void result() {
     if (exception_) std::rethrow_exception(exception_);
   }
+  std::exception_ptr take_exception() noexcept { return std::move(exception_); }
 
  private:
   std::exception_ptr exception_;
@@ -145,6 +173,17 @@ class [[nodiscard]] task {
 
   auto operator co_await() & noexcept { return awaiter<false>{handle_}; }
   auto operator co_await() && noexcept { return awaiter<true>{handle_}; }
+
+  // Starts the task with nobody awaiting it (the event loop's spawn). Its frame frees
+  // itself at the end and `on_exit(context, error)` runs once; the stop token is the
+  // one given, which must outlive the task. The task object is left empty.
+  friend void start_detached(task&& t, typename promise_type::detached_exit on_exit,
+                             void* context, const std::stop_token& token) {
+    auto h = std::exchange(t.handle_, {});
+    h.promise().detach(on_exit, context);
+    h.promise().set_stop_token(token);
+    detail::resume(h);
+  }
 
  private:
   friend promise_type;

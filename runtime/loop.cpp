@@ -1,0 +1,277 @@
+#include "loop.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "errors.hpp"
+
+namespace corio {
+
+thread_local loop* loop::current_ = nullptr;
+
+namespace {
+
+void print_unhandled(std::exception_ptr e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "corio: a spawned task ended with an exception: %s\n", ex.what());
+  } catch (...) {
+    std::fprintf(stderr, "corio: a spawned task ended with an exception of unknown type\n");
+  }
+}
+
+[[noreturn]] void throw_setup_error(int error) {
+  std::string what = "io_uring_queue_init";
+  if (error == EPERM || error == ENOSYS) {
+    what +=
+        " (io_uring is refused on this system: check `sysctl kernel.io_uring_disabled` (must be "
+        "0, or 1 with this user in the io_uring group) and, in a container, the seccomp profile "
+        "(Docker's default blocks io_uring: run with --security-opt seccomp=unconfined or a "
+        "profile that allows io_uring_setup, io_uring_enter and io_uring_register))";
+  } else if (error == ENOMEM) {
+    what += " (not enough locked memory for the rings: raise `ulimit -l` or use fewer entries)";
+  }
+  detail::throw_errno(error, what);
+}
+
+// Tries the setups from most to least capable; returns the first the kernel accepts.
+loop_features init_ring(io_uring& ring, const loop_options& o) {
+  struct candidate {
+    unsigned flags;
+    loop_features features;
+  };
+  std::vector<candidate> candidates;
+  if (o.sqpoll) {
+    candidates.push_back({IORING_SETUP_SQPOLL, {.sqpoll = true}});
+  } else {
+    if (o.try_single_issuer && o.try_defer_taskrun)
+      candidates.push_back({IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+                            {.single_issuer = true, .defer_taskrun = true}});
+    if (o.try_single_issuer)
+      candidates.push_back({IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+                            {.single_issuer = true, .coop_taskrun = true}});
+    candidates.push_back({IORING_SETUP_COOP_TASKRUN, {.coop_taskrun = true}});
+  }
+  candidates.push_back({0, {}});
+  int res = -EINVAL;
+  for (const candidate& c : candidates) {
+    io_uring_params p{};
+    p.flags = c.flags | IORING_SETUP_CQSIZE;
+    p.cq_entries = o.entries * 2;
+    res = io_uring_queue_init_params(o.entries, &ring, &p);
+    if (res == 0) return c.features;
+    // EINVAL: this kernel does not know a flag; try the next setup. Anything else is final.
+    if (res != -EINVAL) break;
+  }
+  throw_setup_error(-res);
+}
+
+}  // namespace
+
+loop::loop(loop_options options) : unhandled_(&print_unhandled) {
+  features_ = init_ring(ring_, options);
+  // Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd with -EAGAIN
+  // at once instead of waiting for a write.
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    const int e = errno;
+    io_uring_queue_exit(&ring_);
+    detail::throw_errno(e, "eventfd for the loop's wake-up");
+  }
+  wake_op_.owner = this;
+  wake_op_.complete = [](detail::io_op* op, int, unsigned) noexcept {
+    // The wake-up read landed: the next iteration drains the remote queue and re-arms.
+    static_cast<wake_op*>(op)->owner->wake_armed_ = false;
+  };
+}
+
+loop::~loop() {
+  // Cancel whatever is still in flight and wait for every final CQE, so the kernel never
+  // writes into memory that is about to be freed. The coroutines waiting on those ops
+  // resume with operation_cancelled and unwind.
+  const bool bound = current_ == nullptr;
+  if (bound) current_ = this;
+  closing_ = true;
+  try {
+    // Repeated, because a coroutine unwinding from a cancellation may start another op.
+    while (in_flight_ > 0) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data64(sqe, 0);
+      run_once(nullptr);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "corio::loop: draining in-flight operations failed: %s\n", e.what());
+  }
+  if (bound) current_ = nullptr;
+  io_uring_queue_exit(&ring_);
+  ::close(wake_fd_);
+}
+
+loop& loop::this_loop() {
+  if (current_ == nullptr)
+    throw std::logic_error("corio: no event loop runs on this thread (call from inside loop::run)");
+  return *current_;
+}
+
+void loop::bind_to_this_thread() {
+  if (current_ != nullptr && current_ != this)
+    throw std::logic_error("corio::loop::run: this thread already runs another loop");
+  if (current_ == this) throw std::logic_error("corio::loop::run: the loop is already running");
+  current_ = this;
+}
+
+void loop::spawn(task<void> t) {
+  ++spawned_;
+  start_detached(
+      std::move(t),
+      [](void* self, std::exception_ptr e) noexcept { static_cast<loop*>(self)->on_spawned_exit(std::move(e)); },
+      this, stop_token_);
+}
+
+void loop::on_spawned_exit(std::exception_ptr e) noexcept {
+  --spawned_;
+  if (e) unhandled_(std::move(e));
+}
+
+io_uring_sqe* loop::get_sqe(unsigned needed) {
+  if (io_uring_sq_space_left(&ring_) < needed) io_uring_submit(&ring_);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) [[unlikely]] {
+    // Still full: the kernel has not consumed the SQ (only possible with SQPOLL). Wait.
+    io_uring_sqring_wait(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) throw std::runtime_error("corio::loop: no free SQE after waiting");
+  }
+  return sqe;
+}
+
+void loop::track(io_uring_sqe* sqe, detail::io_op* op) noexcept {
+  io_uring_sqe_set_data64(sqe, detail::to_user_data(op));
+  ++in_flight_;
+}
+
+void loop::cancel(detail::io_op* op) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_cancel64(sqe, detail::to_user_data(op), 0);
+  io_uring_sqe_set_data64(sqe, 0);
+}
+
+void loop::cancel_from_any_thread(detail::io_op* op) {
+  if (current_ == this) {
+    cancel(op);
+    return;
+  }
+  {
+    std::lock_guard lock(remote_.mutex);
+    remote_.cancels.push_back(op);
+  }
+  remote_pending_.store(true, std::memory_order_seq_cst);
+  wake();
+}
+
+void loop::forget_cancel(detail::io_op* op) noexcept {
+  if (!remote_pending_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(remote_.mutex);
+  std::erase(remote_.cancels, op);
+}
+
+void loop::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(remote_.mutex);
+    remote_.work.push_back(std::move(fn));
+  }
+  remote_pending_.store(true, std::memory_order_seq_cst);
+  wake();
+}
+
+void loop::wake() noexcept {
+  // Only a sleeping loop needs the system call; a running one sees remote_pending_ at its
+  // next iteration (see the Dekker comment on sleeping_).
+  if (sleeping_.load(std::memory_order_seq_cst)) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+}
+
+void loop::arm_wakeup() {
+  if (wake_armed_ || closing_) return;
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_buffer_, sizeof wake_buffer_, 0);
+  track(sqe, &wake_op_);
+  wake_armed_ = true;
+}
+
+void loop::drain_remote() {
+  if (!remote_pending_.exchange(false, std::memory_order_seq_cst)) return;
+  std::vector<std::function<void()>> work;
+  std::vector<detail::io_op*> cancels;
+  {
+    std::lock_guard lock(remote_.mutex);
+    work.swap(remote_.work);
+    cancels.swap(remote_.cancels);
+  }
+  // Every op listed is still in flight: forget_cancel removes an op, on this thread,
+  // before its awaiter can be resumed and its memory reused.
+  for (detail::io_op* op : cancels) cancel(op);
+  for (auto& fn : work) fn();
+}
+
+void loop::run_once(const bool* finished) {
+  drain_remote();
+  // Posted work may have finished what run() waits for: then submit, reap, return.
+  bool wait = finished == nullptr || !*finished;
+  if (wait) {
+    arm_wakeup();
+    sleeping_.store(true, std::memory_order_seq_cst);
+    // Re-check after announcing the sleep: a post that raced with the store is seen here.
+    if (remote_pending_.load(std::memory_order_seq_cst)) wait = false;
+  }
+  int res;
+  if (wait && io_uring_cq_ready(&ring_) == 0)
+    res = io_uring_submit_and_wait(&ring_, 1);
+  else if (features_.defer_taskrun)
+    res = io_uring_submit_and_get_events(&ring_);  // DEFER_TASKRUN posts CQEs only on enter
+  else
+    res = io_uring_submit(&ring_);
+  sleeping_.store(false, std::memory_order_relaxed);
+  if (res < 0 && res != -EINTR && res != -EAGAIN && res != -EBUSY) [[unlikely]]
+    detail::throw_errno(-res, "io_uring_enter");
+  reap();
+}
+
+void loop::reap() {
+  // Copy a batch out and advance first: completions resume coroutines, which may submit
+  // (and, without DEFER_TASKRUN, make the kernel post) more CQEs while we dispatch.
+  constexpr unsigned batch = 256;
+  struct completion {
+    std::uint64_t user_data;
+    int res;
+    unsigned flags;
+  };
+  completion done[batch];
+  io_uring_cqe* cqes[batch];
+  for (;;) {
+    const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, batch);
+    if (n == 0) return;
+    for (unsigned i = 0; i < n; ++i) done[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+    io_uring_cq_advance(&ring_, n);
+    for (unsigned i = 0; i < n; ++i) {
+      if (done[i].user_data == 0) continue;
+      if (!(done[i].flags & IORING_CQE_F_MORE)) --in_flight_;
+      detail::io_op* op = detail::from_user_data(done[i].user_data);
+      op->complete(op, done[i].res, done[i].flags);
+    }
+    if (n < batch) return;
+  }
+}
+
+}  // namespace corio

@@ -1,0 +1,180 @@
+#pragma once
+// loop: one io_uring event loop, owned by one thread.
+//
+//     corio::loop lp;
+//     int n = lp.run(main_task());      // runs until main_task ends; returns its value
+//
+// The model (Seastar's, at the scale of one thread): a loop owns one io_uring and the
+// coroutines it resumes. Each iteration it runs the work posted to it, then submits every
+// queued SQE and waits for completions in one io_uring_enter, then reaps the CQEs in a
+// batch and resumes their coroutines. With nothing to do it sleeps in the kernel; it never
+// spins.
+//
+// Setup (probed once per loop, see features()): SINGLE_ISSUER | DEFER_TASKRUN where the
+// kernel accepts it (6.1+), else SINGLE_ISSUER | COOP_TASKRUN (6.0), else COOP_TASKRUN
+// (5.19), else none. SQPOLL is off unless asked for: it made real workloads slower
+// (design.md). When io_uring itself is refused (EPERM / ENOSYS: kernel.io_uring_disabled
+// or a seccomp profile such as Docker's default) the constructor throws a
+// std::system_error that names the cause and the fix.
+//
+// Who may touch it: everything except post() and wake() must be called on the loop's
+// thread, the one that calls run(). A loop is destroyed on that thread, after run()
+// returned; operations still in flight then are cancelled and drained first.
+
+#include <liburing.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <stop_token>
+#include <utility>
+#include <vector>
+
+#include "../coro/detail/result_slot.hpp"
+#include "../coro/detail/runner.hpp"
+#include "../coro/task.hpp"
+#include "detail/io_op.hpp"
+
+namespace corio {
+
+struct loop_options {
+  unsigned entries = 1024;  // submission queue size (power of two); the CQ is twice this
+  bool sqpoll = false;      // kernel submission thread: opt-in, see above
+  // Lets tests force the fallback paths a kernel without these features would take.
+  bool try_defer_taskrun = true;
+  bool try_single_issuer = true;
+};
+
+// What the kernel granted this loop's ring.
+struct loop_features {
+  bool single_issuer = false;
+  bool defer_taskrun = false;
+  bool coop_taskrun = false;
+  bool sqpoll = false;
+};
+
+class loop {
+ public:
+  explicit loop(loop_options options = {});
+  ~loop();
+  loop(const loop&) = delete;
+  loop& operator=(const loop&) = delete;
+
+  // Runs the loop until `main` finishes, then returns its value or rethrows its exception.
+  // `main` borrows `token` as its stop token (stop.hpp). Throws std::logic_error if this
+  // thread is already running a loop.
+  template <class T>
+  T run(task<T> main, std::stop_token token = {});
+
+  // Starts `t` now, detached: it runs until its first suspension before spawn returns,
+  // then finishes on this loop. Its frame is the only allocation. An exception escaping it
+  // goes to the unhandled-exception handler (by default printed to stderr); spawned tasks
+  // borrow the loop's stop token, requested by request_stop().
+  void spawn(task<void> t);
+  // Detached tasks not finished yet.
+  std::size_t spawned() const noexcept { return spawned_; }
+
+  using unhandled_handler = void (*)(std::exception_ptr) noexcept;
+  void set_unhandled_exception_handler(unhandled_handler h) noexcept { unhandled_ = h; }
+
+  // Asks spawned tasks (and anything borrowing stop_token()) to stop.
+  void request_stop() noexcept { stop_source_.request_stop(); }
+  const std::stop_token& stop_token() const noexcept { return stop_token_; }
+
+  // Thread-safe: runs `fn` on the loop's thread at its next iteration, waking it if it
+  // sleeps. Posting to a loop that is being destroyed is a bug.
+  void post(std::function<void()> fn);
+  // Thread-safe: interrupts the loop's sleep without giving it work.
+  void wake() noexcept;
+
+  // The loop running on this thread, or nullptr.
+  static loop* current() noexcept { return current_; }
+  // The loop running on this thread; throws std::logic_error when there is none.
+  static loop& this_loop();
+
+  const loop_features& features() const noexcept { return features_; }
+  int ring_fd() const noexcept { return ring_.ring_fd; }
+
+  // --- For operation awaiters (runtime/ internals) -------------------------------------
+  // A free SQE. When the SQ is full, the queued SQEs are submitted first. `needed` SQEs
+  // are guaranteed contiguous in one submission (for linked requests).
+  io_uring_sqe* get_sqe(unsigned needed = 1);
+  // Called once per request whose CQE will be delivered to an io_op, right after prep.
+  void track(io_uring_sqe* sqe, detail::io_op* op) noexcept;
+  // Asks the kernel to cancel `op` (loop thread only). The op still completes, with
+  // -ECANCELED or its real result if it won the race.
+  void cancel(detail::io_op* op);
+  // Thread-safe cancel: from the loop's thread it is cancel(); from another thread it is
+  // queued and submitted by the loop. forget_cancel must then be called on the loop thread
+  // when the op has completed, before its memory is reused.
+  void cancel_from_any_thread(detail::io_op* op);
+  void forget_cancel(detail::io_op* op) noexcept;
+  // Requests in flight (SQEs tracked whose final CQE has not arrived).
+  std::size_t in_flight() const noexcept { return in_flight_; }
+
+ private:
+  struct remote_queue {
+    std::mutex mutex;
+    std::vector<std::function<void()>> work;
+    std::vector<detail::io_op*> cancels;
+  };
+
+  // One iteration: posted work, then submit and wait (unless *finished already), reap.
+  void run_once(const bool* finished);
+  void reap();
+  void drain_remote();
+  void arm_wakeup();
+  void bind_to_this_thread();
+  void on_spawned_exit(std::exception_ptr e) noexcept;
+
+  // The read on wake_fd_ that ends the loop's sleep when another thread posts.
+  struct wake_op : detail::io_op {
+    loop* owner;
+  };
+
+  io_uring ring_{};
+  loop_features features_;
+  int wake_fd_ = -1;
+  std::uint64_t wake_buffer_ = 0;
+  wake_op wake_op_{};
+  bool wake_armed_ = false;
+  bool closing_ = false;  // the destructor drains: no new wake-up read
+
+  std::size_t in_flight_ = 0;
+  std::size_t spawned_ = 0;
+  unhandled_handler unhandled_;
+  std::stop_source stop_source_;
+  std::stop_token stop_token_ = stop_source_.get_token();
+
+  // The sleeping flag and the remote queue form a Dekker pair with post(): the loop
+  // stores sleeping = true and then re-checks the queue; a poster pushes and then loads
+  // sleeping. seq_cst on both sides guarantees at least one of them sees the other, so a
+  // post is never left unnoticed while the loop sleeps.
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> remote_pending_{false};
+  remote_queue remote_;
+
+  static thread_local loop* current_;
+};
+
+template <class T>
+T loop::run(task<T> main, std::stop_token token) {
+  bind_to_this_thread();
+  struct unbind {
+    ~unbind() { current_ = nullptr; }
+  } guard;
+  detail::result_slot<T> slot;
+  bool done = false;
+  auto hook = [](void* flag, std::size_t) noexcept -> std::coroutine_handle<> {
+    *static_cast<bool*>(flag) = true;
+    return {};
+  };
+  detail::run_into(std::move(main), slot).start(hook, &done, 0, token);
+  while (!done) run_once(&done);
+  return slot.take();
+}
+
+}  // namespace corio
