@@ -225,15 +225,23 @@ void loop::drain_remote() {
   for (auto& fn : work) fn();
 }
 
+bool loop::run_drain_hooks() {
+  bool found = false;
+  for (const hook_entry& h : drain_hooks_) found |= h.hook(h.context);
+  return found;
+}
+
 void loop::run_once(const bool* finished) {
   drain_remote();
+  const bool hooked_work = run_drain_hooks();
   // Posted work may have finished what run() waits for: then submit, reap, return.
-  bool wait = finished == nullptr || !*finished;
+  bool wait = !hooked_work && (finished == nullptr || !*finished);
   if (wait) {
     arm_wakeup();
     sleeping_.store(true, std::memory_order_seq_cst);
-    // Re-check after announcing the sleep: a post that raced with the store is seen here.
-    if (remote_pending_.load(std::memory_order_seq_cst)) wait = false;
+    // Re-check after announcing the sleep: work published while we decided to sleep is
+    // seen here (posts through remote_pending_, other channels through their hooks).
+    if (remote_pending_.load(std::memory_order_seq_cst) || run_drain_hooks()) wait = false;
   }
   int res;
   if (wait && io_uring_cq_ready(&ring_) == 0)

@@ -89,6 +89,18 @@ class loop {
   void post(std::function<void()> fn);
   // Thread-safe: interrupts the loop's sleep without giving it work.
   void wake() noexcept;
+  // Thread-safe: true while the loop is (about to be) asleep in io_uring_enter. A
+  // producer that publishes work through its own channel (a cross-shard queue) and then
+  // sees sleeping() must wake the loop; see the Dekker comment on sleeping_.
+  bool sleeping() const noexcept { return sleeping_.load(std::memory_order_seq_cst); }
+
+  // Registers `hook(context)`, called on the loop's thread at the start of every
+  // iteration and once more after the loop announced its sleep, before it sleeps. It
+  // returns true if it found work (the loop then does not sleep). For channels that feed
+  // the loop without post(): the runtime's cross-shard queues. Hooks are never removed;
+  // they must stay valid for the loop's life.
+  using drain_hook = bool (*)(void* context);
+  void add_drain_hook(drain_hook hook, void* context) { drain_hooks_.push_back({hook, context}); }
 
   // The loop running on this thread, or nullptr.
   static loop* current() noexcept { return current_; }
@@ -156,6 +168,12 @@ class loop {
   std::atomic<bool> sleeping_{false};
   std::atomic<bool> remote_pending_{false};
   remote_queue remote_;
+  struct hook_entry {
+    drain_hook hook;
+    void* context;
+  };
+  std::vector<hook_entry> drain_hooks_;
+  bool run_drain_hooks();
 
   static thread_local loop* current_;
 };
