@@ -231,32 +231,86 @@ bool loop::run_drain_hooks() {
   return found;
 }
 
+void loop::watch_stop(detail::stop_watched_op* op) noexcept {
+  op->listed = true;
+  op->prev = nullptr;
+  op->next = watched_;
+  if (watched_ != nullptr) watched_->prev = op;
+  watched_ = op;
+}
+
+void loop::unwatch_stop(detail::stop_watched_op* op) noexcept {
+  if (!op->listed) return;
+  op->listed = false;
+  if (op->prev != nullptr)
+    op->prev->next = op->next;
+  else
+    watched_ = op->next;
+  if (op->next != nullptr) op->next->prev = op->prev;
+}
+
+void loop::poll_stop_requests() {
+  for (detail::stop_watched_op* op = watched_; op != nullptr;) {
+    detail::stop_watched_op* const next = op->next;
+    if (op->token->stop_requested()) {
+      unwatch_stop(op);
+      cancel(op);
+    }
+    op = next;
+  }
+}
+
+void loop::register_stop_callbacks() {
+  while (watched_ != nullptr) {
+    detail::stop_watched_op* const op = watched_;
+    unwatch_stop(op);
+    // May run the callback at once (token already stopped): it cancels on this thread.
+    op->register_callback(op);
+  }
+}
+
+void loop::submit(bool wait_for_one) {
+  int res;
+  if (wait_for_one && io_uring_cq_ready(&ring_) == 0)
+    res = io_uring_submit_and_wait(&ring_, 1);
+  else if (features_.defer_taskrun)
+    res = io_uring_submit_and_get_events(&ring_);  // DEFER_TASKRUN posts CQEs only on enter
+  else
+    res = io_uring_submit(&ring_);
+  if (res < 0 && res != -EINTR && res != -EAGAIN && res != -EBUSY) [[unlikely]]
+    detail::throw_errno(-res, "io_uring_enter");
+}
+
 void loop::run_once(const bool* finished) {
   drain_remote();
   const bool hooked_work = run_drain_hooks();
+  poll_stop_requests();
   // Posted work may have finished what run() waits for: then submit, reap, return.
   bool wait = !hooked_work && (finished == nullptr || !*finished);
+  if (wait && watched_ != nullptr) {
+    // Before sleeping, the listed ops would need their stop callbacks registered. Most
+    // are done by now (NOPs, reads of ready data), so first collect what is complete
+    // without sleeping; only if nothing is, register and sleep. This costs one extra
+    // io_uring_enter per sleep, and only while cancellable ops are in flight.
+    submit(false);
+    if (reap() > 0) return;
+  }
   if (wait) {
+    // Asleep, the loop cannot poll: stop requests from other threads must reach it.
+    register_stop_callbacks();
     arm_wakeup();
     sleeping_.store(true, std::memory_order_seq_cst);
     // Re-check after announcing the sleep: work published while we decided to sleep is
     // seen here (posts through remote_pending_, other channels through their hooks).
     if (remote_pending_.load(std::memory_order_seq_cst) || run_drain_hooks()) wait = false;
   }
-  int res;
-  if (wait && io_uring_cq_ready(&ring_) == 0)
-    res = io_uring_submit_and_wait(&ring_, 1);
-  else if (features_.defer_taskrun)
-    res = io_uring_submit_and_get_events(&ring_);  // DEFER_TASKRUN posts CQEs only on enter
-  else
-    res = io_uring_submit(&ring_);
+  submit(wait);
   sleeping_.store(false, std::memory_order_relaxed);
-  if (res < 0 && res != -EINTR && res != -EAGAIN && res != -EBUSY) [[unlikely]]
-    detail::throw_errno(-res, "io_uring_enter");
   reap();
 }
 
-void loop::reap() {
+std::size_t loop::reap() {
+  std::size_t reaped = 0;
   // Copy a batch out and advance first: completions resume coroutines, which may submit
   // (and, without DEFER_TASKRUN, make the kernel post) more CQEs while we dispatch.
   constexpr unsigned batch = 256;
@@ -269,7 +323,8 @@ void loop::reap() {
   io_uring_cqe* cqes[batch];
   for (;;) {
     const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, batch);
-    if (n == 0) return;
+    if (n == 0) return reaped;
+    reaped += n;
     for (unsigned i = 0; i < n; ++i) done[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
     io_uring_cq_advance(&ring_, n);
     for (unsigned i = 0; i < n; ++i) {
@@ -278,7 +333,7 @@ void loop::reap() {
       detail::io_op* op = detail::from_user_data(done[i].user_data);
       op->complete(op, done[i].res, done[i].flags);
     }
-    if (n < batch) return;
+    if (n < batch) return reaped;
   }
 }
 

@@ -126,6 +126,11 @@ class loop {
   void forget_cancel(detail::io_op* op) noexcept;
   // Requests in flight (SQEs tracked whose final CQE has not arrived).
   std::size_t in_flight() const noexcept { return in_flight_; }
+  // Watches op->token for as long as the op is in flight (see stop_watched_op): cancels
+  // the op when a stop is requested. unwatch_stop must be called on the loop thread once
+  // the op completed, before its memory is reused.
+  void watch_stop(detail::stop_watched_op* op) noexcept;
+  void unwatch_stop(detail::stop_watched_op* op) noexcept;
 
  private:
   struct remote_queue {
@@ -136,7 +141,10 @@ class loop {
 
   // One iteration: posted work, then submit and wait (unless *finished already), reap.
   void run_once(const bool* finished);
-  void reap();
+  // Submits queued SQEs; with wait_for_one, sleeps until a completion arrives.
+  void submit(bool wait_for_one);
+  // Dispatches every available CQE; returns how many there were.
+  std::size_t reap();
   void drain_remote();
   void arm_wakeup();
   void bind_to_this_thread();
@@ -174,6 +182,12 @@ class loop {
   };
   std::vector<hook_entry> drain_hooks_;
   bool run_drain_hooks();
+
+  // Ops whose stop tokens are polled each iteration; registered with callbacks (and
+  // unlisted) when the loop is about to sleep.
+  detail::stop_watched_op* watched_ = nullptr;
+  void poll_stop_requests();
+  void register_stop_callbacks();
 
   static thread_local loop* current_;
 };

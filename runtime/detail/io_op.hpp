@@ -12,6 +12,7 @@
 // does not resume before that CQE.
 
 #include <cstdint>
+#include <stop_token>
 
 namespace corio::detail {
 
@@ -19,6 +20,24 @@ struct io_op {
   // Runs on the loop's thread for each CQE of this request. `flags` are the CQE flags
   // (IORING_CQE_F_MORE: a multishot request will complete again).
   void (*complete)(io_op* self, int res, unsigned flags) noexcept;
+};
+
+// An in-flight op whose stop token the loop watches for it (loop::watch_stop).
+//
+// Registering a std::stop_callback costs a few atomic read-modify-writes on the token's
+// shared state, about as much as the io_uring round trip of a NOP. Most ops complete
+// within the loop iteration that submitted them, so the loop does not register one per
+// op: while it is busy it polls the tokens of the ops on its list (one load each per
+// iteration), and only before it goes to sleep, when a stop request from another thread
+// could otherwise go unnoticed, does it call `register_callback` for each op still
+// listed. Linked into the loop's list on the loop thread only.
+struct stop_watched_op : io_op {
+  const std::stop_token* token = nullptr;
+  // Registers the op's std::stop_callback (which then cancels it from any thread).
+  void (*register_callback)(stop_watched_op* self) = nullptr;
+  stop_watched_op* prev = nullptr;
+  stop_watched_op* next = nullptr;
+  bool listed = false;
 };
 
 inline std::uint64_t to_user_data(io_op* op) noexcept { return reinterpret_cast<std::uintptr_t>(op); }

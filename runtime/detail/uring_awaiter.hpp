@@ -11,8 +11,9 @@
 // Cancellation and deadlines (the same for every op):
 // - The stop token is op_options::token if given, else the awaiting coroutine's ambient
 //   token (stop.hpp). A token already stopped fails the op before it is submitted. A stop
-//   requested while in flight sends IORING_OP_ASYNC_CANCEL (from any thread: see
-//   loop::cancel_from_any_thread); the op then completes with -ECANCELED, or with its real
+//   requested while in flight sends IORING_OP_ASYNC_CANCEL: the loop polls the token
+//   while busy and registers a std::stop_callback only before it sleeps (see
+//   stop_watched_op), and the callback cancels from any thread (loop::cancel_from_any_thread); the op then completes with -ECANCELED, or with its real
 //   result if it won the race, which is then returned: no completed work is lost.
 // - A deadline adds an IORING_OP_LINK_TIMEOUT linked to the op. When it fires the op
 //   completes with -ECANCELED and the awaiter throws timed_out (told apart from a stop
@@ -67,10 +68,11 @@ inline __kernel_timespec to_kernel_timespec(std::chrono::nanoseconds d) noexcept
   return {.tv_sec = secs.count(), .tv_nsec = (d - secs).count()};
 }
 
-struct op_completion : io_op {
+struct op_completion : stop_watched_op {
   int res = 0;
   unsigned flags = 0;
   std::coroutine_handle<> waiter;
+  void* owner = nullptr;  // the uring_awaiter, for register_callback
 
   op_completion() noexcept {
     complete = [](io_op* self, int res, unsigned flags) noexcept {
@@ -120,11 +122,20 @@ class [[nodiscard]] uring_awaiter {
       io_uring_sqe_set_data64(t, 0);
     }
     done_.waiter = waiter;
-    if (token_->stop_possible()) cancel_on_stop_.emplace(*token_, canceller{this});
+    if (token_->stop_possible()) {
+      done_.token = token_;
+      done_.owner = this;
+      done_.register_callback = [](stop_watched_op* op) {
+        auto* self = static_cast<uring_awaiter*>(static_cast<op_completion*>(op)->owner);
+        self->cancel_on_stop_.emplace(*self->token_, canceller{self});
+      };
+      loop_->watch_stop(&done_);
+    }
     return true;
   }
 
   int await_resume() {
+    loop_->unwatch_stop(&done_);
     if (cancel_on_stop_) {
       // Waits for a callback running on another thread, so forget_cancel sees its entry.
       cancel_on_stop_.reset();

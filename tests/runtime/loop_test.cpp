@@ -6,6 +6,7 @@
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -247,4 +248,42 @@ TEST_CASE("destroying a loop with a spawned task still sleeping cancels and drai
     CHECK(lp.in_flight() >= 1);
   }
   CHECK(outcome == "cancelled");
+}
+
+TEST_CASE("a stop requested from another thread reaches an op while the loop never sleeps") {
+  // A busy loop polls the tokens of its in-flight ops instead of registering callbacks;
+  // the stop must still cancel the pending read.
+  corio::loop lp;
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  std::stop_source src;
+  const std::stop_token token = src.get_token();
+  bool cancelled = false;
+  std::atomic<bool> reading{false};
+  auto main = [&]() -> task<void> {
+    corio::task_group g;
+    g.spawn([&]() -> task<void> {
+      std::byte buf[8];
+      reading = true;
+      try {
+        co_await corio::read(fds[0], buf, corio::at_current_position, {.token = &token, .deadline = {}});
+      } catch (const corio::operation_cancelled&) {
+        cancelled = true;
+      }
+    });
+    g.spawn([&]() -> task<void> {
+      while (!cancelled) co_await corio::nop();  // keeps the loop from ever sleeping
+    });
+    co_await g.wait();
+  };
+  std::thread stopper([&] {
+    while (!reading) std::this_thread::yield();
+    std::this_thread::sleep_for(20ms);
+    src.request_stop();
+  });
+  lp.run(main());
+  stopper.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(cancelled);
 }
