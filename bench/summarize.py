@@ -2,10 +2,10 @@
 """Summarize a Google Benchmark JSON run of corio next to its peers' figures.
 
 Usage:
-  summarize.py BENCH_JSON [--peer PEER_JSON ...] [--strict]
+  summarize.py BENCH_JSON [BENCH_JSON ...] [--peer PEER_JSON ...] [--strict]
 
-BENCH_JSON is the output of `bench_coro --benchmark_format=json` or of
-`--benchmark_out=FILE` (same format). Each PEER_JSON maps a benchmark name to an object
+Each BENCH_JSON is the output of a Google Benchmark program (bench_coro, bench_runtime,
+bench_peer_asio...) with `--benchmark_out=FILE --benchmark_out_format=json`. Each PEER_JSON maps a benchmark name to an object
 with "items_per_second" (bench/peers/python_generator.py prints one). When the run used
 repetitions, the median aggregate is used (else the mean, else the median of the plain
 rows).
@@ -26,6 +26,9 @@ TARGETS = [
     ("BM_generator_send", "BM_raw_resume", 0.67),
     ("BM_fiber_switch", "BM_raw_fcontext_switch", 0.8),
     ("BM_generator_send", "python_generator_send", 20.0),
+    ("BM_loop_nop", "BM_raw_uring_nop", 0.7),
+    ("BM_spawn", "go_spawn", 2.0),
+    ("BM_spawn", "BM_asio_co_spawn", 1.0),
 ]
 
 
@@ -89,7 +92,7 @@ def describe_run(doc: dict) -> str:
         parts.append(f"{reps} repetitions, {'median' if has_median else 'mean'} shown")
     if ctx.get("date"):
         parts.append(ctx["date"])
-    return "bench_coro run: " + ", ".join(parts) if parts else "bench_coro run"
+    return "benchmark run: " + ", ".join(parts) if parts else "benchmark run"
 
 
 def human_rate(ips: float) -> str:
@@ -111,19 +114,23 @@ def lookup(figures: dict, name: str):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench_json", help="Google Benchmark JSON output of bench_coro")
+    parser.add_argument("bench_json", nargs="+",
+                        help="Google Benchmark JSON output (bench_coro, bench_runtime, ...)")
     parser.add_argument("--peer", action="append", default=[], metavar="PEER_JSON",
                         help="peer figures, {name: {items_per_second: ...}} (repeatable)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a target ratio is missed")
     args = parser.parse_args()
 
-    doc = load_json(args.bench_json)
-    figures = collect_benchmarks(doc)
+    docs = [load_json(path) for path in args.bench_json]
+    doc = docs[0]
+    figures = {}
+    for d in docs:
+        figures.update(collect_benchmarks(d))
     for path in args.peer:
         figures.update(collect_peers(load_json(path)))
     if not figures:
-        print(f"summarize: no benchmark with items_per_second in {args.bench_json}",
+        print(f"summarize: no benchmark with items_per_second in {' '.join(args.bench_json)}",
               file=sys.stderr)
         return 1
 

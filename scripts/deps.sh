@@ -27,6 +27,7 @@ CORIO_DEPS=(
 # and is not retried on this machine (so a missing optional package costs no apt-get
 # update on every run); delete /var/tmp/corio-deps/ to retry.
 CORIO_OPTIONAL_DEPS=(
+    golang-go  # bench/peers/go_spawn.go, the goroutine peer of BM_spawn
 )
 CORIO_OPTIONAL_TRIED_DIR=/var/tmp/corio-deps
 

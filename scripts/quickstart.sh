@@ -50,20 +50,36 @@ else
     peer_args=(--seconds 0.3 --repeats 3)
 fi
 
-echo "== running benchmarks (bench_coro ${bench_args[*]})"
-# The JSON goes to the file; the console table and the context banner (stderr) are
-# dropped to keep the output short, and the banner is shown if the run fails.
-if ! "$builddir/bench/bench_coro" "${bench_args[@]}" \
-        --benchmark_out="$results/coro.json" --benchmark_out_format=json \
-        >/dev/null 2>"$results/bench_coro.log"; then
-    cat "$results/bench_coro.log" >&2
-    echo "quickstart: bench_coro failed" >&2
-    exit 1
-fi
+echo "== running benchmarks (${bench_args[*]})"
+# Each program's JSON goes to a file; the console table and the context banner (stderr)
+# are dropped to keep the output short, and the banner is shown if a run fails.
+run_bench() {
+    local name=$1
+    if ! "$builddir/bench/$name" "${bench_args[@]}" \
+            --benchmark_out="$results/$name.json" --benchmark_out_format=json \
+            >/dev/null 2>"$results/$name.log"; then
+        cat "$results/$name.log" >&2
+        echo "quickstart: $name failed" >&2
+        exit 1
+    fi
+}
+run_bench bench_coro
+run_bench bench_runtime
+run_bench bench_peer_asio
 python3 bench/peers/python_generator.py "${peer_args[@]}" >"$results/python_generator.json"
+peers=(--peer "$results/python_generator.json")
+# Go is optional: the peer runs when a Go toolchain is installed.
+if command -v go >/dev/null; then
+    if GOCACHE=${GOCACHE:-/tmp/corio-gocache} go run bench/peers/go_spawn.go >"$results/go_spawn.json" 2>"$results/go_spawn.log"; then
+        peers+=(--peer "$results/go_spawn.json")
+    else
+        echo "(go_spawn peer failed: see $results/go_spawn.log)"
+    fi
+fi
 
 echo
-python3 bench/summarize.py "$results/coro.json" --peer "$results/python_generator.json"
+python3 bench/summarize.py "$results/bench_coro.json" "$results/bench_runtime.json" \
+    "$results/bench_peer_asio.json" "${peers[@]}"
 
 echo
 echo "== examples"
@@ -85,5 +101,5 @@ for name in "${examples[@]}"; do
     fi
 done
 echo
-echo "results: $results/coro.json, $results/python_generator.json"
+echo "results: $results/*.json"
 exit $status
