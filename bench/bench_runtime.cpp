@@ -10,6 +10,7 @@
 #include <corio/coro/task_group.hpp>
 #include <corio/runtime/file_ops.hpp>
 #include <corio/runtime/loop.hpp>
+#include <corio/runtime/runtime.hpp>
 #include <corio/runtime/timer.hpp>
 
 #include <liburing.h>
@@ -83,6 +84,39 @@ void BM_timer(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_timer);
+
+// Cross-shard round trips: shard 0 awaits submit_to(1, [] { return 1; }). One submitter
+// measures latency (each round trip waits for the previous; shard 1 may fall asleep in
+// between and must be woken); the pipelined variant keeps 64 submitters in flight, which
+// is what a server does, and measures throughput. Two shards, pinned where allowed.
+void BM_cross_shard_submit(benchmark::State& state) {
+  corio::runtime rt({.shards = 2, .pin = true});
+  auto main = [&]() -> corio::task<void> {
+    for (auto _ : state) benchmark::DoNotOptimize(co_await corio::submit_to(1, [] { return 1; }));
+  };
+  rt.run(main());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_cross_shard_submit)->UseRealTime();
+
+void BM_cross_shard_submit_pipelined(benchmark::State& state) {
+  constexpr int submitters = 64;
+  constexpr int rounds = 16;
+  corio::runtime rt({.shards = 2, .pin = true});
+  auto worker = []() -> corio::task<void> {
+    for (int i = 0; i < rounds; ++i) benchmark::DoNotOptimize(co_await corio::submit_to(1, [] { return 1; }));
+  };
+  auto main = [&]() -> corio::task<void> {
+    for (auto _ : state) {
+      corio::task_group g;
+      for (int i = 0; i < submitters; ++i) g.spawn(worker());
+      co_await g.wait();
+    }
+  };
+  rt.run(main());
+  state.SetItemsProcessed(state.iterations() * submitters * rounds);
+}
+BENCHMARK(BM_cross_shard_submit_pipelined)->UseRealTime();
 
 }  // namespace
 

@@ -29,6 +29,7 @@ TARGETS = [
     ("BM_loop_nop", "BM_raw_uring_nop", 0.7),
     ("BM_spawn", "go_spawn", 2.0),
     ("BM_spawn", "BM_asio_co_spawn", 1.0),
+    ("echo_corio", "echo_asio", 1.2),
 ]
 
 

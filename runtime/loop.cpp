@@ -170,10 +170,9 @@ void loop::cancel_from_any_thread(detail::io_op* op) {
     cancel(op);
     return;
   }
-  {
-    std::lock_guard lock(remote_.mutex);
-    remote_.cancels.push_back(op);
-  }
+  // Published and woken under the lock: see post().
+  std::lock_guard lock(remote_.mutex);
+  remote_.cancels.push_back(op);
   remote_pending_.store(true, std::memory_order_seq_cst);
   wake();
 }
@@ -185,10 +184,11 @@ void loop::forget_cancel(detail::io_op* op) noexcept {
 }
 
 void loop::post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(remote_.mutex);
-    remote_.work.push_back(std::move(fn));
-  }
+  // wake() stays inside the lock: the loop must take it to run the work, so it cannot
+  // run `fn`, finish, and be destroyed (closing wake_fd_) while this thread is still
+  // between publishing and waking. (Found by TSan.)
+  std::lock_guard lock(remote_.mutex);
+  remote_.work.push_back(std::move(fn));
   remote_pending_.store(true, std::memory_order_seq_cst);
   wake();
 }

@@ -19,7 +19,7 @@ for arg in "$@"; do
 done
 
 # The examples a user can read first; each must exit by itself.
-examples=(jumping_range producer_consumer)
+examples=(jumping_range producer_consumer threads_lock thread_local subprocess_communicate)
 builddir=build/release
 results=bench/results
 
@@ -45,9 +45,11 @@ mkdir -p "$results"
 if [[ $full -eq 1 ]]; then
     bench_args=(--benchmark_min_time=1 --benchmark_repetitions=5)
     peer_args=(--seconds 1 --repeats 5)
+    echo_seconds=10
 else
     bench_args=(--benchmark_min_time=0.2)
     peer_args=(--seconds 0.3 --repeats 3)
+    echo_seconds=3
 fi
 
 echo "== running benchmarks (${bench_args[*]})"
@@ -75,6 +77,13 @@ if command -v go >/dev/null; then
     else
         echo "(go_spawn peer failed: see $results/go_spawn.log)"
     fi
+fi
+
+# Echo: corio's echo_server and the Asio peer under the same load generator.
+if python3 bench/echo_compare.py "$builddir" --seconds "$echo_seconds" >"$results/echo.json" 2>"$results/echo.log"; then
+    peers+=(--peer "$results/echo.json")
+else
+    echo "(echo comparison failed: see $results/echo.log)"
 fi
 
 echo

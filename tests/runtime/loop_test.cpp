@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_time.hpp"
+
 using namespace std::chrono_literals;
 using corio::task;
 
@@ -161,12 +163,7 @@ struct resumed_by_post {
   awaiter operator co_await() noexcept { return {this}; }
 };
 
-double thread_cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_THREAD, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
+double thread_cpu_seconds() { return corio_test::cpu_seconds(RUSAGE_THREAD); }
 
 }  // namespace
 

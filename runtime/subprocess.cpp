@@ -1,0 +1,466 @@
+#include "subprocess.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <span>
+#include <stop_token>
+#include <string_view>
+
+#include "../coro/task_group.hpp"
+#include "file_ops.hpp"
+#include "timer.hpp"
+
+extern char** environ;
+
+namespace corio::subprocess {
+namespace {
+
+using namespace std::chrono_literals;
+
+// RWF_NOSIGNAL (Linux 6.14): EPIPE without SIGPIPE. Older uapi headers lack it; older
+// kernels reject it with EOPNOTSUPP, which the first write to a child's stdin probes.
+constexpr int rwf_nosignal = 0x00000100;
+// 0: not probed yet, 1: the kernel honours RWF_NOSIGNAL, -1: it does not (or a test
+// forces the fallback). Relaxed: every thread may probe; all reach the same answer.
+std::atomic<int> nosignal_state{0};
+std::atomic<bool> no_pidfd{false};  // tests: act as if pidfd_open were missing
+
+class fd_guard {
+ public:
+  explicit fd_guard(int fd = -1) noexcept : fd_(fd) {}
+  fd_guard(const fd_guard&) = delete;
+  fd_guard& operator=(const fd_guard&) = delete;
+  ~fd_guard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void reset(int fd) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Keeps fds the child will receive out of 0..2, so one dup2 never overwrites the source of
+// the next when the parent runs with a standard stream closed.
+int above_stdio(int fd, const std::string& what) {
+  if (fd > 2) return fd;
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  const int error = errno;
+  ::close(fd);
+  if (moved < 0) corio::detail::throw_errno(error, what);
+  return moved;
+}
+
+int pidfd_open(pid_t pid) noexcept {
+  if (no_pidfd.load(std::memory_order_relaxed)) return -1;
+  const long fd = ::syscall(SYS_pidfd_open, pid, 0);  // always CLOEXEC; ENOSYS before 5.3
+  return fd < 0 ? -1 : static_cast<int>(fd);
+}
+
+struct file_actions {
+  posix_spawn_file_actions_t fa;
+  file_actions() { ::posix_spawn_file_actions_init(&fa); }
+  ~file_actions() { ::posix_spawn_file_actions_destroy(&fa); }
+};
+struct spawn_attr {
+  posix_spawnattr_t attr;
+  spawn_attr() { ::posix_spawnattr_init(&attr); }
+  ~spawn_attr() { ::posix_spawnattr_destroy(&attr); }
+};
+
+void check_spawn_call(int error, const std::string& what) {
+  if (error != 0) corio::detail::throw_errno(error, what);
+}
+
+int decode_status(int status) noexcept {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return status;  // not reached: waitpid without WUNTRACED reports only terminations
+}
+
+std::string join(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) {
+    if (!s.empty()) s += ' ';
+    const bool quote = a.empty() || a.find_first_of(" \t\n'\"\\$") != std::string::npos;
+    s += quote ? "'" + a + "'" : a;
+  }
+  return s;
+}
+
+std::string describe_exit(int rc) {
+  if (rc >= 0) return "exit status " + std::to_string(rc);
+  return "killed by signal " + std::to_string(-rc) + " (" + ::strsignal(-rc) + ")";
+}
+
+// write(2) with SIGPIPE held back: blocked around the call, and consumed if this write
+// raised it (and it was not already pending for some other reason).
+ssize_t write_without_sigpipe(int fd, std::string_view data) {
+  sigset_t pipe_set, old, pending;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ::sigpending(&pending);
+  const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+  const ssize_t n = ::write(fd, data.data(), data.size());
+  const int error = errno;
+  if (n < 0 && error == EPIPE && !was_pending) {
+    const timespec zero{};
+    while (::sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = error;
+  return n;
+}
+
+// One write to a child's stdin that can never SIGPIPE the parent; returns bytes written.
+task<std::size_t> write_stdin(int fd, std::string_view data, op_options options, const std::string& program) {
+  const unsigned n = static_cast<unsigned>(std::min<std::size_t>(data.size(), 1u << 20));
+  auto describe = [&program] { return "write stdin of " + program; };
+  if (nosignal_state.load(std::memory_order_relaxed) >= 0) {
+    try {
+      const int written = co_await corio::detail::uring_awaiter(
+          [&](io_uring_sqe* sqe) {
+            io_uring_prep_write(sqe, fd, data.data(), n, at_current_position);
+            sqe->rw_flags = rwf_nosignal;
+          },
+          describe, options);
+      nosignal_state.store(1, std::memory_order_relaxed);
+      co_return static_cast<std::size_t>(written);
+    } catch (const std::system_error& e) {
+      if (e.code() != std::errc::operation_not_supported ||
+          nosignal_state.load(std::memory_order_relaxed) == 1)
+        throw;
+    }
+    nosignal_state.store(-1, std::memory_order_relaxed);
+  }
+  // Fallback: wait for room through the ring, then a non-blocking write(2).
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  for (;;) {
+    co_await corio::poll(fd, POLLOUT, options);
+    const ssize_t written = write_without_sigpipe(fd, data.substr(0, n));
+    if (written >= 0) co_return static_cast<std::size_t>(written);
+    if (errno != EAGAIN && errno != EINTR) corio::detail::throw_errno(errno, describe());
+  }
+}
+
+task<void> drain(int fd, std::string& out, op_options options) {
+  // Reads land directly in `out` (std::string grows its capacity geometrically). The
+  // chunk is what one read may return: a default pipe holds 64 KiB; a read that fills the
+  // chunk doubles it, up to 1 MiB, so the zero-filled tail stays near the real size.
+  std::size_t chunk = 64 * 1024;
+  for (;;) {
+    const std::size_t size = out.size();
+    out.resize(size + chunk);
+    const int n = co_await corio::read(fd, std::as_writable_bytes(std::span(out.data() + size, chunk)),
+                                       at_current_position, options);
+    out.resize(size + static_cast<std::size_t>(n));
+    if (n == 0) co_return;
+    if (static_cast<std::size_t>(n) == chunk) chunk = std::min<std::size_t>(chunk * 2, 1024 * 1024);
+  }
+}
+
+struct group_stopper {
+  task_group* group;
+  void operator()() const noexcept { group->request_stop(); }
+};
+
+task<int> wait_owned(child c, op_options options) { co_return co_await c.wait(options); }
+
+task<std::string> check_owned(child c, std::vector<std::string> argv, op_options options) {
+  result r = co_await c.communicate(std::string(), options);
+  if (r.returncode != 0)
+    throw called_process_error(std::move(argv), r.returncode, std::move(r.out), std::move(r.err));
+  co_return std::move(r.out);
+}
+
+}  // namespace
+
+namespace testing {
+void force_write_fallback(bool on) noexcept { nosignal_state.store(on ? -1 : 0, std::memory_order_relaxed); }
+void force_no_pidfd(bool on) noexcept { no_pidfd.store(on, std::memory_order_relaxed); }
+}  // namespace testing
+
+called_process_error::called_process_error(std::vector<std::string> argv, int returncode, std::string out,
+                                           std::string err)
+    : std::runtime_error([&] {
+        std::string what = "check_output " + join(argv) + ": " + describe_exit(returncode);
+        std::string_view tail = err;
+        while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.remove_suffix(1);
+        if (tail.size() > 1024) tail = tail.substr(tail.size() - 1024);
+        if (!tail.empty()) what += "; stderr: " + std::string(tail);
+        return what;
+      }()),
+      argv_(std::move(argv)),
+      returncode_(returncode),
+      out_(std::move(out)),
+      err_(std::move(err)) {}
+
+// --- child ------------------------------------------------------------------------------
+
+child& child::operator=(child&& o) noexcept {
+  if (this == &o) return *this;
+  this->~child();
+  pid_ = std::exchange(o.pid_, -1);
+  pidfd_ = std::exchange(o.pidfd_, -1);
+  for (int i = 0; i < 3; ++i) fds_[i] = std::exchange(o.fds_[i], -1);
+  program_ = std::move(o.program_);
+  returncode_ = std::exchange(o.returncode_, std::nullopt);
+  return *this;
+}
+
+child::~child() {
+  if (pid_ > 0 && !returncode_) {
+    // Safe default: never leave a zombie or an orphan behind an object that is gone.
+    if (pidfd_ >= 0)
+      ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+    else
+      ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    returncode_ = decode_status(status);
+  }
+  close_fds();
+  if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
+  pid_ = -1;
+}
+
+void child::close_fds() noexcept {
+  for (int& fd : fds_)
+    if (fd >= 0) ::close(std::exchange(fd, -1));
+}
+
+void child::close_stdin() noexcept {
+  if (fds_[0] >= 0) ::close(std::exchange(fds_[0], -1));
+}
+
+std::optional<int> child::poll() {
+  if (returncode_ || pid_ <= 0) return returncode_;
+  int status = 0;
+  const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == 0 || (r < 0 && errno == EINTR)) return std::nullopt;
+  if (r < 0)  // ECHILD: SIGCHLD set to SIG_IGN lets the kernel reap our children
+    corio::detail::throw_errno(errno, "wait " + program_ + " (pid " + std::to_string(pid_) + ")");
+  returncode_ = decode_status(status);
+  if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
+  return returncode_;
+}
+
+void child::send_signal(int sig) {
+  if (pid_ <= 0 || returncode_) return;
+  const long r = pidfd_ >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) : ::kill(pid_, sig);
+  if (r < 0 && errno != ESRCH)
+    corio::detail::throw_errno(
+        errno, "signal " + std::to_string(sig) + " to " + program_ + " (pid " + std::to_string(pid_) + ")");
+}
+
+void child::throw_timed_out(const char* what) {
+  throw timed_out(std::string(what) + " " + program_ + " (pid " + std::to_string(pid_) +
+                  ") killed at its deadline");
+}
+
+task<void> child::kill_and_reap() {
+  send_signal(SIGKILL);
+  // Not cancellable: the caller is already failing and must not leave a zombie behind.
+  const op_options forever{.token = &corio::detail::never_stop, .deadline = std::nullopt};
+  while (!poll()) {
+    if (pidfd_ >= 0)
+      co_await corio::poll(pidfd_, POLLIN, forever);
+    else
+      co_await sleep_for(1ms, forever);
+  }
+}
+
+task<int> child::wait(op_options options) {
+  if (pid_ <= 0) throw std::logic_error("corio::subprocess::child::wait: this child owns no process");
+  auto backoff = 1ms;
+  for (;;) {
+    if (auto rc = poll()) co_return *rc;
+    bool late = false;
+    try {
+      if (pidfd_ >= 0) {
+        co_await corio::poll(pidfd_, POLLIN, options);  // readable once the child exits
+      } else {
+        co_await sleep_for(backoff, options);
+        backoff = std::min(backoff * 2, 50ms);
+      }
+    } catch (const timed_out&) {
+      late = true;
+    }
+    if (late) {
+      co_await kill_and_reap();
+      throw_timed_out("wait");
+    }
+  }
+}
+
+task<result> child::communicate(std::string input, op_options options) {
+  if (pid_ <= 0) throw std::logic_error("corio::subprocess::child::communicate: this child owns no process");
+  if (!input.empty() && fds_[0] < 0)
+    throw std::logic_error("communicate " + program_ +
+                           ": input given but stdin is not a pipe (use stdio::pipe())");
+  result r;
+  bool late = false;
+  {
+    task_group group;
+    // The group forwards the ambient token by itself; an explicit one is forwarded here.
+    std::optional<std::stop_callback<group_stopper>> forward;
+    if (options.token) forward.emplace(*options.token, group_stopper{&group});
+    const op_options inner{.token = nullptr, .deadline = options.deadline};
+    if (fds_[0] >= 0)
+      group.spawn([this, &input, inner]() -> task<void> {
+        std::string_view rest = input;
+        try {
+          while (!rest.empty()) rest.remove_prefix(co_await write_stdin(fds_[0], rest, inner, program_));
+        } catch (const std::system_error& e) {
+          // A child that exits without reading all its input is not an error (Python
+          // ignores BrokenPipeError here too).
+          if (e.code() != std::errc::broken_pipe) {
+            close_stdin();
+            throw;
+          }
+        }
+        close_stdin();
+      });
+    if (fds_[1] >= 0) group.spawn(drain(fds_[1], r.out, inner));
+    if (fds_[2] >= 0) group.spawn(drain(fds_[2], r.err, inner));
+    try {
+      co_await group.wait();
+    } catch (const timed_out&) {
+      late = true;
+    }
+  }
+  if (late) {
+    co_await kill_and_reap();
+    throw_timed_out("communicate");
+  }
+  r.returncode = co_await wait(options);
+  co_return r;
+}
+
+// --- spawn ------------------------------------------------------------------------------
+
+child spawn(std::vector<std::string> argv, options opts) {
+  if (argv.empty())
+    throw std::invalid_argument("corio::subprocess::spawn: empty argv (argv[0] names the program)");
+  if (argv[0].empty()) throw std::invalid_argument("corio::subprocess::spawn: empty program name in argv[0]");
+  if (opts.in_.which() == stdio::kind::to_stdout || opts.out_.which() == stdio::kind::to_stdout)
+    throw std::invalid_argument("corio::subprocess::spawn: stdio::to_stdout() is only for stderr");
+
+  child c;
+  c.program_ = argv[0];
+  const std::string what = "spawn " + c.program_;
+  file_actions actions;
+  spawn_attr attr;
+  fd_guard child_ends[3];
+  const stdio* streams[3] = {&opts.in_, &opts.out_, &opts.err_};
+  for (int i = 0; i < 3; ++i) {
+    const stdio& s = *streams[i];
+    switch (s.which()) {
+      case stdio::kind::inherit:
+        continue;
+      case stdio::kind::to_stdout:
+        check_spawn_call(::posix_spawn_file_actions_adddup2(&actions.fa, 1, 2), what);
+        continue;
+      case stdio::kind::pipe: {
+        int p[2];
+        corio::detail::check_errno(::pipe2(p, O_CLOEXEC), what + ": pipe");
+        const int theirs = i == 0 ? p[0] : p[1], ours = i == 0 ? p[1] : p[0];
+        c.fds_[i] = ours;
+        child_ends[i].reset(above_stdio(theirs, what + ": pipe"));
+        break;
+      }
+      case stdio::kind::null:
+        child_ends[i].reset(above_stdio(
+            corio::detail::check_errno(::open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC),
+                                       what + ": open /dev/null"),
+            what));
+        break;
+      case stdio::kind::file: {
+        const int flags = s.flags() != -1 ? s.flags() : i == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC;
+        child_ends[i].reset(
+            above_stdio(corio::detail::check_errno(::open(s.path().c_str(), flags | O_CLOEXEC, s.mode()),
+                                                   what + ": open " + s.path()),
+                        what));
+        break;
+      }
+      case stdio::kind::fd:
+        child_ends[i].reset(corio::detail::check_errno(::fcntl(s.borrowed_fd(), F_DUPFD_CLOEXEC, 3),
+                                                       what + ": fd " + std::to_string(s.borrowed_fd())));
+        break;
+    }
+    check_spawn_call(::posix_spawn_file_actions_adddup2(&actions.fa, child_ends[i].get(), i), what);
+  }
+  if (!opts.cwd_.empty())
+    check_spawn_call(::posix_spawn_file_actions_addchdir_np(&actions.fa, opts.cwd_.c_str()), what);
+  if (opts.close_fds_) check_spawn_call(::posix_spawn_file_actions_addclosefrom_np(&actions.fa, 3), what);
+
+  sigset_t none, pipe_only;
+  sigemptyset(&none);
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  check_spawn_call(::posix_spawnattr_setsigmask(&attr.attr, &none), what);
+  check_spawn_call(::posix_spawnattr_setsigdefault(&attr.attr, &pipe_only), what);
+  check_spawn_call(::posix_spawnattr_setflags(&attr.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+                   what);
+
+  std::vector<std::string> env;
+  if (opts.inherit_env_)
+    for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+  for (const std::string& entry : opts.env_) {
+    const std::string_view name = std::string_view(entry).substr(0, entry.find('=') + 1);  // "NAME="
+    std::erase_if(env, [&](const std::string& e) { return e.starts_with(name); });
+    env.push_back(entry);
+  }
+  std::vector<char*> envp, argp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  for (auto& a : argv) argp.push_back(a.data());
+  argp.push_back(nullptr);
+
+  pid_t pid = -1;
+  const int error = ::posix_spawnp(&pid, argv[0].c_str(), &actions.fa, &attr.attr, argp.data(), envp.data());
+  if (error != 0) {
+    // posix_spawn reports a failed chdir and a failed exec alike; tell them apart so the
+    // message points at the right culprit.
+    if (!opts.cwd_.empty()) {
+      const int dir = ::open(opts.cwd_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (dir < 0) corio::detail::throw_errno(errno, what + ": chdir " + opts.cwd_);
+      ::close(dir);
+    }
+    corio::detail::throw_errno(error, what);
+  }
+  c.pid_ = pid;
+  c.pidfd_ = pidfd_open(pid);  // safe: the pid cannot be reused before we reap it
+  return c;
+}
+
+task<int> call(std::vector<std::string> argv, options opts, op_options wait_options) {
+  return wait_owned(spawn(std::move(argv), std::move(opts)), wait_options);
+}
+
+task<std::string> check_output(std::vector<std::string> argv, options opts, op_options wait_options) {
+  opts.out(stdio::pipe());
+  if (opts.err_.which() == stdio::kind::inherit) opts.err(stdio::pipe());
+  std::vector<std::string> copy = argv;
+  return check_owned(spawn(std::move(argv), std::move(opts)), std::move(copy), wait_options);
+}
+
+}  // namespace corio::subprocess
