@@ -113,6 +113,18 @@ inline auto poll(int fd, unsigned events, op_options options = {}) {
                                detail::describe_fd("poll", fd), std::move(options));
 }
 
+// Cancels every request in flight on `fd` (IORING_OP_ASYNC_CANCEL with
+// IORING_ASYNC_CANCEL_FD | _ALL, Linux 5.19+); returns how many were found. Their awaiters
+// throw operation_cancelled (or return their result if they completed first). On an older
+// kernel this fails with "cancel fd N: Invalid argument": cancel through stop tokens there.
+inline auto cancel_fd(int fd, op_options options = {}) {
+  return detail::uring_awaiter(
+      [fd](io_uring_sqe* sqe) {
+        io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+      },
+      detail::describe_fd("cancel", fd), std::move(options));
+}
+
 // statx(2) of `path` (relative to dirfd), with the given mask (STATX_BASIC_STATS by default).
 task<struct statx> statx(int dirfd, std::string path, unsigned mask = STATX_BASIC_STATS, int flags = 0,
                          op_options options = {});

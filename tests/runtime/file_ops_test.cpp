@@ -148,3 +148,28 @@ TEST_CASE("poll reports a readable pipe") {
   auto main = [&]() -> task<int> { co_return co_await corio::poll(p.r, POLLIN); };
   CHECK((lp.run(main()) & POLLIN) != 0);
 }
+
+TEST_CASE("cancel_fd cancels every read pending on an fd and reports how many") {
+  corio::loop lp;
+  pipe_fds p;
+  int cancelled = 0;
+  auto reader = [&]() -> task<void> {
+    std::byte buf[4];
+    try {
+      co_await corio::read(p.r, buf);
+    } catch (const corio::operation_cancelled&) {
+      ++cancelled;
+    }
+  };
+  auto main = [&]() -> task<int> {
+    corio::task_group g;
+    g.spawn(reader());
+    g.spawn(reader());
+    co_await corio::sleep_for(5ms);  // both reads are in the kernel now
+    const int found = co_await corio::cancel_fd(p.r);
+    co_await g.wait();
+    co_return found;
+  };
+  CHECK(lp.run(main()) == 2);
+  CHECK(cancelled == 2);
+}
