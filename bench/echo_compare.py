@@ -6,6 +6,10 @@ in one run. Both servers get the same number of threads (--threads, one listener
 thread with SO_REUSEPORT); the default, 1, leaves the second core of a 2-core machine to
 the client, so the servers, not the client, are what is measured.
 
+On a 2-core machine the client and the server each saturate one core and most of that
+time is the kernel's loopback TCP path, so the ratio mostly shows that neither runtime
+adds much to it; telling the servers apart needs more client cores than servers.
+
 Prints one JSON object for bench/summarize.py:
   {"echo_corio": {"items_per_second": ...}, "echo_asio": {...}}   (round trips per second)
 
