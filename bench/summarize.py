@@ -30,6 +30,7 @@ TARGETS = [
     ("BM_spawn", "go_spawn", 2.0),
     ("BM_spawn", "BM_asio_co_spawn", 1.0),
     ("echo_corio", "echo_asio", 1.2),
+    ("BM_spsc_ring_8B", "BM_raw_spsc_spin", 0.5),
 ]
 
 

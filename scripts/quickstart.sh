@@ -67,6 +67,7 @@ run_bench() {
 }
 run_bench bench_coro
 run_bench bench_runtime
+run_bench bench_ipc
 run_bench bench_peer_asio
 python3 bench/peers/python_generator.py "${peer_args[@]}" >"$results/python_generator.json"
 peers=(--peer "$results/python_generator.json")
@@ -87,7 +88,7 @@ else
 fi
 
 echo
-python3 bench/summarize.py "$results/bench_coro.json" "$results/bench_runtime.json" \
+python3 bench/summarize.py "$results/bench_coro.json" "$results/bench_runtime.json" "$results/bench_ipc.json" \
     "$results/bench_peer_asio.json" "${peers[@]}"
 
 echo

@@ -1,0 +1,44 @@
+#pragma once
+// The one door for atomics on memory shared between processes (style.md, habit 5).
+//
+// Structures placed in shared memory stay trivially copyable plain integers; every access
+// that another process (or thread) may race with goes through the helpers below, which
+// apply std::atomic_ref to the plain integer. Why atomic_ref and not std::atomic members:
+// the layout of a plain std::uint64_t is fixed by the ABI on both sides of a fork or an
+// SCM_RIGHTS transfer, and the structure stays trivially copyable (static_assert-able).
+//
+// Lock-freedom is required, not hoped for: a lock-based atomic keeps its lock in the
+// address space of one process, so it would not exclude the other process at all.
+
+#include <atomic>
+#include <cstdint>
+
+namespace corio::detail {
+
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free,
+              "shared-memory indices need lock-free 64-bit atomics (a lock is per-process)");
+static_assert(std::atomic_ref<std::uint64_t>::required_alignment <= alignof(std::uint64_t),
+              "a naturally aligned std::uint64_t must be usable through atomic_ref");
+
+// Reads a value the other side published with store_release: everything it wrote before
+// that store is visible after this load.
+[[nodiscard]] inline std::uint64_t load_acquire(const std::uint64_t& v) noexcept {
+  return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(v)).load(std::memory_order_acquire);
+}
+
+// Publishes v: every write made before this store becomes visible to a load_acquire of it.
+inline void store_release(std::uint64_t& target, std::uint64_t v) noexcept {
+  std::atomic_ref<std::uint64_t>(target).store(v, std::memory_order_release);
+}
+
+// Reads a value only this side writes (its own index) or that orders nothing: no fence.
+[[nodiscard]] inline std::uint64_t load_relaxed(const std::uint64_t& v) noexcept {
+  return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(v)).load(std::memory_order_relaxed);
+}
+
+// Writes a value before it is published by a later store_release (initialisation).
+inline void store_relaxed(std::uint64_t& target, std::uint64_t v) noexcept {
+  std::atomic_ref<std::uint64_t>(target).store(v, std::memory_order_relaxed);
+}
+
+}  // namespace corio::detail

@@ -1,0 +1,158 @@
+#include "shm_region.hpp"
+
+#include "../runtime/errors.hpp"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace corio {
+namespace {
+
+std::string describe(const char* op, const char* name, std::size_t bytes) {
+  return std::string(op) + " shm_region '" + (name ? name : "") + "' (" + std::to_string(bytes) + " bytes)";
+}
+
+// Physical memory plus swap: a fully reserved region larger than this can never exist,
+// and asking tmpfs to reserve it would first push the machine (or cgroup) into the OOM
+// killer before fallocate gives up.
+std::size_t memory_ceiling() noexcept {
+  struct sysinfo si {};
+  if (::sysinfo(&si) != 0)
+    return static_cast<std::size_t>(-1);
+  return (static_cast<std::size_t>(si.totalram) + si.totalswap) * si.mem_unit;
+}
+
+std::byte* map_shared(int fd, std::size_t bytes, const std::string& what) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    ::close(fd);
+    detail::throw_errno(e, what);
+  }
+  return static_cast<std::byte*>(p);
+}
+
+}  // namespace
+
+shm_region shm_region::create(std::size_t bytes, const char* name_for_debug) {
+  const char* name = name_for_debug ? name_for_debug : "corio";
+  if (bytes == 0)
+    throw std::invalid_argument("corio::shm_region::create: size must be at least 1 byte");
+  if (bytes > memory_ceiling())
+    detail::throw_errno(ENOMEM, describe("create", name, bytes) + ": larger than physical memory plus swap");
+  int fd = ::memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0)
+    detail::throw_errno(errno, describe("memfd_create", name, bytes));
+  // mode 0 allocates every page now; EINTR (a signal during a large reservation) retries.
+  int rc;
+  do {
+    rc = ::fallocate(fd, 0, 0, static_cast<off_t>(bytes));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int e = errno;
+    ::close(fd);
+    detail::throw_errno(e, describe("fallocate", name, bytes));
+  }
+  return shm_region(fd, map_shared(fd, bytes, describe("mmap", name, bytes)), bytes);
+}
+
+shm_region shm_region::receive(int unix_socket_fd) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = ::recvmsg(unix_socket_fd, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0)
+    detail::throw_errno(errno, "receive shm_region on fd " + std::to_string(unix_socket_fd));
+  if (n == 0)
+    detail::throw_errno(ECONNRESET, "receive shm_region on fd " + std::to_string(unix_socket_fd) +
+                                        ": the peer closed the socket");
+  int fd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+      std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  }
+  if (fd < 0)
+    detail::throw_errno(EBADMSG, "receive shm_region on fd " + std::to_string(unix_socket_fd) +
+                                     ": the message carried no file descriptor");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    detail::throw_errno(e, "fstat received shm_region fd");
+  }
+  if (st.st_size <= 0) {
+    ::close(fd);
+    detail::throw_errno(EINVAL, "receive shm_region: the received fd has size 0");
+  }
+  auto bytes = static_cast<std::size_t>(st.st_size);
+  return shm_region(fd, map_shared(fd, bytes, describe("mmap received", "", bytes)), bytes);
+}
+
+void send_fd(int unix_socket_fd, const shm_region& region) {
+  char byte = 'M';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int fd = region.fd();
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  ssize_t n;
+  do {
+    n = ::sendmsg(unix_socket_fd, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0)
+    detail::throw_errno(errno, "send shm_region fd over socket fd " + std::to_string(unix_socket_fd));
+}
+
+shm_region::shm_region(shm_region&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+
+shm_region& shm_region::operator=(shm_region&& other) noexcept {
+  if (this != &other) {
+    reset();
+    fd_ = std::exchange(other.fd_, -1);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+shm_region::~shm_region() { reset(); }
+
+void shm_region::reset() noexcept {
+  if (data_ != nullptr)
+    ::munmap(data_, size_);
+  if (fd_ >= 0)
+    ::close(fd_);
+  fd_ = -1;
+  data_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace corio

@@ -1,0 +1,62 @@
+#pragma once
+// corio::shm_region — a block of memory shared between processes.
+//
+// Meaning: an anonymous memfd (memfd_create, MFD_CLOEXEC), sized and fully reserved with
+// fallocate at creation, mapped MAP_SHARED read/write. Nothing appears under /dev/shm and
+// no name can be opened by another user: the memory is reachable only by this process, its
+// fork()ed children (they inherit the mapping at the same address) and whoever receives
+// the fd over a Unix socket (send_fd / shm_region::receive, SCM_RIGHTS).
+//
+// Why fallocate up front: a tmpfs-backed mapping that runs out of space faults with SIGBUS
+// on first touch, far from the cause. Reserving every page at creation turns a full or
+// too-small memory budget into a std::system_error from create(), naming the size.
+//
+// Who may touch it: any thread of any process holding a mapping; the bytes carry no
+// synchronisation of their own (structures placed in it bring their own, see
+// ipc/detail/shared_atomic.hpp). Ownership: the object owns one mapping and one fd and
+// releases both in its destructor; in a fork()ed child the copy of the object owns the
+// child's copy of the mapping and fd. The memory lives until the last mapping and fd in any
+// process are gone.
+//
+// Errors: std::system_error whose what() names the operation, the region's debug name and
+// size, then the errno text; std::invalid_argument for a zero size.
+
+#include <cstddef>
+
+namespace corio {
+
+class shm_region {
+ public:
+  // A new region of exactly `bytes` bytes, zero-filled. `name_for_debug` shows in
+  // /proc/PID/fd and /proc/PID/maps as "memfd:NAME" and in error messages.
+  [[nodiscard]] static shm_region create(std::size_t bytes, const char* name_for_debug);
+
+  // Receives a region sent with send_fd on a connected Unix socket and maps all of it
+  // (its size comes from fstat). Blocks until a message arrives.
+  [[nodiscard]] static shm_region receive(int unix_socket_fd);
+
+  shm_region(shm_region&& other) noexcept;
+  shm_region& operator=(shm_region&& other) noexcept;
+  shm_region(const shm_region&) = delete;
+  shm_region& operator=(const shm_region&) = delete;
+  ~shm_region();
+
+  [[nodiscard]] std::byte* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  // The memfd (close-on-exec); owned by the region, valid until it is destroyed.
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+
+ private:
+  shm_region(int fd, std::byte* data, std::size_t size) noexcept : fd_(fd), data_(data), size_(size) {}
+  void reset() noexcept;
+
+  int fd_ = -1;
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Sends the region's fd over a connected Unix socket (SCM_RIGHTS, with one data byte).
+// The receiver maps the same memory with shm_region::receive.
+void send_fd(int unix_socket_fd, const shm_region& region);
+
+}  // namespace corio

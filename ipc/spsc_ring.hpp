@@ -1,0 +1,299 @@
+#pragma once
+// corio::spsc_ring — variable-length frames from one producer to one consumer through a
+// block of shared memory (a shm_region, or any memory both sides can address).
+//
+// Ownership and ordering (style.md, habit 4)
+// - Producer: exactly one thread in one process calls try_write / publish / try_send.
+//   Consumer: exactly one thread in one process (the same or another) calls peek / pop /
+//   try_read / drain. Each side keeps its private state in its own spsc_ring object (a
+//   fork()ed child uses its copy; a receiver of the memory calls attach); when two threads
+//   share one object, the producer fields and the consumer fields sit on separate cache
+//   lines and neither side touches the other's.
+// - Shared layout: a 192-byte header, then `capacity` data bytes (a power of two).
+//     line 0: magic + capacity, written once by format(), published by a release store of
+//             magic, read by attach() with an acquire load; immutable afterwards.
+//     line 1: write_index — written only by the producer (store_release), read by the
+//             consumer (load_acquire).
+//     line 2: read_index — written only by the consumer (store_release), read by the
+//             producer (load_acquire).
+//   The indices are byte counters that only grow (64 bits never wrap in practice); the
+//   position in the data area is index & (capacity - 1). The three lines are apart so the
+//   producer's stores never invalidate the line the consumer polls for its own index, and
+//   vice versa (false sharing would make every frame a cache-line ping-pong).
+// - Pairing: the producer copies frames, then store_release(write_index); the consumer's
+//   load_acquire(write_index) makes those bytes visible. The consumer reads the frames,
+//   then store_release(read_index); the producer's load_acquire(read_index) guarantees the
+//   consumer is done with the bytes before they are overwritten.
+// - Each side caches the other's index and reloads it only when its cached view says
+//   "empty" (consumer) or "full" (producer): the hot path is memcpy + one release store.
+//
+// Frames: at an 8-byte aligned position, a 4-byte little-endian payload length, then the
+// payload; the next frame starts at the next multiple of 8. A frame never straddles the end
+// of the data area: when it does not fit before the end, the producer writes a padding
+// marker (length 0xFFFFFFFF) and the frame starts at offset 0. Hence the largest payload is
+// capacity / 2 - 4 bytes (max_payload()): it fits wherever the empty ring's index stands.
+// A larger message throws std::length_error — it is never silently dropped or truncated.
+//
+// Torn frames are impossible: a frame is visible to the consumer only through the release
+// store of write_index, made after the whole frame is copied. A producer that dies in the
+// middle of try_write (or before publish) leaves write_index where it was: the consumer
+// sees the frames published before, never a partial one.
+//
+// Batching: try_write copies a frame but does not publish it; publish() makes every frame
+// written since the last publish visible with one release store. try_send = try_write +
+// publish. A try_write that finds the ring full publishes what is pending first, so a
+// producer that forgets to publish between full rings cannot deadlock the pair.
+// On the consumer side, drain() reads many frames and frees their space with one store.
+//
+// Non-blocking only: waiting across processes (futex / io_uring) comes later. spin_until
+// is a spin-with-yield helper for tests and benchmarks.
+//
+// Errors: std::length_error (frame larger than max_payload), std::invalid_argument
+// (memory too small or misaligned for format/attach, or not formatted), std::runtime_error
+// (a corrupt frame length read from shared memory — a peer that is not a spsc_ring).
+
+#include "detail/shared_atomic.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <thread>
+#include <type_traits>
+
+namespace corio {
+
+namespace detail {
+
+// The shared header. Plain integers, accessed through shared_atomic.hpp.
+struct spsc_ring_header {
+  alignas(64) std::uint64_t magic;  // spsc_ring_magic once format() is complete
+  std::uint64_t capacity;           // data bytes after the header, a power of two
+  alignas(64) std::uint64_t write_index;  // producer-owned
+  alignas(64) std::uint64_t read_index;   // consumer-owned
+};
+static_assert(sizeof(spsc_ring_header) == 192);
+static_assert(alignof(spsc_ring_header) == 64);
+static_assert(offsetof(spsc_ring_header, write_index) == 64);
+static_assert(offsetof(spsc_ring_header, read_index) == 128);
+static_assert(std::is_trivially_copyable_v<spsc_ring_header>);
+static_assert(std::is_standard_layout_v<spsc_ring_header>);
+
+inline constexpr std::uint64_t spsc_ring_magic = 0x636f72696f535053ULL;  // "corioSPS"
+inline constexpr std::uint32_t spsc_ring_padding = 0xFFFFFFFFu;
+
+[[noreturn]] void throw_spsc_oversize(std::size_t bytes, std::size_t capacity, std::size_t max_payload);
+[[noreturn]] void throw_spsc_corrupt(std::uint32_t length, std::uint64_t index);
+
+}  // namespace detail
+
+class spsc_ring {
+ public:
+  static constexpr std::size_t header_bytes = sizeof(detail::spsc_ring_header);
+  static constexpr std::size_t min_capacity = 64;
+
+  // Memory needed for a ring with `capacity` data bytes (rounded up to a power of two).
+  [[nodiscard]] static std::size_t bytes_for(std::size_t capacity);
+
+  // Lays a new, empty ring over `memory` (64-byte aligned; capacity = the largest power of
+  // two that fits after the header). Call once, before any other side attaches.
+  [[nodiscard]] static spsc_ring format(std::span<std::byte> memory);
+  // Uses a ring that format() laid out, e.g. in memory received with shm_region::receive.
+  [[nodiscard]] static spsc_ring attach(std::span<std::byte> memory);
+
+  [[nodiscard]] std::size_t capacity() const noexcept { return static_cast<std::size_t>(mask_ + 1); }
+  [[nodiscard]] std::size_t max_payload() const noexcept { return capacity() / 2 - 4; }
+
+  // ---- producer side ----
+  // Copies one frame into the ring without publishing it. false: no room now (pending frames
+  // were published first). Throws std::length_error if payload.size() > max_payload().
+  bool try_write(std::span<const std::byte> payload) {
+    // Locals, not members, on the hot path: stores through std::byte* may alias *this, so
+    // member reads after a memcpy would be reloaded from memory.
+    const std::uint64_t n = payload.size();
+    const std::uint64_t mask = mask_;
+    std::byte* const data = data_;
+    std::uint64_t write = p_.write;
+    if (n > (mask + 1) / 2 - 4) [[unlikely]]
+      detail::throw_spsc_oversize(payload.size(), capacity(), max_payload());
+    const std::uint64_t frame = (4 + n + 7) & ~std::uint64_t{7};
+    std::uint64_t pos = write & mask;
+    const std::uint64_t to_end = mask + 1 - pos;
+    const std::uint64_t need = frame <= to_end ? frame : to_end + frame;
+    if (write + need - p_.cached_read > mask + 1) [[unlikely]] {
+      publish();
+      p_.cached_read = detail::load_acquire(header_->read_index);  // consumer is done with freed bytes
+      if (write + need - p_.cached_read > mask + 1)
+        return false;
+    }
+    if (frame > to_end) [[unlikely]] {
+      std::memcpy(data + pos, &detail::spsc_ring_padding, 4);
+      write += to_end;
+      pos = 0;
+    }
+    // The lines ahead were last read by the consumer's core: ask for them in exclusive state
+    // now, so the stores below do not wait for ownership one line at a time.
+    __builtin_prefetch(data + ((pos + 512) & mask), 1);
+    const auto len = static_cast<std::uint32_t>(n);
+    std::memcpy(data + pos, &len, 4);
+    if (n != 0)
+      std::memcpy(data + pos + 4, payload.data(), n);
+    p_.write = write + frame;
+    return true;
+  }
+
+  // Makes every frame written since the last publish visible, with one release store.
+  void publish() noexcept {
+    if (p_.write != p_.published) {
+      p_.published = p_.write;
+      detail::store_release(header_->write_index, p_.write);  // frames fully copied before
+    }
+  }
+
+  // try_write + publish.
+  bool try_send(std::span<const std::byte> payload) {
+    if (!try_write(payload))
+      return false;
+    publish();
+    return true;
+  }
+
+  // ---- consumer side ----
+  // The oldest published frame's payload, or nullopt if none. Valid until pop()/drain().
+  [[nodiscard]] std::optional<std::span<const std::byte>> peek() {
+    if (c_.read == c_.cached_write) {
+      c_.cached_write = detail::load_acquire(header_->write_index);  // frames below it are complete
+      if (c_.read == c_.cached_write)
+        return std::nullopt;
+    }
+    std::uint64_t pos = c_.read & mask_;
+    std::uint32_t len;
+    std::memcpy(&len, data_ + pos, 4);
+    if (len == detail::spsc_ring_padding) {
+      c_.read += mask_ + 1 - pos;
+      if (c_.read == c_.cached_write) [[unlikely]]  // the producer never publishes a lone pad
+        detail::throw_spsc_corrupt(len, c_.read);
+      pos = 0;
+      std::memcpy(&len, data_, 4);
+    }
+    if (len > max_payload() || c_.read + ((4 + std::uint64_t{len} + 7) & ~std::uint64_t{7}) > c_.cached_write)
+        [[unlikely]]
+      detail::throw_spsc_corrupt(len, c_.read);
+    c_.len = len;
+    return std::span<const std::byte>(data_ + pos + 4, len);
+  }
+
+  // Frees the frame peek() returned (one release store).
+  void pop() noexcept {
+    advance();
+    detail::store_release(header_->read_index, c_.read);  // done reading the freed bytes
+  }
+
+  // Calls f(span) on the oldest frame and pops it; false if none. If f throws, the frame
+  // stays in the ring.
+  template <class F>
+  bool try_read(F&& f) {
+    auto frame = peek();
+    if (!frame)
+      return false;
+    f(*frame);
+    pop();
+    return true;
+  }
+
+  // Calls f(span) on up to max_frames frames, then frees them with one release store.
+  // Returns the number of frames read. If f throws, the frames before it are freed.
+  template <class F>
+  std::size_t drain(F&& f, std::size_t max_frames = static_cast<std::size_t>(-1)) {
+    // Locals, not members, in the loop (see try_write); written back by the guard.
+    struct state {
+      spsc_ring& r;
+      std::uint64_t read;
+      std::uint64_t start;
+      ~state() {
+        if (read != start) {
+          r.c_.read = read;
+          detail::store_release(r.header_->read_index, read);  // done reading the freed bytes
+        }
+      }
+    } st{*this, c_.read, c_.read};
+    const std::uint64_t mask = mask_;
+    const std::byte* const data = data_;
+    std::uint64_t end = c_.cached_write;
+    std::size_t count = 0;
+    prefetch_published(st.read, end);
+    while (count < max_frames) {
+      if (st.read == end) {
+        end = c_.cached_write = detail::load_acquire(header_->write_index);  // frames below it are complete
+        if (st.read == end)
+          break;
+        prefetch_published(st.read, end);
+      }
+      std::uint64_t pos = st.read & mask;
+      std::uint32_t len;
+      std::memcpy(&len, data + pos, 4);
+      if (len == detail::spsc_ring_padding) [[unlikely]] {
+        st.read += mask + 1 - pos;
+        if (st.read == end)  // the producer never publishes a lone padding marker
+          detail::throw_spsc_corrupt(len, st.read);
+        pos = 0;
+        std::memcpy(&len, data, 4);
+      }
+      const std::uint64_t frame = (4 + std::uint64_t{len} + 7) & ~std::uint64_t{7};
+      if (len > (mask + 1) / 2 - 4 || st.read + frame > end) [[unlikely]]
+        detail::throw_spsc_corrupt(len, st.read);
+      f(std::span<const std::byte>(data + pos + 4, len));
+      st.read += frame;
+      ++count;
+    }
+    return count;
+  }
+
+ private:
+  spsc_ring(detail::spsc_ring_header* h, std::byte* data, std::uint64_t capacity) noexcept
+      : header_(h), data_(data), mask_(capacity - 1) {
+    p_.write = p_.published = detail::load_relaxed(h->write_index);
+    p_.cached_read = detail::load_acquire(h->read_index);  // pairs with the consumer's release
+    c_.read = detail::load_relaxed(h->read_index);
+    c_.cached_write = c_.read;
+  }
+  // Each frame's position depends on the length read from the previous one, so a plain
+  // loop takes the cache misses on the producer's lines one after another. Touching the
+  // published lines first lets them arrive in parallel (bounded: 4 KiB ahead).
+  void prefetch_published(std::uint64_t from, std::uint64_t to) const noexcept {
+    if (to - from > 4096)
+      to = from + 4096;
+    for (std::uint64_t i = from & ~std::uint64_t{63}; i < to; i += 64)
+      __builtin_prefetch(data_ + (i & mask_), 0);
+  }
+
+  void advance() noexcept { c_.read += (4 + std::uint64_t{c_.len} + 7) & ~std::uint64_t{7}; }
+
+  // Immutable after construction; read by both sides.
+  detail::spsc_ring_header* header_;
+  std::byte* data_;
+  std::uint64_t mask_;
+  // Producer-private state, on its own line.
+  struct alignas(64) producer_state {
+    std::uint64_t write = 0;        // next byte to write (unpublished frames below it)
+    std::uint64_t published = 0;    // last value stored to write_index
+    std::uint64_t cached_read = 0;  // last read_index seen
+  } p_;
+  // Consumer-private state, on its own line.
+  struct alignas(64) consumer_state {
+    std::uint64_t read = 0;          // start of the next frame to read
+    std::uint64_t cached_write = 0;  // last write_index seen
+    std::uint32_t len = 0;           // payload length of the frame peek() returned
+  } c_;
+};
+
+// Spins until pred() is true, yielding the CPU between tries (tests and benchmarks only:
+// blocking waits across processes come with the futex-based wakeups).
+template <class Pred>
+void spin_until(Pred&& pred) {
+  while (!pred())
+    std::this_thread::yield();
+}
+
+}  // namespace corio
