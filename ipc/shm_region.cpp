@@ -66,15 +66,29 @@ shm_region shm_region::create(std::size_t bytes, const char* name_for_debug) {
   return shm_region(fd, map_shared(fd, bytes, describe("mmap", name, bytes)), bytes);
 }
 
-shm_region shm_region::receive(int unix_socket_fd) {
-  char byte = 0;
+namespace {
+
+// One payload byte (SCM_RIGHTS needs at least one) plus room for one fd in the control
+// data: the message send_fd sends and receive reads. Not copyable: msg points into it.
+struct fd_message {
+  explicit fd_message(char b) noexcept : byte(b) {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+  }
+  fd_message(const fd_message&) = delete;
+  char byte;
   iovec iov{&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
+};
+
+}  // namespace
+
+shm_region shm_region::receive(int unix_socket_fd) {
+  fd_message m(0);
+  msghdr& msg = m.msg;
   ssize_t n;
   do {
     n = ::recvmsg(unix_socket_fd, &msg, MSG_CMSG_CLOEXEC);
@@ -107,14 +121,8 @@ shm_region shm_region::receive(int unix_socket_fd) {
 }
 
 void send_fd(int unix_socket_fd, const shm_region& region) {
-  char byte = 'M';
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
+  fd_message m('M');
+  msghdr& msg = m.msg;
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;

@@ -136,24 +136,32 @@ TEST_CASE("a million messages from shard 0 to shard 1 arrive exactly once") {
   CHECK(returned_sum == checksum);
 }
 
-TEST_CASE("messages flow both ways at once without loss or duplication") {
-  corio::runtime rt(two_shards());
-  constexpr std::uint64_t senders = 50;
-  constexpr std::uint64_t per_sender = 10'000;
-  // [shard]: counts of fns executed on that shard and of replies received there.
+namespace {
+
+// Counts, per shard, of fns executed there and of replies received there, and the sum of
+// the values those replies carried.
+struct exchange_counts {
   std::uint64_t executed[2] = {0, 0};
   std::uint64_t received[2] = {0, 0};
   std::uint64_t sums[2] = {0, 0};
+};
+
+// `senders` coroutines on each of two shards each submit `per_sender` distinct values to
+// the other shard, all at once; every fn returns its value.
+exchange_counts exchange_both_ways(corio::runtime_options options, std::uint64_t senders,
+                                   std::uint64_t per_sender) {
+  corio::runtime rt(options);
+  exchange_counts c;
   // Runs on shard `from`, sending to the other one.
   auto sender = [&](unsigned from, std::uint64_t id) -> task<void> {
     const unsigned to = 1 - from;
     for (std::uint64_t i = 0; i < per_sender; ++i) {
       const std::uint64_t v = id * per_sender + i;
-      sums[from] += co_await corio::submit_to(to, [&executed, to, v] {
-        ++executed[to];
+      c.sums[from] += co_await corio::submit_to(to, [&c, to, v] {
+        ++c.executed[to];
         return v;
       });
-      ++received[from];
+      ++c.received[from];
     }
   };
   auto group_on = [&](unsigned shard) -> task<void> {
@@ -169,11 +177,20 @@ TEST_CASE("messages flow both ways at once without loss or duplication") {
     co_await g.wait();
   };
   rt.run(main());
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("messages flow both ways at once without loss or duplication") {
+  constexpr std::uint64_t senders = 50;
+  constexpr std::uint64_t per_sender = 10'000;
+  const exchange_counts c = exchange_both_ways(two_shards(), senders, per_sender);
   constexpr std::uint64_t total = senders * per_sender;
   for (unsigned s = 0; s < 2; ++s) {
-    CHECK(executed[s] == total);
-    CHECK(received[s] == total);
-    CHECK(sums[s] == total * (total - 1) / 2);
+    CHECK(c.executed[s] == total);
+    CHECK(c.received[s] == total);
+    CHECK(c.sums[s] == total * (total - 1) / 2);
   }
 }
 
@@ -201,38 +218,14 @@ TEST_CASE("a full queue spills into the overflow list and loses nothing") {
 }
 
 TEST_CASE("tiny queues both ways overflow and still deliver every message exactly once") {
-  corio::runtime rt({.shards = 2, .pin = false, .queue_capacity = 1, .use_msg_ring = true, .loop = {}});
   constexpr std::uint64_t senders = 64;
   constexpr std::uint64_t per_sender = 300;
-  std::uint64_t executed[2] = {0, 0};
-  std::uint64_t sums[2] = {0, 0};
-  auto sender = [&](unsigned from, std::uint64_t id) -> task<void> {
-    const unsigned to = 1 - from;
-    for (std::uint64_t i = 0; i < per_sender; ++i) {
-      const std::uint64_t v = id * per_sender + i;
-      sums[from] += co_await corio::submit_to(to, [&executed, to, v] {
-        ++executed[to];
-        return v;
-      });
-    }
-  };
-  auto group_on = [&](unsigned shard) -> task<void> {
-    corio::task_group g;
-    for (std::uint64_t id = 0; id < senders; ++id) g.spawn(sender(shard, id));
-    co_await g.wait();
-  };
-  auto main = [&]() -> task<void> {
-    corio::task_group g;
-    auto remote = [&]() -> task<void> { co_await corio::submit_to(1, [&] { return group_on(1); }); };
-    g.spawn(remote);
-    g.spawn(group_on(0));
-    co_await g.wait();
-  };
-  rt.run(main());
+  const exchange_counts c = exchange_both_ways(
+      {.shards = 2, .pin = false, .queue_capacity = 1, .use_msg_ring = true, .loop = {}}, senders, per_sender);
   constexpr std::uint64_t total = senders * per_sender;
   for (unsigned s = 0; s < 2; ++s) {
-    CHECK(executed[s] == total);
-    CHECK(sums[s] == total * (total - 1) / 2);
+    CHECK(c.executed[s] == total);
+    CHECK(c.sums[s] == total * (total - 1) / 2);
   }
 }
 
