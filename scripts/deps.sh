@@ -20,6 +20,11 @@ CORIO_DEPS=(
     libboost-context1.81-dev
     doctest-dev
     libbenchmark-dev
+    libzmq3-dev    # bench_ipc's BM_zmq_ipc_8B peer
+    redis-tools    # redis-cli drives examples/kv_server in the tests; redis-benchmark measures it
+    redis-server   # the peer of kv_server in the headline table
+    wrk            # the HTTP load generator for http_hello and its peers
+    curl           # a real HTTP client in the http_hello tests
 )
 
 # Packages that make more benchmarks or tests possible but whose absence is not an error
