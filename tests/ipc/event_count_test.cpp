@@ -1,0 +1,234 @@
+// event_count: no syscall path when nobody waits, blocking and loop waits across processes,
+// deadlines, cancellation (io_uring futex and the helper-thread fallback), and a lost-wake-up
+// stress test: a million sleep/wake handoffs between two processes.
+#include <doctest/doctest.h>
+
+#include <corio/coro/task.hpp>
+#include <corio/coro/when_all.hpp>
+#include <corio/ipc/event_count.hpp>
+#include <corio/ipc/shm_region.hpp>
+#include <corio/runtime/errors.hpp>
+#include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <stop_token>
+#include <thread>
+
+using namespace std::chrono_literals;
+using corio::event_count;
+using corio::event_count_state;
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+#else
+constexpr bool sanitized = false;
+#endif
+
+// What two processes share in these tests.
+struct shared_block {
+  event_count_state ev;
+  event_count_state back;
+  std::uint64_t value;
+  std::uint64_t echoed;
+};
+
+std::uint64_t load(const std::uint64_t& v) {
+  return std::atomic_ref(const_cast<std::uint64_t&>(v)).load(std::memory_order_acquire);
+}
+void store(std::uint64_t& v, std::uint64_t x) { std::atomic_ref(v).store(x, std::memory_order_release); }
+
+std::uint32_t waiters(const event_count_state& s) { return static_cast<std::uint32_t>(load(s.word) & 0xffffffffu); }
+std::uint32_t epoch(const event_count_state& s) { return static_cast<std::uint32_t>(load(s.word) >> 32); }
+
+// Runs fn in a fork()ed child that exits with fn's return value; returns the child's pid.
+template <class F>
+pid_t fork_child(F fn) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) ::_exit(fn());
+  return pid;
+}
+
+int exit_status(pid_t pid) {
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+// Both paths of async_wait: the io_uring futex (when the kernel has it) and the fallback.
+struct fallback_guard {
+  explicit fallback_guard(bool on) { corio::detail::force_event_count_fallback(on); }
+  ~fallback_guard() { corio::detail::force_event_count_fallback(false); }
+};
+
+}  // namespace
+
+TEST_CASE("notify_all with nobody waiting leaves the word untouched (no wake path taken)") {
+  event_count_state s{};
+  event_count ev(s);
+  for (int i = 0; i < 1000; ++i) ev.notify_all();
+  CHECK(s.word == 0);
+}
+
+TEST_CASE("prepare_wait announces, cancel_wait withdraws, notify bumps the epoch only when announced") {
+  event_count_state s{};
+  event_count ev(s);
+  const auto k = ev.prepare_wait();
+  CHECK(k == 0);
+  CHECK(waiters(s) == 1);
+  ev.notify_all();
+  CHECK(epoch(s) == 1);
+  // The epoch moved past the key: the wait returns at once.
+  CHECK(ev.wait(k));
+  CHECK(waiters(s) == 0);
+  const auto k2 = ev.prepare_wait();
+  CHECK(k2 == 1);
+  ev.cancel_wait();
+  CHECK(waiters(s) == 0);
+}
+
+TEST_CASE("wait returns false at the deadline and withdraws the waiter") {
+  event_count_state s{};
+  event_count ev(s);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(ev.wait(ev.prepare_wait(), start + 50ms));
+  CHECK(std::chrono::steady_clock::now() - start >= 50ms);
+  CHECK(waiters(s) == 0);
+  std::atomic<bool> never{false};
+  CHECK_FALSE(ev.wait_until([&] { return never.load(); }, std::chrono::steady_clock::now() + 20ms));
+}
+
+TEST_CASE("a thread blocked in wait_until is woken by a notify from another thread") {
+  event_count_state s{};
+  event_count ev(s);
+  std::atomic<int> flag{0};
+  std::thread waker([&] {
+    std::this_thread::sleep_for(30ms);
+    flag.store(1);
+    ev.notify_all();
+  });
+  CHECK(ev.wait_until([&] { return flag.load() == 1; }));
+  waker.join();
+  CHECK(waiters(s) == 0);
+}
+
+TEST_CASE("lost-wake-up stress: two processes hand a counter back and forth, each side sleeping") {
+  // Every handoff makes the receiver sleep in the kernel unless the sender was faster, so
+  // a single lost wake-up hangs the test (the generous deadline turns that into a failure).
+  const std::uint64_t handoffs = sanitized ? 100'000 : 1'000'000;
+  auto region = corio::shm_region::create(sizeof(shared_block), "event_count_test");
+  auto* b = new (region.data()) shared_block{};
+  const auto limit = std::chrono::steady_clock::now() + 300s;
+
+  const pid_t child = fork_child([&] {
+    event_count ev(b->ev), back(b->back);
+    for (std::uint64_t i = 1; i <= handoffs; ++i) {
+      if (!ev.wait_until([&] { return load(b->value) == i; }, limit)) return 2;
+      store(b->echoed, i);
+      back.notify_all();
+    }
+    return 0;
+  });
+  event_count ev(b->ev), back(b->back);
+  bool on_time = true;
+  for (std::uint64_t i = 1; i <= handoffs && on_time; ++i) {
+    store(b->value, i);
+    ev.notify_all();
+    on_time = back.wait_until([&] { return load(b->echoed) == i; }, limit);
+  }
+  CHECK(on_time);
+  CHECK(exit_status(child) == 0);
+  CHECK(load(b->echoed) == handoffs);
+  CHECK(waiters(b->ev) == 0);
+  CHECK(waiters(b->back) == 0);
+}
+
+TEST_CASE("async_wait sleeps inside the loop while its other coroutines run, woken by another process") {
+  for (const bool fallback : {false, true}) {
+    if (!fallback && !event_count::uring_futex_supported()) {
+      MESSAGE("this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+): only the fallback is tested");
+      continue;
+    }
+    CAPTURE(fallback);
+    const fallback_guard guard(fallback);
+    auto region = corio::shm_region::create(sizeof(shared_block), "event_count_test");
+    auto* b = new (region.data()) shared_block{};
+    const pid_t child = fork_child([&] {
+      ::usleep(100'000);
+      store(b->value, 42);
+      event_count(b->ev).notify_all();
+      return 0;
+    });
+
+    int ticks = 0;
+    bool done = false;
+    corio::loop lp;
+    auto ticker = [&]() -> corio::task<void> {
+      while (!done) {
+        co_await corio::sleep_for(5ms);
+        ++ticks;
+      }
+    };
+    auto waiter = [&]() -> corio::task<std::uint64_t> {
+      event_count ev(b->ev);
+      const bool ok = co_await ev.async_wait_until([&] { return load(b->value) == 42; },
+                                                  std::chrono::steady_clock::now() + 60s);
+      done = true;
+      co_return ok ? load(b->value) : 0;
+    };
+    auto main = [&]() -> corio::task<std::uint64_t> {
+      auto [value, unused] = co_await corio::when_all(waiter(), ticker());
+      co_return value;
+    };
+    CHECK(lp.run(main()) == 42);
+    CHECK(ticks >= 3);  // the loop kept running the ticker for ~100 ms
+    CHECK(exit_status(child) == 0);
+    CHECK(waiters(b->ev) == 0);
+  }
+}
+
+TEST_CASE("async_wait: a deadline returns false, a stop request throws operation_cancelled") {
+  for (const bool fallback : {false, true}) {
+    if (!fallback && !event_count::uring_futex_supported()) continue;
+    CAPTURE(fallback);
+    const fallback_guard guard(fallback);
+    event_count_state s{};
+    corio::loop lp;
+
+    auto timeout_case = [&]() -> corio::task<bool> {
+      event_count ev(s);
+      co_return co_await ev.async_wait(ev.prepare_wait(), std::chrono::steady_clock::now() + 30ms);
+    };
+    CHECK_FALSE(lp.run(timeout_case()));
+    CHECK(waiters(s) == 0);
+
+    std::stop_source source;
+    auto cancel_case = [&]() -> corio::task<void> {
+      event_count ev(s);
+      co_await ev.async_wait(ev.prepare_wait());
+    };
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(50ms);
+      source.request_stop();
+    });
+    CHECK_THROWS_AS(lp.run(cancel_case(), source.get_token()), corio::operation_cancelled);
+    stopper.join();
+    CHECK(waiters(s) == 0);
+  }
+}
