@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Quick start: install what is missing, build corio in release mode, run the
-# microbenchmarks next to their Python peer, print the summary with the target ratios,
-# and run the examples. About a minute on 2 cores once the build exists.
+# Quick start: install what is missing, build corio in release mode, run the examples,
+# then bench/compare.py: corio's benchmarks next to their peers (Python generators and
+# multiprocessing, Boost.Asio, Go, ZeroMQ, bare liburing and Boost.Context floors), ending
+# with one table of every performance target, PASS or MISS. About 3 minutes on 2 cores
+# once the build exists (the build itself takes a few more the first time).
 #
-# Usage: scripts/quickstart.sh [--full]
-#   --full   longer benchmark runs with 5 repetitions (the median is reported)
-# Results: bench/results/coro.json (Google Benchmark JSON), bench/results/python_generator.json
+# Usage: scripts/quickstart.sh [--full] [--update-docs]
+#   --full          longer benchmark runs with 5 repetitions (the median is reported)
+#   --update-docs   also write docs/img/latest.svg, the chart README.md shows
+# Results: bench/results/latest.json (every row, the machine), bench/results/latest.svg
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-full=0
+compare_args=()
 for arg in "$@"; do
     case $arg in
-        --full) full=1 ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --full|--update-docs) compare_args+=("$arg") ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "quickstart.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -21,7 +24,6 @@ done
 # The examples a user can read first; each must exit by itself.
 examples=(jumping_range producer_consumer threads_lock thread_local subprocess_communicate)
 builddir=build/release
-results=bench/results
 
 bash scripts/deps.sh
 
@@ -41,57 +43,6 @@ if ! ninja -C "$builddir" -j "$(nproc 2>/dev/null || echo 2)" >"$builddir/ninja.
     exit 1
 fi
 
-mkdir -p "$results"
-if [[ $full -eq 1 ]]; then
-    bench_args=(--benchmark_min_time=1 --benchmark_repetitions=5)
-    peer_args=(--seconds 1 --repeats 5)
-    echo_seconds=10
-else
-    bench_args=(--benchmark_min_time=0.2)
-    peer_args=(--seconds 0.3 --repeats 3)
-    echo_seconds=3
-fi
-
-echo "== running benchmarks (${bench_args[*]})"
-# Each program's JSON goes to a file; the console table and the context banner (stderr)
-# are dropped to keep the output short, and the banner is shown if a run fails.
-run_bench() {
-    local name=$1
-    if ! "$builddir/bench/$name" "${bench_args[@]}" \
-            --benchmark_out="$results/$name.json" --benchmark_out_format=json \
-            >/dev/null 2>"$results/$name.log"; then
-        cat "$results/$name.log" >&2
-        echo "quickstart: $name failed" >&2
-        exit 1
-    fi
-}
-run_bench bench_coro
-run_bench bench_runtime
-run_bench bench_ipc
-run_bench bench_peer_asio
-python3 bench/peers/python_generator.py "${peer_args[@]}" >"$results/python_generator.json"
-peers=(--peer "$results/python_generator.json")
-# Go is optional: the peer runs when a Go toolchain is installed.
-if command -v go >/dev/null; then
-    if GOCACHE=${GOCACHE:-/tmp/corio-gocache} go run bench/peers/go_spawn.go >"$results/go_spawn.json" 2>"$results/go_spawn.log"; then
-        peers+=(--peer "$results/go_spawn.json")
-    else
-        echo "(go_spawn peer failed: see $results/go_spawn.log)"
-    fi
-fi
-
-# Echo: corio's echo_server and the Asio peer under the same load generator.
-if python3 bench/echo_compare.py "$builddir" --seconds "$echo_seconds" >"$results/echo.json" 2>"$results/echo.log"; then
-    peers+=(--peer "$results/echo.json")
-else
-    echo "(echo comparison failed: see $results/echo.log)"
-fi
-
-echo
-python3 bench/summarize.py "$results/bench_coro.json" "$results/bench_runtime.json" "$results/bench_ipc.json" \
-    "$results/bench_peer_asio.json" "${peers[@]}"
-
-echo
 echo "== examples"
 status=0
 for name in "${examples[@]}"; do
@@ -102,14 +53,20 @@ for name in "${examples[@]}"; do
         continue
     fi
     echo "$name:"
-    # timeout: an example that hangs must not hang the quick start.
+    # timeout: an example that hangs must not hang the quick start. Long outputs are cut
+    # to their first lines: the table below is the point.
     rc=0
-    timeout 60 "$exe" 2>&1 | sed 's/^/    /' || rc=$?
+    out=$(timeout 60 "$exe" 2>&1) || rc=$?
+    lines=$(printf '%s\n' "$out" | wc -l)
+    printf '%s\n' "$out" | sed -n '1,6s/^/    /p'
+    if [[ $lines -gt 6 ]]; then
+        echo "    ... ($((lines - 6)) more lines)"
+    fi
     if [[ $rc -ne 0 ]]; then
         echo "    ($name failed: exit status $rc)"
         status=1
     fi
 done
 echo
-echo "results: $results/*.json"
+python3 bench/compare.py --builddir "$builddir" "${compare_args[@]}" || status=1
 exit $status

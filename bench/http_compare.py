@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""HTTP hello benchmark: corio's examples/http_hello against Boost.Asio (bench/peers/
+asio_http.cpp, io_uring backend) and Go net/http (bench/peers/go_http.go, when `go` is
+installed), all driven by wrk with the same parameters, one server after the other.
+
+Every server answers GET / with the same 82 bytes (keep-alive, no Date header) and runs
+with the same number of threads (--server-threads: corio shards, Asio io_contexts with
+one SO_REUSEPORT listener each, Go's GOMAXPROCS).
+
+CPU split. wrk and the server share the machine's CPUs, so each is pinned (taskset) to
+its own CPUs, the same for every contender: the server to the first --server-threads
+CPUs, wrk (with --wrk-threads threads) to the rest. On a 2-core machine that means one
+server thread on CPU 0 and one wrk thread on CPU 1: the server, not the load generator,
+is measured, and no contender profits from stealing wrk's core. With fewer CPUs than
+needed the pinning is skipped (and said so). wrk's own default of 2 threads would put
+two wrk threads on one core; -t1 with 64 connections saturates a server thread here.
+
+Besides wrk's figures it reports each server's CPU time per request (user + system, from
+/proc/PID/stat over the wrk run): on a machine shared with other work, requests/s depend
+on how much of its CPU the scheduler gives each server (a Go process with several
+threads gets more than a one-thread server), while CPU per request does not.
+
+Prints a table (requests/s, p99 latency, CPU per request) and, with --json OUT, writes
+  {"rows": [{"work": "HTTP hello (wrk, 64 conns)", "benchmark": "http_hello",
+             "corio": req/s, "unit": "req/s", "peer": best peer, "peer_value": req/s,
+             "target": 1.2, "extra": {"corio_p99_ms": ..., "asio": ..., "go": ..., ...}}]}
+
+Usage: http_compare.py [--builddir build/release] [--seconds 5] [--connections 64]
+                       [--server-threads 1] [--wrk-threads 1] [--json OUT]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EXPECTED = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_answer(port: int, proc: subprocess.Popen, label: str) -> None:
+    """Waits until the server answers, and checks that it answers the agreed bytes."""
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{label}: server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = b""
+                while len(got) < len(EXPECTED):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+            if got != EXPECTED:
+                raise RuntimeError(f"{label}: answered {got!r}, want {EXPECTED!r}")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{label}: nothing answers on port {port} after 60 s")
+            time.sleep(0.05)
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def parse_wrk(out: str) -> dict:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not rps or not p99:
+        raise RuntimeError("unreadable wrk output:\n" + out)
+    return {"rps": float(rps.group(1)), "p99_ms": to_ms(*p99.groups()),
+            "p50_ms": to_ms(*p50.groups()) if p50 else None,
+            "errors": (errors.group(1) if errors else "") + (f" non-2xx {non2xx.group(1)}" if non2xx else "")}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(label: str, cmd: list, port: int, args, server_cpus, wrk_cpus, env=None) -> dict:
+    if server_cpus:
+        cmd = ["taskset", "-c", server_cpus] + cmd
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        check_answer(port, proc, label)
+        wrk = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
+               f"http://127.0.0.1:{port}/"]
+        if wrk_cpus:
+            wrk = ["taskset", "-c", wrk_cpus] + wrk
+        cpu0 = cpu_seconds(proc.pid)  # taskset execs the server: same pid
+        out = subprocess.run(wrk, capture_output=True, text=True, timeout=args.seconds + 60)
+        cpu1 = cpu_seconds(proc.pid)
+        if out.returncode != 0:
+            raise RuntimeError(f"wrk against {label} failed: {out.stderr.strip()}")
+        r = parse_wrk(out.stdout)
+        total = re.search(r"(\d+) requests in", out.stdout)
+        r["cpu_us_per_request"] = (cpu1 - cpu0) * 1e6 / int(total.group(1)) if total else None
+        return r
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_split(server_threads: int, wrk_threads: int):
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < server_threads + 1:
+        return None, None, f"only {len(cpus)} CPUs: server and wrk not pinned apart"
+    server = cpus[:server_threads]
+    rest = cpus[server_threads:]
+    wrk = rest[:max(wrk_threads, 1)] if len(rest) >= wrk_threads else rest
+    fmt = lambda c: ",".join(map(str, c))  # noqa: E731
+    return fmt(server), fmt(wrk), f"server on CPU {fmt(server)}, wrk on CPU {fmt(wrk)}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--builddir", default=os.path.join(ROOT, "build", "release"))
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--server-threads", type=int, default=1)
+    p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--json", help="write the result row here")
+    args = p.parse_args()
+    args.seconds = max(1, int(round(args.seconds)))
+    if not shutil.which("wrk"):
+        print("http_compare: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    if not shutil.which("taskset"):
+        print("http_compare: taskset not found: no pinning", file=sys.stderr)
+    server_cpus, wrk_cpus, split = cpu_split(args.server_threads, args.wrk_threads)
+    if not shutil.which("taskset"):
+        server_cpus = wrk_cpus = None
+    threads = str(args.server_threads)
+
+    results = {}
+    notes = [split]
+    port = free_port()
+    results["corio"] = measure("corio", [os.path.join(args.builddir, "examples", "http_hello"), str(port), threads],
+                               port, args, server_cpus, wrk_cpus)
+    asio = os.path.join(args.builddir, "bench", "bench_peer_asio_http")
+    if os.path.exists(asio):
+        port = free_port()
+        results["asio"] = measure("asio", [asio, str(port), threads], port, args, server_cpus, wrk_cpus)
+    else:
+        notes.append(f"asio skipped: {asio} not built (meson -Dbenchmarks=true)")
+    go = shutil.which("go")
+    if go:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, GOMAXPROCS=threads)
+            env.setdefault("GOCACHE", "/tmp/corio-gocache")
+            exe = os.path.join(tmp, "go_http")
+            built = subprocess.run([go, "build", "-o", exe, os.path.join(HERE, "peers", "go_http.go")],
+                                   capture_output=True, text=True, env=env, timeout=600)
+            if built.returncode == 0:
+                port = free_port()
+                results["go"] = measure("go", [exe, str(port)], port, args, server_cpus, wrk_cpus, env=env)
+            else:
+                notes.append("go skipped: go build failed: " + built.stderr.strip())
+    else:
+        notes.append("go skipped: no `go` on PATH")
+
+    print(f"HTTP hello, wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s, "
+          f"{args.server_threads} server thread(s); {'; '.join(notes)}")
+    print(f"{'server':8} {'req/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}  errors")
+    for name, r in results.items():
+        p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else "n/a"
+        cpu = f"{r['cpu_us_per_request']:.2f}" if r["cpu_us_per_request"] is not None else "n/a"
+        print(f"{name:8} {r['rps']:12.0f} {p50:>8} {r['p99_ms']:8.2f} {cpu:>11}  {r['errors'] or '-'}")
+    peers = {k: v for k, v in results.items() if k != "corio"}
+    best = max(peers, key=lambda k: peers[k]["rps"]) if peers else None
+    if best:
+        print(f"corio / {best} = {results['corio']['rps'] / peers[best]['rps']:.2f}x (target 1.2x)")
+
+    if args.json:
+        extra = {"corio_p99_ms": results["corio"]["p99_ms"],
+                 "corio_cpu_us_per_request": results["corio"]["cpu_us_per_request"],
+                 "threads": args.server_threads,
+                 "wrk_threads": args.wrk_threads, "seconds": args.seconds, "pinning": split}
+        for name, r in peers.items():
+            extra[name] = r["rps"]
+            extra[name + "_p99_ms"] = r["p99_ms"]
+            extra[name + "_cpu_us_per_request"] = r["cpu_us_per_request"]
+        row = {"work": f"HTTP hello (wrk, {args.connections} conns)", "benchmark": "http_hello",
+               "corio": results["corio"]["rps"], "unit": "req/s", "peer": best,
+               "peer_value": peers[best]["rps"] if best else None, "target": 1.2, "extra": extra}
+        with open(args.json, "w") as f:
+            json.dump({"rows": [row]}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+// A key-value server speaking RESP2, the Redis protocol, well enough for redis-cli and
+// redis-benchmark: strings with expiry, sharded across cores (docs/kv_server.md).
+//
+// Usage: kv_server [PORT | ADDRESS] [SHARDS]
+//   PORT default 6380 on 127.0.0.1 (0 picks a free port), or a full ADDRESS such as
+//   0.0.0.0:6380; SHARDS default: one per core.
+//
+// Try it: `kv_server &`, then `redis-cli -p 6380 set greeting hello`, `redis-cli -p 6380
+// get greeting`, then `kill -INT %1`.
+//
+// The model: every shard (one thread, one io_uring) listens on the port with SO_REUSEPORT
+// and owns the keys whose hash modulo the shard count is its index. A connection lives on
+// the shard that accepted it; it reads what the client sent, parses every complete
+// command in place, runs them (commands for another shard's keys travel there with
+// corio::submit_to, all of a batch's commands for one shard as one message, in order),
+// and sends all the replies of the batch, in order, with one write (pipelining). Malformed input gets "-ERR Protocol error: ..."
+// and the connection is closed, as Redis does.
+#include <corio/coro/task_group.hpp>
+#include <corio/runtime/loop.hpp>
+#include <corio/runtime/runtime.hpp>
+#include <corio/runtime/signal.hpp>
+#include <corio/runtime/stream.hpp>
+#include <corio/runtime/timer.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kv/commands.hpp"
+#include "kv/resp.hpp"
+#include "kv/store.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t initial_buffer = 16 * 1024;
+constexpr std::size_t shrink_above = 1024 * 1024;           // give big buffers back when idle
+constexpr std::size_t query_buffer_limit = 1024ul * 1024 * 1024;  // Redis' client-query-buffer-limit
+// Replies are sent once a batch is done, or earlier once they pass flush_above: after any
+// command of a batch whose commands go to one shard, at the end of a segment of at most
+// max_segment commands otherwise. A client pipelining many GETs of big values thus holds
+// at most flush_above plus one value (max_segment values when they span shards) in its
+// reply buffer.
+constexpr std::size_t flush_above = 1024 * 1024;
+constexpr std::size_t max_segment = 64;
+
+// stores[k] belongs to shard k: touched only by code running there.
+struct server_state {
+  std::vector<std::unique_ptr<kv::store>> stores;
+};
+
+// How far a run of commands got: the next command to run, and whether QUIT ended it.
+struct progress {
+  std::size_t next;
+  bool quit;
+};
+
+struct parsed_command {
+  std::size_t first;  // index of argv[0] in the connection's argument list
+  std::size_t count;
+  kv::command_id id;
+  kv::route where;
+};
+
+// One client. Lives in its coroutine frame on the shard that accepted it; the views in
+// `argv` point into `buf`, which is neither moved nor compacted while a batch runs (other
+// shards read them during submit_to, while this coroutine is suspended).
+class session {
+ public:
+  session(server_state& state, corio::tcp_stream& conn) : state_(state), conn_(conn) {}
+
+  [[nodiscard]] corio::task<void> run();
+
+ private:
+  std::span<const std::string_view> args(const parsed_command& c) const {
+    return std::span(argv_).subspan(c.first, c.count);
+  }
+  // Runs the batch in order; false after QUIT (the rest of the batch is dropped, as Redis).
+  [[nodiscard]] corio::task<bool> run_batch();
+  // Commands [i, j) of the batch, for several shards: each shard runs its own commands
+  // in order, all at once, and the replies are put back in command order.
+  [[nodiscard]] corio::task<bool> run_sharded(std::size_t i, std::size_t j);
+  // A command whose keys span shards, or DBSIZE / FLUSHALL.
+  [[nodiscard]] corio::task<void> run_spanning(const parsed_command& c);
+  bool grow();
+  // Sends out_ (one send call when the kernel takes it all) and empties it.
+  [[nodiscard]] corio::task<void> flush();
+
+  server_state& state_;
+  corio::tcp_stream& conn_;
+  std::unique_ptr<char[]> buf_ = std::make_unique_for_overwrite<char[]>(initial_buffer);
+  std::size_t cap_ = initial_buffer;
+  std::size_t end_ = 0;
+  std::vector<std::string_view> argv_;
+  std::vector<parsed_command> batch_;
+  std::string out_;
+  std::vector<std::string> parts_;      // run_sharded: the replies of each shard
+  std::vector<std::size_t> reply_end_;  // run_sharded: where each command's reply ends in its part
+  std::vector<std::size_t> offsets_;    // run_sharded: how much of each part is merged
+};
+
+bool session::grow() {
+  if (cap_ >= query_buffer_limit) return false;
+  const std::size_t cap = std::min(cap_ * 2, query_buffer_limit);
+  auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+  std::memcpy(bigger.get(), buf_.get(), end_);
+  buf_ = std::move(bigger);
+  cap_ = cap;
+  return true;
+}
+
+corio::task<void> session::flush() {
+  for (std::size_t sent = 0; sent < out_.size();)
+    sent += static_cast<std::size_t>(co_await corio::send(conn_.fd(), std::as_bytes(std::span(out_).subspan(sent))));
+  out_.clear();
+}
+
+corio::task<void> session::run() {
+  std::size_t need = 0;  // a partial command can complete only once end_ >= need
+  for (;;) {
+    if (end_ == cap_ && !grow()) co_return;  // past the query buffer limit: drop the client
+    const int n = co_await conn_.read_some(std::as_writable_bytes(std::span(buf_.get() + end_, cap_ - end_)));
+    if (n == 0) co_return;  // the client closed its side
+    end_ += static_cast<std::size_t>(n);
+    if (end_ < need) continue;
+
+    // Parse every complete command in the buffer.
+    argv_.clear();
+    batch_.clear();
+    std::size_t pos = 0;
+    std::optional<std::string> protocol_error;
+    need = 0;
+    const unsigned shards = corio::shard_count();
+    while (pos < end_) {
+      const std::size_t first = argv_.size();
+      const kv::resp::parse_result r = kv::resp::parse_command(std::string_view(buf_.get() + pos, end_ - pos), argv_);
+      if (r.status == kv::resp::parse_status::incomplete) {
+        need = r.need;  // relative to the command's start, which compaction moves to 0
+        break;
+      }
+      if (r.status == kv::resp::parse_status::error) {
+        protocol_error = "ERR " + r.error_text();
+        break;
+      }
+      pos += r.consumed;
+      if (argv_.size() == first) continue;  // an empty command
+      const std::size_t count = argv_.size() - first;
+      const kv::command_id id = kv::lookup(argv_[first]);
+      batch_.push_back({first, count, id, kv::route_of(id, std::span(argv_).subspan(first, count), shards)});
+    }
+
+    // Run it and answer with one write.
+    out_.clear();
+    const bool keep = co_await run_batch();
+    if (keep && protocol_error) kv::resp::append_error(out_, *protocol_error);
+    co_await flush();
+    if (!keep || protocol_error) co_return;
+
+    // Keep the partial command, at the start of the buffer.
+    if (pos == end_) {
+      end_ = 0;
+    } else if (pos > 0) {
+      std::memmove(buf_.get(), buf_.get() + pos, end_ - pos);
+      end_ -= pos;
+    }
+    if (cap_ > shrink_above && end_ <= initial_buffer && need <= initial_buffer) {
+      auto small = std::make_unique_for_overwrite<char[]>(initial_buffer);
+      std::memcpy(small.get(), buf_.get(), end_);
+      buf_ = std::move(small);
+      cap_ = initial_buffer;
+    }
+    if (out_.capacity() > shrink_above) {
+      out_.clear();
+      out_.shrink_to_fit();
+    }
+  }
+}
+
+corio::task<bool> session::run_batch() {
+  const unsigned here = corio::this_shard();
+  auto spans_shards = [](const parsed_command& c) {
+    return c.where.kind == kv::route_kind::split || c.where.kind == kv::route_kind::all_shards;
+  };
+  std::size_t i = 0;
+  while (i < batch_.size()) {
+    if (spans_shards(batch_[i])) {
+      co_await run_spanning(batch_[i]);
+      ++i;
+      continue;
+    }
+    // A segment: the commands up to the next spanning one, or up to and including QUIT.
+    constexpr unsigned none = ~0u;
+    unsigned target = none;
+    bool several = false;
+    std::size_t j = i;
+    while (j < batch_.size() && !spans_shards(batch_[j]) && j - i < max_segment) {
+      const parsed_command& c = batch_[j++];
+      if (c.where.kind == kv::route_kind::one_shard) {
+        if (target == none) target = c.where.shard;
+        several |= c.where.shard != target;
+      }
+      if (c.id == kv::command_id::quit) break;
+    }
+    if (several) {
+      if (!co_await run_sharded(i, j)) co_return false;
+      if (out_.size() >= flush_above) co_await flush();  // bound the replies held per client
+      i = j;
+      continue;
+    }
+    // One shard (keyless commands join it): replies go straight into out_. The target
+    // stops early once out_ passes flush_above; then the replies go out and it goes on.
+    if (target == none) target = here;
+    while (i < j) {
+      auto run_range = [this, i, j, target]() -> progress {
+        kv::store& s = *state_.stores[target];
+        for (std::size_t k = i; k < j;) {
+          if (!kv::execute(s, batch_[k].id, args(batch_[k]), out_)) return {k + 1, true};
+          if (++k < j && out_.size() >= flush_above) return {k, false};
+        }
+        return {j, false};
+      };
+      // out_ and the arguments are this coroutine's; the target uses them while it waits.
+      const progress p = target == here ? run_range() : co_await corio::submit_to(target, run_range);
+      if (p.quit) co_return false;
+      if (out_.size() >= flush_above) co_await flush();
+      i = p.next;
+    }
+  }
+  co_return true;
+}
+
+corio::task<bool> session::run_sharded(std::size_t i, std::size_t j) {
+  const unsigned here = corio::this_shard();
+  const unsigned shards = corio::shard_count();
+  if (parts_.size() < shards) parts_.resize(shards);
+  reply_end_.resize(j - i);
+  auto shard_of = [here](const parsed_command& c) {
+    return c.where.kind == kv::route_kind::one_shard ? c.where.shard : here;
+  };
+  // Each shard runs its commands of [i, j) in order into its own part, noting where each
+  // reply ends; QUIT can only be the segment's last command and runs on this shard.
+  auto run_part = [&](unsigned t) {
+    kv::store& s = *state_.stores[t];
+    std::string& part = parts_[t];
+    part.clear();
+    bool keep = true;
+    for (std::size_t k = i; k < j; ++k) {
+      if (shard_of(batch_[k]) != t) continue;
+      keep &= kv::execute(s, batch_[k].id, args(batch_[k]), part);
+      reply_end_[k - i] = part.size();
+    }
+    return keep;
+  };
+  bool keep = run_part(here);
+  for (unsigned t = 0; t < shards; ++t) {
+    if (t == here) continue;
+    bool used = false;
+    for (std::size_t k = i; k < j && !used; ++k) used = shard_of(batch_[k]) == t;
+    if (used) keep &= co_await corio::submit_to(t, [&run_part, t] { return run_part(t); });
+  }
+  // Interleave the parts back into command order.
+  if (offsets_.size() < shards) offsets_.resize(shards);
+  std::fill(offsets_.begin(), offsets_.end(), 0);
+  for (std::size_t k = i; k < j; ++k) {
+    const unsigned t = shard_of(batch_[k]);
+    out_.append(parts_[t], offsets_[t], reply_end_[k - i] - offsets_[t]);
+    offsets_[t] = reply_end_[k - i];
+  }
+  co_return keep;
+}
+
+corio::task<void> session::run_spanning(const parsed_command& c) {
+  const unsigned shards = corio::shard_count();
+  const unsigned here = corio::this_shard();
+  const std::span<const std::string_view> argv = args(c);
+  // Runs fn(store, shard) on every shard in turn, locally without a message.
+  auto on_each = [&](auto fn) -> corio::task<void> {
+    for (unsigned s = 0; s < shards; ++s) {
+      auto call = [&fn, s, this] { return fn(*state_.stores[s], s); };
+      if (s == here)
+        call();
+      else
+        co_await corio::submit_to(s, call);
+    }
+  };
+  switch (c.id) {
+    case kv::command_id::del:
+    case kv::command_id::exists:
+    case kv::command_id::dbsize: {
+      std::int64_t total = 0;
+      co_await on_each([&](kv::store& st, unsigned s) {
+        if (c.id == kv::command_id::del)
+          total += kv::del_part(st, argv, s, shards);
+        else if (c.id == kv::command_id::exists)
+          total += kv::exists_part(st, argv, s, shards);
+        else
+          total += static_cast<std::int64_t>(st.size());
+      });
+      kv::resp::append_integer(out_, total);
+      break;
+    }
+    case kv::command_id::mget: {
+      std::vector<std::optional<std::string>> values(argv.size() - 1);
+      co_await on_each([&](kv::store& st, unsigned s) { kv::mget_part(st, argv, s, shards, values); });
+      kv::resp::append_array_header(out_, values.size());
+      for (const auto& v : values)
+        if (v)
+          kv::resp::append_bulk(out_, *v);
+        else
+          kv::resp::append_null(out_);
+      break;
+    }
+    case kv::command_id::mset:
+      co_await on_each([&](kv::store& st, unsigned s) { kv::mset_part(st, argv, s, shards); });
+      kv::resp::append_simple(out_, "OK");
+      break;
+    case kv::command_id::flushall:
+      co_await on_each([](kv::store& st, unsigned) { st.clear(); });
+      kv::resp::append_simple(out_, "OK");
+      break;
+    default:
+      break;  // route_of sends no other command here
+  }
+}
+
+corio::task<void> serve_connection(server_state& state, corio::tcp_stream conn) {
+  try {
+    session s(state, conn);
+    co_await s.run();
+  } catch (const corio::operation_cancelled&) {
+    // Shutdown: the server asked this connection to stop.
+  } catch (const std::system_error&) {
+    // The client reset the connection: nothing to answer.
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "kv_server: out of memory for a client's buffer; dropping the client\n");
+  }
+}
+
+// Runs on one shard until that shard's loop is asked to stop (the runtime's shutdown).
+corio::task<void> serve(server_state& state, corio::address at) {
+  auto listener = corio::tcp_listener::bind(at, {.reuse_port = true});
+  corio::task_group connections;
+  try {
+    for (;;) {
+      corio::tcp_stream conn = co_await listener.accept();
+      connections.spawn(serve_connection(state, std::move(conn)));
+    }
+  } catch (const corio::operation_cancelled&) {
+    // Stop accepting; connections.wait() forwards the stop to the connections.
+  }
+  co_await connections.wait();
+}
+
+// The periodic half of expiry (the other half is lazy, on access): see store.hpp.
+corio::task<void> sweep_expired(kv::store& store) {
+  try {
+    for (;;) {
+      co_await corio::sleep_for(100ms);
+      store.sweep(kv::now_ms());
+    }
+  } catch (const corio::operation_cancelled&) {
+  }
+}
+
+corio::task<int> run_server(corio::address at, corio::signal_set& signals, server_state& state) {
+  // Bind once here to learn the port (port 0 picks one), then every shard binds the same
+  // address with SO_REUSEPORT.
+  const corio::address bound = corio::tcp_listener::bind(at, {.reuse_port = true}).local_address();
+  for (unsigned shard = 0; shard < corio::shard_count(); ++shard)
+    co_await corio::submit_to(shard, [&state, bound, shard] {
+      corio::loop::this_loop().spawn(serve(state, bound));
+      corio::loop::this_loop().spawn(sweep_expired(*state.stores[shard]));
+    });
+  std::printf("kv server on %s (%u shards); Ctrl-C stops it\n", bound.to_string().c_str(), corio::shard_count());
+  std::fflush(stdout);
+  const int sig = co_await signals.wait();
+  std::printf("%s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  std::fflush(stdout);
+  co_return 0;  // the runtime now stops every shard's loop and waits for serve() to end
+}
+
+unsigned parse_shards(const char* arg) {
+  std::int64_t n = 0;
+  if (!kv::resp::parse_int64(arg, n) || n < 0 || n > 4096)
+    throw std::invalid_argument(std::string("bad shard count \"") + arg + "\" (expected 0..4096; 0: one per CPU)");
+  return static_cast<unsigned>(n);
+}
+
+corio::address parse_listen(const char* arg) {
+  const std::string s = arg;
+  if (s.find(':') != std::string::npos) return corio::address::parse(s);
+  return corio::address::parse("127.0.0.1:" + s);  // a bare port; parse checks the range
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const corio::address at = parse_listen(argc > 1 ? argv[1] : "6380");
+    // Block the signals before the runtime starts its threads, so every shard inherits
+    // the mask and only the signalfd sees them.
+    corio::signal_set signals{SIGINT, SIGTERM};
+    corio::runtime rt({.shards = argc > 2 ? parse_shards(argv[2]) : 0u});
+    server_state state;
+    for (unsigned k = 0; k < rt.shard_count(); ++k) state.stores.push_back(std::make_unique<kv::store>());
+    const int code = rt.run(run_server(at, signals, state));
+    std::printf("stopped\n");
+    return code;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kv_server: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,197 @@
+#include "buffered_stream.hpp"
+
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace corio {
+namespace detail {
+
+bool recv_poll_first_supported() noexcept {
+  static const bool supported = [] {
+    utsname u{};
+    int major = 0, minor = 0;
+    if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+    return major > 5 || (major == 5 && minor >= 19);
+  }();
+  return supported;
+}
+
+}  // namespace detail
+
+namespace {
+
+void check_capacity(std::size_t capacity, const char* who) {
+  if (capacity == 0) throw std::invalid_argument(std::string(who) + ": the buffer capacity must be > 0");
+}
+
+// "\r\n" -> "\\r\\n": delimiters in messages stay readable.
+std::string escaped(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '\r': out += "\\r"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          static constexpr char hex[] = "0123456789abcdef";
+          out += "\\x";
+          out += hex[(c >> 4) & 0xf];
+          out += hex[c & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// --- buffered_reader --------------------------------------------------------------------
+
+buffered_reader::buffered_reader(stream_socket& stream, std::size_t capacity)
+    : stream_(stream), data_(nullptr), capacity_(capacity) {
+  check_capacity(capacity, "buffered_reader");
+  owned_.reset(new std::byte[capacity]);  // default-initialised: no zeroing of 16 KiB
+  data_ = owned_.get();
+}
+
+buffered_reader::buffered_reader(stream_socket& stream, std::span<std::byte> storage)
+    : stream_(stream), data_(storage.data()), capacity_(storage.size()) {
+  check_capacity(capacity_, "buffered_reader");
+}
+
+void buffered_reader::consume(std::size_t n) noexcept {
+  begin_ += n;
+  consumed_total_ += n;
+  if (begin_ == end_) begin_ = end_ = 0;  // empty: the next fill gets the whole buffer
+}
+
+std::span<std::byte> buffered_reader::prepare_space() {
+  // Move the unconsumed tail to the front only when the free tail is under half the
+  // buffer: a pipelined stream of small messages then copies rarely.
+  if (begin_ > 0 && capacity_ - end_ < capacity_ / 2) {
+    std::memmove(data_, data_ + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  if (end_ == capacity_)
+    throw std::length_error("buffered_reader fd " + std::to_string(fd()) + ": the buffer is full (" +
+                            std::to_string(capacity_) + " unconsumed bytes)");
+  return {data_ + end_, capacity_ - end_};
+}
+
+task<std::string_view> buffered_reader::read_until(std::string_view delimiter, std::size_t max_bytes,
+                                                   op_options options) {
+  if (delimiter.empty()) throw std::invalid_argument("read_until: the delimiter is empty");
+  if (max_bytes > capacity_ || max_bytes < delimiter.size())
+    throw std::invalid_argument("read_until: max_bytes " + std::to_string(max_bytes) + " is outside " +
+                                std::to_string(delimiter.size()) + ".." + std::to_string(capacity_) +
+                                " (the delimiter's size .. the buffer's capacity)");
+  std::size_t scanned = 0;  // bytes already searched without a match (minus a delimiter's overlap)
+  for (;;) {
+    const std::string_view have = buffered_text();
+    const std::size_t limit = std::min(have.size(), max_bytes);
+    const std::size_t pos = have.substr(0, limit).find(delimiter, scanned);
+    if (pos != std::string_view::npos) {
+      const std::size_t n = pos + delimiter.size();
+      consume(n);
+      // consume() may reset the indices when the buffer empties; the bytes stay in place
+      // until the next fill, so the view remains valid as documented.
+      co_return std::string_view(have.data(), n);
+    }
+    if (limit == max_bytes)
+      throw buffer_limit_exceeded("read_until fd " + std::to_string(fd()) + ": no \"" + escaped(delimiter) +
+                                  "\" within " + std::to_string(max_bytes) + " bytes");
+    scanned = limit >= delimiter.size() ? limit - delimiter.size() + 1 : 0;
+    // Offsets are relative to the first unconsumed byte, so a fill that moves the bytes
+    // to the front keeps `scanned` right.
+    const int n = co_await fill(options);
+    if (n == 0) {
+      if (begin_ == end_) co_return std::string_view{};
+      throw end_of_stream("read_until fd " + std::to_string(fd()) + ": end of stream after " +
+                          std::to_string(end_ - begin_) + " bytes without \"" + escaped(delimiter) + "\"");
+    }
+  }
+}
+
+task<void> buffered_reader::read_exact(std::span<std::byte> out, op_options options) {
+  const std::size_t want = out.size();
+  std::size_t got = 0;
+  for (;;) {
+    const std::size_t take = std::min(out.size() - got, end_ - begin_);
+    if (take > 0) std::memcpy(out.data() + got, data_ + begin_, take);
+    consume(take);
+    got += take;
+    if (got == want) co_return;
+    int n;
+    if (want - got >= capacity_) {
+      // Large remainder: receive straight into the caller's memory, no double copy.
+      n = co_await stream_.read_some(out.subspan(got), effective(options));
+      received();
+      got += static_cast<std::size_t>(n);
+      if (got == want) co_return;
+    } else {
+      n = co_await fill(options);
+    }
+    if (n == 0)
+      throw end_of_stream("read_exact fd " + std::to_string(fd()) + ": end of stream after " + std::to_string(got) +
+                          " of " + std::to_string(want) + " bytes");
+  }
+}
+
+task<std::size_t> buffered_reader::read_some(std::span<std::byte> out, op_options options) {
+  if (out.empty()) co_return 0;
+  if (begin_ == end_) {
+    if (out.size() >= capacity_) {
+      const int n = co_await stream_.read_some(out, effective(options));
+      received();
+      co_return static_cast<std::size_t>(n);
+    }
+    if (co_await fill(options) == 0) co_return 0;
+  }
+  const std::size_t take = std::min(out.size(), end_ - begin_);
+  std::memcpy(out.data(), data_ + begin_, take);
+  consume(take);
+  co_return take;
+}
+
+// --- buffered_writer --------------------------------------------------------------------
+
+buffered_writer::buffered_writer(stream_socket& stream, std::size_t capacity)
+    : stream_(stream), data_(nullptr), capacity_(capacity) {
+  check_capacity(capacity, "buffered_writer");
+  owned_.reset(new std::byte[capacity]);
+  data_ = owned_.get();
+}
+
+buffered_writer::buffered_writer(stream_socket& stream, std::span<std::byte> storage)
+    : stream_(stream), data_(storage.data()), capacity_(storage.size()) {
+  check_capacity(capacity_, "buffered_writer");
+}
+
+task<void> buffered_writer::write(std::span<const std::byte> data, op_options options) {
+  if (try_append(data)) co_return;
+  co_await flush(options);
+  if (try_append(data)) co_return;
+  co_await stream_.write_all(data, options);  // larger than the whole buffer
+}
+
+task<void> buffered_writer::flush(op_options options) {
+  if (size_ == 0) co_return;
+  // Whatever happens, the pending bytes are gone afterwards (see the contract).
+  try {
+    co_await stream_.write_all(std::span<const std::byte>(data_, size_), options);
+  } catch (...) {
+    size_ = 0;
+    throw;
+  }
+  size_ = 0;
+}
+
+}  // namespace corio

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""bench/compare.py's row logic: ratios, floors, best peers, missing figures, script rows,
+the table and the chart. No benchmark is run."""
+import importlib.util
+import os
+import sys
+import unittest
+import xml.etree.ElementTree as ET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location("compare", os.path.join(ROOT, "bench", "compare.py"))
+compare = importlib.util.module_from_spec(_spec)
+sys.modules["compare"] = compare  # dataclasses look the module up while the class is built
+_spec.loader.exec_module(compare)
+Target = compare.Target
+
+
+class BuildRowsTest(unittest.TestCase):
+    def test_a_ratio_target_passes_at_or_above_the_ratio_and_misses_below(self):
+        targets = [Target("a", "BM_a", ("peer",), ratio=2), Target("b", "BM_b", ("peer",), ratio=2)]
+        rows = compare.build_rows(targets, {"BM_a/real_time": 300.0, "BM_b": 100.0, "peer": 100.0})
+        self.assertEqual([r.ratio for r in rows], [3.0, 1.0])
+        self.assertEqual([r.result for r in rows], ["PASS", "MISS"])
+        self.assertEqual(rows[0].corio, 300.0)
+        self.assertEqual(rows[0].peer, "peer")
+
+    def test_a_missing_benchmark_or_peer_gives_na_and_names_what_is_missing(self):
+        targets = [Target("no corio", "BM_not_written", ("peer",), ratio=3),
+                   Target("no peer", "BM_a", ("absent_peer",), ratio=3)]
+        rows = compare.build_rows(targets, {"BM_a": 10.0, "peer": 1.0})
+        self.assertEqual([r.result for r in rows], ["n/a", "n/a"])
+        self.assertIsNone(rows[0].ratio)
+        self.assertIsNone(rows[1].ratio)
+        self.assertEqual(rows[0].missing, ["BM_not_written"])
+        self.assertEqual(rows[1].missing, ["absent_peer"])
+        self.assertEqual(rows[1].corio, 10.0)
+
+    def test_the_fastest_present_peer_is_the_best_peer(self):
+        targets = [Target("w", "BM_a", ("slow", "fast", "absent"), ratio=1)]
+        row, = compare.build_rows(targets, {"BM_a": 50.0, "slow": 10.0, "fast": 100.0})
+        self.assertEqual((row.peer, row.peer_value, row.ratio, row.result), ("fast", 100.0, 0.5, "MISS"))
+
+    def test_a_floor_judges_corio_alone_and_the_peer_is_context(self):
+        targets = [Target("pool", "BM_pool_submit", ("python",), floor=1e6),
+                   Target("start", "BM_start", ("absent",), floor=2000)]
+        rows = compare.build_rows(targets, {"BM_pool_submit": 2.5e6, "python": 5e4, "BM_start": 1999.0})
+        self.assertEqual((rows[0].result, rows[0].ratio), ("PASS", 50.0))
+        self.assertEqual((rows[1].result, rows[1].ratio), ("MISS", None))
+
+    def test_a_row_without_target_is_informational(self):
+        row, = compare.build_rows([Target("pipe", "BM_pipe_8B", ("p",))], {"BM_pipe_8B": 4.0, "p": 2.0})
+        self.assertEqual((row.ratio, row.result), (2.0, "-"))
+        row, = compare.build_rows([Target("pipe", "BM_pipe_8B", ("p",))], {"p": 2.0})
+        self.assertEqual((row.ratio, row.result, row.missing), (None, "n/a", ["BM_pipe_8B"]))
+
+    def test_the_declared_targets_all_resolve_to_na_on_an_empty_run(self):
+        rows = compare.build_rows(compare.TARGETS, {})
+        self.assertEqual(len(rows), len(compare.TARGETS))
+        self.assertEqual({r.result for r in rows}, {"n/a"})
+        names = {(r.benchmark, r.target_ratio, r.target_floor) for r in rows}
+        self.assertIn(("BM_queue_8B", 100, None), names)
+        self.assertIn(("BM_queue_8B", 3, None), names)
+        self.assertIn(("BM_spsc_ring_8B", 0.5, None), names)
+        self.assertIn(("BM_pool_submit", None, 1e6), names)
+        self.assertIn(("BM_process_start_join", None, 2000), names)
+
+
+class SalvageTest(unittest.TestCase):
+    def test_the_rows_a_crashed_program_finished_are_kept(self):
+        import tempfile
+        text = ('{"context": {"num_cpus": 2}, "benchmarks": [\n'
+                '  {"name": "BM_a", "run_type": "iteration", "items_per_second": 5.0},\n'
+                '  {"name": "BM_b", "run_type": "iteration", "items_per_second": 7.0},\n'
+                '  {"name": "BM_c", "run_ty')
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write(text)
+        try:
+            doc = compare.salvage_benchmark_json(f.name)
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(compare.summarize.collect_benchmarks(doc), {"BM_a": 5.0, "BM_b": 7.0})
+
+
+class ScriptRowsTest(unittest.TestCase):
+    def test_rows_from_a_compare_script_keep_their_fields_and_use_target_as_a_ratio(self):
+        doc = {"rows": [
+            {"work": "HTTP hello", "benchmark": "http_corio", "corio": 240000, "unit": "req/s",
+             "peer": "asio", "peer_value": 200000, "target": 1.2, "extra": {"connections": 64}},
+            {"work": "KV get", "benchmark": "kv_corio", "corio": None, "unit": "ops/s",
+             "peer": "redis", "peer_value": 100000, "target": 1.0, "extra": None},
+            "not a row"]}
+        http, kv = compare.rows_from_script_output(doc, "x_compare.py")
+        self.assertEqual((http.work, http.unit, http.peer, http.ratio, http.result),
+                         ("HTTP hello", "req/s", "asio", 1.2, "PASS"))
+        self.assertEqual(http.extra, {"connections": 64, "source": "x_compare.py"})
+        self.assertEqual((kv.result, kv.missing), ("n/a", ["kv_corio"]))
+
+    def test_script_arguments_follow_what_the_script_offers_in_its_help(self):
+        positional = ("usage: x.py [-h] [--requests REQUESTS] [--json OUT]\n"
+                      "                     builddir\n\npositional arguments:\n  builddir\n")
+        self.assertEqual(compare.script_args_from_help(positional, "o.json", "/b", full=False),
+                         ["/b", "--json", "o.json", "--requests", "200000"])
+        self.assertEqual(compare.script_args_from_help(positional, "o.json", "/b", full=True),
+                         ["/b", "--json", "o.json"])
+        option = "usage: y.py [-h] [--builddir BUILDDIR] [--seconds SECONDS] [--json OUT]\n"
+        self.assertEqual(compare.script_args_from_help(option, "o.json", "/b", full=True),
+                         ["--json", "o.json", "--builddir", "/b", "--seconds", "10"])
+        self.assertEqual(compare.script_args_from_help("", "o.json", "/b", full=False),
+                         ["--json", "o.json"])
+
+    def test_an_empty_document_gives_no_rows(self):
+        self.assertEqual(compare.rows_from_script_output({}, "s"), [])
+
+
+class OutputTest(unittest.TestCase):
+    def rows(self):
+        targets = [Target("ratio row", "BM_a", ("p",), ratio=2),
+                   Target("floor row", "BM_b", ("q",), floor=1e6),
+                   Target("missing <row>", "BM_none", ("p",), ratio=3)]
+        return compare.build_rows(targets, {"BM_a": 3e8, "p": 1e8, "BM_b": 5e5, "q": 1e4})
+
+    def test_the_table_has_one_line_per_row_with_figures_ratio_target_and_result(self):
+        lines = compare.format_table(self.rows()).splitlines()
+        self.assertEqual(len(lines), 4)
+        self.assertEqual(lines[0].split()[:3], ["work", "corio", "best"])
+        self.assertRegex(lines[1], r"^ratio row\s+300\.0 M/s\s+p\s+100\.0 M/s\s+3\.00x\s+>= 2x\s+PASS$")
+        self.assertRegex(lines[2], r"^floor row\s+500\.0 k/s\s+q\s+10\.0 k/s\s+50\.00x\s+>= 1\.0 M/s\s+MISS$")
+        self.assertRegex(lines[3], r"n/a\s+>= 3x\s+n/a \(BM_none not measured\)$")
+
+    def test_the_chart_is_well_formed_svg_with_one_bar_per_measured_row(self):
+        machine = {"cpu": "CPU & co", "cores": 2, "kernel": "6.1", "compiler": "g++", "date": "d"}
+        svg = compare.render_svg(self.rows(), machine)
+        root = ET.fromstring(svg)
+        ns = "{http://www.w3.org/2000/svg}"
+        fills = [r.get("fill") for r in root.iter(ns + "rect")][1:]  # [0] is the background
+        self.assertEqual(fills, ["#2e9e44", "#d03b3b"])
+        texts = [t.text for t in root.iter(ns + "text")]
+        self.assertIn("missing <row>", texts)
+        self.assertIn("n/a", texts)
+
+
+if __name__ == "__main__":
+    unittest.main()

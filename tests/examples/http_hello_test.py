@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Drives examples/http_hello like a client would: start it on a free port, check the
+answer to GET / byte for byte, keep-alive (several requests on one connection),
+pipelining (10 requests in one write, 10 answers in order), Connection: close, HTTP/1.0,
+404, a malformed request (400) and oversized headers (431) while another connection keeps
+working, curl when it is installed, and SIGTERM: exit 0.
+
+Usage: http_hello_test.py HTTP_HELLO_EXECUTABLE
+"""
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+OK = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!")
+OK_CLOSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
+            b"Connection: close\r\n\r\nHello, World!")
+OK_KEEP_10 = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
+              b"Connection: keep-alive\r\n\r\nHello, World!")
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nContent-Type: text/plain\r\n\r\nNot Found\n"
+BAD = (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nContent-Type: text/plain\r\n"
+       b"Connection: close\r\n\r\nBad Request\n")
+TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 32\r\nContent-Type: text/plain\r\n"
+             b"Connection: close\r\n\r\nRequest Header Fields Too Large\n")
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class Failure(Exception):
+    pass
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=20)
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    got = b""
+    while len(got) < n:
+        chunk = s.recv(n - len(got))
+        if not chunk:
+            raise Failure(f"connection closed after {len(got)} of {n} bytes: {got!r}")
+        got += chunk
+    return got
+
+
+def recv_all(s: socket.socket) -> bytes:
+    """Everything until the server closes."""
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return got
+        got += chunk
+
+
+def expect(what: str, got: bytes, want: bytes) -> None:
+    if got != want:
+        raise Failure(f"{what}: got {got!r}, want {want!r}")
+
+
+def run_checks(port: int) -> None:
+    # One GET, byte-exact, then the connection stays open (keep-alive) for more.
+    with connect(port) as s:
+        for i in range(5):
+            s.sendall(GET)
+            expect(f"keep-alive request {i}", recv_exact(s, len(OK)), OK)
+        # Pipelining: 10 requests in one write (one of them a 404), answers in order.
+        reqs = [GET if i != 6 else b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n" for i in range(10)]
+        s.sendall(b"".join(reqs))
+        want = b"".join(OK if i != 6 else NOT_FOUND for i in range(10))
+        expect("10 pipelined answers", recv_exact(s, len(want)), want)
+        # Connection: close is honoured: the answer says so and the server closes.
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        expect("Connection: close", recv_all(s), OK_CLOSE)
+
+    # HTTP/1.0 without keep-alive closes; with keep-alive it stays open.
+    with connect(port) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        expect("HTTP/1.0", recv_all(s), OK_CLOSE)
+    with connect(port) as s:
+        s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        expect("HTTP/1.0 keep-alive", recv_exact(s, len(OK_KEEP_10)), OK_KEEP_10)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        expect("HTTP/1.0 after keep-alive", recv_all(s), OK_CLOSE)
+
+    # Malformed requests: 400 and close; a bystander connection keeps working.
+    with connect(port) as bystander:
+        bystander.sendall(GET)
+        expect("bystander before", recv_exact(bystander, len(OK)), OK)
+        for bad in [b"GARBAGE\r\n\r\n", b"GET /\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"]:
+            with connect(port) as s:
+                s.sendall(bad)
+                expect(f"malformed {bad!r}", recv_all(s), BAD)
+        # A good request before a bad one in the same write: answered, then 400.
+        with connect(port) as s:
+            s.sendall(GET + b"BAD REQUEST LINE\r\n\r\n")
+            expect("good then bad", recv_all(s), OK + BAD)
+        # Oversized headers, complete or not: 431, and the bystander still works.
+        big = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+        with connect(port) as s:
+            s.sendall(big)
+            expect("431 (complete)", recv_all(s), TOO_LARGE)
+        with connect(port) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 12000)  # no end of headers yet
+            expect("431 (incomplete)", recv_all(s), TOO_LARGE)
+        bystander.sendall(GET)
+        expect("bystander after", recv_exact(bystander, len(OK)), OK)
+
+    # curl, when it is installed, sees the body.
+    curl = shutil.which("curl")
+    if curl:
+        out = subprocess.run([curl, "-s", f"http://127.0.0.1:{port}/"], capture_output=True, timeout=30)
+        expect("curl", out.stdout, b"Hello, World!")
+
+
+def main() -> int:
+    exe = sys.argv[1]
+    proc = subprocess.Popen([exe, "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().rstrip("\n")
+        m = re.fullmatch(r"http_hello listening on http://127\.0\.0\.1:(\d+)/ \((\d+) shards\)", first)
+        if not m:
+            raise Failure(f"unexpected first line {first!r}")
+        port = int(m.group(1))
+        run_checks(port)
+        idle = connect(port)  # closed by the graceful shutdown
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        if idle.recv(16) != b"":
+            raise Failure("the idle connection was not closed by the shutdown")
+        idle.close()
+        lines = out.splitlines()
+        if proc.returncode != 0 or len(lines) != 1 or not re.fullmatch(r"SIGTERM: shut down after \d+ connections",
+                                                                        lines[0]):
+            raise Failure(f"exit {proc.returncode}, output {lines!r}, stderr {err!r}")
+    except (Failure, OSError, subprocess.TimeoutExpired) as e:
+        print(f"http_hello_test: FAIL: {e}")
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+        print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
+        return 1
+    print(f"http_hello_test: OK (port {port}, {m.group(2)} shards)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
