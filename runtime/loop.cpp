@@ -16,6 +16,8 @@ namespace corio {
 
 thread_local loop* loop::current_ = nullptr;
 
+void detail::forget_loop_after_fork() noexcept { loop::current_ = nullptr; }
+
 namespace {
 
 void print_unhandled(std::exception_ptr e) noexcept {

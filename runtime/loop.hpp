@@ -40,6 +40,13 @@
 
 namespace corio {
 
+namespace detail {
+// For fork() (ipc/process.hpp): in the child, forgets the loop this thread was running,
+// so the child may build its own loop and never touches the parent's io_uring, whose
+// rings are MAP_SHARED with the parent. Call only in a freshly forked child.
+void forget_loop_after_fork() noexcept;
+}  // namespace detail
+
 struct loop_options {
   unsigned entries = 1024;  // submission queue size (power of two); the CQ is twice this
   bool sqpoll = false;      // kernel submission thread: opt-in, see above
@@ -190,6 +197,7 @@ class loop {
   void register_stop_callbacks();
 
   static thread_local loop* current_;
+  friend void detail::forget_loop_after_fork() noexcept;
 };
 
 template <class T>
