@@ -41,4 +41,45 @@ inline void store_relaxed(std::uint64_t& target, std::uint64_t v) noexcept {
   std::atomic_ref<std::uint64_t>(target).store(v, std::memory_order_relaxed);
 }
 
+// 32-bit words (per-slot sequence numbers, futex words): the same four helpers, same rules.
+static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free,
+              "shared-memory sequence numbers need lock-free 32-bit atomics (a lock is per-process)");
+[[nodiscard]] inline std::uint32_t load_acquire(const std::uint32_t& v) noexcept {
+  return std::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(v)).load(std::memory_order_acquire);
+}
+inline void store_release(std::uint32_t& target, std::uint32_t v) noexcept {
+  std::atomic_ref<std::uint32_t>(target).store(v, std::memory_order_release);
+}
+[[nodiscard]] inline std::uint32_t load_relaxed(const std::uint32_t& v) noexcept {
+  return std::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(v)).load(std::memory_order_relaxed);
+}
+inline void store_relaxed(std::uint32_t& target, std::uint32_t v) noexcept {
+  std::atomic_ref<std::uint32_t>(target).store(v, std::memory_order_relaxed);
+}
+
+// A seq_cst fence for Dekker-style pairs between processes ("store mine, fence, load
+// theirs" on both sides: at least one side sees the other's store), such as the "may
+// sleep" flags of ipc/queue.hpp. GCC refuses std::atomic_thread_fence under
+// -fsanitize=thread (-Wtsan: ThreadSanitizer does not model fences). These fences only
+// guarantee liveness (no lost wake-up), never the visibility of data, which release/acquire
+// pairs carry and TSan checks; so the instruction is kept and the warning silenced here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+inline void fence_seq_cst() noexcept { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// Claims a shared counter value (a slot position) when no data is published through the
+// counter itself: the winner of the exchange is unique, and what it then reads or writes
+// is ordered by a separate acquire/release pair (e.g. a slot's sequence number). On
+// failure `expected` receives the current value.
+[[nodiscard]] inline bool compare_exchange_relaxed(std::uint64_t& target, std::uint64_t& expected,
+                                                   std::uint64_t desired) noexcept {
+  return std::atomic_ref<std::uint64_t>(target).compare_exchange_weak(expected, desired, std::memory_order_relaxed,
+                                                                      std::memory_order_relaxed);
+}
+
 }  // namespace corio::detail

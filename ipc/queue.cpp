@@ -1,0 +1,99 @@
+#include "queue.hpp"
+
+#include <string>
+
+namespace corio::detail {
+
+namespace {
+
+std::string describe_timeout(std::optional<std::chrono::nanoseconds> timeout) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(*timeout).count();
+  if (us % 1000 == 0)
+    return std::to_string(us / 1000) + " ms";
+  return std::to_string(us) + " us";
+}
+
+}  // namespace
+
+queue_core::queue_core(std::size_t capacity, queue_options options)
+    : region_([&] {
+        if (capacity == 0)
+          throw std::invalid_argument("corio::queue: capacity must be at least 1");
+        return shm_region::create(sizeof(queue_control) + mpmc_ring::bytes_for(capacity, options.max_message_bytes),
+                                  "corio-queue");
+      }()),
+      control_(reinterpret_cast<queue_control*>(region_.data())),  // zero-filled: open, no waiters
+      ring_(mpmc_ring::format(std::span<std::byte>(region_.data() + sizeof(queue_control),
+                                                   region_.size() - sizeof(queue_control)),
+                              capacity, options.max_message_bytes)) {}
+
+void queue_core::close() noexcept {
+  store_release(control_->closed, 1);  // waiters that see it also see every value put before
+  not_empty().notify_all();
+  not_full().notify_all();
+}
+
+void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  if (closed())
+    throw_closed("put");
+  if (try_push(bytes))
+    return;
+  if (!block)
+    throw_full(std::nullopt);
+  if (spin([&] { return try_push(bytes); }))
+    return;
+  const auto deadline = queue_deadline(timeout, "put");
+  bool pushed = false;
+  bool is_closed = false;
+  not_full().wait_until(
+      [&] {
+        is_closed = closed();
+        if (is_closed)
+          return true;
+        pushed = try_push(bytes);
+        if (!pushed)
+          producer_may_sleep();
+        return pushed;
+      },
+      deadline);
+  if (pushed)
+    return;
+  if (is_closed || closed())
+    throw_closed("put");
+  throw_full(timeout);
+}
+
+void queue_core::throw_closed(const char* what) const {
+  if (std::string_view(what) == "put")
+    throw queue_closed("corio::queue::put: the queue is closed");
+  throw queue_closed(std::string("corio::queue::") + what + ": the queue is closed and empty");
+}
+
+void queue_core::throw_full(std::optional<std::chrono::nanoseconds> timeout) const {
+  const std::string cap = std::to_string(ring_.capacity());
+  if (!timeout)
+    throw queue_full("corio::queue::put: the queue is full (" + cap + " values)");
+  throw queue_full("corio::queue::put: the queue stayed full (" + cap + " values) for " + describe_timeout(timeout));
+}
+
+void queue_core::throw_empty(std::optional<std::chrono::nanoseconds> timeout) const {
+  if (!timeout)
+    throw queue_empty("corio::queue::get: the queue is empty");
+  throw queue_empty("corio::queue::get: the queue stayed empty for " + describe_timeout(timeout));
+}
+
+void throw_queue_decode_size(std::size_t got, std::size_t want) {
+  throw decode_error("corio::queue::get: a " + std::to_string(got) + "-byte message cannot be a " +
+                     std::to_string(want) + "-byte value (did a producer put another type?)");
+}
+
+std::optional<std::chrono::steady_clock::time_point> queue_deadline(std::optional<std::chrono::nanoseconds> timeout,
+                                                                    const char* what) {
+  if (!timeout)
+    return std::nullopt;
+  if (timeout->count() < 0)
+    throw std::invalid_argument(std::string("corio::queue::") + what + ": the timeout must not be negative");
+  return std::chrono::steady_clock::now() + *timeout;
+}
+
+}  // namespace corio::detail

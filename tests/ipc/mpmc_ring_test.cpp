@@ -1,0 +1,355 @@
+// mpmc_ring: sizes, empty/full, FIFO order, wraparound, oversize and small-buffer errors,
+// attach checks, a claimed-but-unpublished slot, many threads and 4 + 4 processes with every
+// message delivered exactly once (checksums).
+#include <doctest/doctest.h>
+
+#include <corio/ipc/mpmc_ring.hpp>
+#include <corio/ipc/shm_region.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using corio::mpmc_ring;
+
+namespace {
+
+struct aligned_block {
+  explicit aligned_block(std::size_t n) : size(n), ptr(static_cast<std::byte*>(std::aligned_alloc(64, (n + 63) & ~std::size_t{63}))) {
+    std::memset(ptr.get(), 0xAB, n);
+  }
+  std::span<std::byte> span() { return {ptr.get(), size}; }
+  struct freer {
+    void operator()(std::byte* p) const noexcept { std::free(p); }
+  };
+  std::size_t size;
+  std::unique_ptr<std::byte, freer> ptr;
+};
+
+std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
+
+std::string pop_string(mpmc_ring& r) {
+  std::string out = "<none>";
+  r.try_pop_with([&](std::span<const std::byte> m) { out.assign(reinterpret_cast<const char*>(m.data()), m.size()); });
+  return out;
+}
+
+// A message that proves its own integrity: producer id, sequence number, a length that
+// varies with the sequence, filler bytes derived from both, and a checksum over it all.
+struct message_codec {
+  static std::size_t make(std::uint32_t producer, std::uint32_t seq, std::byte* out, std::size_t max) {
+    const std::size_t filler = (seq * 7u + producer) % (max - 16 + 1);
+    std::memcpy(out, &producer, 4);
+    std::memcpy(out + 4, &seq, 4);
+    std::uint64_t sum = producer * 1'000'003ull + seq;
+    for (std::size_t i = 0; i < filler; ++i) {
+      const auto b = static_cast<std::uint8_t>((producer * 31 + seq + i) & 0xFF);
+      out[16 + i] = std::byte{b};
+      sum = sum * 131 + b;
+    }
+    std::memcpy(out + 8, &sum, 8);
+    return 16 + filler;
+  }
+  // The (producer, seq) pair, after checking length and checksum.
+  static std::pair<std::uint32_t, std::uint32_t> check(std::span<const std::byte> m, std::size_t max) {
+    if (m.size() < 16)
+      throw std::runtime_error("short message");
+    std::uint32_t producer, seq;
+    std::uint64_t sum;
+    std::memcpy(&producer, m.data(), 4);
+    std::memcpy(&seq, m.data() + 4, 4);
+    std::memcpy(&sum, m.data() + 8, 8);
+    if (m.size() != 16 + (seq * 7u + producer) % (max - 16 + 1))
+      throw std::runtime_error("wrong length");
+    std::uint64_t want = producer * 1'000'003ull + seq;
+    for (std::size_t i = 16; i < m.size(); ++i) want = want * 131 + std::to_integer<std::uint8_t>(m[i]);
+    if (want != sum)
+      throw std::runtime_error("checksum mismatch");
+    return {producer, seq};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("bytes_for rounds slots up to a power of two and each slot up to 8 bytes") {
+  CHECK(mpmc_ring::stride_for(0) == 8);
+  CHECK(mpmc_ring::stride_for(8) == 16);
+  CHECK(mpmc_ring::stride_for(9) == 24);
+  CHECK(mpmc_ring::stride_for(256) == 264);
+  CHECK(mpmc_ring::bytes_for(1, 8) == 192 + 2 * 16);
+  CHECK(mpmc_ring::bytes_for(3, 8) == 192 + 4 * 16);
+  CHECK(mpmc_ring::bytes_for(1024, 256) == 192 + 1024 * 264);
+  CHECK_THROWS_AS((void)mpmc_ring::bytes_for(std::size_t{1} << 31, 8), std::invalid_argument);
+CHECK_THROWS_AS((void)mpmc_ring::bytes_for(std::size_t{1} << 50, 8), std::invalid_argument);
+}
+
+TEST_CASE("a new ring is empty and pops nothing") {
+  aligned_block m(mpmc_ring::bytes_for(4, 32));
+  auto r = mpmc_ring::format(m.span(), 4, 32);
+  CHECK(r.capacity() == 4);
+  CHECK(r.max_payload() == 32);
+  CHECK(r.size() == 0);
+  CHECK(r.empty());
+  CHECK(pop_string(r) == "<none>");
+  std::array<std::byte, 32> buf{};
+  CHECK_FALSE(r.try_pop(buf).has_value());
+}
+
+TEST_CASE("one thread gets its messages back in order, including empty ones") {
+  aligned_block m(mpmc_ring::bytes_for(8, 32));
+  auto r = mpmc_ring::format(m.span(), 8, 32);
+  CHECK(r.try_push(bytes_of("first")));
+  CHECK(r.try_push(bytes_of("")));
+  CHECK(r.try_push(bytes_of("third message")));
+  CHECK(r.size() == 3);
+  std::array<std::byte, 32> buf{};
+  auto n = r.try_pop(buf);
+  REQUIRE(n.has_value());
+  CHECK(std::string(reinterpret_cast<const char*>(buf.data()), *n) == "first");
+  n = r.try_pop(buf);
+  REQUIRE(n.has_value());
+  CHECK(*n == 0);
+  CHECK(pop_string(r) == "third message");
+  CHECK(pop_string(r) == "<none>");
+  CHECK(r.size() == 0);
+}
+
+TEST_CASE("a full ring refuses a push and accepts it again after a pop") {
+  aligned_block m(mpmc_ring::bytes_for(4, 16));
+  auto r = mpmc_ring::format(m.span(), 4, 16);
+  for (int i = 0; i < 4; ++i) CHECK(r.try_push(bytes_of("m" + std::to_string(i))));
+  CHECK(r.size() == 4);
+  CHECK_FALSE(r.try_push(bytes_of("overflow")));
+  CHECK(pop_string(r) == "m0");
+  CHECK(r.try_push(bytes_of("m4")));
+  CHECK_FALSE(r.try_push(bytes_of("overflow")));
+  for (int i = 1; i <= 4; ++i) CHECK(pop_string(r) == "m" + std::to_string(i));
+  CHECK(pop_string(r) == "<none>");
+}
+
+TEST_CASE("positions wrap around the slots many times with order and contents intact") {
+  aligned_block m(mpmc_ring::bytes_for(4, 24));
+  auto r = mpmc_ring::format(m.span(), 4, 24);
+  int next_pop = 0;
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE(r.try_push(bytes_of("value-" + std::to_string(i))));
+    if (i % 3 == 2)  // 3 is prime to 4: batches start at every slot offset in turn
+      for (int k = 0; k < 3; ++k) CHECK(pop_string(r) == "value-" + std::to_string(next_pop++));
+  }
+  while (next_pop < 1000) CHECK(pop_string(r) == "value-" + std::to_string(next_pop++));
+  CHECK(pop_string(r) == "<none>");
+}
+
+TEST_CASE("a message larger than max_payload throws length_error naming both sizes and claims nothing") {
+  aligned_block m(mpmc_ring::bytes_for(4, 16));
+  auto r = mpmc_ring::format(m.span(), 4, 16);
+  CHECK(r.try_push(bytes_of(std::string(16, 'x'))));
+  const std::string big(17, 'y');
+  CHECK_THROWS_WITH_AS(r.try_push(bytes_of(big)),
+                       "corio::mpmc_ring: a 17-byte message does not fit a slot (largest message: 16 bytes); "
+                       "raise the slot size (queue_options::max_message_bytes)",
+                       std::length_error);
+  CHECK(r.size() == 1);
+  CHECK(pop_string(r) == std::string(16, 'x'));
+  CHECK(pop_string(r) == "<none>");
+}
+
+TEST_CASE("try_pop refuses a buffer smaller than max_payload instead of truncating") {
+  aligned_block m(mpmc_ring::bytes_for(4, 16));
+  auto r = mpmc_ring::format(m.span(), 4, 16);
+  CHECK(r.try_push(bytes_of("abc")));
+  std::array<std::byte, 8> small{};
+  CHECK_THROWS_WITH_AS((void)r.try_pop(small),
+                       "corio::mpmc_ring::try_pop: a 8-byte buffer cannot hold every message (need max_payload = 16 "
+                       "bytes)",
+                       std::invalid_argument);
+  CHECK(pop_string(r) == "abc");
+}
+
+TEST_CASE("a callback that throws in try_pop_with still consumes the message and frees the slot") {
+  aligned_block m(mpmc_ring::bytes_for(2, 16));
+  auto r = mpmc_ring::format(m.span(), 2, 16);
+  CHECK(r.try_push(bytes_of("bad")));
+  CHECK(r.try_push(bytes_of("good")));
+  CHECK_THROWS_AS(r.try_pop_with([](auto) { throw std::runtime_error("decode failed"); }), std::runtime_error);
+  CHECK(r.try_push(bytes_of("again")));
+  CHECK(pop_string(r) == "good");
+  CHECK(pop_string(r) == "again");
+}
+
+TEST_CASE("format and attach reject bad memory with invalid_argument") {
+  aligned_block m(mpmc_ring::bytes_for(4, 16));
+  CHECK_THROWS_AS((void)mpmc_ring::format(m.span().subspan(0, 100), 4, 16), std::invalid_argument);
+  CHECK_THROWS_AS((void)mpmc_ring::format(m.span().subspan(8), 2, 16), std::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)mpmc_ring::attach(m.span()), "corio::mpmc_ring::attach: the memory holds no formatted ring",
+                       std::invalid_argument);
+  auto r = mpmc_ring::format(m.span(), 4, 16);
+  CHECK(r.try_push(bytes_of("shared")));
+  auto other = mpmc_ring::attach(m.span());
+  CHECK(other.capacity() == 4);
+  CHECK(other.max_payload() == 16);
+  CHECK(pop_string(other) == "shared");
+  CHECK_THROWS_AS((void)mpmc_ring::attach(m.span().subspan(0, 200)), std::invalid_argument);
+}
+
+TEST_CASE("a corrupt length in shared memory throws runtime_error instead of reading out of bounds") {
+  aligned_block m(mpmc_ring::bytes_for(2, 16));
+  auto r = mpmc_ring::format(m.span(), 2, 16);
+  CHECK(r.try_push(bytes_of("abc")));
+  auto* slot = reinterpret_cast<corio::detail::mpmc_slot*>(m.span().data() + mpmc_ring::header_bytes);
+  slot->length = 1000;
+  CHECK_THROWS_WITH_AS(r.try_pop_with([](auto) { FAIL("must not be called"); }),
+                       "corio::mpmc_ring: corrupt message length 1000 at position 0 (largest message: 16 bytes; the "
+                       "memory is not an mpmc_ring written by its producers)",
+                       std::runtime_error);
+  CHECK(r.try_push(bytes_of("next")));  // the slot was freed
+  CHECK(pop_string(r) == "next");
+}
+
+TEST_CASE("a producer killed between claim and publish exposes nothing and blocks later messages") {
+  auto region = corio::shm_region::create(mpmc_ring::bytes_for(4, 16), "mpmc-dead-producer");
+  auto r = mpmc_ring::format({region.data(), region.size()}, 4, 16);
+  CHECK(r.try_push(bytes_of("before")));
+  // Simulate the claim of a producer that dies right after it: advance enqueue_pos past
+  // position 1 without publishing slot 1, as a SIGKILL inside the memcpy would leave it.
+  auto* h = reinterpret_cast<corio::detail::mpmc_ring_header*>(region.data());
+  std::uint64_t pos = 1;
+  REQUIRE(corio::detail::compare_exchange_relaxed(h->enqueue_pos, pos, 2));
+  CHECK(r.try_push(bytes_of("after")));  // position 2, published
+  CHECK(pop_string(r) == "before");
+  CHECK(pop_string(r) == "<none>");      // position 1 is never published: no torn read
+  CHECK(pop_string(r) == "<none>");      // and it blocks position 2 behind it
+  CHECK(r.size() == 2);
+  CHECK(r.try_push(bytes_of("x")));      // position 3
+  CHECK(r.try_push(bytes_of("y")));      // position 4 (slot 0, freed by "before")
+  CHECK_FALSE(r.try_push(bytes_of("z")));  // position 5 = slot 1 again: full for good
+}
+
+TEST_CASE("8 threads, 4 producers and 4 consumers, deliver every message exactly once with intact bytes") {
+  constexpr std::uint32_t producers = 4;
+  constexpr std::uint32_t per_producer = 50'000;
+  constexpr std::size_t max = 64;
+  aligned_block m(mpmc_ring::bytes_for(64, max));
+  auto r = mpmc_ring::format(m.span(), 64, max);
+  std::vector<std::atomic<std::uint8_t>> seen(producers * per_producer);
+  std::atomic<std::uint64_t> consumed{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::vector<std::thread> threads;
+  for (std::uint32_t p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      std::array<std::byte, max> buf{};
+      for (std::uint32_t s = 0; s < per_producer; ++s) {
+        const std::size_t n = message_codec::make(p, s, buf.data(), max);
+        while (!r.try_push({buf.data(), n})) std::this_thread::yield();
+      }
+    });
+  }
+  for (int c = 0; c < 4; ++c) {
+    threads.emplace_back([&] {
+      std::array<std::uint32_t, producers> last{};
+      last.fill(UINT32_MAX);
+      while (consumed.load(std::memory_order_relaxed) < producers * per_producer) {
+        bool got = r.try_pop_with([&](std::span<const std::byte> msg) {
+          try {
+            auto [p, s] = message_codec::check(msg, max);
+            // Per producer, one consumer sees increasing sequence numbers (FIFO).
+            if (last[p] != UINT32_MAX && s <= last[p])
+              errors.fetch_add(1);
+            last[p] = s;
+            seen[p * per_producer + s].fetch_add(1);
+          } catch (const std::exception&) {
+            errors.fetch_add(1);
+          }
+        });
+        if (got)
+          consumed.fetch_add(1, std::memory_order_relaxed);
+        else
+          std::this_thread::yield();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(errors.load() == 0);
+  CHECK(consumed.load() == producers * per_producer);
+  std::size_t once = 0;
+  for (auto& s : seen) once += s.load() == 1;
+  CHECK(once == producers * per_producer);
+  CHECK(r.size() == 0);
+}
+
+TEST_CASE("4 producer and 4 consumer processes deliver every message exactly once with intact bytes") {
+  constexpr std::uint32_t producers = 4;
+  constexpr std::uint32_t consumers = 4;
+  constexpr std::uint32_t per_producer = 100'000;
+  constexpr std::uint64_t total = std::uint64_t{producers} * per_producer;
+  constexpr std::size_t max = 48;
+  auto ring_mem = corio::shm_region::create(mpmc_ring::bytes_for(256, max), "mpmc-processes");
+  // Per message: how many times it was consumed; then the consumed total and error count.
+  auto book = corio::shm_region::create(total + 2 * sizeof(std::uint64_t) + 64, "mpmc-processes-book");
+  auto* counts = reinterpret_cast<std::uint64_t*>(book.data());
+  auto* seen = reinterpret_cast<std::uint8_t*>(book.data() + 64);
+  auto r = mpmc_ring::format({ring_mem.data(), ring_mem.size()}, 256, max);
+
+  std::vector<pid_t> children;
+  for (std::uint32_t p = 0; p < producers; ++p) {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      std::array<std::byte, max> buf{};
+      for (std::uint32_t s = 0; s < per_producer; ++s) {
+        const std::size_t n = message_codec::make(p, s, buf.data(), max);
+        while (!r.try_push({buf.data(), n})) ::sched_yield();
+      }
+      ::_exit(0);
+    }
+    children.push_back(pid);
+  }
+  for (std::uint32_t c = 0; c < consumers; ++c) {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      std::atomic_ref<std::uint64_t> consumed(counts[0]);
+      std::atomic_ref<std::uint64_t> errors(counts[1]);
+      while (consumed.load(std::memory_order_relaxed) < total) {
+        const bool got = r.try_pop_with([&](std::span<const std::byte> msg) {
+          try {
+            auto [p, s] = message_codec::check(msg, max);
+            if (p >= producers || s >= per_producer)
+              throw std::runtime_error("out of range");
+            std::atomic_ref<std::uint8_t>(seen[std::uint64_t{p} * per_producer + s]).fetch_add(1);
+          } catch (const std::exception&) {
+            errors.fetch_add(1);
+          }
+        });
+        if (got)
+          consumed.fetch_add(1, std::memory_order_relaxed);
+        else
+          ::sched_yield();
+      }
+      ::_exit(0);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  CHECK(counts[0] == total);
+  CHECK(counts[1] == 0);
+  std::uint64_t once = 0;
+  for (std::uint64_t i = 0; i < total; ++i) once += seen[i] == 1;
+  CHECK(once == total);
+  CHECK(r.size() == 0);
+}

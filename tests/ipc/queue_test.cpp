@@ -1,0 +1,455 @@
+// queue<T>: order, types, full/empty without blocking, timeouts, oversize, close, 4 + 4
+// processes exactly once, async put/get in a loop against another process, lost-wake-up
+// stress between two processes, and the writer/reader scenario of examples/queue.cpp.
+#include <doctest/doctest.h>
+
+#include <corio/coro/when_all.hpp>
+#include <corio/ipc/process.hpp>
+#include <corio/ipc/queue.hpp>
+#include <corio/ipc/shm_region.hpp>
+#include <corio/runtime/errors.hpp>
+#include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+using namespace std::chrono_literals;
+using corio::queue;
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+#else
+constexpr bool sanitized = false;
+#endif
+
+template <class F>
+pid_t fork_child(F fn) {
+  std::fflush(nullptr);  // a child that flushes must not repeat what the parent buffered
+  std::cout.flush();
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int rc = 3;
+    try {
+      rc = fn();
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  return pid;
+}
+
+int exit_status(pid_t pid) {
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+struct point {
+  int x = 0;
+  double y = 0;
+  bool operator==(const point&) const = default;
+};
+
+struct person {
+  std::string name;
+  std::vector<int> scores;
+  template <class Ar>
+  void corio_fields(Ar& ar) {
+    ar(name, scores);
+  }
+  bool operator==(const person&) const = default;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+TEST_CASE("values come out in the order one producer put them, across many wraparounds") {
+  queue<int> q(8);
+  CHECK(q.capacity() == 8);
+  int next_get = 0;
+  for (int i = 0; i < 1000; ++i) {
+    q.put(i);
+    if (i % 5 == 4)
+      for (int k = 0; k < 5; ++k) CHECK(q.get() == next_get++);
+  }
+  CHECK(next_get == 1000);
+  CHECK(q.empty());
+}
+
+TEST_CASE("strings, vectors, tuples, trivially copyable structs and corio_fields types round-trip") {
+  queue<std::string> strings(4);
+  strings.put("url_1");
+  strings.put("");
+  CHECK(strings.get() == "url_1");
+  CHECK(strings.get() == "");
+
+  queue<std::vector<int>> vectors(4);
+  vectors.put({1, 2, 3});
+  CHECK(vectors.get() == std::vector<int>{1, 2, 3});
+
+  queue<std::tuple<int, std::string, bool>> tuples(4);
+  tuples.put({7, "seven", true});
+  CHECK(tuples.get() == std::tuple<int, std::string, bool>{7, "seven", true});
+
+  queue<point> points(4);
+  points.put({3, 4.5});
+  CHECK(points.get() == point{3, 4.5});
+
+  queue<person> people(4);
+  people.put({"ada", {10, 20}});
+  CHECK(people.get() == person{"ada", {10, 20}});
+}
+
+TEST_CASE("capacity rounds up to a power of two; size, empty and full follow puts and gets") {
+  queue<int> q(3);
+  CHECK(q.capacity() == 4);
+  CHECK(q.max_message_bytes() == 256);
+  CHECK(q.empty());
+  CHECK_FALSE(q.full());
+  for (int i = 0; i < 4; ++i) q.put(i);
+  CHECK(q.size() == 4);
+  CHECK(q.full());
+  (void)q.get();
+  CHECK(q.size() == 3);
+  CHECK_FALSE(q.full());
+  CHECK_THROWS_WITH_AS(queue<int>(0), "corio::queue: capacity must be at least 1", std::invalid_argument);
+}
+
+TEST_CASE("try_put on a full queue returns false and try_get on an empty one returns nullopt") {
+  queue<int> q(2);
+  CHECK_FALSE(q.try_get().has_value());
+  CHECK(q.try_put(1));
+  CHECK(q.try_put(2));
+  CHECK_FALSE(q.try_put(3));
+  CHECK(q.try_get() == 1);
+  CHECK(q.try_put(3));
+  CHECK(q.try_get() == 2);
+  CHECK(q.try_get() == 3);
+  CHECK_FALSE(q.try_get().has_value());
+}
+
+TEST_CASE("put and get with block=false throw queue_full and queue_empty at once") {
+  queue<int> q(2);
+  CHECK_THROWS_WITH_AS((void)q.get(false), "corio::queue::get: the queue is empty", corio::queue_empty);
+  q.put(1, false);
+  q.put(2, false);
+  CHECK_THROWS_WITH_AS(q.put(3, false), "corio::queue::put: the queue is full (2 values)", corio::queue_full);
+  CHECK(q.get(false) == 1);
+}
+
+TEST_CASE("a put on a full queue and a get on an empty queue time out with queue_full and queue_empty") {
+  queue<int> q(2);
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH_AS((void)q.get(true, 50ms), "corio::queue::get: the queue stayed empty for 50 ms",
+                       corio::queue_empty);
+  CHECK(seconds_since(start) >= 0.050);
+  CHECK(seconds_since(start) < 10);
+  q.put(1);
+  q.put(2);
+  start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH_AS(q.put(3, true, 50ms), "corio::queue::put: the queue stayed full (2 values) for 50 ms",
+                       corio::queue_full);
+  CHECK(seconds_since(start) >= 0.050);
+  CHECK(seconds_since(start) < 10);
+  CHECK(q.size() == 2);
+  CHECK_THROWS_AS(q.put(3, true, -1ms), std::invalid_argument);
+}
+
+TEST_CASE("a value larger than max_message_bytes throws length_error naming both sizes and is not queued") {
+  queue<std::string> q(4, {.max_message_bytes = 16});
+  q.put(std::string(8, 'a'));  // 8-byte length + 8 chars = 16 bytes: fits exactly
+  CHECK_THROWS_WITH_AS(q.put(std::string(9, 'b')),
+                       "corio::mpmc_ring: a 17-byte message does not fit a slot (largest message: 16 bytes); "
+                       "raise the slot size (queue_options::max_message_bytes)",
+                       std::length_error);
+  CHECK_THROWS_AS((void)q.try_put(std::string(100, 'c')), std::length_error);
+  CHECK(q.size() == 1);
+  CHECK(q.get() == std::string(8, 'a'));
+}
+
+TEST_CASE("after close, put throws queue_closed and get drains what is left, then throws queue_closed") {
+  queue<int> q(4);
+  q.put(1);
+  q.put(2);
+  q.close();
+  CHECK(q.closed());
+  CHECK_THROWS_WITH_AS(q.put(3), "corio::queue::put: the queue is closed", corio::queue_closed);
+  CHECK_THROWS_AS((void)q.try_put(3), corio::queue_closed);
+  CHECK(q.get() == 1);
+  CHECK(q.try_get() == 2);
+  CHECK_THROWS_WITH_AS((void)q.get(), "corio::queue::get: the queue is closed and empty", corio::queue_closed);
+  CHECK_THROWS_AS((void)q.get(false), corio::queue_closed);
+  CHECK_THROWS_AS((void)q.try_get(), corio::queue_closed);
+  q.close();  // idempotent
+}
+
+TEST_CASE("close wakes a getter blocked in another process and a putter blocked in another thread") {
+  queue<int> empty_q(2);
+  const pid_t child = fork_child([&] {
+    try {
+      (void)empty_q.get();
+      return 1;
+    } catch (const corio::queue_closed&) {
+      return 0;
+    }
+  });
+  std::this_thread::sleep_for(50ms);
+  empty_q.close();
+  CHECK(exit_status(child) == 0);
+
+  queue<int> full_q(2);
+  full_q.put(1);
+  full_q.put(2);
+  std::atomic<int> outcome{-1};
+  std::thread putter([&] {
+    try {
+      full_q.put(3);
+      outcome = 1;
+    } catch (const corio::queue_closed&) {
+      outcome = 0;
+    }
+  });
+  std::this_thread::sleep_for(50ms);
+  full_q.close();
+  putter.join();
+  CHECK(outcome.load() == 0);
+}
+
+TEST_CASE("4 producer and 4 consumer processes on one queue deliver every value exactly once") {
+  constexpr std::uint32_t producers = 4;
+  constexpr std::uint32_t consumers = 4;
+  const std::uint32_t per_producer = sanitized ? 20'000 : 100'000;
+  const std::uint64_t total = std::uint64_t{producers} * per_producer;
+  // Values carry (producer, seq, checksum of both); the book counts deliveries per value.
+  using value = std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>;
+  auto check_of = [](std::uint32_t p, std::uint32_t s) { return std::uint64_t{p} * 0x9E3779B97F4A7C15ull ^ s; };
+  queue<value> q(64);
+  auto book = corio::shm_region::create(total + 64, "queue-test-book");
+  auto* errors = reinterpret_cast<std::uint64_t*>(book.data());
+  auto* seen = reinterpret_cast<std::uint8_t*>(book.data() + 64);
+
+  std::vector<pid_t> producer_pids, consumer_pids;
+  for (std::uint32_t p = 0; p < producers; ++p)
+    producer_pids.push_back(fork_child([&, p] {
+      for (std::uint32_t s = 0; s < per_producer; ++s) q.put({p, s, check_of(p, s)});
+      return 0;
+    }));
+  for (std::uint32_t c = 0; c < consumers; ++c)
+    consumer_pids.push_back(fork_child([&] {
+      std::vector<std::uint32_t> last(producers, 0);
+      std::vector<bool> any(producers, false);
+      try {
+        for (;;) {
+          auto [p, s, sum] = q.get();
+          if (p >= producers || s >= per_producer || sum != check_of(p, s) || (any[p] && s <= last[p]))
+            std::atomic_ref<std::uint64_t>(*errors).fetch_add(1);
+          else
+            std::atomic_ref<std::uint8_t>(seen[std::uint64_t{p} * per_producer + s]).fetch_add(1);
+          any[p] = true;
+          last[p] = s;
+        }
+      } catch (const corio::queue_closed&) {
+        return 0;  // closed and drained
+      }
+    }));
+  for (pid_t pid : producer_pids) CHECK(exit_status(pid) == 0);
+  q.close();
+  for (pid_t pid : consumer_pids) CHECK(exit_status(pid) == 0);
+  CHECK(*errors == 0);
+  std::uint64_t once = 0;
+  for (std::uint64_t i = 0; i < total; ++i) once += seen[i] == 1;
+  CHECK(once == total);
+  CHECK(q.empty());
+}
+
+TEST_CASE("async_get sleeps inside the loop while other coroutines run, woken by a put from another process") {
+  queue<std::string> q(4);
+  const pid_t child = fork_child([&] {
+    std::this_thread::sleep_for(100ms);
+    q.put("from the child");
+    return 0;
+  });
+  corio::loop lp;
+  int ticks = 0;
+  bool done = false;
+  auto ticker = [&]() -> corio::task<void> {
+    while (!done) {
+      co_await corio::sleep_for(5ms);
+      ++ticks;
+    }
+  };
+  auto getter = [&]() -> corio::task<std::string> {
+    std::string v = co_await q.async_get();
+    done = true;
+    co_return v;
+  };
+  auto main = [&]() -> corio::task<std::string> {
+    auto [v, unused] = co_await corio::when_all(getter(), ticker());
+    co_return v;
+  };
+  CHECK(lp.run(main()) == "from the child");
+  CHECK(ticks >= 3);
+  CHECK(exit_status(child) == 0);
+}
+
+TEST_CASE("async_put waits in the loop for room that a consumer process makes") {
+  queue<int> q(2);
+  q.put(1);
+  q.put(2);
+  const pid_t child = fork_child([&] {
+    std::this_thread::sleep_for(100ms);
+    int sum = 0;
+    for (int i = 0; i < 3; ++i) sum += q.get(true, 30s);
+    return sum == 6 ? 0 : 1;
+  });
+  corio::loop lp;
+  auto putter = [&]() -> corio::task<void> { co_await q.async_put(3); };
+  lp.run(putter());
+  CHECK(exit_status(child) == 0);
+  CHECK(q.empty());
+}
+
+TEST_CASE("async_get and async_put honour timeouts, the stop token and close") {
+  queue<int> q(2);
+  corio::loop lp;
+  auto get_timeout = [&]() -> corio::task<int> { co_return co_await q.async_get(30ms); };
+  CHECK_THROWS_WITH_AS(lp.run(get_timeout()), "corio::queue::get: the queue stayed empty for 30 ms",
+                       corio::queue_empty);
+
+  std::stop_source source;
+  auto get_forever = [&]() -> corio::task<int> { co_return co_await q.async_get(); };
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(50ms);
+    source.request_stop();
+  });
+  CHECK_THROWS_AS(lp.run(get_forever(), source.get_token()), corio::operation_cancelled);
+  stopper.join();
+
+  q.put(1);
+  q.put(2);
+  auto put_timeout = [&]() -> corio::task<void> { co_await q.async_put(3, 30ms); };
+  CHECK_THROWS_WITH_AS(lp.run(put_timeout()), "corio::queue::put: the queue stayed full (2 values) for 30 ms",
+                       corio::queue_full);
+
+  auto get_two = [&]() -> corio::task<int> {
+    const int a = co_await q.async_get();
+    co_return a * 10 + co_await q.async_get();
+  };
+  CHECK(lp.run(get_two()) == 12);
+  q.close();
+  auto get_closed = [&]() -> corio::task<int> { co_return co_await q.async_get(); };
+  CHECK_THROWS_AS(lp.run(get_closed()), corio::queue_closed);
+  auto put_closed = [&]() -> corio::task<void> { co_await q.async_put(5); };
+  CHECK_THROWS_WITH_AS(lp.run(put_closed()), "corio::queue::put: the queue is closed", corio::queue_closed);
+}
+
+TEST_CASE("lost-wake-up stress: 100,000 blocking handoffs between two processes finish on time") {
+  // Ping-pong through two queues: each side blocks in get until the other puts, so nearly
+  // every handoff sleeps; one lost wake-up would stall until the 120 s timeout fails it.
+  constexpr std::uint64_t handoffs = 100'000;
+  queue<std::uint64_t> ping(4), pong(4);
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t child = fork_child([&] {
+    for (std::uint64_t i = 1; i <= handoffs; ++i) {
+      const std::uint64_t v = ping.get(true, 120s);
+      if (v != i)
+        return 2;
+      pong.put(v + 1);
+    }
+    return 0;
+  });
+  bool ok = true;
+  try {
+    for (std::uint64_t i = 1; i <= handoffs && ok; ++i) {
+      ping.put(i);
+      ok = pong.get(true, 120s) == i + 1;
+    }
+  } catch (const corio::queue_empty&) {
+    ok = false;
+  }
+  CHECK(ok);
+  CHECK(exit_status(child) == 0);
+  CHECK(seconds_since(start) < 120);
+}
+
+TEST_CASE("the writer/reader scenario prints every url once and done last") {
+  // examples/queue.cpp through a pipe: tests/examples can only check it as a multiset.
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = fork_child([&] {
+    ::close(fds[0]);
+    ::dup2(fds[1], STDOUT_FILENO);
+    queue<std::string> q;
+    queue<int> printed;
+    auto writer = [](queue<std::string> q, std::vector<std::string> urls) {
+      for (auto& url : urls) q.put(url);
+    };
+    auto reader = [](queue<std::string> q, queue<int> printed) {
+      std::signal(SIGTERM, SIG_DFL);  // doctest's crash handler would report the terminate
+      for (;;) {
+        std::printf("get the %s from the Queue\n", q.get().c_str());
+        std::fflush(stdout);
+        printed.put(1);
+      }
+    };
+    corio::process w1(writer, q, std::vector<std::string>{"url_1", "url_2", "url_3"});
+    corio::process w2(writer, q, std::vector<std::string>{"url_4", "url_5", "url_6"});
+    corio::process r(reader, q, printed);
+    w1.start();
+    w2.start();
+    r.start();
+    w1.join();
+    w2.join();
+    for (int i = 0; i < 6; ++i) (void)printed.get(true, 60s);
+    r.terminate();
+    r.join();
+    std::printf("done\n");
+    std::fflush(stdout);
+    return 0;
+  });
+  ::close(fds[1]);
+  std::string out;
+  char buf[256];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  CHECK(exit_status(child) == 0);
+  std::vector<std::string> lines;
+  for (std::size_t at = 0, nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(out.substr(at, nl - at));
+  CAPTURE(out);
+  REQUIRE(lines.size() == 7);
+  CHECK(lines.back() == "done");
+  lines.pop_back();
+  std::sort(lines.begin(), lines.end());
+  CHECK(lines == std::vector<std::string>{"get the url_1 from the Queue", "get the url_2 from the Queue",
+                                          "get the url_3 from the Queue", "get the url_4 from the Queue",
+                                          "get the url_5 from the Queue", "get the url_6 from the Queue"});
+}
