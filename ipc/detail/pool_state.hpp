@@ -1,0 +1,215 @@
+#pragma once
+// corio::pool internals shared by the public header and pool.cpp: the completion state of
+// one submitted task (what a pool_future points at), the completion sink of
+// imap_unordered, and the chunk runner of map.
+//
+// Who touches a pool_state
+// - The collector thread (or a caller of get() that drains the result rings) completes
+//   it once: set_reply() or set_error(), then complete(). The pool's pending table owns
+//   one reference until then.
+// - The future's owner reads it after ready() (phase_ == done, acquire: pairs with the
+//   release in complete(), so the value written before is visible) and owns the other
+//   reference.
+// - An awaiting coroutine registers itself with suspend(): phase_ pending -> awaited by
+//   compare-exchange; complete() exchanges phase_ to done and, if it saw awaited, posts the
+//   resumption to the awaiting loop. Exactly one side wins the race, so the coroutine is
+//   resumed once, on its own loop.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../remote_call.hpp"
+
+namespace corio {
+
+class loop;
+
+// The pool was terminated (or destroyed) before the task completed.
+class pool_terminated : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+class pool_core;
+
+// Completion order for imap_unordered: complete() pushes the chunk index.
+class pool_sink {
+ public:
+  void push(std::size_t index) {
+    {
+      std::lock_guard lk(mutex_);
+      done_.push_back(index);
+    }
+    cv_.notify_one();
+  }
+  std::size_t pop() {
+    std::unique_lock lk(mutex_);
+    cv_.wait(lk, [&] { return !done_.empty(); });
+    const std::size_t i = done_.front();
+    done_.pop_front();
+    return i;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::size_t> done_;
+};
+
+class pool_state_base {
+ public:
+  pool_state_base() = default;
+  pool_state_base(const pool_state_base&) = delete;
+  pool_state_base& operator=(const pool_state_base&) = delete;
+  virtual ~pool_state_base() = default;
+
+  [[nodiscard]] bool ready() const noexcept { return phase_.load(std::memory_order_acquire) == done; }
+
+  // ---- completer side (collector thread, under the pool's table lock) ----
+  virtual void set_reply(std::span<const std::byte> reply) noexcept = 0;
+  void set_error(std::exception_ptr e) noexcept { error_ = std::move(e); }
+  void complete() noexcept;  // pool.cpp
+
+  // ---- owner side ----
+  // Registers an awaiting coroutine; false when the state completed meanwhile (resume now).
+  bool suspend(std::coroutine_handle<> h, loop& lp) {
+    waiter_ = h;
+    waiter_loop_ = &lp;
+    std::uint32_t expected = pending;
+    // acq_rel: publishes waiter_ to complete(); on failure acquires the completed value.
+    return phase_.compare_exchange_strong(expected, awaited, std::memory_order_acq_rel);
+  }
+  void attach_sink(std::shared_ptr<pool_sink> sink, std::size_t index) {
+    sink_ = std::move(sink);
+    sink_index_ = index;
+  }
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;  // last user is done
+  }
+
+ protected:
+  void take_error() {
+    if (taken_) throw std::logic_error("corio::pool_future: get() called twice");
+    taken_ = true;
+    if (error_) std::rethrow_exception(error_);
+  }
+  std::exception_ptr error_;
+
+ private:
+  static constexpr std::uint32_t pending = 0, awaited = 1, done = 2;
+  std::atomic<std::uint32_t> refs_{1};
+  std::atomic<std::uint32_t> phase_{pending};
+  std::coroutine_handle<> waiter_;
+  loop* waiter_loop_ = nullptr;
+  std::shared_ptr<pool_sink> sink_;
+  std::size_t sink_index_ = 0;
+  bool taken_ = false;
+};
+
+template <class R>
+class pool_state final : public pool_state_base {
+ public:
+  void set_reply(std::span<const std::byte> reply) noexcept override {
+    try {
+      value_.emplace(take_reply<R>(reply));
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  }
+  R take() {
+    take_error();
+    return std::move(*value_);
+  }
+
+ private:
+  std::optional<R> value_;
+};
+
+template <>
+class pool_state<void> final : public pool_state_base {
+ public:
+  void set_reply(std::span<const std::byte> reply) noexcept override {
+    try {
+      take_reply<void>(reply);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  }
+  void take() { take_error(); }
+};
+
+// An owning reference to a state (intrusive count: one allocation per task).
+template <class S>
+class state_ptr {
+ public:
+  state_ptr() = default;
+  explicit state_ptr(S* s) noexcept : s_(s) {}
+  state_ptr(state_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  state_ptr& operator=(state_ptr&& o) noexcept {
+    if (this != &o) {
+      reset();
+      s_ = std::exchange(o.s_, nullptr);
+    }
+    return *this;
+  }
+  ~state_ptr() { reset(); }
+  void reset() noexcept {
+    if (s_) std::exchange(s_, nullptr)->release();
+  }
+  S* get() const noexcept { return s_; }
+  S* operator->() const noexcept { return s_; }
+  S& operator*() const noexcept { return *s_; }
+  explicit operator bool() const noexcept { return s_ != nullptr; }
+
+ private:
+  S* s_ = nullptr;
+};
+
+template <class S>
+state_ptr<S> make_state() {
+  return state_ptr<S>(new S());
+}
+
+// pool.cpp: the entry points the templates call.
+using pool_encoder = void (*)(void* context, std::vector<std::byte>& out);
+void pool_submit(pool_core& core, pool_state_base* state, pool_encoder encode, void* context);
+// Blocks until state is ready or the deadline (nullptr: none) passed; true when ready.
+bool pool_wait(pool_core& core, pool_state_base& state, const std::chrono::steady_clock::time_point* deadline);
+
+// map / imap_unordered: the value of fn(item) for an item of a chunk.
+template <class F, class T>
+using map_result_t = std::decay_t<std::invoke_result_t<F&, typename std::vector<T>::reference>>;
+
+// One request of map: runs fn on every item of its chunk. Trivially copyable when F is,
+// so it travels as a remote_call callable.
+template <class F, class T>
+struct pool_chunk_runner {
+  F fn;
+  std::vector<map_result_t<F, T>> operator()(std::vector<T>& items) {
+    std::vector<map_result_t<F, T>> out;
+    out.reserve(items.size());
+    for (auto&& item : items) out.push_back(fn(item));
+    return out;
+  }
+};
+
+}  // namespace detail
+}  // namespace corio

@@ -1,0 +1,420 @@
+// corio::pool, the parent side: building the pool, submitting, waiting, completing
+// futures, the collector thread, close/join/terminate. The protocol with the workers is
+// described in detail/pool_core.hpp; the worker side is pool_worker.cpp.
+
+#include "pool.hpp"
+
+#include <signal.h>
+#include <string.h>
+
+#include <cstring>
+#include <string>
+#include <system_error>
+
+#include "../runtime/errors.hpp"
+#include "../runtime/file_ops.hpp"
+#include "../runtime/loop.hpp"
+#include "../runtime/timer.hpp"
+#include "detail/pool_core.hpp"
+
+namespace corio {
+namespace detail {
+
+namespace {
+
+constexpr std::size_t align64(std::size_t n) { return (n + 63) & ~std::size_t{63}; }
+
+std::string describe_exit(pid_t pid, int code) {
+  if (code < 0) {
+    const char* name = ::strsignal(-code);
+    return "pool worker " + std::to_string(pid) + " died (killed by signal " + std::to_string(-code) + ": " +
+           (name ? name : "unknown") + ")";
+  }
+  return "pool worker " + std::to_string(pid) + " died (exited with status " + std::to_string(code) + ")";
+}
+
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+pool_core::layout pool_core::plan(std::size_t workers, const pool_options& options) {
+  if (workers == 0) throw std::invalid_argument("corio::pool: the pool needs at least one worker");
+  layout l{};
+  l.task_bytes = spsc_ring::bytes_for(options.task_ring_bytes);
+  l.result_bytes = spsc_ring::bytes_for(options.result_ring_bytes);
+  l.slots_at = align64(sizeof(pool_shared));
+  l.tasks_at = l.slots_at + align64(sizeof(pool_worker_slot) * workers);
+  l.results_at = l.tasks_at + align64(l.task_bytes);
+  l.total = l.results_at + align64(l.result_bytes) * workers;
+  return l;
+}
+
+pool_core::pool_core(std::size_t workers, pool_options options)
+    : n_(workers), options_(options), plan_(plan(workers, options)), shm_(shm_region::create(plan_.total, "corio-pool")) {
+  const std::size_t task_bytes = plan_.task_bytes, result_bytes = plan_.result_bytes;
+  const std::size_t slots_at = plan_.slots_at, tasks_at = plan_.tasks_at, results_at = plan_.results_at;
+  std::byte* base = shm_.data();
+  sh_ = new (base) pool_shared{};
+  slots_ = reinterpret_cast<pool_worker_slot*>(base + slots_at);
+  for (std::size_t i = 0; i < workers; ++i) slots_[i] = pool_worker_slot{no_task, 0};
+
+  pthread_mutexattr_t attr;
+  ::pthread_mutexattr_init(&attr);
+  ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  const int r = ::pthread_mutex_init(&sh_->claim_lock, &attr);
+  ::pthread_mutexattr_destroy(&attr);
+  if (r != 0) throw_errno(r, "corio::pool: pthread_mutex_init (robust, process-shared)");
+
+  task_mem_ = std::span<std::byte>(base + tasks_at, task_bytes);
+  tasks_.emplace(spsc_ring::format(task_mem_));
+  for (std::size_t i = 0; i < workers; ++i) {
+    result_mem_.emplace_back(base + results_at + i * align64(result_bytes), result_bytes);
+    results_.push_back(spsc_ring::format(result_mem_.back()));
+  }
+  pids_.assign(workers, 0);
+  workers_.resize(workers);
+
+  // Workers are forked by the collector thread: PR_SET_PDEATHSIG follows the thread that
+  // forked, and this one lives exactly as long as the workers should.
+  std::promise<void> started;
+  started_ = &started;
+  collector_ = std::thread([this] {
+    loop lp;
+    collector_loop_ = &lp;
+    lp.run(collect());
+  });
+  try {
+    started.get_future().get();
+  } catch (...) {
+    collector_.join();
+    throw;
+  }
+}
+
+pool_core::~pool_core() {
+  if (collector_.joinable()) collector_.join();  // the pool's destructor stopped it
+  ::pthread_mutex_destroy(&sh_->claim_lock);
+}
+
+// ---- parent: submitting and waiting -------------------------------------------------
+
+void pool_core::submit(pool_state_base* st, pool_encoder encode, void* context) {
+  std::lock_guard lk(submit_mutex_);
+  if (terminating_.load(std::memory_order_acquire)) throw pool_terminated("corio::pool: the pool was terminated");
+  if (closed_) throw std::logic_error("corio::pool: submit after close()");
+  buffer_.resize(sizeof(std::uint64_t));
+  encode(context, buffer_);
+  if (buffer_.size() > tasks_->max_payload())
+    throw std::length_error("corio::pool: a request of " + std::to_string(buffer_.size()) +
+                            " bytes does not fit the task ring (largest " + std::to_string(tasks_->max_payload()) +
+                            "; raise pool_options::task_ring_bytes)");
+  const std::uint64_t id = next_id_++;
+  std::memcpy(buffer_.data(), &id, sizeof id);
+  {
+    std::lock_guard tl(table_mutex_);
+    pending_.push_back(st);
+    st->add_ref();
+  }
+  if (!tasks_->try_send(buffer_)) {
+    event_count(sh_->tasks_ec).notify_all();
+    event_count(sh_->space_ec).wait_until(
+        [&] { return tasks_->try_send(buffer_) || terminating_.load(std::memory_order_acquire); });
+    // Terminated while waiting: the task stays pending and terminate() fails it.
+  }
+  event_count(sh_->tasks_ec).notify_all();
+}
+
+bool pool_core::wait(pool_state_base& st, const std::chrono::steady_clock::time_point* deadline) {
+  // Help first: drain the result rings on this thread rather than wait for the collector.
+  for (unsigned i = 0; i < options_.spin; ++i) {
+    if (st.ready()) return true;
+    if (results_available() && drain_mutex_.try_lock()) {
+      const bool any = drain_locked();
+      drain_mutex_.unlock();
+      if (any) finish_batch();
+      if (st.ready()) return true;
+    }
+    // A yield can take a whole time slice on a loaded machine: honour the deadline here too.
+    if (deadline && i % 32 == 31 && std::chrono::steady_clock::now() >= *deadline) return st.ready();
+    spin_pause(i);
+  }
+  std::unique_lock lk(wait_mutex_);
+  while (!st.ready()) {
+    if (!deadline) {
+      wait_cv_.wait(lk);
+    } else if (wait_cv_.wait_until(lk, *deadline) == std::cv_status::timeout) {
+      return st.ready();
+    }
+  }
+  return true;
+}
+
+// ---- parent: completing ----------------------------------------------------------------
+
+bool pool_core::drain_all() {
+  std::lock_guard lk(drain_mutex_);
+  return drain_locked();
+}
+
+bool pool_core::drain_locked() {
+  std::size_t count = 0;
+  std::lock_guard tl(table_mutex_);
+  // Until the rings are seen empty after a fence: the other half of the Dekker pair in
+  // worker_main (a worker that saw an unconsumed reply did not notify).
+  do {
+    for (auto& ring : results_) count += drain_ring(ring);
+    pool_fence();
+  } while (results_available());
+  while (!pending_.empty() && pending_.front() == nullptr) {
+    pending_.pop_front();
+    ++base_id_;
+  }
+  return count != 0;
+}
+
+std::size_t pool_core::drain_ring(spsc_ring& ring) {
+  return ring.drain([&](std::span<const std::byte> frame) {
+      std::uint64_t id;
+      std::memcpy(&id, frame.data(), sizeof id);
+      if (id < base_id_ || id - base_id_ >= pending_.size()) return;  // already failed
+      pool_state_base*& slot = pending_[id - base_id_];
+      if (!slot) return;
+      pool_state_base* st = std::exchange(slot, nullptr);
+      st->set_reply(frame.subspan(sizeof id));
+      st->complete();
+      st->release();
+  });
+}
+
+// After completing a batch: wake blocked get() callers and workers waiting for room.
+void pool_core::finish_batch() {
+  event_count(sh_->drained_ec).notify_all();
+  { std::lock_guard lk(wait_mutex_); }  // a waiter between its check and its sleep holds it
+  wait_cv_.notify_all();
+}
+
+void pool_core::fail(std::uint64_t id, std::exception_ptr e) {
+  {
+    std::lock_guard tl(table_mutex_);
+    if (id < base_id_ || id - base_id_ >= pending_.size()) return;
+    pool_state_base* st = std::exchange(pending_[id - base_id_], nullptr);
+    if (!st) return;
+    st->set_error(std::move(e));
+    st->complete();
+    st->release();
+  }
+  finish_batch();
+}
+
+void pool_core::fail_all(std::exception_ptr e) {
+  {
+    std::lock_guard tl(table_mutex_);
+    for (auto*& st : pending_) {
+      if (!st) continue;
+      st->set_error(e);
+      st->complete();
+      std::exchange(st, nullptr)->release();
+    }
+    base_id_ += pending_.size();
+    pending_.clear();
+  }
+  finish_batch();
+}
+
+// ---- parent: the collector thread ----------------------------------------------------
+
+void pool_core::start_worker(std::size_t index) {
+  auto p = std::make_unique<process>(process_options{.parent_death_signal = SIGKILL},
+                                     [this, index] { worker_main(index); });
+  p->start();
+  {
+    std::lock_guard lk(wait_mutex_);
+    pids_[index] = p->pid();
+  }
+  workers_[index] = std::move(p);
+  loop::this_loop().spawn(watch(index, workers_[index].get()));
+}
+
+task<void> pool_core::watch(std::size_t index, process* p) {
+  try {
+    co_await p->async_join();
+  } catch (const operation_cancelled&) {
+    co_return;  // the collector is stopping
+  }
+  on_exit(index, *p);
+}
+
+void pool_core::on_exit(std::size_t index, process& p) {
+  const int code = p.exitcode().value_or(-SIGKILL);
+  const pid_t pid = p.pid();
+  if (drain_all()) finish_batch();  // replies published before the death are not lost
+  lock_claim();
+  const std::uint64_t held = load_relaxed(slots_[index].current);
+  store_relaxed(slots_[index].current, no_task);
+  unlock_claim();
+  const bool terminating = terminating_.load(std::memory_order_acquire);
+  if (held != no_task && !terminating)
+    fail(held, std::make_exception_ptr(worker_lost(describe_exit(pid, code) + " while running this task")));
+  const bool finished = code == 0 && load_acquire(sh_->closing) != 0;
+  bool replaced = false;
+  if (!terminating && !finished) {
+    try {
+      start_worker(index);  // destroys p (already reaped)
+      replaced = true;
+    } catch (const std::exception& e) {
+      std::lock_guard lk(wait_mutex_);
+      if (live_ == 1)  // nobody left to run the queued tasks: fail them rather than hang
+        fail_all(std::make_exception_ptr(worker_lost(std::string("corio::pool: cannot replace a dead worker: ") +
+                                                     e.what())));
+    }
+  }
+  if (!replaced) {
+    {
+      std::lock_guard lk(wait_mutex_);
+      pids_[index] = 0;
+      --live_;
+    }
+    wait_cv_.notify_all();
+  }
+}
+
+task<void> pool_core::collect() {
+  std::exception_ptr failed;
+  try {
+    for (std::size_t i = 0; i < n_; ++i) {
+      start_worker(i);
+      std::lock_guard lk(wait_mutex_);
+      ++live_;
+    }
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  if (failed) {
+    for (auto& w : workers_)
+      if (w) w->kill();
+    loop::this_loop().request_stop();
+    while (loop::this_loop().spawned() > 0) co_await sleep_for(std::chrono::milliseconds(1));
+    started_->set_exception(failed);
+    co_return;
+  }
+  started_->set_value();
+  event_count results_ec(sh_->results_ec);
+  unsigned batches = 0;
+  while (!stopping_.load(std::memory_order_acquire)) {
+    if (drain_all()) {
+      finish_batch();
+      if (++batches % 16 == 0) co_await nop();  // let the loop reap pidfd completions
+      continue;
+    }
+    bool any = false;
+    for (unsigned i = 0; !any && i < options_.spin; ++i) {
+      spin_pause(i);
+      any = results_available() || stopping_.load(std::memory_order_relaxed);
+    }
+    if (!any)
+      co_await results_ec.async_wait_until(
+          [this] { return stopping_.load(std::memory_order_acquire) || results_available(); });
+  }
+  loop::this_loop().request_stop();  // ends the watchers
+  while (loop::this_loop().spawned() > 0) co_await sleep_for(std::chrono::milliseconds(1));
+}
+
+void pool_core::stop_collector() {
+  stopping_.store(true, std::memory_order_release);
+  event_count(sh_->results_ec).notify_all();
+  if (collector_.joinable()) collector_.join();
+}
+
+// ---- lifecycle -----------------------------------------------------------------------
+
+void pool_core::close() {
+  std::lock_guard lk(submit_mutex_);
+  closed_ = true;
+  store_release(sh_->closing, 1);  // after every push of this pool (under submit_mutex_)
+  event_count(sh_->tasks_ec).notify_all();
+}
+
+void pool_core::join() {
+  {
+    std::lock_guard lk(submit_mutex_);
+    if (!closed_) throw std::logic_error("corio::pool: join() before close() (or terminate())");
+  }
+  if (collector_done_) return;
+  {
+    std::unique_lock lk(wait_mutex_);
+    wait_cv_.wait(lk, [&] { return live_ == 0; });
+  }
+  stop_collector();
+  drain_all();
+  fail_all(std::make_exception_ptr(worker_lost("corio::pool: every worker exited before this task was run")));
+  collector_done_ = true;
+}
+
+void pool_core::terminate() {
+  if (collector_done_) return;
+  terminating_.store(true, std::memory_order_release);
+  event_count(sh_->space_ec).notify_all();  // a submitter blocked on a full ring gives up
+  {
+    std::lock_guard lk(submit_mutex_);  // no submit inserts after this
+    closed_ = true;
+    store_release(sh_->closing, 1);
+  }
+  collector_loop_->post([this] {
+    for (auto& w : workers_)
+      if (w) w->kill();
+  });
+  {
+    std::unique_lock lk(wait_mutex_);
+    wait_cv_.wait(lk, [&] { return live_ == 0; });
+  }
+  stop_collector();
+  drain_all();
+  fail_all(std::make_exception_ptr(pool_terminated("corio::pool: the pool was terminated before this task completed")));
+  collector_done_ = true;
+}
+
+// ---- entry points ----------------------------------------------------------------------
+
+void pool_state_base::complete() noexcept {
+  // acq_rel: publishes the value to ready() / await_resume; acquires waiter_ when awaited.
+  if (phase_.exchange(done, std::memory_order_acq_rel) == awaited) {
+    auto h = waiter_;
+    waiter_loop_->post([h] { resume(h); });
+  }
+  // After done: the imap consumer that pops this index finds the future ready. The
+  // caller still holds the pending table's reference, so *this is alive here.
+  if (sink_) sink_->push(sink_index_);  // noexcept context: out of memory terminates
+}
+
+void pool_submit(pool_core& core, pool_state_base* state, pool_encoder encode, void* context) {
+  core.submit(state, encode, context);
+}
+
+bool pool_wait(pool_core& core, pool_state_base& state, const std::chrono::steady_clock::time_point* deadline) {
+  return core.wait(state, deadline);
+}
+
+}  // namespace detail
+
+// ---- pool --------------------------------------------------------------------------------
+
+pool::pool(std::size_t workers, pool_options options)
+    : core_(std::make_shared<detail::pool_core>(workers, options)) {}
+
+pool::~pool() {
+  try {
+    core_->terminate();
+  } catch (...) {
+    // terminate() fails only on a broken robust mutex; nothing more to do in a destructor.
+  }
+}
+
+void pool::close() { core_->close(); }
+void pool::join() { core_->join(); }
+void pool::terminate() { core_->terminate(); }
+std::vector<pid_t> pool::worker_pids() const { return core_->pids(); }
+std::size_t pool::size() const noexcept { return core_->size(); }
+
+}  // namespace corio

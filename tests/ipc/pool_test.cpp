@@ -1,0 +1,364 @@
+// pool: values, void, strings, coroutines and exceptions come back from worker processes;
+// map keeps order, imap_unordered yields everything once; close/join/terminate; a worker
+// SIGKILLed mid-task fails only its own task and is replaced; futures awaited in a loop;
+// 100,000 tiny tasks; a long task never holds up the others; the Python tutorial's
+// scheduling (four start at once, the fifth after one ends, in a pid already seen).
+#include <doctest/doctest.h>
+
+#include <corio/coro/task.hpp>
+#include <corio/ipc/pool.hpp>
+#include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
+
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <chrono>
+#include <cstdint>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+int add(int a, int b) { return a + b; }
+int square(int x) { return x * x; }
+void nothing(int) {}
+std::string shout(std::string s) {
+  for (char& c : s) c = static_cast<char>(c - ('a' <= c && c <= 'z' ? 32 : 0));
+  return s;
+}
+int fails(int x) { throw std::invalid_argument("bad x " + std::to_string(x)); }
+corio::task<int> slow_square(int x) {
+  co_await corio::sleep_for(1ms);
+  co_return x * x;
+}
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+pid_t my_pid(int) { return ::getpid(); }
+int slow_add(int a, int b) {
+  std::this_thread::sleep_for(20us);
+  return a + b;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Writes its pid to `fd`, then sleeps long enough for the test to kill it.
+int report_pid_then_sleep(int fd, int ms) {
+  const pid_t pid = ::getpid();
+  if (::write(fd, &pid, sizeof pid) != sizeof pid) return -1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+// The tutorial's long_time_task, timed: (pid, start, end) on CLOCK_MONOTONIC, which every
+// process of the machine shares.
+std::tuple<pid_t, std::int64_t, std::int64_t> timed_task(int ms) {
+  const std::int64_t start = now_ns();
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return {::getpid(), start, now_ns()};
+}
+
+}  // namespace
+
+TEST_CASE("submit brings back values, strings and void; apply_async is the same call") {
+  corio::pool p(2);
+  auto a = p.submit(add, 2, 3);
+  auto s = p.submit(shout, std::string("hello pool"));
+  auto v = p.apply_async(nothing, 1);
+  auto l = p.submit([](int x, int y) { return x * 100 + y; }, 4, 2);
+  CHECK(a.get() == 5);
+  CHECK(s.get() == "HELLO POOL");
+  v.get();
+  CHECK(l.get() == 402);
+  CHECK(v.ready());
+  CHECK_THROWS_AS(a.get(), std::logic_error);  // get() once
+  p.close();
+  p.join();
+}
+
+TEST_CASE("an exception escaping fn comes back as remote_error with its type name and message") {
+  corio::pool p(2);
+  auto f = p.submit(fails, 7);
+  try {
+    (void)f.get();
+    FAIL("get() did not throw");
+  } catch (const corio::remote_error& e) {
+    CHECK(e.type_name() == "std::invalid_argument");
+    CHECK(e.message() == "bad x 7");
+    CHECK(std::string(e.what()) == "std::invalid_argument: bad x 7");
+  }
+  CHECK(p.submit(add, 1, 1).get() == 2);  // the worker survived
+}
+
+TEST_CASE("a coroutine fn runs to completion on a loop inside the worker") {
+  corio::pool p(2);
+  auto f = p.submit(slow_square, 12);
+  CHECK(f.get() == 144);
+}
+
+TEST_CASE("map keeps input order with chunksize 1 and 7 over 1000 items") {
+  corio::pool p(2);
+  std::vector<int> items(1000);
+  for (int i = 0; i < 1000; ++i) items[static_cast<std::size_t>(i)] = i;
+  std::vector<int> expected(1000);
+  for (int i = 0; i < 1000; ++i) expected[static_cast<std::size_t>(i)] = i * i;
+  CHECK(p.map(square, items) == expected);
+  CHECK(p.map(square, items, 7) == expected);
+  CHECK(p.map(square, std::vector<int>{}) == std::vector<int>{});
+  CHECK_THROWS_AS((void)p.map(square, items, 0), std::invalid_argument);
+}
+
+TEST_CASE("map rethrows the first failed chunk's exception") {
+  corio::pool p(2);
+  CHECK_THROWS_WITH_AS((void)p.map(fails, std::vector<int>{1, 2, 3}, 2), "std::invalid_argument: bad x 1",
+                       corio::remote_error);
+}
+
+TEST_CASE("imap_unordered yields every result exactly once") {
+  corio::pool p(2);
+  std::vector<int> items(500);
+  for (int i = 0; i < 500; ++i) items[static_cast<std::size_t>(i)] = i;
+  for (std::size_t chunksize : {std::size_t{1}, std::size_t{7}}) {
+    std::multiset<int> got;
+    for (int v : p.imap_unordered(square, items, chunksize)) got.insert(v);
+    std::multiset<int> expected;
+    for (int i = 0; i < 500; ++i) expected.insert(i * i);
+    CHECK(got == expected);
+  }
+}
+
+TEST_CASE("imap_unordered yields a short task before a long one submitted earlier") {
+  corio::pool p(2);
+  std::vector<int> order;
+  for (int v : p.imap_unordered(sleep_ms, std::vector<int>{1000, 1})) order.push_back(v);
+  CHECK(order == std::vector<int>{1, 1000});
+}
+
+TEST_CASE("close forbids submit; join waits for every task, then the workers have exited") {
+  corio::pool p(2);
+  std::vector<corio::pool_future<int>> fs;
+  for (int i = 0; i < 6; ++i) fs.push_back(p.submit(sleep_ms, 20));
+  const auto pids = p.worker_pids();
+  REQUIRE(pids.size() == 2);
+  CHECK_THROWS_AS(p.join(), std::logic_error);  // join before close
+  p.close();
+  CHECK_THROWS_WITH_AS((void)p.submit(add, 1, 2), "corio::pool: submit after close()", std::logic_error);
+  p.join();
+  for (auto& f : fs) {
+    CHECK(f.ready());
+    CHECK(f.get() == 20);
+  }
+  CHECK(p.worker_pids().empty());
+  for (pid_t pid : pids) CHECK(::kill(pid, 0) == -1);  // exited and reaped
+}
+
+TEST_CASE("terminate kills the workers now and fails pending futures with pool_terminated") {
+  corio::pool p(2);
+  auto done = p.submit(add, 1, 2);
+  CHECK(done.get() == 3);
+  std::vector<corio::pool_future<int>> fs;
+  for (int i = 0; i < 5; ++i) fs.push_back(p.submit(sleep_ms, 20000));
+  std::this_thread::sleep_for(50ms);  // two of them are running
+  const auto start = std::chrono::steady_clock::now();
+  p.terminate();
+  for (auto& f : fs) CHECK_THROWS_AS((void)f.get(), corio::pool_terminated);
+  CHECK(std::chrono::steady_clock::now() - start < 10s);
+  CHECK(p.worker_pids().empty());
+  CHECK_THROWS_AS((void)p.submit(add, 1, 2), corio::pool_terminated);
+  p.join();  // after terminate: returns at once
+}
+
+TEST_CASE("a future outliving its pool fails with pool_terminated") {
+  corio::pool_future<int> f;
+  {
+    corio::pool p(1);
+    f = p.submit(sleep_ms, 20000);
+  }
+  CHECK_THROWS_AS((void)f.get(), corio::pool_terminated);
+}
+
+TEST_CASE("a worker SIGKILLed mid-task: that future gets worker_lost, the worker is replaced, the rest complete") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  corio::pool p(2);
+  const auto before = p.worker_pids();
+  auto victim = p.submit(report_pid_then_sleep, fds[1], 30000);
+  pid_t pid = 0;
+  REQUIRE(::read(fds[0], &pid, sizeof pid) == sizeof pid);
+  CHECK(std::find(before.begin(), before.end(), pid) != before.end());
+  std::vector<corio::pool_future<int>> others;
+  for (int i = 0; i < 200; ++i) others.push_back(p.submit(add, i, 1));
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  try {
+    (void)victim.get();
+    FAIL("get() did not throw");
+  } catch (const corio::worker_lost& e) {
+    CHECK(std::string(e.what()) == "pool worker " + std::to_string(pid) +
+                                       " died (killed by signal 9: Killed) while running this task");
+  }
+  for (int i = 0; i < 200; ++i) CHECK(others[static_cast<std::size_t>(i)].get() == i + 1);
+  // The replacement: two live workers, the dead pid gone, a new one in its place.
+  std::vector<pid_t> after;
+  for (int i = 0; i < 500; ++i) {
+    after = p.worker_pids();
+    if (after.size() == 2 && std::find(after.begin(), after.end(), pid) == after.end()) break;
+    std::this_thread::sleep_for(2ms);
+  }
+  REQUIRE(after.size() == 2);
+  CHECK(std::find(after.begin(), after.end(), pid) == after.end());
+  std::set<pid_t> seen;
+  for (int i = 0; i < 40; ++i) seen.insert(p.submit(my_pid, 0).get());
+  for (pid_t s : seen) CHECK(std::find(after.begin(), after.end(), s) != after.end());
+  p.close();
+  p.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+// True when pid is a live child of this process (never signal a recycled pid).
+bool is_our_child(pid_t pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return false;
+  int ppid = 0;
+  const int n = std::fscanf(f, "%*d (%*[^)]) %*c %d", &ppid);
+  std::fclose(f);
+  return n == 1 && ppid == ::getpid();
+}
+
+TEST_CASE("workers SIGKILLed at random while 20,000 tasks stream: each task completes or fails with worker_lost") {
+  corio::pool p(2);
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0};
+  std::thread killer([&] {
+    while (!done.load() && kills.load() < 20) {
+      std::this_thread::sleep_for(3ms);
+      auto pids = p.worker_pids();
+      if (pids.empty()) continue;
+      const pid_t victim = pids[static_cast<std::size_t>(kills.load()) % pids.size()];
+      if (is_our_child(victim) && ::kill(victim, SIGKILL) == 0) kills.fetch_add(1);
+    }
+  });
+  std::vector<corio::pool_future<int>> fs;
+  for (int i = 0; i < 20000; ++i) fs.push_back(p.submit(slow_add, i, 7));
+  int ok = 0, lost = 0, wrong = 0;
+  for (int i = 0; i < 20000; ++i) {
+    try {
+      if (fs[static_cast<std::size_t>(i)].get() == i + 7)
+        ++ok;
+      else
+        ++wrong;
+    } catch (const corio::worker_lost&) {
+      ++lost;
+    }
+  }
+  done = true;
+  killer.join();
+  CHECK(wrong == 0);
+  CHECK(ok + lost == 20000);
+  CHECK(lost <= kills.load());  // a death fails at most the one task its worker held
+  MESSAGE(kills.load() << " kills, " << lost << " tasks lost");
+  CHECK(p.submit(add, 1, 2).get() == 3);
+  p.close();
+  p.join();
+}
+
+TEST_CASE("a worker that exits inside fn fails its task with worker_lost and is replaced") {
+  corio::pool p(1);
+  auto f = p.submit([](int code) -> int { ::_exit(code); }, 3);
+  CHECK_THROWS_WITH_AS((void)f.get(), doctest::Contains("(exited with status 3) while running this task"),
+                       corio::worker_lost);
+  CHECK(p.submit(add, 20, 22).get() == 42);
+}
+
+TEST_CASE("a future is awaited inside a corio loop and resumes on it") {
+  corio::pool p(2);
+  corio::loop lp;
+  auto main = [&]() -> corio::task<int> {
+    auto a = p.submit(add, 40, 2);
+    auto b = p.submit(slow_square, 3);
+    const int x = co_await a;
+    const int y = co_await b.async_get();
+    CHECK(corio::loop::current() == &lp);
+    co_return x + y;
+  };
+  CHECK(lp.run(main()) == 51);
+}
+
+TEST_CASE("wait_for times out on a running task and succeeds once it is done") {
+  corio::pool p(1);
+  auto f = p.submit(sleep_ms, 300);
+  CHECK_FALSE(f.wait_for(10ms));
+  CHECK(f.wait_for(20s));
+  CHECK(f.get() == 300);
+}
+
+TEST_CASE("a long task never holds up the tasks submitted after it") {
+  corio::pool p(2);
+  auto slow = p.submit(sleep_ms, 3000);
+  std::vector<corio::pool_future<int>> quick;
+  for (int i = 0; i < 100; ++i) quick.push_back(p.submit(sleep_ms, 1));
+  for (auto& q : quick) CHECK(q.get() == 1);
+  CHECK_FALSE(slow.ready());
+  CHECK(slow.get() == 3000);
+}
+
+TEST_CASE("100,000 tiny tasks all complete with their own results") {
+  corio::pool p(2);
+  std::vector<corio::pool_future<int>> fs;
+  fs.reserve(100000);
+  for (int i = 0; i < 100000; ++i) fs.push_back(p.submit(add, i, 7));
+  long long bad = 0;
+  for (int i = 0; i < 100000; ++i)
+    if (fs[static_cast<std::size_t>(i)].get() != i + 7) ++bad;
+  CHECK(bad == 0);
+  p.close();
+  p.join();
+}
+
+TEST_CASE("requests too large for the task ring throw length_error from submit") {
+  corio::pool p(1, corio::pool_options{.task_ring_bytes = 4096, .result_ring_bytes = 4096});
+  CHECK_THROWS_AS((void)p.submit(shout, std::string(10000, 'x')), std::length_error);
+  auto big = p.submit([](int n) { return std::string(static_cast<std::size_t>(n), 'y'); }, 10000);
+  CHECK_THROWS_WITH_AS((void)big.get(), doctest::Contains("std::length_error"), corio::remote_error);
+  CHECK(p.submit(shout, std::string("ok")).get() == "OK");
+  CHECK_THROWS_AS(corio::pool(0), std::invalid_argument);
+}
+
+TEST_CASE("the tutorial's pool of 4: tasks 0-3 start at once, task 4 after one ends, in a pid already seen") {
+  corio::pool p(4);
+  // Generous: the first of tasks 0-3 ends after 1 s, so a loaded machine still starts all
+  // four before that.
+  const int ms[5] = {1500, 1000, 1800, 1200, 200};
+  std::vector<corio::pool_future<std::tuple<pid_t, std::int64_t, std::int64_t>>> fs;
+  for (int i = 0; i < 5; ++i) fs.push_back(p.apply_async(timed_task, ms[i]));
+  p.close();
+  p.join();
+  std::vector<std::tuple<pid_t, std::int64_t, std::int64_t>> r;
+  for (auto& f : fs) r.push_back(f.get());
+  std::int64_t last_start = 0, first_end = INT64_MAX;
+  std::set<pid_t> pids;
+  for (int i = 0; i < 4; ++i) {
+    last_start = std::max(last_start, std::get<1>(r[static_cast<std::size_t>(i)]));
+    first_end = std::min(first_end, std::get<2>(r[static_cast<std::size_t>(i)]));
+    pids.insert(std::get<0>(r[static_cast<std::size_t>(i)]));
+  }
+  CHECK(pids.size() == 4);             // four workers ran 0-3
+  CHECK(last_start < first_end);       // at once: all four started before any ended
+  CHECK(std::get<1>(r[4]) >= first_end);  // task 4 waited for a free worker
+  CHECK(pids.count(std::get<0>(r[4])) == 1);
+}
