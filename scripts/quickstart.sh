@@ -22,7 +22,8 @@ for arg in "$@"; do
 done
 
 # The examples a user can read first; each must exit by itself.
-examples=(jumping_range producer_consumer threads_lock thread_local subprocess_communicate)
+examples=(jumping_range producer_consumer threads_lock thread_local subprocess_communicate
+          fork process pipe queue pool executor)
 builddir=build/release
 
 bash scripts/deps.sh
