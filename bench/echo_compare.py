@@ -18,31 +18,11 @@ Usage: echo_compare.py BUILDDIR [--connections 64] [--size 64] [--seconds 3] [--
 import argparse
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after 10 s")
+from benchlib import free_port, wait_listening, stop
 
 
 def measure(label: str, server_cmd: list, port: int, args, builddir: str) -> dict:
@@ -57,12 +37,7 @@ def measure(label: str, server_cmd: list, port: int, args, builddir: str) -> dic
             raise RuntimeError(f"echo_client {label} failed: {client.stderr.strip()}")
         return json.loads(client.stdout)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, signal.SIGINT)
 
 
 def main() -> int:

@@ -40,15 +40,11 @@ import sys
 import tempfile
 import time
 
+from benchlib import free_port, cpu_seconds, stop
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXPECTED = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_answer(port: int, proc: subprocess.Popen, label: str) -> None:
@@ -92,13 +88,6 @@ def parse_wrk(out: str) -> dict:
             "errors": (errors.group(1) if errors else "") + (f" non-2xx {non2xx.group(1)}" if non2xx else "")}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(label: str, cmd: list, port: int, args, server_cpus, wrk_cpus, env=None) -> dict:
     if server_cpus:
         cmd = ["taskset", "-c", server_cpus] + cmd
@@ -119,12 +108,7 @@ def measure(label: str, cmd: list, port: int, args, server_cpus, wrk_cpus, env=N
         r["cpu_us_per_request"] = (cpu1 - cpu0) * 1e6 / int(total.group(1)) if total else None
         return r
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, signal.SIGTERM)
 
 
 def cpu_split(server_threads: int, wrk_threads: int):

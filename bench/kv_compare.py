@@ -34,40 +34,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
+
+from benchlib import free_port, wait_listening, cpu_seconds, stop
 
 TESTS = ("PING_INLINE", "PING_MBULK", "SET", "GET")
 ROWS = (("ping", "PING_MBULK", "Redis PING"), ("set", "SET", "Redis SET"), ("get", "GET", "Redis GET"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after 10 s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process used so far (/proc/PID/stat, fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_benchmark(port: int, test: str, args) -> dict:
@@ -102,12 +76,7 @@ def measure(server_cmd: list, port: int, args) -> dict:
             raise RuntimeError(f"redis-benchmark printed no figure for {missing}")
         return out
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, signal.SIGTERM)
 
 
 def main() -> int:

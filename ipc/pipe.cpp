@@ -63,11 +63,17 @@ void pipe_end::require(unsigned mode, const char* what) const {
                                           : ": this end only sends (make_pipe(false): the first end receives)"));
 }
 
-void pipe_end::send_frame(std::vector<std::byte>& frame) {
+// Writes the length header in front of an encoded value, refusing what a receiver would
+// reject as corrupt.
+void pipe_end::seal_frame(std::vector<std::byte>& frame) {
   const std::uint64_t length = frame.size() - header_size;
   if (length > pipe_max_frame)
     throw encode_error("corio::pipe: a value of " + std::to_string(length) + " bytes exceeds pipe_max_frame");
   std::memcpy(frame.data(), &length, header_size);
+}
+
+void pipe_end::send_frame(std::vector<std::byte>& frame) {
+  seal_frame(frame);
   std::size_t done = 0;
   while (done < frame.size()) {
     const ssize_t n = ::send(fd_, frame.data() + done, frame.size() - done, MSG_NOSIGNAL);
@@ -84,10 +90,7 @@ void pipe_end::send_frame(std::vector<std::byte>& frame) {
 }
 
 task<void> pipe_end::async_send_frame(std::vector<std::byte>& frame) {
-  const std::uint64_t length = frame.size() - header_size;
-  if (length > pipe_max_frame)
-    throw encode_error("corio::pipe: a value of " + std::to_string(length) + " bytes exceeds pipe_max_frame");
-  std::memcpy(frame.data(), &length, header_size);
+  seal_frame(frame);
   std::size_t done = 0;
   while (done < frame.size()) {
     bool gone = false;

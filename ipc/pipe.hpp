@@ -97,6 +97,7 @@ class pipe_end {
   void require(unsigned mode, const char* what) const;
 
  private:
+  static void seal_frame(std::vector<std::byte>& frame);    // fills the length header
   bool take_buffered(std::span<const std::byte>& payload);  // a whole frame buffered?
   std::span<std::byte> free_space();                        // room for the next read
   void received(long n);                                    // 0: end of stream

@@ -20,6 +20,8 @@ import platform
 import sys
 import time
 
+from peerlib import measure
+
 
 def echo():
     # The Python side of corio's jumping_range: receive a value, yield it back.
@@ -54,27 +56,6 @@ def time_next(n: int) -> float:
     for _ in itertools.islice(g, n):
         pass
     return time.perf_counter() - start
-
-
-def calibrate(fn, seconds: float) -> int:
-    """Smallest power-of-two-ish N for which fn(N) takes at least `seconds`."""
-    n = 1 << 14
-    while True:
-        elapsed = fn(n)
-        if elapsed >= seconds / 4:
-            return max(n, int(n * seconds / elapsed))
-        n *= 4
-
-
-def measure(fn, seconds: float, repeats: int) -> dict:
-    n = calibrate(fn, seconds)
-    best = min(fn(n) for _ in range(repeats))
-    return {
-        "items_per_second": n / best,
-        "ns_per_item": best * 1e9 / n,
-        "iterations": n,
-        "repeats": repeats,
-    }
 
 
 def main() -> int:

@@ -26,6 +26,8 @@ import platform
 import sys
 import time
 
+from peerlib import measure
+
 
 def noop(x=None):
     return x
@@ -108,26 +110,6 @@ def time_process(ctx, n: int) -> float:
         p.start()
         p.join()
     return time.perf_counter() - start
-
-
-def calibrate(fn, seconds: float, n: int) -> int:
-    """N for which fn(N) takes about `seconds` (fn(N) >= seconds / 4 at least once)."""
-    while True:
-        elapsed = fn(n)
-        if elapsed >= seconds / 4:
-            return max(1, int(n * seconds / elapsed))
-        n *= 4
-
-
-def measure(fn, seconds: float, repeats: int, first_n: int) -> dict:
-    n = calibrate(fn, seconds, first_n)
-    best = min(fn(n) for _ in range(repeats))
-    return {
-        "items_per_second": n / best,
-        "ns_per_item": best * 1e9 / n,
-        "iterations": n,
-        "repeats": repeats,
-    }
 
 
 def main() -> int:

@@ -3,6 +3,8 @@
 // stress test: a million sleep/wake handoffs between two processes.
 #include <doctest/doctest.h>
 
+#include "ipc_test_support.hpp"
+
 #include <corio/coro/task.hpp>
 #include <corio/coro/when_all.hpp>
 #include <corio/ipc/event_count.hpp>
@@ -24,20 +26,12 @@
 using namespace std::chrono_literals;
 using corio::event_count;
 using corio::event_count_state;
+using corio_test::exit_status;
+using corio_test::fork_child;
+using corio_test::sanitized;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-#else
-constexpr bool sanitized = false;
-#endif
 
 // What two processes share in these tests.
 struct shared_block {
@@ -54,22 +48,6 @@ void store(std::uint64_t& v, std::uint64_t x) { std::atomic_ref(v).store(x, std:
 
 std::uint32_t waiters(const event_count_state& s) { return static_cast<std::uint32_t>(load(s.word) & 0xffffffffu); }
 std::uint32_t epoch(const event_count_state& s) { return static_cast<std::uint32_t>(load(s.word) >> 32); }
-
-// Runs fn in a fork()ed child that exits with fn's return value; returns the child's pid.
-template <class F>
-pid_t fork_child(F fn) {
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) ::_exit(fn());
-  return pid;
-}
-
-int exit_status(pid_t pid) {
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  return WEXITSTATUS(status);
-}
 
 // Both paths of async_wait: the io_uring futex (when the kernel has it) and the fallback.
 struct fallback_guard {

@@ -3,6 +3,8 @@
 // message delivered exactly once (checksums).
 #include <doctest/doctest.h>
 
+#include "ipc_test_support.hpp"
+
 #include <corio/ipc/mpmc_ring.hpp>
 #include <corio/ipc/shm_region.hpp>
 
@@ -21,22 +23,11 @@
 #include <vector>
 
 using corio::mpmc_ring;
+using corio_test::aligned_block;
+using corio_test::bytes_of;
 
 namespace {
 
-struct aligned_block {
-  explicit aligned_block(std::size_t n) : size(n), ptr(static_cast<std::byte*>(std::aligned_alloc(64, (n + 63) & ~std::size_t{63}))) {
-    std::memset(ptr.get(), 0xAB, n);
-  }
-  std::span<std::byte> span() { return {ptr.get(), size}; }
-  struct freer {
-    void operator()(std::byte* p) const noexcept { std::free(p); }
-  };
-  std::size_t size;
-  std::unique_ptr<std::byte, freer> ptr;
-};
-
-std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
 
 std::string pop_string(mpmc_ring& r) {
   std::string out = "<none>";

@@ -3,6 +3,8 @@
 // stress between two processes, and the writer/reader scenario of examples/queue.cpp.
 #include <doctest/doctest.h>
 
+#include "ipc_test_support.hpp"
+
 #include <corio/coro/when_all.hpp>
 #include <corio/ipc/process.hpp>
 #include <corio/ipc/queue.hpp>
@@ -30,44 +32,12 @@
 
 using namespace std::chrono_literals;
 using corio::queue;
+using corio_test::exit_status;
+using corio_test::fork_child;
+using corio_test::sanitized;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-#else
-constexpr bool sanitized = false;
-#endif
-
-template <class F>
-pid_t fork_child(F fn) {
-  std::fflush(nullptr);  // a child that flushes must not repeat what the parent buffered
-  std::cout.flush();
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int rc = 3;
-    try {
-      rc = fn();
-    } catch (...) {
-    }
-    ::_exit(rc);
-  }
-  return pid;
-}
-
-int exit_status(pid_t pid) {
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  return WEXITSTATUS(status);
-}
 
 struct point {
   int x = 0;

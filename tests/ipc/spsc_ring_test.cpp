@@ -2,6 +2,8 @@
 // two processes, random frame sizes with content checks.
 #include <doctest/doctest.h>
 
+#include "ipc_test_support.hpp"
+
 #include <corio/ipc/shm_region.hpp>
 #include <corio/ipc/spsc_ring.hpp>
 
@@ -20,23 +22,11 @@
 #include <vector>
 
 using corio::spsc_ring;
+using corio_test::aligned_block;
+using corio_test::bytes_of;
 
 namespace {
 
-// 64-byte aligned heap memory for rings that stay inside one process.
-struct aligned_block {
-  explicit aligned_block(std::size_t n) : size(n), ptr(static_cast<std::byte*>(std::aligned_alloc(64, n))) {
-    std::memset(ptr.get(), 0xAB, n);
-  }
-  std::span<std::byte> span() { return {ptr.get(), size}; }
-  struct freer {
-    void operator()(std::byte* p) const noexcept { std::free(p); }
-  };
-  std::size_t size;
-  std::unique_ptr<std::byte, freer> ptr;
-};
-
-std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
 std::string string_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 
 std::string read_one(spsc_ring& r) {
