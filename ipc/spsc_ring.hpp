@@ -221,6 +221,7 @@ class spsc_ring {
     const std::uint64_t mask = mask_;
     const std::byte* const data = data_;
     std::uint64_t end = c_.cached_write;
+    std::uint64_t predicted = 0;  // the size of the frame before (see below)
     std::size_t count = 0;
     prefetch_published(st.read, end);
     while (count < max_frames) {
@@ -240,8 +241,24 @@ class spsc_ring {
         pos = 0;
         std::memcpy(&len, data, 4);
       }
-      const std::uint64_t frame = (4 + std::uint64_t{len} + 7) & ~std::uint64_t{7};
-      if (len > (mask + 1) / 2 - 4 || st.read + frame > end) [[unlikely]]
+      // The next frame's position would depend on the length just loaded: a chain of
+      // load -> add -> load that caps the walk at one frame per load latency. Instead the
+      // walk advances by the previous frame's size and only checks the length against it
+      // (a predictable branch), so the loads leave the critical path; a different size
+      // costs one mispredicted branch. The empty asm statements keep the compiler from
+      // undoing that: from turning the check into a conditional move, and from using the
+      // loaded size after the check because it is known equal (either would put the load
+      // back on the chain).
+      const std::uint64_t actual = (4 + std::uint64_t{len} + 7) & ~std::uint64_t{7};
+      if (actual != predicted) [[unlikely]] {
+        asm volatile("" ::: "memory");
+        if (len > (mask + 1) / 2 - 4)  // a frame of the predicted size is known valid
+          detail::throw_spsc_corrupt(len, st.read);
+        predicted = actual;
+      }
+      std::uint64_t frame = predicted;
+      asm("" : "+r"(frame));
+      if (st.read + frame > end) [[unlikely]]
         detail::throw_spsc_corrupt(len, st.read);
       f(std::span<const std::byte>(data + pos + 4, len));
       st.read += frame;
