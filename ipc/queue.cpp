@@ -40,7 +40,11 @@ void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional
     return;
   if (!block)
     throw_full(std::nullopt);
-  if (spin([&] { return try_push(bytes); }))
+  // Full: wait briefly for a few lines of room rather than for one slot (the mirror of
+  // spin_for_batch).
+  const std::uint64_t ahead = batch_for_ring();
+  if ((ahead > 1 && spin([&] { return ring_.room_ahead(ahead) && try_push(bytes); }, batch_tries)) ||
+      spin([&] { return try_push(bytes); }))
     return;
   const auto deadline = queue_deadline(timeout, "put");
   bool pushed = false;

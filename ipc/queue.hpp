@@ -56,6 +56,7 @@
 
 #include "../coro/task.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -151,9 +152,9 @@ class queue_core {
   // and the consumer then takes several messages per line transfer. true once try_once
   // succeeded.
   template <class Try>
-  static bool spin(Try&& try_once) {
+  static bool spin(Try&& try_once, int tries = spin_tries) {
     unsigned gap = 2;
-    for (int i = 0; i < spin_tries; ++i) {
+    for (int i = 0; i < tries; ++i) {
       for (unsigned k = 0; k < gap; ++k) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
@@ -167,6 +168,24 @@ class queue_core {
     return false;
   }
   static constexpr int spin_tries = 8;  // 94 pauses: ~2-6 us (a pause is 10 to 60 ns)
+  // A spinning waiter first waits, briefly, for this many slots of room (put) or of
+  // published values (get), at most a quarter of the ring: see spin_for_batch.
+  static constexpr std::uint64_t batch_ahead = 64;
+  static constexpr int batch_tries = 3;  // 14 pauses, well under a microsecond
+  [[nodiscard]] std::uint64_t batch_for_ring() const noexcept {
+    return std::min<std::uint64_t>(batch_ahead, ring_.capacity() / 4);
+  }
+
+  // spin(pop) for a getter that found the queue empty. It first waits, for a fraction of a
+  // microsecond, until several lines of values are published rather than one: a getter
+  // that polls the slot a producer is writing takes its cache line away at every poll,
+  // and the two sides then pay a line transfer per value (measured: 36 M/s between two
+  // processes, 56 M/s with the batch wait). A lone value costs the short wait once.
+  template <class Pop>
+  bool spin_for_batch(Pop&& pop) {
+    const std::uint64_t ahead = batch_for_ring();
+    return (ahead > 1 && spin([&] { return ring_.published_ahead(ahead) && pop(); }, batch_tries)) || spin(pop);
+  }
 
   // Blocking put of already-encoded bytes (see queue<T>::put).
   void put(std::span<const std::byte> bytes, bool block, std::optional<std::chrono::nanoseconds> timeout);
@@ -279,7 +298,7 @@ class queue {
         core_->throw_closed("get");
       core_->throw_empty(std::nullopt);
     }
-    if (detail::queue_core::spin(pop))
+    if (core_->spin_for_batch(pop))
       return std::move(*out);
     const auto deadline = detail::queue_deadline(timeout, "get");
     bool closed = false;
