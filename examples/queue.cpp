@@ -14,11 +14,11 @@
 #include <vector>
 
 void proc_writer(corio::queue<std::string> q, std::vector<std::string> urls) {
-  std::printf("Process %d is writing...\n", ::getpid());
+  std::printf("Process to write: %d\n", ::getpid());
   std::mt19937 rng(static_cast<unsigned>(::getpid()));
   for (const auto& url : urls) {
     q.put(url);
-    std::printf("put %s to the Queue\n", url.c_str());
+    std::printf("Put %s to queue...\n", url.c_str());
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 50));  // Python: random.random() s
   }
@@ -28,10 +28,10 @@ void proc_writer(corio::queue<std::string> q, std::vector<std::string> urls) {
 // because SIGTERM gives stdio no chance to, and acknowledges each printed url so the parent
 // never terminates it between a get and its print (a race the Python version has).
 void proc_reader(corio::queue<std::string> q, corio::queue<int> printed) {
-  std::printf("Process %d is reading...\n", ::getpid());
+  std::printf("Process to read: %d\n", ::getpid());
   for (;;) {
     std::string url = q.get(true);
-    std::printf("get the %s from the Queue\n", url.c_str());
+    std::printf("Get %s from queue.\n", url.c_str());
     std::fflush(stdout);
     printed.put(1);
   }

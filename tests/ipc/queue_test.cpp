@@ -385,7 +385,7 @@ TEST_CASE("the writer/reader scenario prints every url once and done last") {
     auto reader = [](queue<std::string> q, queue<int> printed) {
       std::signal(SIGTERM, SIG_DFL);  // doctest's crash handler would report the terminate
       for (;;) {
-        std::printf("get the %s from the Queue\n", q.get().c_str());
+        std::printf("Get %s from queue.\n", q.get().c_str());
         std::fflush(stdout);
         printed.put(1);
       }
@@ -419,7 +419,7 @@ TEST_CASE("the writer/reader scenario prints every url once and done last") {
   CHECK(lines.back() == "done");
   lines.pop_back();
   std::sort(lines.begin(), lines.end());
-  CHECK(lines == std::vector<std::string>{"get the url_1 from the Queue", "get the url_2 from the Queue",
-                                          "get the url_3 from the Queue", "get the url_4 from the Queue",
-                                          "get the url_5 from the Queue", "get the url_6 from the Queue"});
+  CHECK(lines == std::vector<std::string>{"Get url_1 from queue.", "Get url_2 from queue.",
+                                          "Get url_3 from queue.", "Get url_4 from queue.",
+                                          "Get url_5 from queue.", "Get url_6 from queue."});
 }
