@@ -11,11 +11,15 @@
 // - SIGINT or SIGTERM: graceful shutdown (corio::server: requests in flight are answered,
 //   idle connections closed, at most 5 s), then exit 0.
 //
-// Usage: http_hello [PORT | HOST:PORT] [SHARDS]
+// Usage: http_hello [PORT | HOST:PORT] [SHARDS] [--processes N]
 //   default 127.0.0.1:8080; port 0 picks a free one; SHARDS default: one per core.
-// It prints `http_hello listening on http://HOST:PORT/ (N shards)` once it accepts.
+//   --processes N: N forked worker processes of one shard each instead
+//   (corio::serve_in_processes, ipc/prefork.hpp); SHARDS is then ignored.
+// It prints `http_hello listening on http://HOST:PORT/ (N shards)` (or `(N processes)`)
+// once it accepts.
 //
 // Try it: `http_hello 8080 & curl -s http://127.0.0.1:8080/; kill %1`
+#include <corio/ipc/prefork.hpp>
 #include <corio/runtime/runtime.hpp>
 #include <corio/runtime/server.hpp>
 #include <corio/runtime/signal.hpp>
@@ -26,6 +30,7 @@
 #include <exception>
 #include <string>
 #include <string_view>
+#include <vector>
 
 using namespace std::literals;
 
@@ -224,12 +229,18 @@ corio::task<void> serve_http(corio::connection& c) {
 
 int main(int argc, char** argv) {
   try {
-    std::string at = argc > 1 ? argv[1] : "8080";
+    std::vector<std::string> args;
+    unsigned processes = 0;
+    for (int i = 1; i < argc; ++i) {
+      if (argv[i] == "--processes"sv && i + 1 < argc)
+        processes = static_cast<unsigned>(std::stoul(argv[++i]));
+      else
+        args.emplace_back(argv[i]);
+    }
+    std::string at = !args.empty() ? args[0] : "8080";
     if (at.find(':') == std::string::npos) at = "127.0.0.1:" + at;
-    const unsigned shards = argc > 2 ? static_cast<unsigned>(std::stoul(argv[2])) : 0u;
+    const unsigned shards = args.size() > 1 ? static_cast<unsigned>(std::stoul(args[1])) : 0u;
 
-    // Block the signals before the runtime starts its threads (signal.hpp).
-    corio::signal_set signals{SIGINT, SIGTERM};
     corio::server srv(corio::address::parse(at), serve_http,
                       {.max_connections = 10'000,
                        .idle_timeout = std::chrono::seconds(60),
@@ -238,6 +249,20 @@ int main(int argc, char** argv) {
                        .read_buffer_size = 16 * 1024,
                        .write_buffer_size = 16 * 1024,
                        .backlog = SOMAXCONN});
+    if (processes > 0) {
+      std::printf("http_hello listening on http://%s/ (%u processes)\n", srv.local_address().to_string().c_str(),
+                  processes);
+      std::fflush(stdout);  // before the forks: a worker must not print it again
+      const int sig = corio::serve_in_processes(srv, processes);
+      if (sig < 0) {
+        std::fprintf(stderr, "http_hello: a worker process ended unexpectedly\n");
+        return 1;
+      }
+      std::printf("%s: shut down (%u worker processes)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", processes);
+      return 0;
+    }
+    // Block the signals before the runtime starts its threads (signal.hpp).
+    corio::signal_set signals{SIGINT, SIGTERM};
     corio::runtime rt({.shards = shards});
     std::printf("http_hello listening on http://%s/ (%u shards)\n", srv.local_address().to_string().c_str(),
                 rt.shard_count());

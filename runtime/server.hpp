@@ -161,6 +161,10 @@ class server {
 
   // The bound address, with the port the kernel chose for port 0.
   const address& local_address() const noexcept { return local_; }
+  // The listening socket the constructor bound (shard 0 accepts on it), until serve()
+  // takes it over; -1 afterwards. For code that hands the socket to forked worker
+  // processes (ipc/prefork.hpp) before serving.
+  int listener_fd() const noexcept { return first_ ? first_->fd() : -1; }
 
   // Serves on every shard of the running runtime until stop(), a signal of `signals`
   // (optional), or a stop request on the awaiting coroutine's token; then shuts down as

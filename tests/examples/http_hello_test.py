@@ -145,6 +145,35 @@ def main() -> int:
         print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
         return 1
     print(f"http_hello_test: OK (port {port}, {m.group(2)} shards)")
+    return check_processes(exe)
+
+
+def check_processes(exe: str) -> int:
+    """--processes 2: the same checks against two worker processes, then SIGTERM: exit 0."""
+    proc = subprocess.Popen([exe, "0", "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().rstrip("\n")
+        m = re.fullmatch(r"http_hello listening on http://127\.0\.0\.1:(\d+)/ \(2 processes\)", first)
+        if not m:
+            raise Failure(f"--processes 2: unexpected first line {first!r}")
+        port = int(m.group(1))
+        run_checks(port)
+        idle = connect(port)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        if idle.recv(16) != b"":
+            raise Failure("--processes 2: the idle connection was not closed by the shutdown")
+        idle.close()
+        if proc.returncode != 0 or out.splitlines() != ["SIGTERM: shut down (2 worker processes)"]:
+            raise Failure(f"--processes 2: exit {proc.returncode}, output {out!r}, stderr {err!r}")
+    except (Failure, OSError, subprocess.TimeoutExpired) as e:
+        print(f"http_hello_test: FAIL: {e}")
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+        print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
+        return 1
+    print(f"http_hello_test: OK (port {port}, 2 processes)")
     return 0
 
 
