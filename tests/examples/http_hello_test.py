@@ -138,14 +138,19 @@ def main() -> int:
                                                                         lines[0]):
             raise Failure(f"exit {proc.returncode}, output {lines!r}, stderr {err!r}")
     except (Failure, OSError, subprocess.TimeoutExpired) as e:
-        print(f"http_hello_test: FAIL: {e}")
-        if proc.poll() is None:
-            proc.kill()
-        out, err = proc.communicate()
-        print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
-        return 1
+        return fail(proc, e)
     print(f"http_hello_test: OK (port {port}, {m.group(2)} shards)")
     return check_processes(exe)
+
+
+def fail(proc: subprocess.Popen, error: Exception) -> int:
+    """Reports a failed check with the server's output; returns the exit status 1."""
+    print(f"http_hello_test: FAIL: {error}")
+    if proc.poll() is None:
+        proc.kill()
+    out, err = proc.communicate()
+    print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
+    return 1
 
 
 def check_processes(exe: str) -> int:
@@ -167,12 +172,7 @@ def check_processes(exe: str) -> int:
         if proc.returncode != 0 or out.splitlines() != ["SIGTERM: shut down (2 worker processes)"]:
             raise Failure(f"--processes 2: exit {proc.returncode}, output {out!r}, stderr {err!r}")
     except (Failure, OSError, subprocess.TimeoutExpired) as e:
-        print(f"http_hello_test: FAIL: {e}")
-        if proc.poll() is None:
-            proc.kill()
-        out, err = proc.communicate()
-        print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
-        return 1
+        return fail(proc, e)
     print(f"http_hello_test: OK (port {port}, 2 processes)")
     return 0
 
