@@ -30,6 +30,19 @@ inline constexpr bool sanitized = false;
 inline constexpr bool sanitized = false;
 #endif
 
+// ThreadSanitizer alone (some fork tests cannot run under it).
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool thread_sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool thread_sanitized = true;
+#else
+inline constexpr bool thread_sanitized = false;
+#endif
+#else
+inline constexpr bool thread_sanitized = false;
+#endif
+
 // Runs fn() in a fork()ed child that _exit()s with fn's return value (3 if it threw);
 // returns the child's pid. Flushes first, so the child cannot repeat buffered output.
 template <class F>

@@ -2,6 +2,8 @@
 // line, join variants, signals, starting from a loop or from a multi-threaded parent,
 // parent_death_signal, and no zombies.
 #include <doctest/doctest.h>
+
+#include "ipc_test_support.hpp"
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -244,6 +246,13 @@ TEST_CASE("a child started from inside a running loop builds its own loop and ru
 }
 
 TEST_CASE("children start and exit cleanly from a parent whose other threads hold locks and allocate") {
+  if (corio_test::thread_sanitized) {
+    // glibc's malloc is fork-safe (its atfork handlers take the arena locks); TSan's
+    // allocator (GCC 12) is not: a child forked while another thread is inside TSan's
+    // allocator deadlocks on its first allocation. Seen in CI; nothing corio can fix.
+    MESSAGE("skipped under ThreadSanitizer: its allocator is not fork-safe against concurrent allocation");
+    return;
+  }
   std::atomic<bool> stop{false};
   std::mutex m;
   std::vector<std::thread> threads;
