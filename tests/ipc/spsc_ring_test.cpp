@@ -238,17 +238,20 @@ TEST_CASE("a producer process killed mid-frame exposes only the frames it publis
   CHECK(read_one(r) == "<none>");
 }
 
-TEST_CASE("two threads pass 10,000,000 8-byte messages in order") {
-  aligned_block m(spsc_ring::bytes_for(64 * 1024));
-  auto r = spsc_ring::format(m.span());
-  std::thread producer([&] {
-    for (std::uint64_t i = 1; i <= message_count; ++i) {
-      corio::spin_until([&] { return r.try_write(u64_bytes(i)); });
-      if (i % 64 == 0)
-        r.publish();
-    }
-    r.publish();
-  });
+namespace {
+
+// Writes 1..message_count as 8-byte frames, publishing every 64.
+void produce_numbers(spsc_ring& r) {
+  for (std::uint64_t i = 1; i <= message_count; ++i) {
+    corio::spin_until([&] { return r.try_write(u64_bytes(i)); });
+    if (i % 64 == 0)
+      r.publish();
+  }
+  r.publish();
+}
+
+// Reads message_count 8-byte frames and checks they are 1, 2, 3... with the right sum.
+void consume_numbers(spsc_ring& r) {
   std::uint64_t expected = 1, sum = 0;
   bool in_order = true;
   while (expected <= message_count) {
@@ -262,52 +265,31 @@ TEST_CASE("two threads pass 10,000,000 8-byte messages in order") {
     if (n == 0)
       std::this_thread::yield();
   }
-  producer.join();
   CHECK(in_order);
   CHECK(expected == message_count + 1);
   CHECK(sum == message_count * (message_count + 1) / 2);
+}
+
+}  // namespace
+
+TEST_CASE("two threads pass 10,000,000 8-byte messages in order") {
+  aligned_block m(spsc_ring::bytes_for(64 * 1024));
+  auto r = spsc_ring::format(m.span());
+  std::thread producer([&] { produce_numbers(r); });
+  consume_numbers(r);
+  producer.join();
   CHECK(read_one(r) == "<none>");
 }
 
 TEST_CASE("a forked child passes 10,000,000 messages through a shm_region") {
   auto region = corio::shm_region::create(spsc_ring::bytes_for(64 * 1024), "spsc-ring-fork-test");
   auto r = spsc_ring::format({region.data(), region.size()});
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int code = 0;
-    try {
-      for (std::uint64_t i = 1; i <= message_count; ++i) {
-        corio::spin_until([&] { return r.try_write(u64_bytes(i)); });
-        if (i % 64 == 0)
-          r.publish();
-      }
-      r.publish();
-    } catch (...) {
-      code = 3;
-    }
-    ::_exit(code);
-  }
-  std::uint64_t expected = 1, sum = 0;
-  bool in_order = true;
-  while (expected <= message_count) {
-    std::size_t n = r.drain([&](std::span<const std::byte> f) {
-      std::uint64_t v;
-      std::memcpy(&v, f.data(), 8);
-      in_order = in_order && v == expected && f.size() == 8;
-      sum += v;
-      ++expected;
-    });
-    if (n == 0)
-      std::this_thread::yield();
-  }
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK(in_order);
-  CHECK(expected == message_count + 1);
-  CHECK(sum == message_count * (message_count + 1) / 2);
+  const pid_t pid = corio_test::fork_child([&] {
+    produce_numbers(r);
+    return 0;
+  });
+  consume_numbers(r);
+  CHECK(corio_test::exit_status(pid) == 0);
   CHECK(read_one(r) == "<none>");
 }
 
