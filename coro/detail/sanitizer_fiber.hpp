@@ -18,7 +18,8 @@
 // changes from one resume to the next (main, another fiber, another thread), so its bounds
 // are re-learned by every finish_switch on the fiber side.
 //
-// This is the one place in corio where sanitizer #if lives. In a build without sanitizers
+// The sanitizer #if of corio's fibers lives here (detection: sanitizers.hpp). In a build
+// without sanitizers
 // every member function is an empty inline function and the class is empty (store it
 // [[no_unique_address]]). The class is part of fiber_state, whose layout user code sees
 // through inline functions: corio and the code using it must be built with the same
@@ -26,27 +27,7 @@
 
 #include <cstddef>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CORIO_DETAIL_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CORIO_DETAIL_ASAN 1
-#endif
-#endif
-#ifndef CORIO_DETAIL_ASAN
-#define CORIO_DETAIL_ASAN 0
-#endif
-
-#if defined(__SANITIZE_THREAD__)
-#define CORIO_DETAIL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CORIO_DETAIL_TSAN 1
-#endif
-#endif
-#ifndef CORIO_DETAIL_TSAN
-#define CORIO_DETAIL_TSAN 0
-#endif
+#include "sanitizers.hpp"
 
 #if CORIO_DETAIL_ASAN
 #include <sanitizer/asan_interface.h>

@@ -3,6 +3,8 @@
 // ring memory outside shared memory, and how hard a stress test may push in this build.
 #include <doctest/doctest.h>
 
+#include <corio/coro/detail/sanitizers.hpp>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,31 +19,10 @@
 
 namespace corio_test {
 
-// Sanitizer builds run stress loops with fewer rounds: they are 5-20x slower.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr bool sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-inline constexpr bool sanitized = true;
-#else
-inline constexpr bool sanitized = false;
-#endif
-#else
-inline constexpr bool sanitized = false;
-#endif
-
-// ThreadSanitizer alone (some fork tests cannot run under it).
-#if defined(__SANITIZE_THREAD__)
-inline constexpr bool thread_sanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-inline constexpr bool thread_sanitized = true;
-#else
-inline constexpr bool thread_sanitized = false;
-#endif
-#else
-inline constexpr bool thread_sanitized = false;
-#endif
+// Sanitizer builds run stress loops with fewer rounds: they are 5-20x slower. Some fork
+// tests cannot run under ThreadSanitizer alone.
+inline constexpr bool thread_sanitized = CORIO_DETAIL_TSAN != 0;
+inline constexpr bool sanitized = CORIO_DETAIL_ASAN != 0 || thread_sanitized;
 
 // Runs fn() in a fork()ed child that _exit()s with fn's return value (3 if it threw);
 // returns the child's pid. Flushes first, so the child cannot repeat buffered output.
