@@ -16,6 +16,7 @@
 
 #include "../coro/detail/trampoline.hpp"
 #include "../coro/stop.hpp"
+#include "../runtime/detail/dekker_fence.hpp"
 #include "../runtime/detail/uring_awaiter.hpp"
 #include "../runtime/errors.hpp"
 #include "../runtime/loop.hpp"
@@ -36,26 +37,6 @@ constexpr std::uint64_t futex_match_any = 0xffffffffu;
 
 std::atomic<bool> forced_fallback{false};
 
-// The seq_cst fence of the announce/publish pair. ThreadSanitizer does not model fences
-// (GCC refuses atomic_thread_fence under -fsanitize=thread), so its builds use a seq_cst
-// read-modify-write of the word instead: the same ordering, in a form TSan understands,
-// and slower (it takes the line exclusive), which is why release builds fence.
-#if defined(__SANITIZE_THREAD__)
-#define CORIO_EVENT_COUNT_RMW_FENCE 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CORIO_EVENT_COUNT_RMW_FENCE 1
-#endif
-#endif
-
-std::uint64_t fence_then_load(event_count_state* s) noexcept {
-#ifdef CORIO_EVENT_COUNT_RMW_FENCE
-  return std::atomic_ref(s->word).fetch_add(0, std::memory_order_seq_cst);
-#else
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  return std::atomic_ref(s->word).load(std::memory_order_relaxed);
-#endif
-}
 
 std::atomic_ref<std::uint64_t> word_of(event_count_state* s) noexcept { return std::atomic_ref(s->word); }
 
@@ -164,13 +145,10 @@ struct withdraw_on_exit {
 }  // namespace
 
 event_count::key event_count::prepare_wait() noexcept {
-  // seq_cst: pairs with fence_then_load in notify_all, so the re-check that follows cannot
-  // read data older than a notifier that missed this announcement. (On x86 the locked add
-  // is itself a full barrier; the order is stated for the C++ model.)
+  // The announcement, then the fence: pairs with the fence in notify_all, so the re-check
+  // that follows cannot read data older than a notifier that missed this announcement.
   const std::uint64_t before = word_of(state_).fetch_add(one_waiter, std::memory_order_seq_cst);
-#ifndef CORIO_EVENT_COUNT_RMW_FENCE
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-#endif
+  detail::dekker_fence();
   return static_cast<key>(before >> 32);
 }
 
@@ -200,7 +178,8 @@ task<bool> event_count::async_wait(key k, deadline_type deadline) {
 void event_count::notify_all() noexcept {
   // Pairs with prepare_wait (see the header: the data published before this call and the
   // waiter's announcement cannot both be missed).
-  if ((fence_then_load(state_) & 0xffffffffu) == 0) return;
+  detail::dekker_fence();
+  if ((word_of(state_).load(std::memory_order_relaxed) & 0xffffffffu) == 0) return;
   word_of(state_).fetch_add(one_epoch, std::memory_order_acq_rel);
   futex_wake_all(epoch_address(state_));
 }

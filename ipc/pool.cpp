@@ -165,7 +165,7 @@ bool pool_core::drain_locked() {
   // worker_main (a worker that saw an unconsumed reply did not notify).
   do {
     for (auto& ring : results_) count += drain_ring(ring);
-    pool_fence();
+    dekker_fence();
   } while (results_available());
   while (!pending_.empty() && pending_.front() == nullptr) {
     pending_.pop_front();

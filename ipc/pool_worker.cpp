@@ -103,7 +103,7 @@ void pool_core::worker_main(std::size_t index) {
     // re-check after draining) covers this one. Dekker pair with drain_locked: we store
     // write_index, fence, load read_index; the consumer stores read_index, fences, loads
     // write_index: one of the two sees the other.
-    pool_fence();
+    dekker_fence();
     if (load_acquire(out_header->read_index) >= before) results_ec.notify_all();
   }
 }

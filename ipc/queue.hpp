@@ -50,11 +50,13 @@
 // another one read a torn value.
 
 #include "codec.hpp"
+#include "detail/cpu_relax.hpp"
 #include "event_count.hpp"
 #include "mpmc_ring.hpp"
 #include "shm_region.hpp"
 
 #include "../coro/task.hpp"
+#include "../runtime/detail/dekker_fence.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -155,11 +157,7 @@ class queue_core {
   static bool spin(Try&& try_once, int tries = spin_tries) {
     unsigned gap = 2;
     for (int i = 0; i < tries; ++i) {
-      for (unsigned k = 0; k < gap; ++k) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-      }
+      for (unsigned k = 0; k < gap; ++k) cpu_relax();
       if (try_once())
         return true;
       if (gap < 16)
@@ -211,7 +209,7 @@ class queue_core {
   // A waker that clears a flag another sleeper has just set still calls notify_all after
   // it, which covers that sleeper by the same argument.
   static void wake(std::uint64_t& may_sleep, event_count_state& ev) noexcept {
-    fence_seq_cst();  // the slot is published before the flag is read
+    dekker_fence();  // the slot is published before the flag is read
     if (load_relaxed(may_sleep) == 0)
       return;
     store_relaxed(may_sleep, 0);

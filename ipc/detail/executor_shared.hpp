@@ -15,6 +15,7 @@
 #include "../event_count.hpp"
 #include "../executor.hpp"
 #include "../shm_region.hpp"
+#include "cpu_relax.hpp"
 
 namespace corio::detail {
 
@@ -44,14 +45,6 @@ static_assert(std::is_trivially_copyable_v<executor_shared>);
 
 inline constexpr std::uint64_t executor_exit_id = 0;
 
-inline void executor_pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-
 // Polls ready() for up to `limit` before the caller sleeps; true as soon as it holds.
 // Bounded by time, not by a count: a pause instruction costs 10 ns to 140 ns depending on
 // the CPU. Adaptive: a poll that ran out (the peer did not answer in time: it shares our
@@ -74,7 +67,7 @@ class adaptive_spin {
           penalty_ = 1;
           return true;
         }
-        executor_pause();
+        cpu_relax();
       }
       if (std::chrono::steady_clock::now() >= until) break;
     }

@@ -54,11 +54,13 @@
 #include <vector>
 
 #include "../../coro/task.hpp"
+#include "../../runtime/detail/dekker_fence.hpp"
 #include "../event_count.hpp"
 #include "../pool.hpp"
 #include "../process.hpp"
 #include "../shm_region.hpp"
 #include "../spsc_ring.hpp"
+#include "cpu_relax.hpp"
 #include "pool_state.hpp"
 #include "shared_atomic.hpp"
 
@@ -67,28 +69,6 @@ class loop;
 namespace detail {
 
 inline constexpr std::uint64_t no_task = ~std::uint64_t{0};
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
-// The seq_cst fence of the Dekker pairs in pool.cpp / pool_worker.cpp (store mine, fence,
-// load theirs, on both sides). GCC refuses std::atomic_thread_fence under -fsanitize=thread
-// (-Wtsan: TSan does not model fences); the fence only guarantees that no wake-up is lost,
-// never the visibility of data (release/acquire pairs carry that, and TSan checks them),
-// so the instruction is kept and the warning silenced.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-inline void pool_fence() noexcept { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 // One poll of a spin: mostly a pause; every 32nd poll gives the core away, since the
 // parent, the collector and the workers usually outnumber the cores.

@@ -57,21 +57,6 @@ inline void store_relaxed(std::uint32_t& target, std::uint32_t v) noexcept {
   std::atomic_ref<std::uint32_t>(target).store(v, std::memory_order_relaxed);
 }
 
-// A seq_cst fence for Dekker-style pairs between processes ("store mine, fence, load
-// theirs" on both sides: at least one side sees the other's store), such as the "may
-// sleep" flags of ipc/queue.hpp. GCC refuses std::atomic_thread_fence under
-// -fsanitize=thread (-Wtsan: ThreadSanitizer does not model fences). These fences only
-// guarantee liveness (no lost wake-up), never the visibility of data, which release/acquire
-// pairs carry and TSan checks; so the instruction is kept and the warning silenced here.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-inline void fence_seq_cst() noexcept { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
 // Claims a shared counter value (a slot position) when no data is published through the
 // counter itself: the winner of the exchange is unique, and what it then reads or writes
 // is ordered by a separate acquire/release pair (e.g. a slot's sequence number). On

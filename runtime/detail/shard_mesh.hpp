@@ -65,24 +65,11 @@
 #include "../../coro/detail/trampoline.hpp"
 #include "../loop.hpp"
 #include "../runtime.hpp"
+#include "dekker_fence.hpp"
 #include "io_op.hpp"
 #include "spsc_queue.hpp"
 
 namespace corio::detail {
-
-// The seq_cst fence of the Dekker pair above. GCC refuses std::atomic_thread_fence under
-// -fsanitize=thread (-Wtsan: ThreadSanitizer does not model fences). The fence only
-// guarantees liveness (no lost wake-up), never the visibility of message data, which the
-// queue's release/acquire pairs carry and TSan checks; so the instruction is kept and the
-// warning silenced here, in one place.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-inline void dekker_fence() noexcept { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 // The CQE of a MSG_RING on the sender's ring: on failure, wake the target by eventfd.
 struct ring_waker : io_op {
