@@ -10,6 +10,7 @@
 //                       spinning: the cross-core, cross-process latency floor.
 //   BM_pingpong_sleep — the same, but each side sleeps in event_count::wait_until until
 //                       the other notifies: the price of a futex sleep and wake-up.
+#include <corio/ipc/detail/cpu_relax.hpp>
 #include <corio/ipc/event_count.hpp>
 #include <corio/ipc/shm_region.hpp>
 #include <corio/ipc/spsc_ring.hpp>
@@ -32,14 +33,10 @@ namespace {
 constexpr std::uint64_t batch = 1024;   // messages per benchmark iteration
 constexpr std::uint64_t publish_every = 64;
 
+using corio::detail::cpu_relax;
+
 // What either side does when the ring is full or empty: a short pause first (the peer is
 // usually a few hundred nanoseconds away), then give the core away (2 shared cores).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 void backoff(unsigned& misses) {
   if (++misses % 64 != 0) {
     cpu_relax();
