@@ -10,9 +10,10 @@ Usage: http_hello_test.py HTTP_HELLO_EXECUTABLE
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+
+from sockets import Failure, connect, expect, recv_all, recv_exact
 
 OK = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!")
 OK_CLOSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
@@ -25,39 +26,6 @@ BAD = (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nContent-Type: text/pl
 TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 32\r\nContent-Type: text/plain\r\n"
              b"Connection: close\r\n\r\nRequest Header Fields Too Large\n")
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-class Failure(Exception):
-    pass
-
-
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=20)
-
-
-def recv_exact(s: socket.socket, n: int) -> bytes:
-    got = b""
-    while len(got) < n:
-        chunk = s.recv(n - len(got))
-        if not chunk:
-            raise Failure(f"connection closed after {len(got)} of {n} bytes: {got!r}")
-        got += chunk
-    return got
-
-
-def recv_all(s: socket.socket) -> bytes:
-    """Everything until the server closes."""
-    got = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return got
-        got += chunk
-
-
-def expect(what: str, got: bytes, want: bytes) -> None:
-    if got != want:
-        raise Failure(f"{what}: got {got!r}, want {want!r}")
 
 
 def run_checks(port: int) -> None:
@@ -117,30 +85,32 @@ def run_checks(port: int) -> None:
         expect("curl", out.stdout, b"Hello, World!")
 
 
-def main() -> int:
-    exe = sys.argv[1]
-    proc = subprocess.Popen([exe, "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def serve_and_check(exe: str, args: list, mode: str, last_line: str) -> int:
+    """Starts http_hello with args, runs every check, then SIGTERM: the idle connection is
+    closed, the exit status is 0 and the only other output line fully matches last_line.
+    mode is the server's own description of itself ("2 shards", "2 processes"), as a
+    regex for its first line."""
+    proc = subprocess.Popen([exe, "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline().rstrip("\n")
-        m = re.fullmatch(r"http_hello listening on http://127\.0\.0\.1:(\d+)/ \((\d+) shards\)", first)
+        m = re.fullmatch(r"http_hello listening on http://127\.0\.0\.1:(\d+)/ \((" + mode + r")\)", first)
         if not m:
-            raise Failure(f"unexpected first line {first!r}")
+            raise Failure(f"{args}: unexpected first line {first!r}")
         port = int(m.group(1))
         run_checks(port)
         idle = connect(port)  # closed by the graceful shutdown
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         if idle.recv(16) != b"":
-            raise Failure("the idle connection was not closed by the shutdown")
+            raise Failure(f"{args}: the idle connection was not closed by the shutdown")
         idle.close()
         lines = out.splitlines()
-        if proc.returncode != 0 or len(lines) != 1 or not re.fullmatch(r"SIGTERM: shut down after \d+ connections",
-                                                                        lines[0]):
-            raise Failure(f"exit {proc.returncode}, output {lines!r}, stderr {err!r}")
+        if proc.returncode != 0 or len(lines) != 1 or not re.fullmatch(last_line, lines[0]):
+            raise Failure(f"{args}: exit {proc.returncode}, output {lines!r}, stderr {err!r}")
     except (Failure, OSError, subprocess.TimeoutExpired) as e:
         return fail(proc, e)
-    print(f"http_hello_test: OK (port {port}, {m.group(2)} shards)")
-    return check_processes(exe)
+    print(f"http_hello_test: OK (port {port}, {m.group(2)})")
+    return 0
 
 
 def fail(proc: subprocess.Popen, error: Exception) -> int:
@@ -153,28 +123,12 @@ def fail(proc: subprocess.Popen, error: Exception) -> int:
     return 1
 
 
-def check_processes(exe: str) -> int:
-    """--processes 2: the same checks against two worker processes, then SIGTERM: exit 0."""
-    proc = subprocess.Popen([exe, "0", "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = proc.stdout.readline().rstrip("\n")
-        m = re.fullmatch(r"http_hello listening on http://127\.0\.0\.1:(\d+)/ \(2 processes\)", first)
-        if not m:
-            raise Failure(f"--processes 2: unexpected first line {first!r}")
-        port = int(m.group(1))
-        run_checks(port)
-        idle = connect(port)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        if idle.recv(16) != b"":
-            raise Failure("--processes 2: the idle connection was not closed by the shutdown")
-        idle.close()
-        if proc.returncode != 0 or out.splitlines() != ["SIGTERM: shut down (2 worker processes)"]:
-            raise Failure(f"--processes 2: exit {proc.returncode}, output {out!r}, stderr {err!r}")
-    except (Failure, OSError, subprocess.TimeoutExpired) as e:
-        return fail(proc, e)
-    print(f"http_hello_test: OK (port {port}, 2 processes)")
-    return 0
+def main() -> int:
+    exe = sys.argv[1]
+    # On every shard of one process, then (--processes 2) from two worker processes.
+    return (serve_and_check(exe, [], r"\d+ shards", r"SIGTERM: shut down after \d+ connections") or
+            serve_and_check(exe, ["--processes", "2"], r"2 processes",
+                            re.escape("SIGTERM: shut down (2 worker processes)")))
 
 
 if __name__ == "__main__":

@@ -11,19 +11,16 @@ Usage: kv_server_test.py KV_SERVER_EXECUTABLE
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-
-class Failure(Exception):
-    pass
+from sockets import Failure, connect, expect, recv_all, recv_exact
 
 
 def check(got, want, what):
-    if got != want:
-        raise Failure(f"{what}: got {got!r}, want {want!r}")
+    """expect() with the argument order these tests read best in: value first."""
+    expect(what, got, want)
 
 
 class Server:
@@ -46,26 +43,7 @@ class Server:
         return r.stdout.rstrip("\n")
 
     def connect(self):
-        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
-
-
-def read_exact(sock, n):
-    got = b""
-    while len(got) < n:
-        chunk = sock.recv(n - len(got))
-        if not chunk:
-            raise Failure(f"connection closed after {len(got)} of {n} bytes")
-        got += chunk
-    return got
-
-
-def read_until_eof(sock):
-    got = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return got
-        got += chunk
+        return connect(self.port)
 
 
 def resp(*args):
@@ -139,7 +117,7 @@ def test_expiry(s):
     check(c("FLUSHALL"), "OK", "FLUSHALL")
     conn = s.connect()
     conn.sendall(b"".join(resp("SET", f"gone{i}", "x", "PX", "100") for i in range(200)))
-    check(read_exact(conn, 5 * 200), b"+OK\r\n" * 200, "200 SET PX replies")
+    check(recv_exact(conn, 5 * 200), b"+OK\r\n" * 200, "200 SET PX replies")
     conn.close()
     check(c("SET", "stays", "y"), "OK", "SET stays")
     deadline = time.monotonic() + 10
@@ -172,24 +150,24 @@ def test_pipelining_and_inline(s):
     batch = b"".join(resp("SET", f"p{i}", f"v{i}") + resp("GET", f"p{i}") for i in range(500))
     conn.sendall(batch)
     want = b"".join(b"+OK\r\n" + f"${len(f'v{i}')}\r\nv{i}\r\n".encode() for i in range(500))
-    check(read_exact(conn, len(want)), want, "1000 pipelined commands")
+    check(recv_exact(conn, len(want)), want, "1000 pipelined commands")
     # The same stream byte by byte: every split point of a command must parse.
     small = resp("INCR", "split") + b"PING\r\n" + resp("ECHO", "a b") + b"ECHO  'c d'  \r\n"
     for b in small:
         conn.sendall(bytes([b]))
         time.sleep(0.001)
     want = b":1\r\n+PONG\r\n$3\r\na b\r\n$3\r\nc d\r\n"
-    check(read_exact(conn, len(want)), want, "commands sent byte by byte")
+    check(recv_exact(conn, len(want)), want, "commands sent byte by byte")
     conn.sendall(b"\r\n\r\n*0\r\n*-1\r\nPING\r\n")
-    check(read_exact(conn, 7), b"+PONG\r\n", "empty commands are skipped")
+    check(recv_exact(conn, 7), b"+PONG\r\n", "empty commands are skipped")
     conn.sendall(b"PING\r\nQUIT\r\nPING\r\n")
-    check(read_until_eof(conn), b"+PONG\r\n+OK\r\n", "QUIT answers OK, closes, drops the rest")
+    check(recv_all(conn), b"+PONG\r\n+OK\r\n", "QUIT answers OK, closes, drops the rest")
     conn.close()
     # QUIT after commands for both shards: they run, the commands after QUIT do not.
     conn = s.connect()
     conn.sendall(b"".join(resp("SET", f"q{i}", "x") for i in range(20)) + resp("QUIT") +
                  b"".join(resp("SET", f"after{i}", "x") for i in range(20)))
-    check(read_until_eof(conn), b"+OK\r\n" * 21, "20 SETs over both shards, QUIT")
+    check(recv_all(conn), b"+OK\r\n" * 21, "20 SETs over both shards, QUIT")
     conn.close()
     check(s.cli("EXISTS", *[f"q{i}" for i in range(20)]), "(integer) 20", "the SETs before QUIT ran")
     check(s.cli("EXISTS", *[f"after{i}" for i in range(20)]), "(integer) 0", "the SETs after QUIT did not")
@@ -200,15 +178,15 @@ def test_big_value(s):
     conn = s.connect()
     conn.sendall(resp("SET", "big", value) + resp("GET", "big") + resp("DEL", "big"))
     want = b"+OK\r\n" + f"${len(value)}\r\n".encode() + value + b"\r\n" + b":1\r\n"
-    check(read_exact(conn, len(want)) == want, True, "SET, GET and DEL of a 1 MiB value")
+    check(recv_exact(conn, len(want)) == want, True, "SET, GET and DEL of a 1 MiB value")
     # 300 pipelined GETs of it: 300 MiB of replies, sent as they are made, not held at once.
     conn.sendall(resp("SET", "big", value) + resp("GET", "big") * 300 + resp("PING"))
-    check(read_exact(conn, 5), b"+OK\r\n", "SET of the 1 MiB value")
+    check(recv_exact(conn, 5), b"+OK\r\n", "SET of the 1 MiB value")
     one = f"${len(value)}\r\n".encode() + value + b"\r\n"
     for i in range(300):
-        if read_exact(conn, len(one)) != one:
+        if recv_exact(conn, len(one)) != one:
             raise Failure(f"GET {i} of 300 pipelined GETs of a 1 MiB value")
-    check(read_exact(conn, 7), b"+PONG\r\n", "PING after 300 big GETs")
+    check(recv_exact(conn, 7), b"+PONG\r\n", "PING after 300 big GETs")
     conn.close()
 
 
@@ -233,7 +211,7 @@ def test_malformed_input(s):
     for data, want in cases:
         conn = s.connect()
         conn.sendall(data)
-        check(read_until_eof(conn), want, f"reply to {data[:30]!r}, then the connection closes")
+        check(recv_all(conn), want, f"reply to {data[:30]!r}, then the connection closes")
         conn.close()
     check(s.cli("GET", "safe"), '"kept"', "data after malformed clients")
     check(s.cli("PING"), "PONG", "the server still serves others")
