@@ -182,20 +182,14 @@ bool append_answer(corio::buffered_writer& out, const request& r, bool close) {
   return true;
 }
 
-// After an error answer the client may still be sending (the rest of a huge header):
-// closing with unread bytes would make the kernel send a reset, which can destroy the
-// answer before the client reads it. So: end our side, then read and discard for a
-// while (at most 64 KiB, 1 s), as web servers do ("lingering close").
+// After an error answer the client may still be sending (the rest of a huge header): a
+// lingering close (stream.hpp) keeps a reset from destroying the answer. What the reader
+// holds is discarded first and counts against the 64 KiB.
 corio::task<void> linger(corio::connection& c) {
-  c.stream().shutdown(SHUT_WR);
   corio::buffered_reader& in = c.reader();
-  std::size_t discarded = 0;
-  const auto until = corio::within(std::chrono::seconds(1));
-  while (discarded < 64 * 1024) {
-    discarded += in.buffered().size();
-    in.consume(in.buffered().size());
-    if (co_await in.fill(until) == 0) break;
-  }
+  const std::size_t buffered = std::min<std::size_t>(in.buffered().size(), 64 * 1024);
+  in.consume(in.buffered().size());
+  co_await c.stream().linger(64 * 1024 - buffered, std::chrono::seconds(1));
 }
 
 corio::task<void> serve_http(corio::connection& c) {

@@ -22,8 +22,6 @@
 #include <corio/runtime/stream.hpp>
 #include <corio/runtime/timer.hpp>
 
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -96,11 +94,6 @@ class session {
   bool grow();
   // Sends out_ (one send call when the kernel takes it all) and empties it.
   [[nodiscard]] corio::task<void> flush();
-  // Before closing after QUIT or a protocol error: closing a socket with unread input
-  // sends a reset, and a reset can make the client drop the reply it has not read yet.
-  // So end our side (FIN after the reply), then read and discard what the client still
-  // sends, for at most a second and 1 MiB.
-  [[nodiscard]] corio::task<void> linger_close();
 
   server_state& state_;
   corio::tcp_stream& conn_;
@@ -129,21 +122,6 @@ corio::task<void> session::flush() {
   for (std::size_t sent = 0; sent < out_.size();)
     sent += static_cast<std::size_t>(co_await corio::send(conn_.fd(), std::as_bytes(std::span(out_).subspan(sent))));
   out_.clear();
-}
-
-corio::task<void> session::linger_close() {
-  try {
-    conn_.shutdown(SHUT_WR);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    for (std::size_t discarded = 0; discarded < (std::size_t{1} << 20);) {
-      const int n = co_await conn_.read_some(std::as_writable_bytes(std::span(buf_.get(), cap_)),
-                                             corio::op_options{.token = nullptr, .deadline = until});
-      if (n == 0) break;
-      discarded += static_cast<std::size_t>(n);
-    }
-  } catch (const std::exception&) {
-    // Timed out, reset or cancelled: close now, as we would have anyway.
-  }
 }
 
 corio::task<void> session::run() {
@@ -186,7 +164,9 @@ corio::task<void> session::run() {
     if (keep && protocol_error) kv::resp::append_error(out_, *protocol_error);
     co_await flush();
     if (!keep || protocol_error) {
-      co_await linger_close();
+      // The client may still be sending: a lingering close keeps a reset from
+      // destroying the reply (stream.hpp).
+      co_await conn_.linger(std::size_t{1} << 20, std::chrono::seconds(1));
       co_return;
     }
 

@@ -4,6 +4,8 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <array>
+
 namespace corio {
 namespace detail {
 
@@ -37,6 +39,21 @@ task<void> stream_socket::write_all(std::span<const std::byte> data, op_options 
 
 void stream_socket::shutdown(int how) {
   detail::check_errno(::shutdown(fd_, how), "shutdown fd " + std::to_string(fd_));
+}
+
+task<void> stream_socket::linger(std::size_t max_bytes, std::chrono::steady_clock::duration max_wait) {
+  std::array<std::byte, 4096> sink;
+  try {
+    shutdown(SHUT_WR);
+    const op_options until = within(max_wait);
+    for (std::size_t discarded = 0; discarded < max_bytes;) {
+      const int n = co_await read_some(sink, until);
+      if (n == 0) break;
+      discarded += static_cast<std::size_t>(n);
+    }
+  } catch (const std::exception&) {
+    // Reset, timed out or cancelled: the caller closes now, as it would have anyway.
+  }
 }
 
 void stream_socket::close() noexcept {

@@ -32,6 +32,7 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <span>
@@ -117,6 +118,13 @@ class stream_socket {
 
   // shutdown(2): SHUT_WR sends end-of-stream to the peer while reads go on. Never blocks.
   void shutdown(int how = SHUT_WR);
+  // A "lingering close", for a server about to close after an error reply or a QUIT:
+  // closing a socket with unread bytes in its receive queue makes the kernel send a reset,
+  // and a reset can destroy the reply before the peer reads it. So: shutdown(SHUT_WR)
+  // (the peer gets the reply, then end of stream), then read and discard what the peer
+  // still sends until it closes, `max_bytes` were discarded, or `max_wait` passed. Never
+  // throws for the peer's doing (reset, timeout, cancellation); the caller closes.
+  [[nodiscard]] task<void> linger(std::size_t max_bytes, std::chrono::steady_clock::duration max_wait);
   // Closes the fd now (idempotent). Never blocks (no SO_LINGER).
   void close() noexcept;
   // Gives up ownership of the fd.

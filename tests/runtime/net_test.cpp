@@ -324,6 +324,51 @@ TEST_CASE("shutdown(SHUT_WR) makes the peer read end of stream while the other d
   CHECK(lp.run(main()) == "last words|reply");
 }
 
+TEST_CASE("linger: the peer reads the reply and a clean end of stream although it sent more than was read") {
+  corio::loop lp;
+  auto server = tcp_listener::bind(loopback_any);
+  const std::vector<std::byte> flood(256 * 1024, std::byte{'q'});  // never read by the server
+  std::string seen;
+  bool lingered = false;
+  auto main = [&]() -> task<> {
+    tcp_stream c = co_await tcp_stream::connect(server.local_address());
+    tcp_stream s = co_await server.accept();
+    auto client = [&]() -> task<> {
+      co_await c.write_all(flood);
+      std::array<std::byte, 64> buf;
+      for (int n; (n = co_await c.read_some(buf)) > 0;) seen += text_of(std::span(buf).first(static_cast<std::size_t>(n)));
+      c.close();  // after end of stream: lets the server's linger end
+    };
+    auto server_side = [&]() -> task<> {
+      co_await s.write_all(bytes_of("-ERR bye\r\n"));
+      co_await s.linger(std::size_t{1} << 20, 20s);
+      lingered = true;
+    };
+    corio::task_group g;
+    g.spawn(client);
+    g.spawn(server_side);
+    co_await g.wait();
+  };
+  lp.run(main());
+  // Without the lingering close the reset could make recv fail with ECONNRESET instead.
+  CHECK(seen == "-ERR bye\r\n");
+  CHECK(lingered);
+}
+
+TEST_CASE("linger stops after max_bytes even when the peer keeps sending") {
+  corio::loop lp;
+  auto server = tcp_listener::bind(loopback_any);
+  auto main = [&]() -> task<std::chrono::steady_clock::duration> {
+    tcp_stream c = co_await tcp_stream::connect(server.local_address());
+    tcp_stream s = co_await server.accept();
+    co_await c.write_all(std::vector<std::byte>(64 * 1024, std::byte{'x'}));  // fits the buffers
+    const auto start = std::chrono::steady_clock::now();
+    co_await s.linger(16 * 1024, 30s);  // the peer never closes: only the byte bound ends it
+    co_return std::chrono::steady_clock::now() - start;
+  };
+  CHECK(lp.run(main()) < 20s);
+}
+
 TEST_CASE("write_all to a peer that does not read suspends without buffering until its deadline") {
   corio::loop lp;
   auto server = tcp_listener::bind(loopback_any);
