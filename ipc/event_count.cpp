@@ -37,7 +37,6 @@ constexpr std::uint64_t futex_match_any = 0xffffffffu;
 
 std::atomic<bool> forced_fallback{false};
 
-
 std::atomic_ref<std::uint64_t> word_of(event_count_state* s) noexcept { return std::atomic_ref(s->word); }
 
 // The epoch half of the word: the address the kernel sleeps on.
