@@ -10,7 +10,7 @@
 //                       spinning: the cross-core, cross-process latency floor.
 //   BM_pingpong_sleep — the same, but each side sleeps in event_count::wait_until until
 //                       the other notifies: the price of a futex sleep and wake-up.
-#include <corio/ipc/detail/cpu_relax.hpp>
+#include <corio/runtime/detail/cpu_relax.hpp>
 #include <corio/ipc/event_count.hpp>
 #include <corio/ipc/shm_region.hpp>
 #include <corio/ipc/spsc_ring.hpp>

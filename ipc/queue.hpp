@@ -50,12 +50,12 @@
 // another one read a torn value.
 
 #include "codec.hpp"
-#include "detail/cpu_relax.hpp"
 #include "event_count.hpp"
 #include "mpmc_ring.hpp"
 #include "shm_region.hpp"
 
 #include "../coro/task.hpp"
+#include "../runtime/detail/cpu_relax.hpp"
 #include "../runtime/detail/dekker_fence.hpp"
 
 #include <algorithm>

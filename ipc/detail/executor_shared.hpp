@@ -12,10 +12,10 @@
 #include <thread>
 #include <type_traits>
 
+#include "../../runtime/detail/cpu_relax.hpp"
 #include "../event_count.hpp"
 #include "../executor.hpp"
 #include "../shm_region.hpp"
-#include "cpu_relax.hpp"
 
 namespace corio::detail {
 

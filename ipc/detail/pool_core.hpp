@@ -54,13 +54,13 @@
 #include <vector>
 
 #include "../../coro/task.hpp"
+#include "../../runtime/detail/cpu_relax.hpp"
 #include "../../runtime/detail/dekker_fence.hpp"
 #include "../event_count.hpp"
 #include "../pool.hpp"
 #include "../process.hpp"
 #include "../shm_region.hpp"
 #include "../spsc_ring.hpp"
-#include "cpu_relax.hpp"
 #include "pool_state.hpp"
 #include "shared_atomic.hpp"
 
