@@ -13,6 +13,13 @@ the servers, not the client, are what is measured. kv_server on two shards (both
 shared with the client) is measured too and reported in `extra`: on two cores it competes
 with its own load generator, so it shows the cost of cross-shard hops more than a gain.
 
+The one-shard kv_server runs with --idle-poll 50 (corio::loop_options::idle_poll): a shard
+that owns its CPU keeps polling for 50 us before it sleeps, so redis-benchmark's sends do not
+have to wake a sleeping thread, a cost paid on the client's CPU (a wake-up and an IPI in each
+send) that made the single-threaded, CPU-bound client slower against kv_server than against
+the busier redis-server. The two-shard run shares its CPUs with the client, where polling
+would take CPU from it, so it does not poll. --idle-poll 0 measures without polling.
+
 -r 100000 spreads the keys (without it redis-benchmark uses one key, which on two shards
 sends every command to one shard). Ratios above 1 mean corio is faster.
 
@@ -20,13 +27,14 @@ Each server's CPU time (/proc/PID/stat) is read around every redis-benchmark cal
 requests per second of server CPU: with a single-threaded load generator on a shared
 2-core machine the req/s figures are often bounded by the client and by other load, while
 requests per CPU second measure the server's own cost and stay stable (reported in extra).
+A polling kv_server's CPU time includes its polling: run with --idle-poll 0 to compare costs.
 
 Prints a table; with --json OUT writes {"rows": [{"work", "benchmark", "corio", "unit",
 "peer", "peer_value", "target", "extra"}, ...]} (one row each for ping, set, get), the
 schema shared with the other compare scripts.
 
 Usage: kv_compare.py BUILDDIR [--requests 1000000] [--clients 50] [--pipeline 16]
-                     [--keyspace 100000] [--repeats 3] [--json OUT]
+                     [--keyspace 100000] [--repeats 3] [--idle-poll 50] [--json OUT]
 """
 import argparse
 import json
@@ -87,6 +95,8 @@ def main() -> int:
     p.add_argument("--pipeline", type=int, default=16)
     p.add_argument("--keyspace", type=int, default=100_000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--idle-poll", type=int, default=50, metavar="US",
+                   help="kv_server --idle-poll in the one-shard runs (0: sleep at once)")
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args()
     for tool in ("redis-server", "redis-benchmark", "taskset"):
@@ -100,7 +110,7 @@ def main() -> int:
     runs = {"kv_1": [], "redis": [], "kv_2": []}
     for _ in range(args.repeats):
         port = free_port()
-        runs["kv_1"].append(measure(one_cpu + [kv, str(port), "1"], port, args))
+        runs["kv_1"].append(measure(one_cpu + [kv, str(port), "1", "--idle-poll", str(args.idle_poll)], port, args))
         port = free_port()
         runs["redis"].append(measure(one_cpu + ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                                                 "--save", "", "--appendonly", "no"], port, args))
@@ -142,6 +152,7 @@ def main() -> int:
                 "ping_inline": {"corio": best["kv_1"]["PING_INLINE"], "redis": best["redis"]["PING_INLINE"]}
                 if short == "ping" else None,
                 "servers_cpu": f"both on CPU {cpu} (taskset); 2-shard run on all CPUs",
+                "kv_server_options": f"1 shard: --idle-poll {args.idle_poll}; 2 shards: none",
                 "clients": args.clients, "pipeline": args.pipeline, "requests": args.requests,
                 "keyspace": args.keyspace, "repeats": args.repeats,
                 "runs": {name: [r[test] for r in rs] for name, rs in runs.items()},

@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 
+#include "detail/cpu_relax.hpp"
 #include "errors.hpp"
 
 namespace corio {
@@ -64,7 +66,13 @@ loop_features init_ring(io_uring& ring, const loop_options& o) {
   }
   candidates.push_back({0, {}});
   int res = -EINVAL;
-  for (const candidate& c : candidates) {
+  for (candidate c : candidates) {
+    // Idle polling reads pending kernel work from the SQ ring's flags. TASKRUN_FLAG came
+    // with COOP_TASKRUN (5.19) and is refused with SQPOLL and on plain rings.
+    if (o.idle_poll.count() > 0 && o.try_taskrun_flag && (c.features.defer_taskrun || c.features.coop_taskrun)) {
+      c.flags |= IORING_SETUP_TASKRUN_FLAG;
+      c.features.taskrun_flag = true;
+    }
     io_uring_params p{};
     p.flags = c.flags | IORING_SETUP_CQSIZE;
     p.cq_entries = o.entries * 2;
@@ -78,7 +86,10 @@ loop_features init_ring(io_uring& ring, const loop_options& o) {
 
 }  // namespace
 
-loop::loop(loop_options options) : unhandled_(&print_unhandled) {
+loop::loop(loop_options options) : idle_poll_(options.idle_poll), unhandled_(&print_unhandled) {
+  if (idle_poll_.count() < 0)
+    throw std::invalid_argument("corio::loop: idle_poll must not be negative, got " +
+                                std::to_string(idle_poll_.count()) + " us");
   features_ = init_ring(ring_, options);
   // Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd with -EAGAIN
   // at once instead of waiting for a write.
@@ -251,15 +262,18 @@ void loop::unwatch_stop(detail::stop_watched_op* op) noexcept {
   if (op->next != nullptr) op->next->prev = op->prev;
 }
 
-void loop::poll_stop_requests() {
+bool loop::poll_stop_requests() {
+  bool cancelled = false;
   for (detail::stop_watched_op* op = watched_; op != nullptr;) {
     detail::stop_watched_op* const next = op->next;
     if (op->token->stop_requested()) {
       unwatch_stop(op);
       cancel(op);
+      cancelled = true;
     }
     op = next;
   }
+  return cancelled;
 }
 
 void loop::register_stop_callbacks() {
@@ -297,6 +311,14 @@ void loop::run_once(const bool* finished) {
     submit(false);
     if (reap() > 0) return;
   }
+  if (wait && idle_poll_.count() > 0) {
+    submit(false);  // hand the kernel what is queued first: it works while we poll
+    if (reap() > 0 || poll_for_work()) {
+      submit(false);  // runs the kernel work poll_for_work saw pending
+      reap();
+      return;
+    }
+  }
   if (wait) {
     // Asleep, the loop cannot poll: stop requests from other threads must reach it.
     register_stop_callbacks();
@@ -309,6 +331,33 @@ void loop::run_once(const bool* finished) {
   submit(wait);
   sleeping_.store(false, std::memory_order_relaxed);
   reap();
+}
+
+bool loop::poll_for_work() {
+  using clock = std::chrono::steady_clock;
+  const clock::time_point deadline = clock::now() + idle_poll_;
+  for (unsigned spins = 1;; ++spins) {
+    if (io_uring_cq_ready(&ring_) > 0 || remote_pending_.load(std::memory_order_acquire)) return true;
+    if (features_.taskrun_flag) {
+      // Set by the kernel when it queues work for this ring that only an io_uring_enter
+      // runs (with DEFER_TASKRUN: every completion, before it becomes a CQE).
+      if (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) return true;
+    } else {
+      // No flag to read: ask the kernel. GETEVENTS runs its pending work (COOP and
+      // DEFER_TASKRUN rings run completions only on entering) without waiting.
+      io_uring_get_events(&ring_);
+    }
+    // Hooks drain what they find (the runtime's cross-shard queues): work done is work found.
+    if (run_drain_hooks()) return true;
+    detail::cpu_relax();
+    // The clock read and the walk over the watched ops' stop tokens cost more than the
+    // checks above: every 64th turn. A stop from another thread cancels its op here, as
+    // it would at the next iteration of a busy loop (registering callbacks is for sleeps).
+    if (spins % 64 == 0) {
+      if (poll_stop_requests()) return true;  // its cancel request waits to be submitted
+      if (clock::now() >= deadline) return false;
+    }
+  }
 }
 
 std::size_t loop::reap() {

@@ -7,8 +7,8 @@
 // The model (Seastar's, at the scale of one thread): a loop owns one io_uring and the
 // coroutines it resumes. Each iteration it runs the work posted to it, then submits every
 // queued SQE and waits for completions in one io_uring_enter, then reaps the CQEs in a
-// batch and resumes their coroutines. With nothing to do it sleeps in the kernel; it never
-// spins.
+// batch and resumes their coroutines. With nothing to do it sleeps in the kernel; it
+// spins only if asked to (loop_options::idle_poll), and then only for a bounded time.
 //
 // Setup (probed once per loop, see features()): SINGLE_ISSUER | DEFER_TASKRUN where the
 // kernel accepts it (6.1+), else SINGLE_ISSUER | COOP_TASKRUN (6.0), else COOP_TASKRUN
@@ -24,6 +24,7 @@
 #include <liburing.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -50,9 +51,21 @@ void forget_loop_after_fork() noexcept;
 struct loop_options {
   unsigned entries = 1024;  // submission queue size (power of two); the CQ is twice this
   bool sqpoll = false;      // kernel submission thread: opt-in, see above
+  // Idle polling, opt-in: when the loop runs out of work it keeps looking for new work
+  // (completions, posts, cross-shard messages) for this long before it sleeps in the
+  // kernel. The look is a read of the ring's shared flags, not a system call
+  // (IORING_SETUP_TASKRUN_FLAG, 5.19+; without it, an io_uring_enter that never waits).
+  // What it buys: a peer that sends to a polling loop does not have to wake a sleeping
+  // thread, which costs the SENDER's CPU (a wake-up and an IPI inside its send call):
+  // a server whose clients are CPU-bound serves them faster. What it costs: up to this
+  // much CPU after every burst of work, taken from whatever else wants the core. For a
+  // loop that owns its core (one shard per CPU, a dedicated server); 0, the default,
+  // sleeps at once.
+  std::chrono::microseconds idle_poll{0};
   // Lets tests force the fallback paths a kernel without these features would take.
   bool try_defer_taskrun = true;
   bool try_single_issuer = true;
+  bool try_taskrun_flag = true;  // idle polling then asks the kernel with io_uring_enter
 };
 
 // What the kernel granted this loop's ring.
@@ -61,6 +74,7 @@ struct loop_features {
   bool defer_taskrun = false;
   bool coop_taskrun = false;
   bool sqpoll = false;
+  bool taskrun_flag = false;  // asked for only with idle_poll: pending kernel work shows in sq.kflags
 };
 
 class loop {
@@ -152,6 +166,9 @@ class loop {
   void submit(bool wait_for_one);
   // Dispatches every available CQE; returns how many there were.
   std::size_t reap();
+  // Idle polling (loop_options::idle_poll): true as soon as new work shows up, false when
+  // the poll time ran out with none.
+  bool poll_for_work();
   void drain_remote();
   void arm_wakeup();
   void bind_to_this_thread();
@@ -164,6 +181,7 @@ class loop {
 
   io_uring ring_{};
   loop_features features_;
+  std::chrono::microseconds idle_poll_;
   int wake_fd_ = -1;
   std::uint64_t wake_buffer_ = 0;
   wake_op wake_op_{};
@@ -193,7 +211,7 @@ class loop {
   // Ops whose stop tokens are polled each iteration; registered with callbacks (and
   // unlisted) when the loop is about to sleep.
   detail::stop_watched_op* watched_ = nullptr;
-  void poll_stop_requests();
+  bool poll_stop_requests();  // true if it cancelled an op
   void register_stop_callbacks();
 
   static thread_local loop* current_;

@@ -4,7 +4,8 @@ keys live on both and cross-shard paths run even on one core), check every comma
 the real redis-cli with the exact replies Redis gives, expiry (lazy and swept), keys spread
 across shards, pipelined raw RESP (whole and byte by byte), inline commands, a 1 MiB value,
 malformed input (exact protocol error, connection closed, other clients unaffected),
-redis-benchmark, then SIGTERM: graceful exit 0.
+redis-benchmark, then SIGTERM: graceful exit 0. Then again, in short, with shards that
+poll before they sleep (--idle-poll), and bad command lines with their exact errors.
 
 Usage: kv_server_test.py KV_SERVER_EXECUTABLE
 """
@@ -24,8 +25,8 @@ def check(got, want, what):
 
 
 class Server:
-    def __init__(self, exe):
-        self.proc = subprocess.Popen([exe, "127.0.0.1:0", "2"], stdout=subprocess.PIPE,
+    def __init__(self, exe, *options):
+        self.proc = subprocess.Popen([exe, "127.0.0.1:0", "2", *options], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         first = self.proc.stdout.readline().rstrip("\n")
         m = re.fullmatch(r"kv server on 127\.0\.0\.1:(\d+) \(2 shards\); Ctrl-C stops it", first)
@@ -228,6 +229,33 @@ def test_redis_benchmark(s):
             raise Failure(f"redis-benchmark printed no {test} figure: {out!r}")
 
 
+def test_shutdown(s):
+    idle = s.connect()
+    check(s.cli("PING"), "PONG", "PING before shutdown")
+    s.proc.send_signal(signal.SIGTERM)
+    out, err = s.proc.communicate(timeout=30)
+    check(idle.recv(16), b"", "the idle connection is closed by the shutdown")
+    idle.close()
+    check((s.proc.returncode, out.splitlines(), err), (0, ["SIGTERM: shutting down", "stopped"], ""),
+          "exit code, output and stderr after SIGTERM")
+
+
+def run_suite(exe, options, tests) -> bool:
+    s = Server(exe, *options)
+    try:
+        for test in tests:
+            test(s)
+    except (Failure, OSError, subprocess.SubprocessError) as e:
+        print(f"kv_server_test: FAIL ({' '.join(options) or 'default options'}): {e}")
+        if s.proc.poll() is None:
+            s.proc.kill()
+        out, err = s.proc.communicate()
+        print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
+        return False
+    print(f"kv_server_test: OK (port {s.port}, 2 shards{', ' + ' '.join(options) if options else ''})")
+    return True
+
+
 def main() -> int:
     exe = sys.argv[1]
     for tool in ("redis-cli", "redis-benchmark"):
@@ -235,32 +263,22 @@ def main() -> int:
             print(f"kv_server_test: SKIP: {tool} is not installed")
             return 77
     for bad, want in ((["127.0.0.1:0", "x"], 'kv_server: bad shard count "x" (expected 0..4096; 0: one per CPU)\n'),
-                      (["70000"], 'kv_server: bad address "127.0.0.1:70000": port 70000 is out of range 0..65535\n')):
+                      (["70000"], 'kv_server: bad address "127.0.0.1:70000": port 70000 is out of range 0..65535\n'),
+                      (["0", "--idle-poll", "-5"], 'kv_server: bad --idle-poll "-5" (expected 0..1000000 microseconds)\n'),
+                      (["0", "--idle-poll"], "kv_server: --idle-poll needs a value (microseconds)\n"),
+                      (["0", "1", "2"], 'kv_server: unexpected argument "2"\n')):
         r = subprocess.run([exe, *bad], capture_output=True, text=True, timeout=30)
         if (r.returncode, r.stdout, r.stderr) != (1, "", want):
             print(f"kv_server_test: FAIL: kv_server {bad}: exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}")
             return 1
-    s = Server(exe)
-    try:
-        for test in (test_basic_commands, test_expiry, test_keys_across_shards, test_pipelining_and_inline,
-                     test_big_value, test_malformed_input, test_redis_benchmark):
-            test(s)
-        idle = s.connect()
-        check(s.cli("PING"), "PONG", "PING before shutdown")
-        s.proc.send_signal(signal.SIGTERM)
-        out, err = s.proc.communicate(timeout=30)
-        check(idle.recv(16), b"", "the idle connection is closed by the shutdown")
-        idle.close()
-        check((s.proc.returncode, out.splitlines(), err), (0, ["SIGTERM: shutting down", "stopped"], ""),
-              "exit code, output and stderr after SIGTERM")
-    except (Failure, OSError, subprocess.SubprocessError) as e:
-        print(f"kv_server_test: FAIL: {e}")
-        if s.proc.poll() is None:
-            s.proc.kill()
-        out, err = s.proc.communicate()
-        print("--- stdout ---\n" + out + "--- stderr ---\n" + err)
+    everything = (test_basic_commands, test_expiry, test_keys_across_shards, test_pipelining_and_inline,
+                  test_big_value, test_malformed_input, test_redis_benchmark, test_shutdown)
+    # Polling shards are never asleep, so nothing wakes them: commands that hop between
+    # shards and the shutdown must still get through.
+    polling = (test_basic_commands, test_keys_across_shards, test_pipelining_and_inline, test_redis_benchmark,
+               test_shutdown)
+    if not run_suite(exe, [], everything) or not run_suite(exe, ["--idle-poll", "200"], polling):
         return 1
-    print(f"kv_server_test: OK (port {s.port}, 2 shards)")
     return 0
 
 

@@ -187,6 +187,90 @@ TEST_CASE("an idle loop sleeps in the kernel instead of spinning") {
   CHECK(used < 0.1);
 }
 
+TEST_CASE("idle_poll: the loop polls for that long after its work runs out, then sleeps") {
+  corio::loop lp({.idle_poll = 50ms});
+  resumed_by_post waiter{lp, 600ms, {}, {}};
+  auto main = [&]() -> task<void> { co_await waiter; };
+  const double before = thread_cpu_seconds();
+  lp.run(main());
+  const double used = thread_cpu_seconds() - before;
+  // Polled: tens of milliseconds of CPU (a loop that sleeps at once uses microseconds).
+  // Then slept: far less than the 600 ms a loop polling until the post would burn. Both
+  // bounds leave room for a loaded machine that preempts the polling thread.
+  CHECK(used > 0.005);
+  CHECK(used < 0.25);
+}
+
+TEST_CASE("idle_poll: completions and posts end the poll at once, on every ring setup") {
+  struct setup {
+    const char* name;
+    corio::loop_options options;
+  };
+  // A poll of a minute: a test that waited for it to run out would time out instead.
+  const setup setups[] = {
+      {"default (DEFER_TASKRUN + TASKRUN_FLAG)", {.idle_poll = 60s}},
+      {"COOP_TASKRUN + TASKRUN_FLAG", {.idle_poll = 60s, .try_defer_taskrun = false}},
+      {"no TASKRUN_FLAG: io_uring_enter polls", {.idle_poll = 60s, .try_taskrun_flag = false}},
+      {"no DEFER_TASKRUN, no TASKRUN_FLAG",
+       {.idle_poll = 60s, .try_defer_taskrun = false, .try_taskrun_flag = false}},
+  };
+  for (const setup& s : setups) {
+    CAPTURE(s.name);
+    corio::loop lp(s.options);
+    CHECK(lp.features().taskrun_flag == (s.options.try_taskrun_flag &&
+                                         (lp.features().defer_taskrun || lp.features().coop_taskrun)));
+    resumed_by_post waiter{lp, 20ms, {}, {}};
+    auto main = [&]() -> task<int> {
+      int fired = 0;
+      for (int i = 0; i < 3; ++i) {
+        co_await corio::sleep_for(10ms);  // a timer's completion, seen while polling
+        ++fired;
+      }
+      co_await waiter;  // a post from another thread, seen while polling
+      co_return fired;
+    };
+    const auto start = std::chrono::steady_clock::now();
+    CHECK(lp.run(main()) == 3);
+    CHECK(std::chrono::steady_clock::now() - start < 30s);
+  }
+}
+
+TEST_CASE("idle_poll: a stop requested from another thread cancels an op while the loop polls") {
+  corio::loop lp({.idle_poll = 60s});
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  std::stop_source src;
+  const std::stop_token token = src.get_token();
+  std::atomic<bool> reading{false};
+  auto main = [&]() -> task<bool> {
+    std::byte buf[8];
+    reading = true;
+    try {
+      co_await corio::read(fds[0], buf, corio::at_current_position, {.token = &token, .deadline = {}});
+    } catch (const corio::operation_cancelled&) {
+      co_return true;
+    }
+    co_return false;
+  };
+  std::thread stopper([&] {
+    while (!reading) std::this_thread::yield();
+    std::this_thread::sleep_for(20ms);
+    src.request_stop();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const bool cancelled = lp.run(main());
+  stopper.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(cancelled);
+  CHECK(std::chrono::steady_clock::now() - start < 30s);
+}
+
+TEST_CASE("a negative idle_poll is refused with invalid_argument") {
+  CHECK_THROWS_WITH_AS(corio::loop({.idle_poll = -1us}), "corio::loop: idle_poll must not be negative, got -1 us",
+                       std::invalid_argument);
+}
+
 TEST_CASE("a loop without DEFER_TASKRUN or SINGLE_ISSUER (older kernels) works the same") {
   corio::loop lp({.entries = 64, .sqpoll = false, .try_defer_taskrun = false, .try_single_issuer = false});
   CHECK(!lp.features().defer_taskrun);
