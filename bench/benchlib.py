@@ -1,7 +1,8 @@
 """Helpers shared by the comparison scripts (echo_compare, http_compare, kv_compare):
-starting a server on a free loopback port, waiting until it accepts, reading its CPU
-time, and stopping it."""
+starting a server on a free loopback port, waiting until it accepts, pinning it and its
+load generator to CPUs of their own, reading its CPU time, and stopping it."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,11 +31,36 @@ def wait_listening(port: int, proc: subprocess.Popen, seconds: float = 10) -> No
     raise RuntimeError(f"nothing listens on port {port} after {seconds:g} s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process used so far (/proc/PID/stat, fields 14 and 15)."""
+def cpu_split(server_threads: int, client_threads: int, client: str = "the client"):
+    """(server CPUs, client CPUs, note): taskset lists that keep a server and its load
+    generator apart, the same for every contender. The server gets the first
+    server_threads CPUs this process may use, the client the next client_threads (or what
+    is left). Unpinned, the scheduler moves a woken client next to the server that woke
+    it now and then, and one run differs from the next by up to 1.3x for that alone (the
+    echo benchmark did). (None, None, why) when there are too few CPUs or no taskset."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if shutil.which("taskset") is None:
+        return None, None, f"no taskset: server and {client} not pinned apart"
+    if len(cpus) < server_threads + 1:
+        return None, None, f"only {len(cpus)} CPUs: server and {client} not pinned apart"
+    server = cpus[:server_threads]
+    rest = cpus[server_threads:]
+    ours = rest[:max(client_threads, 1)]
+    fmt = lambda c: ",".join(map(str, c))  # noqa: E731
+    return fmt(server), fmt(ours), f"server on CPU {fmt(server)}, {client} on CPU {fmt(ours)}"
+
+
+def cpu_times(pid: int) -> tuple:
+    """(user, system) CPU seconds a process used so far (/proc/PID/stat, fields 14 and 15)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process used so far."""
+    return sum(cpu_times(pid))
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> None:

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import free_port, cpu_seconds, stop
+from benchlib import cpu_split, free_port, cpu_seconds, stop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -111,17 +111,6 @@ def measure(label: str, cmd: list, port: int, args, server_cpus, wrk_cpus, env=N
         stop(proc, signal.SIGTERM)
 
 
-def cpu_split(server_threads: int, wrk_threads: int):
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < server_threads + 1:
-        return None, None, f"only {len(cpus)} CPUs: server and wrk not pinned apart"
-    server = cpus[:server_threads]
-    rest = cpus[server_threads:]
-    wrk = rest[:max(wrk_threads, 1)] if len(rest) >= wrk_threads else rest
-    fmt = lambda c: ",".join(map(str, c))  # noqa: E731
-    return fmt(server), fmt(wrk), f"server on CPU {fmt(server)}, wrk on CPU {fmt(wrk)}"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--builddir", default=os.path.join(ROOT, "build", "release"))
@@ -135,11 +124,7 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("http_compare: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
-    if not shutil.which("taskset"):
-        print("http_compare: taskset not found: no pinning", file=sys.stderr)
-    server_cpus, wrk_cpus, split = cpu_split(args.server_threads, args.wrk_threads)
-    if not shutil.which("taskset"):
-        server_cpus = wrk_cpus = None
+    server_cpus, wrk_cpus, split = cpu_split(args.server_threads, args.wrk_threads, "wrk")
     threads = str(args.server_threads)
 
     results = {}
