@@ -99,7 +99,7 @@ class ScriptRowsTest(unittest.TestCase):
         positional = ("usage: x.py [-h] [--requests REQUESTS] [--json OUT]\n"
                       "                     builddir\n\npositional arguments:\n  builddir\n")
         self.assertEqual(compare.script_args_from_help(positional, "o.json", "/b", full=False),
-                         ["/b", "--json", "o.json", "--requests", "200000"])
+                         ["/b", "--json", "o.json", "--requests", "500000"])
         self.assertEqual(compare.script_args_from_help(positional, "o.json", "/b", full=True),
                          ["/b", "--json", "o.json"])
         option = "usage: y.py [-h] [--builddir BUILDDIR] [--seconds SECONDS] [--json OUT]\n"
