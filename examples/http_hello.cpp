@@ -182,9 +182,10 @@ bool append_answer(corio::buffered_writer& out, const request& r, bool close) {
   return true;
 }
 
-// After an error answer the client may still be sending (the rest of a huge header): a
-// lingering close (stream.hpp) keeps a reset from destroying the answer. What the reader
-// holds is discarded first and counts against the 64 KiB.
+// Before closing, the client may still be sending: the rest of a huge header after an
+// error answer, or requests it pipelined behind one that asked to close. A lingering
+// close (stream.hpp) keeps a reset from destroying the answers. What the reader holds is
+// discarded first and counts against the 64 KiB.
 corio::task<void> linger(corio::connection& c) {
   corio::buffered_reader& in = c.reader();
   const std::size_t buffered = std::min<std::size_t>(in.buffered().size(), 64 * 1024);
@@ -196,13 +197,12 @@ corio::task<void> serve_http(corio::connection& c) {
   corio::buffered_reader& in = c.reader();
   corio::buffered_writer& out = c.writer();
   for (;;) {
-    bool close = false, error = false;
+    bool close = false;
     // Answer every complete request already here, in order, into one write.
     for (;;) {
       request r = parse(in.buffered_text());
       if (r.status == 0) break;
       close = !r.keep_alive || c.draining();
-      error = r.status >= 400 && r.status != 404 && r.status != 405;
       if (!append_answer(out, r, close)) {
         co_await out.flush();
         append_answer(out, r, close);
@@ -212,7 +212,7 @@ corio::task<void> serve_http(corio::connection& c) {
     }
     co_await out.flush();
     if (close) {
-      if (error) co_await linger(c);
+      co_await linger(c);
       co_return;
     }
     if (co_await in.fill() == 0) co_return;  // the client closed

@@ -3,7 +3,8 @@
 answer to GET / byte for byte, keep-alive (several requests on one connection),
 pipelining (10 requests in one write, 10 answers in order), Connection: close, HTTP/1.0,
 404, a malformed request (400) and oversized headers (431) while another connection keeps
-working, curl when it is installed, and SIGTERM: exit 0.
+working, random input (sockets.fuzz: only whole, known answers, no crash or hang; set
+CORIO_FUZZ_SEED to replay a seed), curl when it is installed, and SIGTERM: exit 0.
 
 Usage: http_hello_test.py HTTP_HELLO_EXECUTABLE
 """
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 
-from sockets import Failure, connect, expect, recv_all, recv_exact
+from sockets import Failure, connect, expect, fuzz, fuzz_seed, recv_all, recv_exact
 
 OK = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!")
 OK_CLOSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
@@ -26,6 +27,28 @@ BAD = (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nContent-Type: text/pl
 TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 32\r\nContent-Type: text/plain\r\n"
              b"Connection: close\r\n\r\nRequest Header Fields Too Large\n")
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def http_answers(data: bytes) -> int:
+    """How many whole HTTP/1.1 answers data holds, each with a status this server gives;
+    Failure otherwise. An answer to HEAD has no body: the next answer (or the end)
+    follows its headers at once."""
+    pos = count = 0
+    while pos < len(data):
+        end = data.find(b"\r\n\r\n", pos)
+        m = re.match(rb"HTTP/1\.1 (200|400|404|405|413|431) [A-Za-z ]+\r\n", data[pos:])
+        length = re.search(rb"\r\nContent-Length: (\d+)\r\n", data[pos:end + 2]) if end >= 0 else None
+        if not m or not length:
+            raise Failure(f"not an answer at byte {pos}: {data[pos:pos + 60]!r}")
+        body = end + 4
+        if body == len(data) or data.startswith(b"HTTP/1.1 ", body):
+            pos = body  # HEAD
+        elif len(data) >= body + int(length.group(1)):
+            pos = body + int(length.group(1))
+        else:
+            raise Failure(f"answer at byte {pos} cut off: {data[pos:pos + 60]!r}")
+        count += 1
+    return count
 
 
 def run_checks(port: int) -> None:
@@ -77,6 +100,16 @@ def run_checks(port: int) -> None:
             expect("431 (incomplete)", recv_all(s), TOO_LARGE)
         bystander.sendall(GET)
         expect("bystander after", recv_exact(bystander, len(OK)), OK)
+
+    # Random input: mutated requests and random bytes never crash or hang the server.
+    seed = fuzz_seed()
+    corpus = [GET, b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+              b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+              b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"GET / HTTP/1.1\r\nX-A: " + b"a" * 200 + b"\r\n\r\n"]
+    fuzz(port, corpus, 300, seed, http_answers)
+    with connect(port) as s:
+        s.sendall(GET)
+        expect(f"GET after fuzzing (seed {seed})", recv_exact(s, len(OK)), OK)
 
     # curl, when it is installed, sees the body.
     curl = shutil.which("curl")

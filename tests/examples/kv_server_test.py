@@ -4,7 +4,8 @@ keys live on both and cross-shard paths run even on one core), check every comma
 the real redis-cli with the exact replies Redis gives, expiry (lazy and swept), keys spread
 across shards, pipelined raw RESP (whole and byte by byte), inline commands, a 1 MiB value,
 malformed input (exact protocol error, connection closed, other clients unaffected),
-redis-benchmark, then SIGTERM: graceful exit 0. Then again, in short, with shards that
+random input (sockets.fuzz: well-formed replies, no crash or hang; set CORIO_FUZZ_SEED to
+replay a seed), redis-benchmark, then SIGTERM: graceful exit 0. Then again, in short, with shards that
 poll before they sleep (--idle-poll), and bad command lines with their exact errors.
 
 Usage: kv_server_test.py KV_SERVER_EXECUTABLE
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from sockets import Failure, connect, expect, recv_all, recv_exact
+from sockets import Failure, connect, expect, fuzz, fuzz_seed, recv_all, recv_exact
 
 
 def check(got, want, what):
@@ -218,6 +219,57 @@ def test_malformed_input(s):
     check(s.cli("PING"), "PONG", "the server still serves others")
 
 
+def resp_values(data: bytes) -> int:
+    """How many RESP2 values data holds; Failure unless it is a sequence of whole ones."""
+    def value(pos: int) -> int:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            raise Failure(f"reply cut off at byte {pos}: {data[pos:pos + 40]!r}")
+        kind, line = data[pos:pos + 1], data[pos + 1:end]
+        try:
+            if kind in (b"+", b"-"):
+                return end + 2
+            if kind == b":":
+                int(line)
+                return end + 2
+            if kind == b"$":
+                n = int(line)
+                if n < 0:
+                    return end + 2
+                if data[end + 2 + n:end + 4 + n] != b"\r\n":
+                    raise Failure(f"bulk reply of {n} bytes without its CRLF at byte {pos}")
+                return end + 4 + n
+            if kind == b"*":
+                p = end + 2
+                for _ in range(int(line)):
+                    p = value(p)
+                return p
+        except ValueError:
+            pass
+        raise Failure(f"not a RESP2 value at byte {pos}: {data[pos:pos + 40]!r}")
+    pos = count = 0
+    while pos < len(data):
+        pos = value(pos)
+        count += 1
+    return count
+
+
+def test_random_input(s):
+    """Mutated commands and random bytes: every reply is well-formed RESP, nothing
+    crashes or hangs, and a key no input names keeps its value."""
+    check(s.cli("SET", "safe", "kept"), "OK", "SET safe")
+    corpus = [resp("SET", "k1", "v1"), resp("GET", "k1"), resp("INCR", "n"), resp("MSET", "a", "1", "b", "2"),
+              resp("MGET", "a", "b", "k1"), resp("EXPIRE", "a", "100"), resp("TTL", "a"), resp("DEL", "a", "b"),
+              resp("EXISTS", "a", "k1"), resp("SET", "x", "y", "EX", "10"), resp("SET", "x", "y", "PX", "5000"),
+              resp("DBSIZE"), resp("ECHO", "hello"), resp("QUIT"), b"PING\r\n", b"SET z \"a b\"\r\n",
+              b"*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n"]
+    seed = fuzz_seed()
+    fuzz(s.port, corpus, 300, seed, resp_values)
+    print(f"kv_server_test: 300 connections of random input (seed {seed}) answered")
+    check(s.cli("GET", "safe"), '"kept"', f"the untouched key after fuzzing (seed {seed})")
+    check(s.cli("PING"), "PONG", f"PING after fuzzing (seed {seed})")
+
+
 def test_redis_benchmark(s):
     r = subprocess.run(["redis-benchmark", "-p", str(s.port), "-t", "ping,set,get", "-n", "5000", "-P", "16",
                         "-c", "8", "-q"], capture_output=True, text=True, timeout=120)
@@ -272,7 +324,7 @@ def main() -> int:
             print(f"kv_server_test: FAIL: kv_server {bad}: exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}")
             return 1
     everything = (test_basic_commands, test_expiry, test_keys_across_shards, test_pipelining_and_inline,
-                  test_big_value, test_malformed_input, test_redis_benchmark, test_shutdown)
+                  test_big_value, test_malformed_input, test_random_input, test_redis_benchmark, test_shutdown)
     # Polling shards are never asleep, so nothing wakes them: commands that hop between
     # shards and the shutdown must still get through.
     polling = (test_basic_commands, test_keys_across_shards, test_pipelining_and_inline, test_redis_benchmark,
