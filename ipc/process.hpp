@@ -31,7 +31,8 @@
 //   with a timeout, async_join() polls it through the awaiting loop's io_uring. Without
 //   pidfd both fall back to waitpid(WNOHANG) with a growing sleep (1 ms up to 50 ms), as
 //   runtime/subprocess does. async_join honours the ambient stop token and op_options-style
-//   cancellation of the coroutine (operation_cancelled; the child keeps running).
+//   cancellation of the coroutine (operation_cancelled; the child keeps running); with a
+//   deadline: with_timeout(p.async_join(), d) (timed_out; the child keeps running).
 // - parent_death_signal: the child asks for that signal when its parent dies
 //   (prctl(PR_SET_PDEATHSIG)), then re-checks getppid() so a parent that died during the
 //   fork is not missed (the signal is then raised at once). Linux sends it when the

@@ -245,6 +245,26 @@ TEST_CASE("a child started from inside a running loop builds its own loop and ru
   CHECK(out.read_all() == "42 own loop");
 }
 
+TEST_CASE("async_join under with_timeout: timed_out, the child keeps running, a later join reaps it") {
+  corio::loop lp;
+  auto main = [&]() -> task<std::string> {
+    corio::process p([] { ::pause(); });  // runs until a signal ends it
+    p.start();
+    std::string what;
+    try {
+      co_await corio::with_timeout(p.async_join(), 50ms);
+      what = "joined";
+    } catch (const corio::timed_out&) {
+      what = "timed out";
+    }
+    what += p.exitcode() ? ", reaped" : ", still running";
+    p.kill();
+    co_await p.async_join();
+    co_return what + ", then exit code " + std::to_string(*p.exitcode());
+  };
+  CHECK(lp.run(main()) == "timed out, still running, then exit code -9");
+}
+
 TEST_CASE("children start and exit cleanly from a parent whose other threads hold locks and allocate") {
   if (corio_test::thread_sanitized) {
     // glibc's malloc is fork-safe (its atfork handlers take the arena locks); TSan's
