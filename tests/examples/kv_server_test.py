@@ -5,8 +5,9 @@ the real redis-cli with the exact replies Redis gives, expiry (lazy and swept), 
 across shards, pipelined raw RESP (whole and byte by byte), inline commands, a 1 MiB value,
 malformed input (exact protocol error, connection closed, other clients unaffected),
 random input (sockets.fuzz: well-formed replies, no crash or hang; set CORIO_FUZZ_SEED to
-replay a seed), redis-benchmark, then SIGTERM: graceful exit 0. Then again, in short, with shards that
-poll before they sleep (--idle-poll), and bad command lines with their exact errors.
+replay a seed), redis-benchmark, then SIGTERM: graceful exit 0. Then again, in short,
+with shards that poll before they sleep (--idle-poll); and bad command lines with their
+exact errors.
 
 Usage: kv_server_test.py KV_SERVER_EXECUTABLE
 """
