@@ -303,17 +303,16 @@ void loop::run_once(const bool* finished) {
   poll_stop_requests();
   // Posted work may have finished what run() waits for: then submit, reap, return.
   bool wait = !hooked_work && (finished == nullptr || !*finished);
-  if (wait && watched_ != nullptr) {
+  const bool polls = idle_poll_.count() > 0;
+  if (wait && (watched_ != nullptr || polls)) {
     // Before sleeping, the listed ops would need their stop callbacks registered. Most
     // are done by now (NOPs, reads of ready data), so first collect what is complete
     // without sleeping; only if nothing is, register and sleep. This costs one extra
-    // io_uring_enter per sleep, and only while cancellable ops are in flight.
+    // io_uring_enter per sleep, and only while cancellable ops are in flight. An idle
+    // poll starts the same way: the kernel gets what is queued and works while we poll.
     submit(false);
     if (reap() > 0) return;
-  }
-  if (wait && idle_poll_.count() > 0) {
-    submit(false);  // hand the kernel what is queued first: it works while we poll
-    if (reap() > 0 || poll_for_work()) {
+    if (polls && poll_for_work()) {
       submit(false);  // runs the kernel work poll_for_work saw pending
       reap();
       return;
