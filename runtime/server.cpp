@@ -54,13 +54,12 @@ op_options token_only(const std::stop_token& t) { return {.token = &t, .deadline
 // --- connection -------------------------------------------------------------------------
 
 connection::connection(tcp_stream& stream, std::byte* buffers, const server_options& options,
-                       detail::server_shard& shard, unsigned shard_index) noexcept
+                       detail::server_shard& shard) noexcept
     : stream_(stream),
       reader_(stream, std::span<std::byte>(buffers, options.read_buffer_size)),
       writer_(stream, std::span<std::byte>(buffers + options.read_buffer_size, options.write_buffer_size)),
       shard_(shard),
-      options_(options),
-      shard_index_(shard_index) {
+      options_(options) {
   reader_.set_hooks(&hooks, this);
   next_ = shard_.connections;
   if (next_ != nullptr) next_->prev_ = this;
@@ -78,6 +77,8 @@ connection::~connection() {
 const buffered_reader::receive_hooks connection::hooks = {&connection::before_receive, &connection::after_receive};
 
 bool connection::draining() const noexcept { return shard_.drain_token.stop_requested(); }
+
+unsigned connection::shard() const noexcept { return shard_.index; }
 
 op_options connection::before_receive(void* self, const buffered_reader& reader, bool buffer_empty) {
   auto* c = static_cast<connection*>(self);
@@ -270,7 +271,7 @@ task<void> server::run_connection(detail::server_shard& sh, tcp_stream stream) {
     active_.fetch_sub(1, std::memory_order_relaxed);
     co_return;
   }
-  connection conn(stream, buffers.get(), options_, sh, sh.index);
+  connection conn(stream, buffers.get(), options_, sh);
   bool timed_out_here = false;
   try {
     co_await handler_(conn);

@@ -118,12 +118,12 @@ class connection {
   // True once the server is shutting down: answer the request in hand, then return.
   bool draining() const noexcept;
   // The shard running this connection.
-  unsigned shard() const noexcept { return shard_index_; }
+  unsigned shard() const noexcept;
 
  private:
   friend class server;
-  connection(tcp_stream& stream, std::byte* buffers, const server_options& options, detail::server_shard& shard,
-             unsigned shard_index) noexcept;
+  connection(tcp_stream& stream, std::byte* buffers, const server_options& options,
+             detail::server_shard& shard) noexcept;
   ~connection();
   static op_options before_receive(void* self, const buffered_reader& reader, bool buffer_empty);
   static void after_receive(void* self) noexcept;
@@ -134,7 +134,6 @@ class connection {
   buffered_writer writer_;
   detail::server_shard& shard_;
   const server_options& options_;
-  unsigned shard_index_;
   // read_timeout bookkeeping: when the current partial message was first found waiting,
   // and the reader's consumed_total() then (a change means a new message began).
   std::chrono::steady_clock::time_point partial_since_{};
