@@ -95,6 +95,8 @@ class session {
   // A command whose keys span shards, or DBSIZE / FLUSHALL.
   [[nodiscard]] corio::task<void> run_spanning(const parsed_command& c);
   bool grow();
+  // Moves the buffered bytes [0, end_) into a new buffer of `cap` bytes.
+  void reallocate(std::size_t cap);
   // Sends out_ (one send call when the kernel takes it all) and empties it.
   [[nodiscard]] corio::task<void> flush();
 
@@ -113,12 +115,15 @@ class session {
 
 bool session::grow() {
   if (cap_ >= query_buffer_limit) return false;
-  const std::size_t cap = std::min(cap_ * 2, query_buffer_limit);
-  auto bigger = std::make_unique_for_overwrite<char[]>(cap);
-  std::memcpy(bigger.get(), buf_.get(), end_);
-  buf_ = std::move(bigger);
-  cap_ = cap;
+  reallocate(std::min(cap_ * 2, query_buffer_limit));
   return true;
+}
+
+void session::reallocate(std::size_t cap) {
+  auto fresh = std::make_unique_for_overwrite<char[]>(cap);
+  std::memcpy(fresh.get(), buf_.get(), end_);
+  buf_ = std::move(fresh);
+  cap_ = cap;
 }
 
 corio::task<void> session::flush() {
@@ -180,12 +185,7 @@ corio::task<void> session::run() {
       std::memmove(buf_.get(), buf_.get() + pos, end_ - pos);
       end_ -= pos;
     }
-    if (cap_ > shrink_above && end_ <= initial_buffer && need <= initial_buffer) {
-      auto small = std::make_unique_for_overwrite<char[]>(initial_buffer);
-      std::memcpy(small.get(), buf_.get(), end_);
-      buf_ = std::move(small);
-      cap_ = initial_buffer;
-    }
+    if (cap_ > shrink_above && end_ <= initial_buffer && need <= initial_buffer) reallocate(initial_buffer);
     if (out_.capacity() > shrink_above) {
       out_.clear();
       out_.shrink_to_fit();

@@ -111,8 +111,7 @@ inline route route_of(command_id id, std::span<const std::string_view> argv, uns
 
 namespace detail {
 
-inline void wrong_arity(std::string& out, command_id id, std::string_view name) {
-  (void)id;
+inline void wrong_arity(std::string& out, std::string_view name) {
   std::string msg = "ERR wrong number of arguments for '";
   for (char c : name) msg.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   msg += "' command";
@@ -217,14 +216,14 @@ inline void do_ttl(store& s, std::string_view key, bool seconds, std::string& ou
 }
 
 inline void do_config(std::span<const std::string_view> argv, std::string& out) {
-  if (argv.size() < 2) return wrong_arity(out, command_id::config, argv[0]);
+  if (argv.size() < 2) return wrong_arity(out, argv[0]);
   if (!equals_lower(argv[1], "get")) {
     std::string msg = "ERR unknown subcommand '";
     msg += argv[1];
     msg += "'. Try CONFIG HELP.";
     return resp::append_error(out, msg);
   }
-  if (argv.size() < 3) return wrong_arity(out, command_id::config, "config|get");
+  if (argv.size() < 3) return wrong_arity(out, "config|get");
   // What redis-benchmark and redis-cli ask at start-up; nothing is persisted.
   std::size_t pairs = 0;
   for (std::size_t i = 2; i < argv.size(); ++i) pairs += equals_lower(argv[i], "save") || equals_lower(argv[i], "appendonly");
@@ -327,7 +326,7 @@ inline bool execute(store& s, command_id id, std::span<const std::string_view> a
       if (argc != 2) break;
       std::int64_t db = 0;
       if (!resp::parse_int64(argv[1], db))
-        resp::append_error(out, "ERR value is not an integer or out of range");
+        not_integer(out);
       else if (db != 0)
         resp::append_error(out, "ERR DB index is out of range");
       else
@@ -389,7 +388,7 @@ inline bool execute(store& s, command_id id, std::span<const std::string_view> a
       do_unknown(argv, out);
       return true;
   }
-  wrong_arity(out, id, argv[0]);
+  wrong_arity(out, argv[0]);
   return true;
 }
 
