@@ -12,8 +12,10 @@
 #include <corio/runtime/runtime.hpp>
 #include <corio/runtime/signal.hpp>
 #include <corio/runtime/stream.hpp>
+#include <corio/runtime/timer.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -40,7 +42,21 @@ corio::task<void> serve(corio::address at) {
   auto listener = corio::tcp_listener::bind(at, {.reuse_port = true});
   corio::task_group connections;
   try {
-    for (;;) connections.spawn(echo(co_await listener.accept()));
+    for (;;) {
+      bool pause = false;
+      try {
+        connections.spawn(echo(co_await listener.accept()));
+      } catch (const corio::operation_cancelled&) {
+        throw;
+      } catch (const std::system_error& e) {
+        // EMFILE, ENFILE, ENOBUFS...: the client stays in the backlog. Retry soon instead
+        // of spinning on the error, or of leaving with connections still running (the
+        // task_group would terminate the program), as corio::server does.
+        std::fprintf(stderr, "echo_server: %s; retrying in 20 ms\n", e.what());
+        pause = true;
+      }
+      if (pause) co_await corio::sleep_for(std::chrono::milliseconds(20));  // a shutdown cancels it
+    }
   } catch (const corio::operation_cancelled&) {
     // Stop accepting. The stop that cancelled accept() reaches the connections through
     // connections.wait(), which forwards this task's stop token to the group.

@@ -359,8 +359,20 @@ corio::task<void> serve(server_state& state, corio::address at) {
   corio::task_group connections;
   try {
     for (;;) {
-      corio::tcp_stream conn = co_await listener.accept();
-      connections.spawn(serve_connection(state, std::move(conn)));
+      bool pause = false;
+      try {
+        corio::tcp_stream conn = co_await listener.accept();
+        connections.spawn(serve_connection(state, std::move(conn)));
+      } catch (const corio::operation_cancelled&) {
+        throw;
+      } catch (const std::system_error& e) {
+        // EMFILE, ENFILE, ENOBUFS...: the client stays in the backlog. Retry soon instead
+        // of spinning on the error, or of leaving with connections still running (the
+        // task_group would terminate the program), as corio::server does.
+        std::fprintf(stderr, "kv_server: %s; retrying in 20 ms\n", e.what());
+        pause = true;
+      }
+      if (pause) co_await corio::sleep_for(20ms);  // a shutdown cancels it
     }
   } catch (const corio::operation_cancelled&) {
     // Stop accepting; connections.wait() forwards the stop to the connections.

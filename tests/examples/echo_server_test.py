@@ -2,7 +2,8 @@
 """Drives examples/echo_server like a user would: start it on a free port, echo data over
 several connections (every byte checked), keep one connection idle, send SIGINT, and check
 that it shuts down gracefully: the idle connection sees end-of-stream, the process prints
-its three lines and exits 0.
+its three lines and exits 0. Then, with too few file descriptors for its clients, it must
+keep running (accept fails with EMFILE and is retried) and echo again once they leave.
 
 Usage: echo_server_test.py ECHO_SERVER_EXECUTABLE
 """
@@ -12,6 +13,8 @@ import socket
 import subprocess
 import sys
 import threading
+
+from sockets import Failure, survives_fd_exhaustion
 
 
 def fail(msg: str, proc=None) -> int:
@@ -75,7 +78,13 @@ def main() -> int:
     lines = out.splitlines()
     if proc.returncode != 0 or lines != ["SIGINT: shutting down", "stopped"]:
         return fail(f"exit {proc.returncode}, output {lines!r}, stderr {err!r}")
-    print(f"echo_server_test: OK (port {port}, {m.group(2)} shards, 32 connections x 50 echoes)")
+    try:
+        survives_fd_exhaustion([exe, "127.0.0.1:0", "2"],
+                               r"echo server on 127\.0\.0\.1:(\d+) \(2 shards\); Ctrl-C stops it", b"ping", b"ping")
+    except Failure as e:
+        return fail(f"out of file descriptors: {e}")
+    print(f"echo_server_test: OK (port {port}, {m.group(2)} shards, 32 connections x 50 echoes; "
+          "survived running out of file descriptors)")
     return 0
 
 

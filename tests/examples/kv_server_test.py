@@ -6,8 +6,9 @@ across shards, pipelined raw RESP (whole and byte by byte), inline commands, a 1
 malformed input (exact protocol error, connection closed, other clients unaffected),
 random input (sockets.fuzz: well-formed replies, no crash or hang; set CORIO_FUZZ_SEED to
 replay a seed), redis-benchmark, then SIGTERM: graceful exit 0. Then again, in short,
-with shards that poll before they sleep (--idle-poll); and bad command lines with their
-exact errors.
+with shards that poll before they sleep (--idle-poll); with too few file descriptors for its clients
+(accept fails with EMFILE and is retried; it must keep serving); and bad command lines
+with their exact errors.
 
 Usage: kv_server_test.py KV_SERVER_EXECUTABLE
 """
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from sockets import Failure, connect, expect, fuzz, fuzz_seed, recv_all, recv_exact
+from sockets import Failure, connect, expect, fuzz, fuzz_seed, recv_all, recv_exact, survives_fd_exhaustion
 
 
 def check(got, want, what):
@@ -332,6 +333,14 @@ def main() -> int:
                test_shutdown)
     if not run_suite(exe, [], everything) or not run_suite(exe, ["--idle-poll", "200"], polling):
         return 1
+    try:
+        survives_fd_exhaustion([exe, "127.0.0.1:0", "2"],
+                               r"kv server on 127\.0\.0\.1:(\d+) \(2 shards\); Ctrl-C stops it",
+                               b"PING\r\n", b"+PONG\r\n")
+    except Failure as e:
+        print(f"kv_server_test: FAIL: out of file descriptors: {e}")
+        return 1
+    print("kv_server_test: OK (survived running out of file descriptors)")
     return 0
 
 

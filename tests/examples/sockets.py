@@ -2,7 +2,12 @@
 and a fuzzer for their bad-input checks."""
 import os
 import random
+import re
+import resource
+import signal
 import socket
+import subprocess
+import time
 
 
 class Failure(Exception):
@@ -90,3 +95,38 @@ def fuzz(port: int, corpus: list, connections: int, seed: int, check_reply) -> N
                 check_reply(recv_all(s))
         except (OSError, Failure) as e:
             raise Failure(f"fuzz seed {seed}, connection {i}, input {data[:80]!r}: {e}")
+
+
+def survives_fd_exhaustion(cmd: list, first_line: str, probe: bytes, want: bytes, limit: int = 48) -> None:
+    """Starts cmd with RLIMIT_NOFILE = limit, opens more connections than the server has
+    descriptors for (accept fails with EMFILE while they wait in the backlog), and then
+    requires the server to be alive and, once they are closed, to answer `probe` with
+    `want` on a new connection; then SIGINT must end it with status 0. first_line: a
+    regex for the server's first output line, with the port as group 1."""
+    def limit_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit_fds)
+    try:
+        line = proc.stdout.readline().rstrip("\n")
+        m = re.fullmatch(first_line, line)
+        if not m:
+            raise Failure(f"with {limit} descriptors: unexpected first line {line!r}")
+        port = int(m.group(1))
+        held = [connect(port) for _ in range(2 * limit)]
+        time.sleep(0.3)  # the accept loops meet EMFILE and retry
+        if proc.poll() is not None:
+            raise Failure(f"the server died when it ran out of descriptors (exit {proc.returncode})")
+        for s in held:
+            s.close()
+        with connect(port) as s:
+            s.sendall(probe)
+            expect("an answer once descriptors are free again", recv_exact(s, len(want)), want)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        expect("exit status after SIGINT", proc.returncode, 0)
+    except (Failure, OSError, subprocess.SubprocessError) as e:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+        raise Failure(f"{e}\n--- stdout ---\n{out}--- stderr (last lines) ---\n{err[-2000:]}")
