@@ -145,16 +145,15 @@ std::size_t checked_count(codec_reader& r, std::string_view what) {
 }
 
 template <class T>
-void encode_value(codec_writer& w, const T& v, std::vector<std::byte>& out);
+void encode_value(codec_writer& w, const T& v);
 template <class T>
 void decode_value(codec_reader& r, T& v);
 
 struct codec_field_encoder {
   codec_writer& w;
-  std::vector<std::byte>& out;
   template <class... Fs>
   void operator()(Fs&... fs) {
-    (encode_value(w, static_cast<const Fs&>(fs), out), ...);
+    (encode_value(w, static_cast<const Fs&>(fs)), ...);
   }
 };
 struct codec_field_decoder {
@@ -166,12 +165,12 @@ struct codec_field_decoder {
 };
 
 template <class T>
-void encode_value(codec_writer& w, const T& v, std::vector<std::byte>& out) {
+void encode_value(codec_writer& w, const T& v) {
   if constexpr (has_corio_fields<T>) {
-    const auto before = out.size();
-    codec_field_encoder ar{w, out};
+    const auto before = w.size();
+    codec_field_encoder ar{w};
     const_cast<T&>(v).corio_fields(ar);
-    if (out.size() == before)
+    if (w.size() == before)
       throw encode_error("encode: a type with corio_fields wrote no bytes; give it a field");
   } else if constexpr (std::is_same_v<T, bool>) {
     w.u8(v ? 1 : 0);
@@ -183,31 +182,31 @@ void encode_value(codec_writer& w, const T& v, std::vector<std::byte>& out) {
     if constexpr (codec_memcpy<typename T::value_type>)
       w.bytes(v.data(), v.size() * sizeof(typename T::value_type));
     else
-      for (const auto& e : v) encode_value(w, static_cast<const typename T::value_type&>(e), out);
+      for (const auto& e : v) encode_value(w, static_cast<const typename T::value_type&>(e));
   } else if constexpr (is_std_array<T>) {
-    for (const auto& e : v) encode_value(w, e, out);
+    for (const auto& e : v) encode_value(w, e);
   } else if constexpr (is_spec_of<T, std::pair>) {
-    encode_value(w, v.first, out);
-    encode_value(w, v.second, out);
+    encode_value(w, v.first);
+    encode_value(w, v.second);
   } else if constexpr (is_spec_of<T, std::tuple>) {
-    std::apply([&](const auto&... es) { (encode_value(w, es, out), ...); }, v);
+    std::apply([&](const auto&... es) { (encode_value(w, es), ...); }, v);
   } else if constexpr (is_spec_of<T, std::optional>) {
     w.u8(v.has_value() ? 1 : 0);
-    if (v) encode_value(w, *v, out);
+    if (v) encode_value(w, *v);
   } else if constexpr (is_spec_of<T, std::variant>) {
     if (v.valueless_by_exception())
       throw encode_error("encode std::variant: the variant is valueless by exception");
     w.u32(static_cast<std::uint32_t>(v.index()));
-    std::visit([&](const auto& alt) { encode_value(w, alt, out); }, v);
+    std::visit([&](const auto& alt) { encode_value(w, alt); }, v);
   } else if constexpr (is_codec_map<T>) {
     w.u64(v.size());
     for (const auto& [k, val] : v) {
-      encode_value(w, k, out);
-      encode_value(w, val, out);
+      encode_value(w, k);
+      encode_value(w, val);
     }
   } else if constexpr (is_codec_set<T>) {
     w.u64(v.size());
-    for (const auto& k : v) encode_value(w, k, out);
+    for (const auto& k : v) encode_value(w, k);
   } else if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T>) {
     static_assert(codec_false<T>,
                   "corio::codec: pointers are refused: an address is meaningless in another "
@@ -321,7 +320,7 @@ void encode(const T& v, std::vector<std::byte>& out) {
   const auto before = out.size();
   detail::codec_writer w(out);
   try {
-    detail::encode_value(w, v, out);
+    detail::encode_value(w, v);
   } catch (...) {
     out.resize(before);
     throw;

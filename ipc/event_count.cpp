@@ -51,11 +51,8 @@ bool futex_sleep(std::uint32_t* address, std::uint32_t expected, event_count::de
   timespec abs{};
   const timespec* timeout = nullptr;
   if (deadline) {
-    const auto since_epoch = deadline->time_since_epoch();
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-    abs.tv_sec = static_cast<time_t>(secs.count());
-    abs.tv_nsec = static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
-    if (abs.tv_sec < 0) abs = {};
+    const auto ts = detail::to_kernel_timespec(deadline->time_since_epoch());
+    abs = {.tv_sec = ts.tv_sec, .tv_nsec = ts.tv_nsec};
     timeout = &abs;
   }
   const long rc = ::syscall(SYS_futex, address, FUTEX_WAIT_BITSET, expected, timeout, nullptr,
@@ -65,6 +62,13 @@ bool futex_sleep(std::uint32_t* address, std::uint32_t expected, event_count::de
 
 void futex_wake_all(std::uint32_t* address) noexcept {
   ::syscall(SYS_futex, address, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// Moves the epoch on and wakes every sleeper on it: the wake of notify_all, and the one a
+// stop request makes in the helper-thread fallback.
+void advance_epoch(event_count_state* s) noexcept {
+  word_of(s).fetch_add(one_epoch, std::memory_order_acq_rel);
+  futex_wake_all(epoch_address(s));
 }
 
 // Whether this kernel's io_uring knows IORING_OP_FUTEX_WAIT. io_uring_get_probe needs a
@@ -120,10 +124,7 @@ class threaded_futex_wait {
  private:
   struct wake_on_stop {
     event_count_state* state;
-    void operator()() const noexcept {
-      word_of(state).fetch_add(one_epoch, std::memory_order_acq_rel);
-      futex_wake_all(epoch_address(state));
-    }
+    void operator()() const noexcept { advance_epoch(state); }
   };
 
   event_count_state* state_;
@@ -136,9 +137,11 @@ class threaded_futex_wait {
 };
 
 // Withdraws the announcement when the wait ends, however it ends (value, timeout, throw).
+// It keeps its own copy of the view, so the event_count a wait was called on need not
+// outlive the sleep.
 struct withdraw_on_exit {
-  event_count_state* state;
-  ~withdraw_on_exit() { word_of(state).fetch_sub(one_waiter, std::memory_order_relaxed); }
+  event_count ec;
+  ~withdraw_on_exit() { ec.cancel_wait(); }
 };
 
 }  // namespace
@@ -154,12 +157,12 @@ event_count::key event_count::prepare_wait() noexcept {
 void event_count::cancel_wait() noexcept { word_of(state_).fetch_sub(one_waiter, std::memory_order_relaxed); }
 
 bool event_count::wait(key k, deadline_type deadline) {
-  const withdraw_on_exit withdraw{state_};
+  const withdraw_on_exit withdraw{*this};
   return futex_sleep(epoch_address(state_), k, deadline);
 }
 
 task<bool> event_count::async_wait(key k, deadline_type deadline) {
-  const withdraw_on_exit withdraw{state_};
+  const withdraw_on_exit withdraw{*this};
   const std::stop_token token = co_await this_coro::stop_token;
   if (!uring_futex_supported() || forced_fallback.load(std::memory_order_relaxed)) {
     co_return co_await threaded_futex_wait(state_, k, deadline, token);
@@ -179,8 +182,7 @@ void event_count::notify_all() noexcept {
   // waiter's announcement cannot both be missed).
   detail::dekker_fence();
   if ((word_of(state_).load(std::memory_order_relaxed) & 0xffffffffu) == 0) return;
-  word_of(state_).fetch_add(one_epoch, std::memory_order_acq_rel);
-  futex_wake_all(epoch_address(state_));
+  advance_epoch(state_);
 }
 
 bool event_count::uring_futex_supported() noexcept {

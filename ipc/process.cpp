@@ -1,6 +1,5 @@
 #include "process.hpp"
 
-#include <cxxabi.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -11,7 +10,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -27,6 +25,7 @@
 #include "../runtime/loop.hpp"
 #include "../runtime/runtime.hpp"
 #include "../runtime/timer.hpp"
+#include "detail/demangle.hpp"
 
 namespace corio {
 namespace {
@@ -80,11 +79,7 @@ void print_escaped_exception() noexcept {
   try {
     throw;
   } catch (const std::exception& e) {
-    const char* mangled = typeid(e).name();
-    int status = -1;
-    char* demangled = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-    std::fprintf(stderr, "Process %d: %s: %s\n", pid, status == 0 && demangled ? demangled : mangled, e.what());
-    std::free(demangled);
+    std::fprintf(stderr, "Process %d: %s: %s\n", pid, detail::demangled_name(typeid(e).name()).c_str(), e.what());
   } catch (...) {
     std::fprintf(stderr, "Process %d: unknown exception\n", pid);
   }

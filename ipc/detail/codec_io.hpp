@@ -41,6 +41,9 @@ class codec_writer {
  public:
   explicit codec_writer(std::vector<std::byte>& out) noexcept : out_(out) {}
 
+  // Bytes in the output so far, including any that were there before this writer.
+  std::size_t size() const noexcept { return out_.size(); }
+
   void bytes(const void* p, std::size_t n) {
     if (n == 0) return;
     const auto old = out_.size();
