@@ -15,10 +15,10 @@
 #include <corio/ipc/shm_region.hpp>
 #include <corio/ipc/spsc_ring.hpp>
 
+#include "bench_ipc_support.hpp"
+
 #include <benchmark/benchmark.h>
 
-#include <pthread.h>
-#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +34,8 @@ constexpr std::uint64_t batch = 1024;   // messages per benchmark iteration
 constexpr std::uint64_t publish_every = 64;
 
 using corio::detail::cpu_relax;
+using corio_bench::cpu_pin;
+using corio_bench::pin_to_nth_cpu;
 
 // What either side does when the ring is full or empty: a short pause first (the peer is
 // usually a few hundred nanoseconds away), then give the core away (2 shared cores).
@@ -44,34 +46,6 @@ void backoff(unsigned& misses) {
     std::this_thread::yield();
   }
 }
-
-// Pins the calling thread to the n-th CPU it may run on, so producer and consumer sit on
-// different cores (the cross-core case the target is about; two threads time-slicing one
-// core measure something else). No-op with a single allowed CPU.
-void pin_to_nth_cpu(int n) {
-  cpu_set_t allowed;
-  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2)
-    return;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &allowed) && n-- == 0) {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(cpu, &one);
-      ::pthread_setaffinity_np(::pthread_self(), sizeof one, &one);
-      return;
-    }
-  }
-}
-
-// Restores the benchmark thread's affinity when the benchmark ends.
-struct pinned_consumer {
-  cpu_set_t saved;
-  pinned_consumer() {
-    ::sched_getaffinity(0, sizeof saved, &saved);
-    pin_to_nth_cpu(0);
-  }
-  ~pinned_consumer() { ::pthread_setaffinity_np(::pthread_self(), sizeof saved, &saved); }
-};
 
 struct raw_ring {
   static constexpr std::uint64_t slots = 8192;  // 64 KiB of 8-byte slots
@@ -84,7 +58,7 @@ void BM_raw_spsc_spin(benchmark::State& state) {
   auto region = corio::shm_region::create(sizeof(raw_ring), "bench-raw-ring");
   auto* ring = new (region.data()) raw_ring;
   const std::uint64_t total = static_cast<std::uint64_t>(state.max_iterations) * batch;
-  pinned_consumer pin;
+  cpu_pin pin(0);
   std::thread producer([ring, total] {
     pin_to_nth_cpu(1);
     std::uint64_t head = 0, cached_tail = 0;
@@ -130,7 +104,7 @@ void BM_spsc_ring_8B(benchmark::State& state) {
   // 16-byte frames (4-byte length + 8 + padding): 128 KiB holds 8192 of them, like raw_ring.
   auto ring = corio::spsc_ring::format({region.data(), region.size()});
   const std::uint64_t total = static_cast<std::uint64_t>(state.max_iterations) * batch;
-  pinned_consumer pin;
+  cpu_pin pin(0);
   std::thread producer([&ring, total] {
     pin_to_nth_cpu(1);
     unsigned misses = 0;
@@ -172,7 +146,7 @@ void BM_spsc_ring_4KiB(benchmark::State& state) {
   auto shm = corio::shm_region::create(region, "bench-spsc-ring-4k");
   auto ring = corio::spsc_ring::format({shm.data(), shm.size()});
   const std::uint64_t total = static_cast<std::uint64_t>(state.max_iterations) * frames_per_iteration;
-  pinned_consumer pin;
+  cpu_pin pin(0);
   std::thread producer([&ring, total] {
     pin_to_nth_cpu(1);
     std::vector<std::byte> payload(frame, std::byte{0x5A});
@@ -247,7 +221,7 @@ void BM_pingpong(benchmark::State& state) {
       if constexpr (Sleep) pong_ev.notify_all();
     }
   }
-  pinned_consumer pin;
+  cpu_pin pin(0);
   corio::event_count ping_ev(b->ping_ev), pong_ev(b->pong_ev);
   std::uint64_t i = 0;
   for (auto _ : state) {

@@ -6,9 +6,10 @@
 // Compare with BM_zmq_* (bench_ipc_zmq.cpp) and bench/peers/python_mp.py.
 #include <corio/ipc/queue.hpp>
 
+#include "bench_ipc_support.hpp"
+
 #include <benchmark/benchmark.h>
 
-#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,25 +21,6 @@ namespace {
 
 constexpr std::uint64_t queue_batch = 1024;  // values per benchmark iteration
 
-// Pins the calling process (or thread) to the n-th allowed CPU; returns the old mask.
-cpu_set_t pin_self_to_nth_cpu(int n) {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  ::sched_getaffinity(0, sizeof allowed, &allowed);
-  if (CPU_COUNT(&allowed) < 2)
-    return allowed;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &allowed) && n-- == 0) {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(cpu, &one);
-      ::sched_setaffinity(0, sizeof one, &one);
-      break;
-    }
-  }
-  return allowed;
-}
-
 void BM_queue_8B(benchmark::State& state) {
   corio::queue<std::uint64_t> q(static_cast<std::size_t>(state.range(0)), {.max_message_bytes = 8});
   std::fflush(nullptr);
@@ -48,14 +30,14 @@ void BM_queue_8B(benchmark::State& state) {
     return;
   }
   if (child == 0) {
-    pin_self_to_nth_cpu(1);
+    corio_bench::pin_to_nth_cpu(1);
     try {
       for (std::uint64_t i = 1;; ++i) q.put(i);
     } catch (const corio::queue_closed&) {
     }
     ::_exit(0);
   }
-  const cpu_set_t saved = pin_self_to_nth_cpu(0);
+  const corio_bench::cpu_pin pin(0);
   std::uint64_t expect = 1;
   bool in_order = true;
   for (auto _ : state) {
@@ -64,7 +46,6 @@ void BM_queue_8B(benchmark::State& state) {
   q.close();
   int status = 0;
   ::waitpid(child, &status, 0);
-  ::sched_setaffinity(0, sizeof saved, &saved);
   if (!in_order)
     state.SkipWithError("values arrived out of order");
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * queue_batch));

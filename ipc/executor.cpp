@@ -1,6 +1,5 @@
 #include "executor.hpp"
 
-#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 
 #include "../coro/detail/trampoline.hpp"
 #include "../coro/stop.hpp"
+#include "../runtime/detail/cpu_affinity.hpp"
 #include "../runtime/errors.hpp"
 #include "../runtime/event.hpp"
 #include "../runtime/loop.hpp"
@@ -116,9 +116,24 @@ struct executor_state : std::enable_shared_from_this<executor_state> {
   void call_finished() noexcept {
     if (--pending == 0 && closed) idle.set();
   }
+  void finish_calls(std::span<const std::coroutine_handle<>> wake, std::size_t without_waiter);
   void attach();
   void schedule_flush();
 };
+
+// Ends calls whose outcome is set: resumes their submitters in order, then publishes the
+// requests they wrote meanwhile in one go (unless an outer dispatch will).
+void executor_state::finish_calls(std::span<const std::coroutine_handle<>> wake, std::size_t without_waiter) {
+  const bool outer = in_dispatch;
+  in_dispatch = true;
+  for (auto h : wake) {
+    call_finished();
+    resume(h);
+  }
+  for (std::size_t i = 0; i < without_waiter; ++i) call_finished();
+  in_dispatch = outer;
+  if (!outer) flush_all();
+}
 
 namespace {
 
@@ -150,16 +165,8 @@ std::size_t deliver_replies(executor_state& st, executor_worker& w, std::vector<
   });
   if (n == 0) return 0;
   w.reply_room.notify_all();
-  const bool outer = st.in_dispatch;
-  st.in_dispatch = true;
-  for (auto h : wake) {
-    st.call_finished();
-    resume(h);
-  }
-  // Calls without a waiter (not possible through executor_call, kept for safety).
-  for (std::size_t i = wake.size(); i < n; ++i) st.call_finished();
-  st.in_dispatch = outer;
-  if (!outer) st.flush_all();
+  // n - wake.size(): calls without a waiter (not possible through executor_call, kept for safety).
+  st.finish_calls(wake, n - wake.size());
   return n;
 }
 
@@ -221,14 +228,7 @@ task<void> watcher(std::shared_ptr<executor_state> st, executor_worker* w) {
     }
     w->pending = 0;
     w->request_room.notify_all();  // submitters waiting for room see `lost`
-    const bool outer = st->in_dispatch;
-    st->in_dispatch = true;
-    for (auto h : wake) {
-      st->call_finished();
-      resume(h);
-    }
-    st->in_dispatch = outer;
-    if (!outer) st->flush_all();
+    st->finish_calls(wake, 0);
   } else {
     st->attached = nullptr;
   }
@@ -317,22 +317,8 @@ task<void> executor_start_when_room(executor_state& st, std::size_t worker, std:
 
 // ---- executor ----------------------------------------------------------------------------------
 
-namespace {
-
-std::vector<int> allowed_cpus() {
-  std::vector<int> cpus;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  return cpus;
-}
-
-}  // namespace
-
 executor::executor(executor_options options) : state_(std::make_shared<detail::executor_state>()) {
-  const std::vector<int> cpus = allowed_cpus();
+  const std::vector<int> cpus = detail::allowed_cpus();
   if (options.workers == 0)
     options.workers = cpus.empty() ? std::max(1u, std::thread::hardware_concurrency()) : static_cast<unsigned>(cpus.size());
   const std::size_t ring_memory = spsc_ring::bytes_for(std::max(options.ring_bytes, spsc_ring::min_capacity));

@@ -88,7 +88,7 @@ namespace corio {
 
 struct executor_options {
   unsigned workers = 0;               // 0: one per CPU this process may run on
-  bool pin = true;                    // worker i runs on the i-th allowed CPU (sched_setaffinity)
+  bool pin = true;                    // worker i runs on the i-th allowed CPU (its affinity mask)
   std::size_t ring_bytes = 1 << 18;   // data bytes of each ring (per direction, per worker)
   std::size_t max_message_bytes = 0;  // largest request or reply frame (8-byte id included); 0: ring_bytes / 2 - 4
   // How long a side polls its empty ring before it sleeps in the kernel. Polling saves the

@@ -1,12 +1,11 @@
 // corio::executor, the worker process side: drains the request ring, runs each call
 // (plain calls inline, coroutine calls as tasks on the worker's loop), writes the replies.
-#include <sched.h>
-
 #include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "../runtime/detail/cpu_affinity.hpp"
 #include "../runtime/event.hpp"
 #include "../runtime/loop.hpp"
 #include "../runtime/timer.hpp"
@@ -120,15 +119,11 @@ task<void> worker_loop(worker_side& w) {
           return;
         }
         // A plain call runs to completion right here: no task, no frame, and the reply
-        // buffer is reused from call to call.
+        // buffer is reused from call to call. run_call's loop is for coroutine calls only,
+        // which never get here, so running it inside this loop is fine.
         scratch.resize(executor_header_bytes);
         std::memcpy(scratch.data(), &id, sizeof id);
-        try {
-          const decoded_request d = split_request(request);
-          reinterpret_cast<plain_thunk>(d.thunk)(d.body, scratch);  // never throws: errors are the reply
-        } catch (...) {
-          append_error_reply(scratch, executor_header_bytes);
-        }
+        run_call(request, scratch);
         bound_reply(w, scratch);
         if (!w.replies.try_write(scratch)) lp.spawn(worker_send_reply(w, scratch));
       });
@@ -154,13 +149,9 @@ task<void> worker_loop(worker_side& w) {
 }  // namespace
 
 void executor_worker_main(const shm_region* region, std::size_t ring_memory, executor_options options, int cpu) {
-  if (cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    // Best effort: a CPU taken away since the constructor read the mask only costs locality.
-    (void)::sched_setaffinity(0, sizeof set, &set);
-  }
+  // Best effort: a CPU taken away since the constructor read the mask only costs locality.
+  // The worker process has this one thread, so pinning it pins the process.
+  if (cpu >= 0) (void)pin_this_thread(cpu);
   worker_side w(executor_views(*region, ring_memory), options);
   loop lp;
   lp.run(worker_loop(w));

@@ -292,8 +292,7 @@ task<void> pool_core::collect() {
     failed = std::current_exception();
   }
   if (failed) {
-    for (auto& w : workers_)
-      if (w) w->kill();
+    kill_all();
     loop::this_loop().request_stop();
     while (loop::this_loop().spawned() > 0) co_await sleep_for(std::chrono::milliseconds(1));
     started_->set_exception(failed);
@@ -321,6 +320,11 @@ task<void> pool_core::collect() {
   while (loop::this_loop().spawned() > 0) co_await sleep_for(std::chrono::milliseconds(1));
 }
 
+void pool_core::kill_all() {
+  for (auto& w : workers_)
+    if (w) w->kill();
+}
+
 void pool_core::stop_collector() {
   stopping_.store(true, std::memory_order_release);
   event_count(sh_->results_ec).notify_all();
@@ -342,14 +346,9 @@ void pool_core::join() {
     if (!closed_) throw std::logic_error("corio::pool: join() before close() (or terminate())");
   }
   if (collector_done_) return;
-  {
-    std::unique_lock lk(wait_mutex_);
-    wait_cv_.wait(lk, [&] { return live_ == 0; });
-  }
-  stop_collector();
-  drain_all();
-  fail_all(std::make_exception_ptr(worker_lost("corio::pool: every worker exited before this task was run")));
-  collector_done_ = true;
+  finish([] {
+    return std::make_exception_ptr(worker_lost("corio::pool: every worker exited before this task was run"));
+  });
 }
 
 void pool_core::terminate() {
@@ -361,17 +360,23 @@ void pool_core::terminate() {
     closed_ = true;
     store_release(sh_->closing, 1);
   }
-  collector_loop_->post([this] {
-    for (auto& w : workers_)
-      if (w) w->kill();
+  collector_loop_->post([this] { kill_all(); });
+  finish([] {
+    return std::make_exception_ptr(pool_terminated("corio::pool: the pool was terminated before this task completed"));
   });
+}
+
+// Once every worker is gone: the results they published still complete their tasks, the
+// tasks left fail with error(). error() runs only after the collector stopped, so failing
+// to build the exception (out of memory) cannot leave the pool running.
+void pool_core::finish(std::exception_ptr (*error)()) {
   {
     std::unique_lock lk(wait_mutex_);
     wait_cv_.wait(lk, [&] { return live_ == 0; });
   }
   stop_collector();
   drain_all();
-  fail_all(std::make_exception_ptr(pool_terminated("corio::pool: the pool was terminated before this task completed")));
+  fail_all(error());
   collector_done_ = true;
 }
 

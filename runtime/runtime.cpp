@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "detail/cpu_affinity.hpp"
 #include "detail/shard_mesh.hpp"
 #include "timer.hpp"
 
@@ -55,25 +56,6 @@ void request_done() noexcept {
 }
 
 namespace {
-
-// The CPUs this process may run on, in order.
-std::vector<int> allowed_cpus() {
-  std::vector<int> cpus;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  }
-  return cpus;
-}
-
-bool pin_this_thread(int cpu) noexcept {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
-}
 
 // Sends one MSG_RING from a scratch ring to `target_fd`; true when the kernel did it.
 // Linux before 5.18 answers -EINVAL (unknown opcode).

@@ -149,7 +149,9 @@ class pool_core {
   task<void> watch(std::size_t index, process* p);
   void on_exit(std::size_t index, process& p);
   task<void> collect();
+  void kill_all();  // on the collector thread
   void stop_collector();
+  void finish(std::exception_ptr (*error)());  // the end of join() and terminate()
 
   struct layout {
     std::size_t task_bytes, result_bytes, slots_at, tasks_at, results_at, total;
