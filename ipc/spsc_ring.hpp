@@ -117,7 +117,7 @@ class spsc_ring {
     std::uint64_t write = p_.write;
     if (n > (mask + 1) / 2 - 4) [[unlikely]]
       detail::throw_spsc_oversize(payload.size(), capacity(), max_payload());
-    const std::uint64_t frame = (4 + n + 7) & ~std::uint64_t{7};
+    const std::uint64_t frame = frame_bytes(n);
     std::uint64_t pos = write & mask;
     const std::uint64_t to_end = mask + 1 - pos;
     const std::uint64_t need = frame <= to_end ? frame : to_end + frame;
@@ -177,8 +177,7 @@ class spsc_ring {
       pos = 0;
       std::memcpy(&len, data_, 4);
     }
-    if (len > max_payload() || c_.read + ((4 + std::uint64_t{len} + 7) & ~std::uint64_t{7}) > c_.cached_write)
-        [[unlikely]]
+    if (len > max_payload() || c_.read + frame_bytes(len) > c_.cached_write) [[unlikely]]
       detail::throw_spsc_corrupt(len, c_.read);
     c_.len = len;
     return std::span<const std::byte>(data_ + pos + 4, len);
@@ -249,7 +248,7 @@ class spsc_ring {
       // undoing that: from turning the check into a conditional move, and from using the
       // loaded size after the check because it is known equal (either would put the load
       // back on the chain).
-      const std::uint64_t actual = (4 + std::uint64_t{len} + 7) & ~std::uint64_t{7};
+      const std::uint64_t actual = frame_bytes(len);
       if (actual != predicted) [[unlikely]] {
         asm volatile("" ::: "memory");
         if (len > (mask + 1) / 2 - 4)  // a frame of the predicted size is known valid
@@ -275,6 +274,10 @@ class spsc_ring {
     c_.read = detail::load_relaxed(h->read_index);
     c_.cached_write = c_.read;
   }
+  // Ring bytes taken by a frame with an n-byte payload: the 4-byte length, the payload, and
+  // padding up to the next multiple of 8 (where the next frame starts).
+  static constexpr std::uint64_t frame_bytes(std::uint64_t n) noexcept { return (4 + n + 7) & ~std::uint64_t{7}; }
+
   // Each frame's position depends on the length read from the previous one, so a plain
   // loop takes the cache misses on the producer's lines one after another. Touching the
   // published lines first lets them arrive in parallel (bounded: 4 KiB ahead).
@@ -285,7 +288,7 @@ class spsc_ring {
       __builtin_prefetch(data_ + (i & mask_), 0);
   }
 
-  void advance() noexcept { c_.read += (4 + std::uint64_t{c_.len} + 7) & ~std::uint64_t{7}; }
+  void advance() noexcept { c_.read += frame_bytes(c_.len); }
 
   // Immutable after construction; read by both sides.
   detail::spsc_ring_header* header_;
