@@ -2,10 +2,11 @@
 // concurrent coroutine calls in one worker, broadcast, a long run of submits, backpressure,
 // a worker killed under load, shutdown draining, and the destructor's policy.
 #include <doctest/doctest.h>
+
+#include "ipc_test_support.hpp"
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <corio/coro/task_group.hpp>
 #include <corio/coro/when_all.hpp>
@@ -19,12 +20,11 @@
 
 using namespace std::chrono_literals;
 using corio::task;
+using corio_test::process_gone;
 
 namespace {
 
 int my_pid() { return static_cast<int>(::getpid()); }
-
-bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 template <class F>
 void run_in_loop(F& body) {
@@ -317,8 +317,8 @@ TEST_CASE("shutdown waits for calls in flight, then the workers exit and are rea
     CHECK(refused);
   };
   run_in_loop(body);
-  CHECK_FALSE(process_exists(p0));
-  CHECK_FALSE(process_exists(p1));
+  CHECK(process_gone(p0));
+  CHECK(process_gone(p1));
 }
 
 TEST_CASE("an executor destroyed without shutdown kills and reaps its workers") {
@@ -326,9 +326,9 @@ TEST_CASE("an executor destroyed without shutdown kills and reaps its workers") 
   {
     corio::executor ex({.workers = 1});
     pid = ex.worker_pid(0);
-    CHECK(process_exists(pid));
+    CHECK_FALSE(process_gone(pid));
   }
-  CHECK_FALSE(process_exists(pid));
+  CHECK(process_gone(pid));
 }
 
 TEST_CASE("an executor destroyed with a call pending fails it with worker_lost on the loop") {
@@ -356,5 +356,5 @@ TEST_CASE("an executor destroyed with a call pending fails it with worker_lost o
   lp.run(body());
   CHECK(what == "corio::executor: worker 0 (pid " + std::to_string(pid) +
                     ") was killed by signal 9 (Killed) while it held this call");
-  CHECK_FALSE(process_exists(pid));
+  CHECK(process_gone(pid));
 }

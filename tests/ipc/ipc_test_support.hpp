@@ -1,13 +1,17 @@
 #pragma once
 // Helpers shared by the ipc tests: children that run a lambda and exit with its value,
-// ring memory outside shared memory, and how hard a stress test may push in this build.
+// pipes to read what a child wrote, ring memory outside shared memory, and how hard a
+// stress test may push in this build.
 #include <doctest/doctest.h>
 
 #include <corio/coro/detail/sanitizers.hpp>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace corio_test {
 
@@ -50,6 +55,35 @@ inline int exit_status(pid_t pid) {
   REQUIRE(WIFEXITED(status));
   return WEXITSTATUS(status);
 }
+
+// True once no process has this pid any more (reaped). A zombie still counts as present.
+inline bool process_gone(pid_t pid) { return ::kill(pid, 0) == -1 && errno == ESRCH; }
+
+// A raw pipe the test reads what a child wrote; both ends closed on destruction.
+struct raw_pipe {
+  int fds[2] = {-1, -1};
+  raw_pipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
+  ~raw_pipe() {
+    for (int fd : fds)
+      if (fd >= 0) ::close(fd);
+  }
+  raw_pipe(const raw_pipe&) = delete;
+  raw_pipe& operator=(const raw_pipe&) = delete;
+  int read_end() const { return fds[0]; }
+  int write_end() const { return fds[1]; }
+  void close_write() { ::close(std::exchange(fds[1], -1)); }
+  // Everything up to end of file: every copy of the write end must be closed.
+  std::string read_all() {
+    std::string s;
+    char buf[512];
+    for (;;) {
+      const ssize_t n = ::read(fds[0], buf, sizeof buf);
+      if (n <= 0) break;
+      s.append(buf, static_cast<std::size_t>(n));
+    }
+    return s;
+  }
+};
 
 // 64-byte aligned heap memory, filled with 0xAB, for rings that stay inside one process.
 struct aligned_block {

@@ -8,7 +8,6 @@
 #include <corio/ipc/mpmc_ring.hpp>
 #include <corio/ipc/shm_region.hpp>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -25,6 +24,8 @@
 using corio::mpmc_ring;
 using corio_test::aligned_block;
 using corio_test::bytes_of;
+using corio_test::exit_status;
+using corio_test::fork_child;
 
 namespace {
 
@@ -293,22 +294,17 @@ TEST_CASE("4 producer and 4 consumer processes deliver every message exactly onc
 
   std::vector<pid_t> children;
   for (std::uint32_t p = 0; p < producers; ++p) {
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
+    children.push_back(fork_child([&] {
       std::array<std::byte, max> buf{};
       for (std::uint32_t s = 0; s < per_producer; ++s) {
         const std::size_t n = message_codec::make(p, s, buf.data(), max);
         while (!r.try_push({buf.data(), n})) ::sched_yield();
       }
-      ::_exit(0);
-    }
-    children.push_back(pid);
+      return 0;
+    }));
   }
   for (std::uint32_t c = 0; c < consumers; ++c) {
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
+    children.push_back(fork_child([&] {
       std::atomic_ref<std::uint64_t> consumed(counts[0]);
       std::atomic_ref<std::uint64_t> errors(counts[1]);
       while (consumed.load(std::memory_order_relaxed) < total) {
@@ -327,16 +323,10 @@ TEST_CASE("4 producer and 4 consumer processes deliver every message exactly onc
         else
           ::sched_yield();
       }
-      ::_exit(0);
-    }
-    children.push_back(pid);
+      return 0;
+    }));
   }
-  for (pid_t pid : children) {
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-  }
+  for (pid_t pid : children) CHECK(exit_status(pid) == 0);
   CHECK(counts[0] == total);
   CHECK(counts[1] == 0);
   std::uint64_t once = 0;

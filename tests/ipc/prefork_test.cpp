@@ -6,6 +6,8 @@
 // P; P's workers are found in /proc/P/task/P/children. Blocking POSIX sockets are the
 // clients.
 #include <doctest/doctest.h>
+
+#include "ipc_test_support.hpp"
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -32,6 +34,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using corio_test::process_gone;
 
 namespace {
 
@@ -141,11 +144,9 @@ std::size_t descriptors_on(pid_t pid, const std::set<std::string>& inodes) {
   return n;
 }
 
-bool gone(pid_t pid) { return ::kill(pid, 0) == -1 && errno == ESRCH; }
-
 // Gone, or a zombie nobody reaped yet (a container's init may not reap orphans).
 bool dead(pid_t pid) {
-  if (gone(pid)) return true;
+  if (process_gone(pid)) return true;
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;
   std::getline(in, stat);
@@ -212,7 +213,7 @@ TEST_CASE("every worker process accepts connections and SIGTERM stops them all")
   for (client& c : held) CHECK(c.read_line().empty());
   REQUIRE(p.join_for(30s));
   CHECK(p.exitcode() == 0);
-  for (pid_t w : workers) CHECK(gone(w));
+  for (pid_t w : workers) CHECK(process_gone(w));
 }
 
 TEST_CASE("a request in flight is answered after SIGTERM reaches the supervisor") {
@@ -232,7 +233,7 @@ TEST_CASE("a request in flight is answered after SIGTERM reaches the supervisor"
   CHECK(c.read_line().empty());  // then the draining worker closes the connection
   REQUIRE(p.join_for(30s));
   CHECK(p.exitcode() == 0);
-  for (pid_t w : workers) CHECK(gone(w));
+  for (pid_t w : workers) CHECK(process_gone(w));
 }
 
 TEST_CASE("SIGINT to the supervisor stops the workers and is returned") {
@@ -249,7 +250,7 @@ TEST_CASE("SIGINT to the supervisor stops the workers and is returned") {
   REQUIRE(::kill(p.pid(), SIGINT) == 0);
   REQUIRE(p.join_for(30s));
   CHECK(p.exitcode() == 0);
-  for (pid_t w : workers) CHECK(gone(w));
+  for (pid_t w : workers) CHECK(process_gone(w));
 }
 
 TEST_CASE("a SIGTERM while the workers are still starting stops them all") {
@@ -261,7 +262,7 @@ TEST_CASE("a SIGTERM while the workers are still starting stops them all") {
   p.terminate();
   REQUIRE(p.join_for(30s));
   CHECK(p.exitcode() == 0);
-  for (pid_t w : workers) CHECK(gone(w));
+  for (pid_t w : workers) CHECK(process_gone(w));
 }
 
 TEST_CASE("a worker that dies stops the others and serve_in_processes returns -1") {
@@ -280,7 +281,7 @@ TEST_CASE("a worker that dies stops the others and serve_in_processes returns -1
   CHECK(c.read_line().empty());
   REQUIRE(p.join_for(30s));
   CHECK(p.exitcode() == 0);
-  for (pid_t w : workers) CHECK(gone(w));
+  for (pid_t w : workers) CHECK(process_gone(w));
 }
 
 TEST_CASE("killing the supervisor kills its workers (parent death signal)") {

@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,31 +28,9 @@
 
 using namespace std::chrono_literals;
 using corio::task;
+using corio_test::raw_pipe;
 
 namespace {
-
-// A raw pipe the test reads what a child wrote; both ends closed on destruction.
-struct raw_pipe {
-  int fds[2] = {-1, -1};
-  raw_pipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
-  ~raw_pipe() {
-    for (int fd : fds)
-      if (fd >= 0) ::close(fd);
-  }
-  int read_end() const { return fds[0]; }
-  int write_end() const { return fds[1]; }
-  void close_write() { ::close(std::exchange(fds[1], -1)); }
-  std::string read_all() {
-    std::string s;
-    char buf[512];
-    for (;;) {
-      const ssize_t n = ::read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      s.append(buf, static_cast<std::size_t>(n));
-    }
-    return s;
-  }
-};
 
 void write_str(int fd, const std::string& s) {
   const ssize_t n = ::write(fd, s.data(), s.size());

@@ -34,6 +34,7 @@ using namespace std::chrono_literals;
 using corio::queue;
 using corio_test::exit_status;
 using corio_test::fork_child;
+using corio_test::raw_pipe;
 using corio_test::sanitized;
 
 namespace {
@@ -372,11 +373,10 @@ TEST_CASE("lost-wake-up stress: 100,000 blocking handoffs between two processes 
 
 TEST_CASE("the writer/reader scenario prints every url once and done last") {
   // examples/queue.cpp through a pipe: tests/examples can only check it as a multiset.
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
+  raw_pipe out_pipe;
   const pid_t child = fork_child([&] {
-    ::close(fds[0]);
-    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(out_pipe.read_end());
+    ::dup2(out_pipe.write_end(), STDOUT_FILENO);
     queue<std::string> q;
     queue<int> printed;
     auto writer = [](queue<std::string> q, std::vector<std::string> urls) {
@@ -405,11 +405,8 @@ TEST_CASE("the writer/reader scenario prints every url once and done last") {
     std::fflush(stdout);
     return 0;
   });
-  ::close(fds[1]);
-  std::string out;
-  char buf[256];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
+  out_pipe.close_write();
+  const std::string out = out_pipe.read_all();
   CHECK(exit_status(child) == 0);
   std::vector<std::string> lines;
   for (std::size_t at = 0, nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1)

@@ -3,12 +3,13 @@
 // child.
 #include <doctest/doctest.h>
 
+#include "ipc_test_support.hpp"
+
 #include <corio/coro/task.hpp>
 #include <corio/ipc/remote_call.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,6 +22,10 @@
 using namespace std::chrono_literals;
 using corio::remote_error;
 namespace d = corio::detail;
+using corio_test::bytes_of;
+using corio_test::exit_status;
+using corio_test::fork_child;
+using corio_test::raw_pipe;
 
 namespace {
 
@@ -116,24 +121,16 @@ TEST_CASE("corrupt requests and replies fail with decode_error, never a jump") {
 TEST_CASE("a request built in the parent runs in a fork()ed child") {
   std::vector<std::byte> request;
   d::encode_call(request, [](std::string s, int n) { return shout(s) + std::to_string(n); }, std::string("abc"), 7);
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
+  raw_pipe out;
+  const pid_t pid = fork_child([&] {
     std::vector<std::byte> reply;
     d::run_call(request, reply);
-    const auto n = ::write(fds[1], reply.data(), reply.size());
-    ::_exit(n == static_cast<ssize_t>(reply.size()) ? 0 : 1);
-  }
-  ::close(fds[1]);
-  std::vector<std::byte> reply(256);
-  const auto n = ::read(fds[0], reply.data(), reply.size());
-  ::close(fds[0]);
-  REQUIRE(n > 0);
-  reply.resize(static_cast<std::size_t>(n));
-  CHECK(d::take_reply<std::string>(reply) == "ABC7");
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  CHECK(WIFEXITED(status));
+    const auto n = ::write(out.write_end(), reply.data(), reply.size());
+    return n == static_cast<ssize_t>(reply.size()) ? 0 : 1;
+  });
+  out.close_write();
+  const std::string reply = out.read_all();
+  REQUIRE(!reply.empty());
+  CHECK(d::take_reply<std::string>(bytes_of(reply)) == "ABC7");
+  CHECK(exit_status(pid) == 0);
 }

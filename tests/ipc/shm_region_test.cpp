@@ -2,11 +2,12 @@
 // names, clear errors for impossible sizes and broken transfers.
 #include <doctest/doctest.h>
 
+#include "ipc_test_support.hpp"
+
 #include <corio/ipc/shm_region.hpp>
 
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +19,8 @@
 #include <utility>
 
 using corio::shm_region;
+using corio_test::exit_status;
+using corio_test::fork_child;
 
 namespace {
 
@@ -45,13 +48,6 @@ struct socket_pair {
     fd[i] = -1;
   }
 };
-
-int wait_exit_code(pid_t pid) {
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  return WEXITSTATUS(status);
-}
 
 }  // namespace
 
@@ -94,14 +90,12 @@ TEST_CASE("nothing appears under /dev/shm") {
 
 TEST_CASE("a forked child's writes are seen by the parent") {
   auto r = shm_region::create(1 << 16, "corio-shm-fork");
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
+  const pid_t pid = fork_child([&] {
     std::memcpy(r.data(), "written by the child", 21);
     r.data()[(1 << 16) - 1] = std::byte{0x5A};
-    ::_exit(0);
-  }
-  CHECK(wait_exit_code(pid) == 0);
+    return 0;
+  });
+  CHECK(exit_status(pid) == 0);
   CHECK(std::string(reinterpret_cast<const char*>(r.data())) == "written by the child");
   CHECK(r.data()[(1 << 16) - 1] == std::byte{0x5A});
 }
@@ -121,22 +115,15 @@ TEST_CASE("a region passed over a Unix socket maps the same memory in the receiv
 
 TEST_CASE("a region created by a child process reaches the parent over SCM_RIGHTS") {
   socket_pair sp;
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int code = 0;
-    try {
-      auto r = shm_region::create(8192, "corio-shm-from-child");
-      std::memcpy(r.data() + 8000, "hello from the child", 21);
-      corio::send_fd(sp.fd[0], r);
-    } catch (...) {
-      code = 3;
-    }
-    ::_exit(code);  // the region dies with the child: the parent's fd keeps the memory alive
-  }
+  const pid_t pid = fork_child([&] {
+    auto r = shm_region::create(8192, "corio-shm-from-child");
+    std::memcpy(r.data() + 8000, "hello from the child", 21);
+    corio::send_fd(sp.fd[0], r);
+    return 0;  // the region dies with the child: the parent's fd keeps the memory alive
+  });
   sp.close(0);
   auto r = shm_region::receive(sp.fd[1]);
-  CHECK(wait_exit_code(pid) == 0);
+  CHECK(exit_status(pid) == 0);
   CHECK(r.size() == 8192);
   CHECK(std::string(reinterpret_cast<const char*>(r.data() + 8000)) == "hello from the child");
 }
