@@ -4,7 +4,7 @@
 Runs the release build's Google Benchmark programs (bench_coro, bench_runtime, bench_ipc,
 bench_peer_asio) and the peers available on this machine (CPython generators and
 multiprocessing, Go goroutines when `go` exists, the echo servers, and the HTTP and KV
-comparisons when bench/http_compare.py / bench/kv_compare.py exist), then prints ONE
+comparisons of bench/http_compare.py and bench/kv_compare.py), then prints ONE
 table: work, corio's figure, the best peer and its figure, their ratio, the target and
 PASS / MISS. A row whose figures are absent (a benchmark not written yet, a peer that is
 not installed or failed) shows n/a; it never stops the run.
@@ -289,12 +289,8 @@ class Runner:
         for script in ROW_SCRIPTS:
             path = os.path.join(HERE, script)
             label = script[:-3]
-            # A script that is absent or fails still shows as one n/a row.
+            # A script that fails still shows as one n/a row.
             placeholder = Row(f"bench/{script}", label, "items/s", None, "", None)
-            if not os.path.exists(path):
-                self.note(f"{label} skipped: bench/{script} does not exist yet")
-                rows.append(placeholder)
-                continue
             cmd = [sys.executable, path] + self.script_args(path, label)
             out = os.path.join(self.results, label + ".json")
             if os.path.exists(out):

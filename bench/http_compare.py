@@ -38,9 +38,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-from benchlib import cpu_split, free_port, cpu_seconds, stop
+from benchlib import cpu_split, free_port, cpu_seconds, stop, wait_listening
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,27 +47,24 @@ EXPECTED = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r
 
 
 def check_answer(port: int, proc: subprocess.Popen, label: str) -> None:
-    """Waits until the server answers, and checks that it answers the agreed bytes."""
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{label}: server exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                got = b""
-                while len(got) < len(EXPECTED):
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    got += chunk
-            if got != EXPECTED:
-                raise RuntimeError(f"{label}: answered {got!r}, want {EXPECTED!r}")
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{label}: nothing answers on port {port} after 60 s")
-            time.sleep(0.05)
+    """Waits until the server listens, and checks that it answers the agreed bytes."""
+    try:
+        wait_listening(port, proc, 60)
+    except RuntimeError as e:
+        raise RuntimeError(f"{label}: {e}") from None
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while len(got) < len(EXPECTED):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+    except OSError as e:
+        raise RuntimeError(f"{label}: nothing answers on port {port}: {e}") from None
+    if got != EXPECTED:
+        raise RuntimeError(f"{label}: answered {got!r}, want {EXPECTED!r}")
 
 
 def to_ms(value: str, unit: str) -> float:

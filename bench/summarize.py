@@ -10,29 +10,16 @@ with "items_per_second" (bench/peers/python_generator.py prints one). When the r
 repetitions, the median aggregate is used (else the mean, else the median of the plain
 rows).
 
-Prints one table of every benchmark (items/s and ns/item) and one of the target ratios
-(corio over peer, higher is better) with PASS / MISS; a ratio whose inputs are absent is
-shown as n/a. Exits 0, or 1 with --strict when a target is missed.
+Prints one table of every benchmark (items/s and ns/item) and bench/compare.py's table of
+the targets (its TARGETS: corio over peer, or corio's own figure against a floor) with
+PASS / MISS; a target whose inputs are absent is shown as n/a. Exits 0, or 1 with --strict
+when a target is missed. (bench/compare.py runs the programs and peers itself; this judges
+JSON files you already have.)
 """
 import argparse
 import json
 import statistics
 import sys
-
-# The performance targets, as (corio benchmark, peer benchmark, minimum ratio of their
-# items_per_second). Append a row for each new target (docs/design.md, "Performance
-# targets"); names may come from bench_coro or from any --peer file.
-TARGETS = [
-    ("BM_generator_send", "BM_raw_resume", 0.67),
-    ("BM_fiber_switch", "BM_raw_fcontext_switch", 0.8),
-    ("BM_generator_send", "python_generator_send", 20.0),
-    ("BM_loop_nop", "BM_raw_uring_nop", 0.7),
-    ("BM_spawn", "go_spawn", 2.0),
-    ("BM_spawn", "BM_asio_co_spawn", 1.0),
-    ("echo_corio", "echo_asio", 1.2),
-    ("BM_spsc_ring_8B", "BM_raw_spsc_spin", 0.5),
-]
-
 
 def load_json(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
@@ -143,22 +130,12 @@ def main() -> int:
         print(f"{name:<{width}}  {human_rate(ips):>12}  {1e9 / ips:>9.2f}")
 
     print()
-    missed = 0
-    labels = [f"{c} / {p}" for c, p, _ in TARGETS]
-    lwidth = max(len(lbl) for lbl in labels)
-    print(f"{'target ratio':<{lwidth}}  {'ratio':>8}  {'target':>8}  result")
-    for label, (corio_name, peer_name, target) in zip(labels, TARGETS):
-        corio_ips, peer_ips = lookup(figures, corio_name), lookup(figures, peer_name)
-        if corio_ips is None or peer_ips is None:
-            absent = corio_name if corio_ips is None else peer_name
-            print(f"{label:<{lwidth}}  {'n/a':>8}  {'>= ' + format(target, 'g'):>8}  "
-                  f"n/a ({absent} not measured)")
-            continue
-        ratio = corio_ips / peer_ips
-        ok = ratio >= target
-        missed += not ok
-        print(f"{label:<{lwidth}}  {ratio:>8.2f}  {'>= ' + format(target, 'g'):>8}  "
-              f"{'PASS' if ok else 'MISS'}")
+    # The targets are compare.py's, kept in one place. Imported here rather than at the
+    # top: compare.py imports this module for the loading helpers above.
+    import compare
+    rows = compare.build_rows(compare.TARGETS, figures)
+    print(compare.format_table(rows))
+    missed = sum(r.result == "MISS" for r in rows)
     return 1 if (args.strict and missed) else 0
 
 

@@ -139,5 +139,23 @@ class OutputTest(unittest.TestCase):
         self.assertIn("n/a", texts)
 
 
+class SummarizeTest(unittest.TestCase):
+    def test_summarize_judges_a_stored_run_by_compares_targets(self):
+        import json
+        import subprocess
+        import tempfile
+        doc = {"benchmarks": [{"name": "BM_spsc_ring_8B", "items_per_second": 1e6},
+                              {"name": "BM_raw_spsc_spin", "items_per_second": 1e7}]}
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(doc, f)
+        try:
+            run = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "summarize.py"),
+                                  f.name, "--strict"], capture_output=True, text=True, timeout=60)
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertRegex(run.stdout, r"(?m)^ipc spsc ring, 8 B vs raw ring\s.*0\.10x\s+>= 0\.5x\s+MISS$")
+
+
 if __name__ == "__main__":
     unittest.main()
