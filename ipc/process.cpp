@@ -20,6 +20,7 @@
 #include <typeinfo>
 #include <vector>
 
+#include "../runtime/detail/child_status.hpp"
 #include "../runtime/errors.hpp"
 #include "../runtime/file_ops.hpp"
 #include "../runtime/loop.hpp"
@@ -33,18 +34,6 @@ namespace {
 using namespace std::chrono_literals;
 
 std::atomic<bool> no_pidfd{false};
-
-int open_pidfd(pid_t pid) noexcept {
-  if (no_pidfd.load(std::memory_order_relaxed)) return -1;
-  const long fd = ::syscall(SYS_pidfd_open, pid, 0);  // always CLOEXEC; ENOSYS before 5.3
-  return fd < 0 ? -1 : static_cast<int>(fd);
-}
-
-int decode_status(int status) noexcept {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return -WTERMSIG(status);
-  return status;  // not reached: waitpid without WUNTRACED reports only terminations
-}
 
 std::string describe(const char* what, pid_t pid) { return std::string(what) + " " + std::to_string(pid); }
 
@@ -188,7 +177,7 @@ void process::start() {
   if (pid == 0) run_child(*body_, options_, parent);
   started_ = true;
   pid_ = pid;
-  pidfd_ = open_pidfd(pid);  // safe: the pid cannot be reused before we reap it
+  pidfd_ = detail::open_pidfd(pid, no_pidfd.load(std::memory_order_relaxed));  // safe: the pid cannot be reused before we reap it
   body_.reset();  // the parent's copies of fn and args (pipe ends!) close now
 }
 
@@ -196,31 +185,24 @@ void process::require_started(const char* what) const {
   if (!started_) throw std::logic_error(std::string("corio::process::") + what + ": the process was not started");
 }
 
-bool process::try_reap() {
-  if (exitcode_) return true;
+bool process::reap(int wait_flags) {
   int status = 0;
   pid_t r;
   do {
-    r = ::waitpid(pid_, &status, WNOHANG);
+    r = ::waitpid(pid_, &status, wait_flags);
   } while (r < 0 && errno == EINTR);
-  if (r == 0) return false;
+  if (r == 0) return false;  // WNOHANG: still running
   if (r < 0) detail::throw_errno(errno, describe("waitpid", pid_));
-  exitcode_ = decode_status(status);
+  exitcode_ = detail::decode_wait_status(status);
   if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
   return true;
 }
 
+bool process::try_reap() { return exitcode_ || reap(WNOHANG); }
+
 void process::join() {
   require_started("join");
-  if (exitcode_) return;
-  int status = 0;
-  pid_t r;
-  do {
-    r = ::waitpid(pid_, &status, 0);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0) detail::throw_errno(errno, describe("waitpid", pid_));
-  exitcode_ = decode_status(status);
-  if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
+  if (!exitcode_) reap(0);
 }
 
 bool process::join_for(std::chrono::milliseconds timeout) {

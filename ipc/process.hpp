@@ -151,6 +151,7 @@ class process {
  private:
   void require_started(const char* what) const;
   bool try_reap();  // waitpid(WNOHANG); true once reaped
+  bool reap(int wait_flags);  // waitpid with these flags; true once reaped
   void signal(int sig, const char* what);
   void release() noexcept;  // the destructor's policy
 

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "../coro/task_group.hpp"
+#include "detail/child_status.hpp"
 #include "file_ops.hpp"
 #include "timer.hpp"
 
@@ -65,12 +66,6 @@ int above_stdio(int fd, const std::string& what) {
   return moved;
 }
 
-int pidfd_open(pid_t pid) noexcept {
-  if (no_pidfd.load(std::memory_order_relaxed)) return -1;
-  const long fd = ::syscall(SYS_pidfd_open, pid, 0);  // always CLOEXEC; ENOSYS before 5.3
-  return fd < 0 ? -1 : static_cast<int>(fd);
-}
-
 struct file_actions {
   posix_spawn_file_actions_t fa;
   file_actions() { ::posix_spawn_file_actions_init(&fa); }
@@ -84,12 +79,6 @@ struct spawn_attr {
 
 void check_spawn_call(int error, const std::string& what) {
   if (error != 0) corio::detail::throw_errno(error, what);
-}
-
-int decode_status(int status) noexcept {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return -WTERMSIG(status);
-  return status;  // not reached: waitpid without WUNTRACED reports only terminations
 }
 
 std::string join(const std::vector<std::string>& argv) {
@@ -235,7 +224,7 @@ child::~child() {
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
-    returncode_ = decode_status(status);
+    returncode_ = corio::detail::decode_wait_status(status);
   }
   close_fds();
   if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
@@ -258,7 +247,7 @@ std::optional<int> child::poll() {
   if (r == 0 || (r < 0 && errno == EINTR)) return std::nullopt;
   if (r < 0)  // ECHILD: SIGCHLD set to SIG_IGN lets the kernel reap our children
     corio::detail::throw_errno(errno, "wait " + program_ + " (pid " + std::to_string(pid_) + ")");
-  returncode_ = decode_status(status);
+  returncode_ = corio::detail::decode_wait_status(status);
   if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
   return returncode_;
 }
@@ -448,7 +437,7 @@ child spawn(std::vector<std::string> argv, options opts) {
     corio::detail::throw_errno(error, what);
   }
   c.pid_ = pid;
-  c.pidfd_ = pidfd_open(pid);  // safe: the pid cannot be reused before we reap it
+  c.pidfd_ = corio::detail::open_pidfd(pid, no_pidfd.load(std::memory_order_relaxed));  // safe: the pid cannot be reused before we reap it
   return c;
 }
 
