@@ -8,7 +8,8 @@ same run as bench_ipc, never quoted from elsewhere.
 Prints JSON to stdout, one entry per figure, each with "items_per_second":
   python_mp_queue               Queue.put / Queue.get of small ints, child process -> parent
   python_mp_pipe                Pipe() Connection.send / recv of small ints, child -> parent
-  python_mp_pool_map            Pool(cores).map(noop, range(N), chunksize=1), tasks/s
+  python_mp_pool_map_chunk1     Pool(cores).map(noop, range(N), chunksize=1), tasks/s
+  python_mp_pool_map_chunk64    the same at chunksize=64 (corio's BM_pool_map_chunk64 beside it)
   python_mp_apply_async         Pool(cores).apply_async(noop, (i,)) x N, then every .get()
   python_mp_process_start_join  Process(target=noop).start() + .join(), per second
 
@@ -85,9 +86,9 @@ class PoolBench:
         self.pool = ctx.Pool(os.cpu_count() or 2)
         self.pool.map(noop, range(64), chunksize=1)  # warm: every worker started
 
-    def time_map(self, n: int) -> float:
+    def time_map(self, n: int, chunksize: int) -> float:
         start = time.perf_counter()
-        self.pool.map(noop, range(n), chunksize=1)
+        self.pool.map(noop, range(n), chunksize=chunksize)
         return time.perf_counter() - start
 
     def time_apply_async(self, n: int) -> float:
@@ -128,7 +129,9 @@ def main() -> int:
     }
     pool = PoolBench(ctx)
     try:
-        result["python_mp_pool_map"] = measure(pool.time_map, s, r, 256)
+        for chunk in (1, 64):
+            result[f"python_mp_pool_map_chunk{chunk}"] = measure(
+                lambda n, c=chunk: pool.time_map(n, c), s, r, 256)
         result["python_mp_apply_async"] = measure(pool.time_apply_async, s, r, 256)
     finally:
         pool.close()
