@@ -7,6 +7,8 @@
 //   ADDRESS default 127.0.0.1:7000 (port 0 picks a free one); SHARDS default: one per core
 //
 // Try it: `echo_server &`, then `nc 127.0.0.1 7000`, then `kill -INT %1`.
+#include "server_cli.hpp"
+
 #include <corio/coro/task_group.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/runtime.hpp>
@@ -81,7 +83,12 @@ corio::task<int> run_server(corio::address at, corio::signal_set& signals) {
 
 }  // namespace
 
+constexpr std::string_view usage =
+    "usage: echo_server [ADDRESS] [SHARDS]\n"
+    "  ADDRESS default 127.0.0.1:7000 (port 0 picks a free one); SHARDS default: one per core\n";
+
 int main(int argc, char** argv) {
+  examples::handle_help(argc, argv, usage);
   try {
     const corio::address at = corio::address::parse(argc > 1 ? argv[1] : "127.0.0.1:7000");
     // Block the signals before the runtime starts its threads, so every shard inherits

@@ -19,6 +19,8 @@
 // once it accepts.
 //
 // Try it: `http_hello 8080 & curl -s http://127.0.0.1:8080/; kill %1`
+#include "server_cli.hpp"
+
 #include <corio/ipc/prefork.hpp>
 #include <corio/runtime/runtime.hpp>
 #include <corio/runtime/server.hpp>
@@ -221,7 +223,13 @@ corio::task<void> serve_http(corio::connection& c) {
 
 }  // namespace
 
+constexpr std::string_view usage =
+    "usage: http_hello [PORT | HOST:PORT] [SHARDS] [--processes N]\n"
+    "  default 127.0.0.1:8080 (port 0 picks a free one); SHARDS default: one per core\n"
+    "  --processes N  N forked worker processes of one shard each instead of shards\n";
+
 int main(int argc, char** argv) {
+  examples::handle_help(argc, argv, usage, {"--processes"});
   try {
     std::vector<std::string> args;
     unsigned processes = 0;

@@ -18,6 +18,8 @@
 // corio::submit_to, all of a batch's commands for one shard as one message, in order),
 // and sends all the replies of the batch, in order, with one write (pipelining). Malformed input gets "-ERR Protocol error: ..."
 // and the connection is closed, as Redis does.
+#include "server_cli.hpp"
+
 #include <corio/coro/task_group.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/runtime.hpp>
@@ -430,7 +432,14 @@ corio::address parse_listen(const char* arg) {
 
 }  // namespace
 
+constexpr std::string_view usage =
+    "usage: kv_server [PORT | ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]\n"
+    "  PORT default 6380 on 127.0.0.1 (0 picks a free port), or a full ADDRESS (0.0.0.0:6380)\n"
+    "  SHARDS default: one per core\n"
+    "  --idle-poll US  each shard polls this long for new work before it sleeps (default 0)\n";
+
 int main(int argc, char** argv) {
+  examples::handle_help(argc, argv, usage, {"--idle-poll"});
   try {
     std::vector<const char*> args;
     corio::runtime_options options;
