@@ -25,6 +25,7 @@ CORIO_DEPS=(
     redis-server   # the peer of kv_server in the headline table
     wrk            # the HTTP load generator for http_hello and its peers
     curl           # a real HTTP client in the http_hello tests
+    cmake          # the install test builds a program with find_package(corio)
 )
 
 # Packages that make more benchmarks or tests possible but whose absence is not an error

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install test: `meson install` a build into a scratch DESTDIR, then build hello.cpp out
-# of tree with nothing but `pkg-config corio`, run it, and check its output. Proves that
+# of tree with nothing but `pkg-config corio`, run it, and check its output; then the same
+# with nothing but CMake's `find_package(corio)` (tests/install/CMakeLists.txt). Proves that
 # the installed headers are complete, that corio.pc carries every flag a user needs
 # (including -std=c++20), and that the program uses the installed copy, not the build tree.
 #
@@ -76,4 +77,19 @@ $actual"
   got:      $actual
   expected: $expected"
 
-echo "install test: OK (hello built with pkg-config corio alone, ran against the installed libcorio)"
+# The CMake package: find_package(corio) -> corio::corio, from the same install root.
+cmake -S "$here" -B "$scratch/cmake-build" -DCMAKE_PREFIX_PATH="$destdir$prefix" \
+    -DCMAKE_CXX_COMPILER="$(command -v "$cxx")" >"$scratch/cmake.log" 2>&1 \
+    && cmake --build "$scratch/cmake-build" >>"$scratch/cmake.log" 2>&1 \
+    || { cat "$scratch/cmake.log" >&2; fail "hello.cpp does not build with find_package(corio)"; }
+grep -q "corio_DIR:PATH=$destdir" "$scratch/cmake-build/CMakeCache.txt" \
+    || fail "find_package(corio) found a corio outside the install root: $(grep corio_DIR "$scratch/cmake-build/CMakeCache.txt")"
+resolved=$(ldd "$scratch/cmake-build/hello" | awk '/libcorio/ {print $3}')
+[[ "$resolved" == "$libdir"/* ]] || fail "the CMake-built hello resolves libcorio to $resolved, not to $libdir"
+actual=$("$scratch/cmake-build/hello" 2>&1) || fail "the CMake-built hello exited with status $?; output:
+$actual"
+[[ "$actual" == "$expected" ]] || fail "unexpected output from the CMake-built hello
+  got:      $actual
+  expected: $expected"
+
+echo "install test: OK (hello built with pkg-config corio alone and with find_package(corio) alone, both ran against the installed libcorio)"
