@@ -18,6 +18,7 @@
 #include "../runtime/loop.hpp"
 #include "../runtime/timer.hpp"
 #include "detail/executor_shared.hpp"
+#include "detail/fork_thread.hpp"
 #include "event_count.hpp"
 #include "process.hpp"
 #include "shm_region.hpp"
@@ -98,6 +99,9 @@ struct executor_worker {
 };
 
 struct executor_state : std::enable_shared_from_this<executor_state> {
+  // Forks every worker (see fork_thread.hpp); declared first so it is destroyed last,
+  // after the workers: its exit would SIGKILL any worker still running.
+  std::unique_ptr<fork_thread> forker = std::make_unique<fork_thread>();
   executor_options options;
   std::size_t ring_memory = 0;
   std::vector<std::unique_ptr<executor_worker>> workers;
@@ -343,12 +347,15 @@ executor::executor(executor_options options) : state_(std::make_shared<detail::e
                     options, cpu);
     st.workers.push_back(std::move(w));
   }
-  // Forked after every region exists; a failure kills the ones already started.
+  // Forked after every region exists, by the forker thread (PR_SET_PDEATHSIG follows the
+  // forking thread: this one may be short-lived). A failure kills the ones started.
   try {
-    for (auto& w : st.workers) {
-      w->proc->start();
-      w->pid = w->proc->pid();
-    }
+    st.forker->run([&] {
+      for (auto& w : st.workers) {
+        w->proc->start();
+        w->pid = w->proc->pid();
+      }
+    });
   } catch (...) {
     for (auto& w : st.workers)
       if (w->pid != 0) {

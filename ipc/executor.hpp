@@ -20,7 +20,12 @@
 // code loaded before that.
 //
 // The model
-// - The constructor forks the workers (process, parent_death_signal = SIGKILL). Each
+// - The constructor forks the workers (process, parent_death_signal = SIGKILL), from a
+//   thread the executor owns that lives as long as it does (detail/fork_thread.hpp):
+//   PR_SET_PDEATHSIG follows the *thread* that forked, not the process, so workers forked
+//   by the caller's thread would be SIGKILLed when that thread ends. An executor built on
+//   a short-lived std::thread therefore keeps its workers; they die with the executor
+//   or with the whole parent process (SIGKILLed or crashed parents leave no orphan). Each
 //   worker maps one shm_region holding four event_count words and two spsc_rings
 //   (requests parent -> worker, replies worker -> parent); see executor.cpp for the layout.
 // - Routing: an integral key k goes to worker (unsigned)k % size(); a string-like key to

@@ -16,6 +16,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -357,4 +358,17 @@ TEST_CASE("an executor destroyed with a call pending fails it with worker_lost o
   CHECK(what == "corio::executor: worker 0 (pid " + std::to_string(pid) +
                     ") was killed by signal 9 (Killed) while it held this call");
   CHECK(process_gone(pid));
+}
+
+TEST_CASE("an executor built on a thread that has exited keeps its workers, which serve the main thread") {
+  std::unique_ptr<corio::executor> ex;
+  std::thread([&] { ex = std::make_unique<corio::executor>(corio::executor_options{.workers = 2}); }).join();
+  std::this_thread::sleep_for(200ms);  // time for a death signal sent at the thread's exit to land
+  const std::vector<int> expected{ex->worker_pid(0), ex->worker_pid(1)};
+  auto body = [&]() -> task<void> {
+    const std::vector<int> pids = co_await corio::with_timeout(ex->broadcast(&my_pid), 10s);
+    CHECK(pids == expected);
+    co_await corio::with_timeout(ex->shutdown(), 10s);
+  };
+  run_in_loop(body);
 }
