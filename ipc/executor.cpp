@@ -18,6 +18,7 @@
 #include "../runtime/loop.hpp"
 #include "../runtime/timer.hpp"
 #include "detail/executor_shared.hpp"
+#include "detail/fork_thread.hpp"
 #include "event_count.hpp"
 #include "process.hpp"
 #include "shm_region.hpp"
@@ -51,6 +52,7 @@ struct executor_worker {
   event_count request_ready, request_room, reply_ready, reply_room;
   std::optional<process> proc;
   pid_t pid = 0;
+  int cpu = -1;  // pinned to this CPU (-1: not pinned); a replacement gets the same
 
   // Pending calls by slot; request id = slot + 1 (0 is the exit request).
   std::vector<executor_pending*> slots;
@@ -58,10 +60,12 @@ struct executor_worker {
   std::size_t pending = 0;
   std::size_t room_waiters = 0;
   bool dirty = false;  // requests written, not yet published
-  bool lost = false;
+  bool lost = false;  // dead and not replaced: calls routed here fail with lost_what
   std::string lost_what;
+  bool exit_requested = false;  // shutdown() sent the exit request: its end is no death
   std::stop_source reader_stop;
   std::stop_token reader_token = reader_stop.get_token();
+  bool reader_running = false;
   bool watching = false;
 
   std::uint32_t take_slot() {
@@ -98,11 +102,15 @@ struct executor_worker {
 };
 
 struct executor_state : std::enable_shared_from_this<executor_state> {
+  // Forks every worker (see fork_thread.hpp); declared first so it is destroyed last,
+  // after the workers: its exit would SIGKILL any worker still running.
+  std::unique_ptr<fork_thread> forker = std::make_unique<fork_thread>();
   executor_options options;
   std::size_t ring_memory = 0;
   std::vector<std::unique_ptr<executor_worker>> workers;
   loop* attached = nullptr;
   bool closed = false;
+  bool destroying = false;   // the executor's destructor ran: dead workers are not replaced
   bool in_dispatch = false;  // resuming submitters: the dispatcher publishes afterwards
   bool flush_scheduled = false;
   std::size_t pending = 0;   // over all workers, including calls waiting for room
@@ -119,6 +127,8 @@ struct executor_state : std::enable_shared_from_this<executor_state> {
   void finish_calls(std::span<const std::coroutine_handle<>> wake, std::size_t without_waiter);
   void attach();
   void schedule_flush();
+  void start_reader(executor_worker& w);
+  void start_process(executor_worker& w);
 };
 
 // Ends calls whose outcome is set: resumes their submitters in order, then publishes the
@@ -187,6 +197,7 @@ task<void> reader(std::shared_ptr<executor_state> st, executor_worker* w) {
     // watcher fail its pending calls with worker_lost instead of leaving them hanging.
     if (w->watching) w->proc->kill();
   }
+  w->reader_running = false;
 }
 
 std::string describe_end(const executor_worker& w, const process& p) {
@@ -201,37 +212,90 @@ std::string describe_end(const executor_worker& w, const process& p) {
   return s;
 }
 
-task<void> watcher(std::shared_ptr<executor_state> st, executor_worker* w) {
-  bool ended = true;
-  try {
-    co_await w->proc->async_join();
-  } catch (...) {
-    ended = false;  // the loop is going away: leave reaping to the destructor
+// Forks a replacement for the dead worker w under the same index: fresh rings in the same
+// region (the dead process can no longer touch them; its unread requests and unpublished
+// replies go with it), a new process, a reader if the old one ended. The event_count
+// words are kept: a parent-side waiter may be announced there, and a count the dead
+// worker left one too high only costs a spare futex wake (event_count.hpp).
+void replace_worker(executor_state& st, executor_worker& w) {
+  const executor_ring_views views = executor_views(w.region, st.ring_memory);
+  w.requests = spsc_ring::format(views.requests);
+  w.replies = spsc_ring::format(views.replies);
+  w.slots.clear();
+  w.free_slots.clear();
+  w.pending = 0;
+  w.dirty = false;
+  st.start_process(w);
+  if (!w.reader_running) st.start_reader(w);
+}
+
+// After worker w died: forks its replacement (unless the executor is being destroyed or
+// the worker was asked to exit), then ends the calls it held: each is sent again while it
+// has retries left and the worker was replaced, else it fails with worker_lost. Without a
+// replacement the shard is lost for good.
+void settle_dead_worker(executor_state& st, executor_worker& w) {
+  std::vector<executor_pending*> held;
+  for (auto& p : w.slots)
+    if (p != nullptr) held.push_back(std::exchange(p, nullptr));
+  w.pending = 0;
+  std::string what = describe_end(w, *w.proc);
+  bool replaced = !st.destroying && !w.exit_requested;
+  if (replaced) {
+    try {
+      replace_worker(st, w);
+    } catch (const std::exception& e) {
+      replaced = false;
+      what += " and could not be replaced (" + std::string(e.what()) + ")";
+    }
   }
-  w->watching = false;
-  std::vector<std::coroutine_handle<>> wake;
-  if (ended) {
+  if (!replaced) {
+    w.lost = true;
+    w.lost_what = what;
+  }
+  std::vector<std::coroutine_handle<>> failed, again;
+  for (executor_pending* p : held) {
+    if (replaced && p->attempts < st.options.retries) {
+      ++p->attempts;
+      p->retry = true;
+      again.push_back(p->waiter);
+    } else {
+      p->error = std::make_exception_ptr(worker_lost(what + " while it held this call"));
+      failed.push_back(p->waiter);
+    }
+    p->done = true;
+  }
+  w.request_room.notify_all();  // submitters waiting for room: a fresh ring, or `lost`
+  // Retried calls stay pending (no call_finished): shutdown() keeps waiting for them.
+  const bool outer = st.in_dispatch;
+  st.in_dispatch = true;
+  for (auto h : again) resume(h);
+  st.in_dispatch = outer;
+  st.finish_calls(failed, 0);  // also publishes the retried requests
+}
+
+// Watches worker w through its pidfd for the executor's life, across replacements.
+task<void> watcher(std::shared_ptr<executor_state> st, executor_worker* w) {
+  for (;;) {
+    bool ended = true;
+    try {
+      co_await w->proc->async_join();
+    } catch (...) {
+      ended = false;  // the loop is going away: leave reaping to the destructor
+    }
+    if (!ended) {
+      st->attached = nullptr;
+      break;
+    }
     // Replies the worker published before it ended are good: deliver them first.
+    std::vector<std::coroutine_handle<>> wake;
     try {
       deliver_replies(*st, *w, wake);
     } catch (...) {
     }
-    w->lost = true;
-    w->lost_what = describe_end(*w, *w->proc);
-    wake.clear();
-    for (auto& p : w->slots) {
-      if (p == nullptr) continue;
-      p->error = std::make_exception_ptr(worker_lost(w->lost_what + " while it held this call"));
-      p->done = true;
-      if (p->waiter) wake.push_back(p->waiter);
-      p = nullptr;
-    }
-    w->pending = 0;
-    w->request_room.notify_all();  // submitters waiting for room see `lost`
-    st->finish_calls(wake, 0);
-  } else {
-    st->attached = nullptr;
+    settle_dead_worker(*st, *w);
+    if (w->lost) break;
   }
+  w->watching = false;
   w->reader_stop.request_stop();
   if (--st->watchers == 0) st->all_exited.set();
 }
@@ -247,14 +311,26 @@ void executor_state::attach() {
   all_exited.reset();
   for (auto& w : workers) {
     if (w->lost || w->watching) continue;
-    // A reader of an earlier loop was stopped (and drained by that loop's destructor).
-    w->reader_stop = std::stop_source();
-    w->reader_token = w->reader_stop.get_token();
     w->watching = true;
     ++watchers;
     start_detached(watcher(shared_from_this(), w.get()), &noop_exit, nullptr, never_stop);
-    start_detached(reader(shared_from_this(), w.get()), &noop_exit, nullptr, w->reader_token);
+    start_reader(*w);
   }
+}
+
+void executor_state::start_reader(executor_worker& w) {
+  // A reader of an earlier loop was stopped (and drained by that loop's destructor).
+  w.reader_stop = std::stop_source();
+  w.reader_token = w.reader_stop.get_token();
+  w.reader_running = true;
+  start_detached(reader(shared_from_this(), &w), &noop_exit, nullptr, w.reader_token);
+}
+
+void executor_state::start_process(executor_worker& w) {
+  w.proc.emplace(process_options{.parent_death_signal = SIGKILL}, &executor_worker_main, &w.region, ring_memory,
+                 options, w.cpu);
+  forker->run([&] { w.proc->start(); });
+  w.pid = w.proc->pid();
 }
 
 void executor_state::schedule_flush() {
@@ -289,11 +365,12 @@ bool executor_try_start(executor_state& st, std::size_t worker, std::vector<std:
   return true;
 }
 
-task<void> executor_start_when_room(executor_state& st, std::size_t worker, std::vector<std::byte>& frame,
-                                    executor_pending& p) {
+namespace {
+// Waits for room in w's request ring, then writes and registers p there. p is already
+// counted in st.pending; when the shard is lost meanwhile the call ends (worker_lost).
+task<void> write_when_room(executor_state& st, executor_worker& w, std::vector<std::byte>& frame,
+                           executor_pending& p) {
   const auto keep = st.shared_from_this();
-  executor_worker& w = *st.workers[worker];
-  ++st.pending;  // shutdown() waits for calls waiting for room too
   ++w.room_waiters;
   struct leave {
     executor_state& st;
@@ -311,6 +388,25 @@ task<void> executor_start_when_room(executor_state& st, std::size_t worker, std:
   guard.registered = registered;
   if (!registered) throw worker_lost(w.lost_what);
   st.schedule_flush();
+}
+}  // namespace
+
+task<void> executor_start_when_room(executor_state& st, std::size_t worker, std::vector<std::byte>& frame,
+                                    executor_pending& p) {
+  ++st.pending;  // shutdown() waits for calls waiting for room too
+  co_await write_when_room(st, *st.workers[worker], frame, p);
+}
+
+task<void> executor_restart(executor_state& st, std::size_t worker, std::vector<std::byte>& frame,
+                            executor_pending& p) {
+  executor_worker& w = *st.workers[worker];
+  p.retry = false;
+  p.done = false;
+  if (!w.lost && w.room_waiters == 0 && w.write(frame, p)) {
+    st.schedule_flush();
+    co_return;
+  }
+  co_await write_when_room(st, w, frame, p);
 }
 
 }  // namespace detail
@@ -338,17 +434,13 @@ executor::executor(executor_options options) : state_(std::make_shared<detail::e
   for (unsigned i = 0; i < options.workers; ++i) {
     auto w = std::make_unique<detail::executor_worker>(
         i, shm_region::create(region_bytes, "corio-executor"), ring_memory);
-    const int cpu = options.pin && !cpus.empty() ? cpus[i % cpus.size()] : -1;
-    w->proc.emplace(process_options{.parent_death_signal = SIGKILL}, &detail::executor_worker_main, &w->region, ring_memory,
-                    options, cpu);
+    w->cpu = options.pin && !cpus.empty() ? cpus[i % cpus.size()] : -1;
     st.workers.push_back(std::move(w));
   }
-  // Forked after every region exists; a failure kills the ones already started.
+  // Forked after every region exists, by the forker thread (PR_SET_PDEATHSIG follows the
+  // forking thread: this one may be short-lived). A failure kills the ones started.
   try {
-    for (auto& w : st.workers) {
-      w->proc->start();
-      w->pid = w->proc->pid();
-    }
+    for (auto& w : st.workers) st.start_process(*w);
   } catch (...) {
     for (auto& w : st.workers)
       if (w->pid != 0) {
@@ -363,6 +455,7 @@ executor::~executor() {
   if (!state_) return;
   auto& st = *state_;
   st.closed = true;
+  st.destroying = true;
   bool any_running = false;
   for (auto& w : st.workers)
     if (w->pid != 0 && !w->lost) {
@@ -393,6 +486,7 @@ task<void> executor::shutdown() {
   }
   for (auto& w : st->workers) {
     if (w->lost) continue;
+    w->exit_requested = true;
     const std::uint64_t id = detail::executor_exit_id;
     std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(&id), sizeof id);
     if (!w->requests.try_write(bytes)) {

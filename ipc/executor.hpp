@@ -20,7 +20,12 @@
 // code loaded before that.
 //
 // The model
-// - The constructor forks the workers (process, parent_death_signal = SIGKILL). Each
+// - The constructor forks the workers (process, parent_death_signal = SIGKILL), from a
+//   thread the executor owns that lives as long as it does (detail/fork_thread.hpp):
+//   PR_SET_PDEATHSIG follows the *thread* that forked, not the process, so workers forked
+//   by the caller's thread would be SIGKILLed when that thread ends. An executor built on
+//   a short-lived std::thread therefore keeps its workers; they die with the executor
+//   or with the whole parent process (SIGKILLed or crashed parents leave no orphan). Each
 //   worker maps one shm_region holding four event_count words and two spsc_rings
 //   (requests parent -> worker, replies worker -> parent); see executor.cpp for the layout.
 // - Routing: an integral key k goes to worker (unsigned)k % size(); a string-like key to
@@ -45,8 +50,20 @@
 // - The call's exception comes back as corio::remote_error ("type: message").
 // - corio::worker_lost: the worker died (killed, crashed, exited) while it held the call;
 //   every pending call of that worker fails with it, within one loop iteration of the
-//   death, naming the worker index, pid and signal. A lost worker is not replaced: later
-//   calls routed to it fail at once with the same error (other workers keep working).
+//   death, naming the worker index, pid and signal (unless executor_options::retries
+//   sends it again, below).
+//
+// Worker death and replacement
+// - A dead worker is replaced at once under the same index (forked by the executor's
+//   own thread, the parent's loop blocked for that fork), so a long-running server never
+//   loses a shard: keys keep routing to that index, worker_pid(index) names the new
+//   process. What the dead worker held in memory (per-key state) is gone; the calls it
+//   held fail with worker_lost, or with retries = N run again on the replacement, up to
+//   N times per call (only for calls safe to run twice: the dead one may have run part).
+//   Requests it had not read and calls waiting for room in its ring go to the
+//   replacement. Not replaced: a worker that ends after shutdown()'s exit request, one
+//   killed by the destructor, or when the fork fails (the error then says so; later
+//   calls routed there fail at once with worker_lost; the other workers keep working).
 // - std::length_error: a request larger than max_message_bytes (thrown by submit, in the
 //   caller, before anything is sent); a reply that is too large comes back as a
 //   remote_error of type std::length_error.
@@ -95,6 +112,10 @@ struct executor_options {
   // futex wake-up (~10 us per round trip here) when the peer answers within that time; it
   // costs a core's time when it does not, and a peer sharing that core cannot run meanwhile.
   std::chrono::nanoseconds spin = std::chrono::microseconds(5);
+  // Opt-in: a call whose worker died while holding it is sent again, to the replacement
+  // worker of the same shard, up to this many times before it fails with worker_lost.
+  // Only for calls that are safe to run twice (the dead worker may have run part of it).
+  unsigned retries = 0;
 };
 
 namespace detail {
@@ -108,6 +129,8 @@ struct executor_pending {
   std::coroutine_handle<> waiter;
   std::exception_ptr error;
   bool done = false;
+  bool retry = false;     // its worker died holding it: send it again (executor_options::retries)
+  unsigned attempts = 0;  // retries made so far
 };
 
 template <class R>
@@ -163,6 +186,10 @@ bool executor_try_start(executor_state& st, std::size_t worker, std::vector<std:
 // The slow path: waits for room in the ring, then writes and registers.
 [[nodiscard]] task<void> executor_start_when_room(executor_state& st, std::size_t worker,
                                                   std::vector<std::byte>& frame, executor_pending& p);
+// Sends a call again after its worker died (p.retry): to the replacement worker, still
+// counted as pending (no shutdown check). Throws worker_lost when the shard is lost.
+[[nodiscard]] task<void> executor_restart(executor_state& st, std::size_t worker, std::vector<std::byte>& frame,
+                                          executor_pending& p);
 // Throws std::length_error when a frame exceeds max_message_bytes.
 void executor_check_size(const executor_state& st, std::size_t frame_bytes);
 
@@ -172,6 +199,10 @@ template <class R>
   executor_typed_pending<R> p;
   if (!executor_try_start(*st, worker, frame, p)) co_await executor_start_when_room(*st, worker, frame, p);
   co_await executor_reply_awaiter{p};
+  while (p.retry) {
+    co_await executor_restart(*st, worker, frame, p);
+    co_await executor_reply_awaiter{p};
+  }
   co_return p.result();
 }
 

@@ -20,7 +20,10 @@
 //
 // The model
 // - Workers are fork()ed by the pool's collector thread (below) with parent_death_signal =
-//   SIGKILL, so no worker outlives its parent (or the pool's collector thread).
+//   SIGKILL, so no worker outlives its parent. PR_SET_PDEATHSIG follows the *thread* that
+//   forked, not the process: the collector is the pool's own thread and lives exactly as
+//   long as the pool, so a pool built on a short-lived std::thread keeps its workers
+//   after that thread ends (they die with the pool or with the whole parent).
 // - Tasks go into one shared task ring in shared memory; an idle worker takes the oldest
 //   task, one at a time, under a process-shared robust mutex (a worker killed while holding
 //   it cannot wedge the others: the next locker repairs the state). A long task therefore

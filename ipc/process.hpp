@@ -18,7 +18,7 @@
 //   is then open only in that child, which is what end-of-stream detection needs.
 // - The child: forgets the parent's thread-local corio loop and shard (it may build its
 //   own corio::loop; it never touches the parent's io_uring, whose rings are MAP_SHARED
-//   with the parent), sets PR_SET_PDEATHSIG when asked, runs fn, flushes std::cout,
+//   with the parent), sets PR_SET_PDEATHSIG (below), runs fn, flushes std::cout,
 //   std::cerr, std::clog and every stdio stream, and leaves with _exit(): the parent's
 //   static destructors and atexit handlers never run a second time. Exit status 0, or 1
 //   after an exception escaped fn; it is then reported on stderr as one line
@@ -33,11 +33,15 @@
 //   runtime/subprocess does. async_join honours the ambient stop token and op_options-style
 //   cancellation of the coroutine (operation_cancelled; the child keeps running); with a
 //   deadline: with_timeout(p.async_join(), d) (timed_out; the child keeps running).
-// - parent_death_signal: the child asks for that signal when its parent dies
+// - Dying with the parent (default): the child asks for process_options::
+//   parent_death_signal (SIGKILL unless changed) when its parent dies
 //   (prctl(PR_SET_PDEATHSIG)), then re-checks getppid() so a parent that died during the
-//   fork is not missed (the signal is then raised at once). Linux sends it when the
-//   *thread* that called start() exits, not only the process: start such children from a
-//   thread that lives as long as they should.
+//   fork is not missed (the signal is then raised at once). So a SIGKILLed or crashed
+//   parent leaves no orphan behind. Linux sends the signal when the *thread* that called
+//   start() exits, not only the process: a child started from a short-lived std::thread
+//   dies with that thread. Start children from a thread that lives as long as they
+//   should (corio::pool and corio::executor fork from such a thread of their own).
+//   A daemon-like child that must outlive its parent opts out: parent_death_signal = 0.
 //
 // Fork safety (a child of a multi-threaded parent)
 // - Only the thread that called start() exists in the child. glibc resets the malloc and
@@ -64,6 +68,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <concepts>
 #include <memory>
 #include <optional>
@@ -76,7 +81,9 @@
 namespace corio {
 
 struct process_options {
-  int parent_death_signal = 0;  // PR_SET_PDEATHSIG in the child; 0 = off
+  // PR_SET_PDEATHSIG in the child: the signal it gets when its parent (the thread that
+  // called start()) dies. 0 = none: the child outlives its parent (a daemon-like child).
+  int parent_death_signal = SIGKILL;
 };
 
 namespace detail {

@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -177,6 +179,121 @@ task<std::string> check_owned(child c, std::vector<std::string> argv, op_options
   if (r.returncode != 0)
     throw called_process_error(std::move(argv), r.returncode, std::move(r.out), std::move(r.err));
   co_return std::move(r.out);
+}
+
+// What the child does between fork and exec, decided in the parent.
+struct launch_plan {
+  int dup_from[3] = {-1, -1, -1};  // the fd to become 0, 1, 2 in the child; -1: inherit
+  const char* cwd = nullptr;
+  bool close_fds = true;
+  int death_signal = 0;  // PR_SET_PDEATHSIG; 0: none
+  char** argv = nullptr;
+  char** envp = nullptr;
+};
+
+// posix_spawnp: a vfork-style clone, the fast path. It cannot set PR_SET_PDEATHSIG.
+pid_t start_spawned(const launch_plan& plan, const std::string& what) {
+  file_actions actions;
+  spawn_attr attr;
+  for (int i = 0; i < 3; ++i)
+    if (plan.dup_from[i] >= 0) check_spawn_call(::posix_spawn_file_actions_adddup2(&actions.fa, plan.dup_from[i], i), what);
+  if (plan.cwd) check_spawn_call(::posix_spawn_file_actions_addchdir_np(&actions.fa, plan.cwd), what);
+  if (plan.close_fds) check_spawn_call(::posix_spawn_file_actions_addclosefrom_np(&actions.fa, 3), what);
+
+  sigset_t none, pipe_only;
+  sigemptyset(&none);
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  check_spawn_call(::posix_spawnattr_setsigmask(&attr.attr, &none), what);
+  check_spawn_call(::posix_spawnattr_setsigdefault(&attr.attr, &pipe_only), what);
+  check_spawn_call(::posix_spawnattr_setflags(&attr.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+                   what);
+
+  pid_t pid = -1;
+  const int error = ::posix_spawnp(&pid, plan.argv[0], &actions.fa, &attr.attr, plan.argv, plan.envp);
+  if (error != 0) {
+    // posix_spawn reports a failed chdir and a failed exec alike; tell them apart so the
+    // message points at the right culprit.
+    if (plan.cwd) {
+      const int dir = ::open(plan.cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (dir < 0) corio::detail::throw_errno(errno, what + ": chdir " + plan.cwd);
+      ::close(dir);
+    }
+    corio::detail::throw_errno(error, what);
+  }
+  return pid;
+}
+
+// What a forked child that could not exec tells the parent through the error pipe.
+struct launch_failure {
+  int in_chdir;  // 1: chdir failed, 0: a later step (exec)
+  int error;
+};
+
+// Closes every fd from 3 up except `keep` (close_range, Linux 5.9+; else one by one).
+void close_fds_except(int keep) noexcept {
+  auto close_span = [](unsigned first, unsigned last) {
+    if (first > last) return;
+    if (::syscall(SYS_close_range, first, last, 0) == 0) return;
+    rlimit lim{};
+    const unsigned top = ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? lim.rlim_cur : 65536;
+    for (unsigned fd = first; fd <= std::min(last, top); ++fd) ::close(static_cast<int>(fd));
+  };
+  close_span(3, static_cast<unsigned>(keep) - 1);
+  close_span(static_cast<unsigned>(keep) + 1, ~0u);
+}
+
+// In the child of start_forked: async-signal-safe calls only (another thread of the parent
+// may have held any lock at the fork).
+[[noreturn]] void report_launch_failure(int error_fd, int in_chdir) noexcept {
+  const launch_failure f{in_chdir, errno};
+  (void)!::write(error_fd, &f, sizeof f);
+  ::_exit(127);
+}
+
+[[noreturn]] void run_forked(const launch_plan& plan, pid_t parent, int error_fd) noexcept {
+  auto fail = [error_fd](int in_chdir) { report_launch_failure(error_fd, in_chdir); };
+  ::signal(SIGPIPE, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::prctl(PR_SET_PDEATHSIG, plan.death_signal) != 0) fail(0);
+  // The parent may have died between fork and prctl: then nobody will send the signal.
+  if (::getppid() != parent) {
+    ::raise(plan.death_signal);
+    ::_exit(127);
+  }
+  for (int i = 0; i < 3; ++i)
+    if (plan.dup_from[i] >= 0 && ::dup2(plan.dup_from[i], i) < 0) fail(0);
+  if (plan.cwd && ::chdir(plan.cwd) != 0) fail(1);
+  if (plan.close_fds) close_fds_except(error_fd);
+  ::execvpe(plan.argv[0], plan.argv, plan.envp);
+  report_launch_failure(error_fd, 0);
+}
+
+// fork + prctl(PR_SET_PDEATHSIG) + exec: for children that must die with the parent.
+// fork() copies the parent's page tables (slower than posix_spawn for a large parent);
+// exec errors come back through a close-on-exec pipe.
+pid_t start_forked(const launch_plan& plan, const std::string& what) {
+  int errors[2];
+  corio::detail::check_errno(::pipe2(errors, O_CLOEXEC), what + ": pipe");
+  fd_guard error_read(errors[0]), error_write(errors[1]);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) corio::detail::throw_errno(errno, what + ": fork");
+  if (pid == 0) run_forked(plan, parent, errors[1]);
+  error_write.reset(-1);
+  launch_failure f{};
+  ssize_t n;
+  while ((n = ::read(errors[0], &f, sizeof f)) < 0 && errno == EINTR) {
+  }
+  if (n == 0) return pid;  // exec closed the pipe: the program runs
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (n != static_cast<ssize_t>(sizeof f)) corio::detail::throw_errno(EPROTO, what + ": child setup");
+  if (f.in_chdir) corio::detail::throw_errno(f.error, what + ": chdir " + plan.cwd);
+  corio::detail::throw_errno(f.error, what);
 }
 
 }  // namespace
@@ -356,8 +473,7 @@ child spawn(std::vector<std::string> argv, options opts) {
   child c;
   c.program_ = argv[0];
   const std::string what = "spawn " + c.program_;
-  file_actions actions;
-  spawn_attr attr;
+  launch_plan plan;
   fd_guard child_ends[3];
   const stdio* streams[3] = {&opts.in_, &opts.out_, &opts.err_};
   for (int i = 0; i < 3; ++i) {
@@ -366,7 +482,7 @@ child spawn(std::vector<std::string> argv, options opts) {
       case stdio::kind::inherit:
         continue;
       case stdio::kind::to_stdout:
-        check_spawn_call(::posix_spawn_file_actions_adddup2(&actions.fa, 1, 2), what);
+        plan.dup_from[i] = 1;  // stdout is already in place: it comes first
         continue;
       case stdio::kind::pipe: {
         int p[2];
@@ -395,20 +511,11 @@ child spawn(std::vector<std::string> argv, options opts) {
                                                        what + ": fd " + std::to_string(s.borrowed_fd())));
         break;
     }
-    check_spawn_call(::posix_spawn_file_actions_adddup2(&actions.fa, child_ends[i].get(), i), what);
+    plan.dup_from[i] = child_ends[i].get();
   }
-  if (!opts.cwd_.empty())
-    check_spawn_call(::posix_spawn_file_actions_addchdir_np(&actions.fa, opts.cwd_.c_str()), what);
-  if (opts.close_fds_) check_spawn_call(::posix_spawn_file_actions_addclosefrom_np(&actions.fa, 3), what);
-
-  sigset_t none, pipe_only;
-  sigemptyset(&none);
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  check_spawn_call(::posix_spawnattr_setsigmask(&attr.attr, &none), what);
-  check_spawn_call(::posix_spawnattr_setsigdefault(&attr.attr, &pipe_only), what);
-  check_spawn_call(::posix_spawnattr_setflags(&attr.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
-                   what);
+  if (!opts.cwd_.empty()) plan.cwd = opts.cwd_.c_str();
+  plan.close_fds = opts.close_fds_;
+  plan.death_signal = opts.parent_death_signal_;
 
   std::vector<std::string> env;
   if (opts.inherit_env_)
@@ -423,19 +530,10 @@ child spawn(std::vector<std::string> argv, options opts) {
   envp.push_back(nullptr);
   for (auto& a : argv) argp.push_back(a.data());
   argp.push_back(nullptr);
+  plan.argv = argp.data();
+  plan.envp = envp.data();
 
-  pid_t pid = -1;
-  const int error = ::posix_spawnp(&pid, argv[0].c_str(), &actions.fa, &attr.attr, argp.data(), envp.data());
-  if (error != 0) {
-    // posix_spawn reports a failed chdir and a failed exec alike; tell them apart so the
-    // message points at the right culprit.
-    if (!opts.cwd_.empty()) {
-      const int dir = ::open(opts.cwd_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-      if (dir < 0) corio::detail::throw_errno(errno, what + ": chdir " + opts.cwd_);
-      ::close(dir);
-    }
-    corio::detail::throw_errno(error, what);
-  }
+  const pid_t pid = plan.death_signal != 0 ? start_forked(plan, what) : start_spawned(plan, what);
   c.pid_ = pid;
   c.pidfd_ = corio::detail::open_pidfd(pid, no_pidfd.load(std::memory_order_relaxed));  // safe: the pid cannot be reused before we reap it
   return c;

@@ -14,7 +14,7 @@
 //
 // The model
 // - spawn() starts the program at once (posix_spawnp, so a vfork-style clone: no copy of
-//   the parent's page tables) and returns a `child` that owns the process and the parent's
+//   the parent's page tables; fork + exec with options::parent_death_signal) and returns a `child` that owns the process and the parent's
 //   ends of its pipes. The program is looked up in the parent's PATH. The child's signal
 //   mask is emptied and SIGPIPE reset to its default, so a parent that blocks signals for
 //   a signalfd (signal.hpp) or ignores SIGPIPE does not pass that on.
@@ -146,6 +146,16 @@ class options {
     close_fds_ = on;
     return *this;
   }
+  // The signal the child gets when its parent dies (prctl(PR_SET_PDEATHSIG), set in the
+  // child before exec, then getppid() re-checked so a parent that died during the start is
+  // not missed); 0, the default: none, the program outlives its parent. The kernel sends
+  // it when the *thread* that called spawn() exits: spawn from a thread that lives as long
+  // as the program should. posix_spawn cannot set it, so such a child is started with
+  // fork() + exec (page tables copied: slower for a large parent).
+  options& parent_death_signal(int sig) {
+    parent_death_signal_ = sig;
+    return *this;
+  }
 
  private:
   friend child spawn(std::vector<std::string> argv, options opts);
@@ -156,6 +166,7 @@ class options {
   std::vector<std::string> env_;  // NAME=value, later entries win
   bool inherit_env_ = true;
   bool close_fds_ = true;
+  int parent_death_signal_ = 0;
 };
 
 // What communicate() collected.

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "ipc_test_support.hpp"
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -25,11 +27,58 @@ using corio_test::process_gone;
 namespace {
 
 int my_pid() { return static_cast<int>(::getpid()); }
-
 template <class F>
 void run_in_loop(F& body) {
   corio::loop lp;
   lp.run(body());
+}
+
+// x * x; for x == 57 it first SIGKILLs its own worker, once: the marker file records that
+// the kill happened, so a retry of the call returns normally.
+int square_dying_once_at_57(std::string marker, int x) {
+  if (x == 57) {
+    const int fd = ::open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) ::kill(::getpid(), SIGKILL);
+  }
+  return x * x;
+}
+
+// 200 calls over 2 workers, item 57 killing its worker once. Returns how many calls
+// failed with worker_lost (the item-57 call among them, when failed_57 is set); every
+// other call must bring back its square.
+int run_200_with_a_kill(unsigned retries, bool& failed_57) {
+  const std::string marker = "/tmp/corio_executor_retry_" + std::to_string(::getpid());
+  ::unlink(marker.c_str());
+  corio::executor ex({.workers = 2, .retries = retries});
+  int lost = 0;
+  failed_57 = false;
+  auto body = [&]() -> task<void> {
+    auto one = [&](int i) -> task<void> {
+      try {
+        const int v = co_await ex.submit(i, &square_dying_once_at_57, marker, i);
+        CHECK(v == i * i);
+      } catch (const corio::worker_lost&) {
+        ++lost;
+        if (i == 57) failed_57 = true;
+      }
+    };
+    auto all = [&]() -> task<void> {
+      std::vector<task<void>> calls;
+      for (int i = 0; i < 200; ++i) calls.push_back(one(i));
+      co_await corio::when_all(std::move(calls));
+    };
+    co_await corio::with_timeout(all(), 20s);
+    co_await corio::with_timeout(ex.shutdown(), 10s);
+  };
+  run_in_loop(body);
+  CHECK(::unlink(marker.c_str()) == 0);  // the kill did happen
+  return lost;
+}
+
+// State kept in a worker process: 1, 2, 3, ... per process.
+int bump() {
+  static int calls = 0;
+  return ++calls;
 }
 
 }  // namespace
@@ -273,14 +322,6 @@ TEST_CASE("a worker killed with SIGKILL fails its pending calls with worker_lost
     CHECK(std::chrono::steady_clock::now() - start < 10s);
     CHECK(what == "corio::executor: worker 0 (pid " + std::to_string(victim) +
                       ") was killed by signal 9 (Killed) while it held this call");
-    bool refused = false;
-    try {
-      co_await ex.submit_to(0, [] { return 1; });
-    } catch (const corio::worker_lost& e) {
-      refused = true;
-      CHECK(std::string(e.what()).find("worker 0 (pid " + std::to_string(victim) + ")") != std::string::npos);
-    }
-    CHECK(refused);
     {
       const auto got = co_await ex.submit_to(1, &my_pid);
       CHECK(got == ex.worker_pid(1));
@@ -357,4 +398,69 @@ TEST_CASE("an executor destroyed with a call pending fails it with worker_lost o
   CHECK(what == "corio::executor: worker 0 (pid " + std::to_string(pid) +
                     ") was killed by signal 9 (Killed) while it held this call");
   CHECK(process_gone(pid));
+}
+
+TEST_CASE("an executor built on a thread that has exited keeps its workers, which serve the main thread") {
+  std::unique_ptr<corio::executor> ex;
+  std::thread([&] { ex = std::make_unique<corio::executor>(corio::executor_options{.workers = 2}); }).join();
+  std::this_thread::sleep_for(200ms);  // time for a death signal sent at the thread's exit to land
+  const std::vector<int> expected{ex->worker_pid(0), ex->worker_pid(1)};
+  auto body = [&]() -> task<void> {
+    const std::vector<int> pids = co_await corio::with_timeout(ex->broadcast(&my_pid), 10s);
+    CHECK(pids == expected);
+    co_await corio::with_timeout(ex->shutdown(), 10s);
+  };
+  run_in_loop(body);
+}
+
+TEST_CASE("a dead worker is replaced under its shard index: keys keep routing there, its state and its calls are gone") {
+  corio::executor ex({.workers = 2});
+  const pid_t victim = ex.worker_pid(1);
+  auto body = [&]() -> task<void> {
+    CHECK(ex.worker_of(1) == 1);
+    CHECK(ex.worker_of(3) == 1);
+    CHECK(co_await ex.submit(1, &bump) == 1);
+    CHECK(co_await ex.submit(3, &bump) == 2);  // one process keeps the state of shard 1
+    std::string lost;
+    auto in_flight = [&]() -> task<void> {
+      try {
+        co_await ex.submit(1, []() -> task<int> {
+          co_await corio::sleep_for(30s);
+          co_return 1;
+        });
+      } catch (const corio::worker_lost& e) {
+        lost = e.what();
+      }
+    };
+    auto killer = [&]() -> task<void> {
+      co_await corio::sleep_for(100ms);
+      ::kill(victim, SIGKILL);
+    };
+    auto both = [&]() -> task<void> { co_await corio::when_all(in_flight(), killer()); };
+    co_await corio::with_timeout(both(), 10s);
+    CHECK(lost == "corio::executor: worker 1 (pid " + std::to_string(victim) +
+                      ") was killed by signal 9 (Killed) while it held this call");
+    const pid_t replacement = ex.worker_pid(1);
+    CHECK(replacement != victim);
+    CHECK(replacement != 0);
+    CHECK(co_await corio::with_timeout(ex.submit(1, &my_pid), 10s) == replacement);
+    CHECK(co_await corio::with_timeout(ex.submit(3, &my_pid), 10s) == replacement);
+    CHECK(co_await ex.submit(5, &bump) == 1);  // the dead worker's state is gone
+    CHECK(co_await ex.submit(0, &bump) == 1);  // shard 0 untouched
+    co_await corio::with_timeout(ex.shutdown(), 10s);
+  };
+  run_in_loop(body);
+  CHECK(process_gone(victim));
+}
+
+TEST_CASE("with retries = 1 the calls of a worker that died run again on its replacement and all 200 come back") {
+  bool failed_57 = false;
+  CHECK(run_200_with_a_kill(1, failed_57) == 0);
+  CHECK_FALSE(failed_57);
+}
+
+TEST_CASE("with retries = 0 the call whose worker died fails with worker_lost") {
+  bool failed_57 = false;
+  CHECK(run_200_with_a_kill(0, failed_57) >= 1);
+  CHECK(failed_57);
 }

@@ -8,10 +8,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +60,43 @@ inline int exit_status(pid_t pid) {
 
 // True once no process has this pid any more (reaped). A zombie still counts as present.
 inline bool process_gone(pid_t pid) { return ::kill(pid, 0) == -1 && errno == ESRCH; }
+
+// Reaps pid (a child, or an orphan reparented to this subreaper) within `timeout`: its
+// wait status, or -1 when it still runs then. The short deadline makes a regression
+// fail in seconds with a message instead of hanging until meson's timeout.
+inline int reap_within(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    REQUIRE(r >= 0);
+    if (r == pid) return status;
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    ::usleep(2000);
+  }
+}
+
+// Checks that pid ends by SIGKILL within `timeout` (reaping it); one still running then
+// is killed and reaped so nothing is left behind, and the test fails naming `what`.
+inline void check_sigkilled_within(pid_t pid, std::chrono::milliseconds timeout, const char* what) {
+  const int status = reap_within(pid, timeout);
+  if (status == -1) {
+    ::kill(pid, SIGKILL);
+    reap_within(pid, std::chrono::seconds(5));
+  }
+  REQUIRE_MESSAGE(status != -1, what << " still runs after " << timeout.count() << " ms");
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+}
+
+// A test process that adopts its orphaned grandchildren (PR_SET_CHILD_SUBREAPER) for the
+// scope, so it can reap them and read how they ended.
+struct subreaper_scope {
+  subreaper_scope() { REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); }
+  ~subreaper_scope() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  subreaper_scope(const subreaper_scope&) = delete;
+  subreaper_scope& operator=(const subreaper_scope&) = delete;
+};
 
 // A raw pipe the test reads what a child wrote; both ends closed on destruction.
 struct raw_pipe {

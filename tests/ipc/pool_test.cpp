@@ -362,3 +362,19 @@ TEST_CASE("the tutorial's pool of 4: tasks 0-3 start at once, task 4 after one e
   CHECK(std::get<1>(r[4]) >= first_end);  // task 4 waited for a free worker
   CHECK(pids.count(std::get<0>(r[4])) == 1);
 }
+
+TEST_CASE("a pool built on a thread that has exited keeps its workers, which serve the main thread") {
+  std::unique_ptr<corio::pool> p;
+  std::thread([&] { p = std::make_unique<corio::pool>(2); }).join();
+  std::this_thread::sleep_for(200ms);  // time for a death signal sent at the thread's exit to land
+  const std::vector<pid_t> before = p->worker_pids();
+  std::vector<corio::pool_future<pid_t>> futures;
+  for (int i = 0; i < 20; ++i) futures.push_back(p->submit(my_pid, i));
+  std::set<pid_t> seen;
+  for (auto& f : futures) {
+    REQUIRE(f.wait_for(10s));
+    seen.insert(f.get());
+  }
+  CHECK(p->worker_pids() == before);  // none died and was replaced
+  for (pid_t pid : seen) CHECK(std::find(before.begin(), before.end(), pid) != before.end());
+}

@@ -335,6 +335,47 @@ TEST_CASE("parent_death_signal kills the child when its parent dies") {
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
+namespace {
+
+// A middle process that starts a grandchild with `opts` running sleep_forever, sends its
+// pid through `out`, then sleeps until the test SIGKILLs it. Returns the grandchild's pid
+// after the middle was killed and reaped (the grandchild is then our orphan: subreaper).
+pid_t orphan_a_grandchild(corio::process_options opts) {
+  raw_pipe out;
+  corio::process middle([fd = out.write_end(), opts] {
+    corio::process grandchild(opts, sleep_forever);
+    grandchild.start();
+    const pid_t g = grandchild.pid();
+    write_str(fd, std::string(reinterpret_cast<const char*>(&g), sizeof g));
+    sleep_forever();
+  });
+  middle.start();
+  pid_t g = 0;
+  REQUIRE(::read(out.read_end(), &g, sizeof g) == static_cast<ssize_t>(sizeof g));
+  middle.kill();
+  REQUIRE(middle.join_for(5s));
+  CHECK(*middle.exitcode() == -SIGKILL);
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("by default a child dies when its parent is SIGKILLed") {
+  corio_test::subreaper_scope adopt;
+  const pid_t g = orphan_a_grandchild({});
+  corio_test::check_sigkilled_within(g, 5s, "the grandchild of a SIGKILLed parent");
+}
+
+TEST_CASE("a child with parent_death_signal = 0 outlives its SIGKILLed parent") {
+  corio_test::subreaper_scope adopt;
+  const pid_t g = orphan_a_grandchild({.parent_death_signal = 0});
+  CHECK(corio_test::reap_within(g, 300ms) == -1);  // still running
+  REQUIRE(::kill(g, SIGKILL) == 0);
+  const int status = corio_test::reap_within(g, 5s);
+  REQUIRE(status != -1);
+  CHECK(WIFSIGNALED(status));
+}
+
 TEST_CASE("a process object can be moved before and after start") {
   raw_pipe out;
   corio::process a([fd = out.write_end()] { write_str(fd, "moved"); });

@@ -13,6 +13,8 @@
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/subprocess.hpp>
 #include <corio/runtime/timer.hpp>
+
+#include "../ipc/ipc_test_support.hpp"
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -450,4 +452,73 @@ TEST_CASE("the child starts with an empty signal mask and SIGPIPE at its default
   lp.run(main());
   ::sigaction(SIGPIPE, &old, nullptr);
   ::pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr);
+}
+
+namespace {
+
+// A middle process spawns `sleep 1000` with `opts`, reports its pid through a pipe and
+// waits to be SIGKILLed by the test. Returns the sleep's pid once the middle is reaped
+// (the sleep is then our orphan: the test is its subreaper).
+pid_t orphan_a_program(sp::options opts) {
+  corio_test::raw_pipe out;
+  const pid_t middle = corio_test::fork_child([&] {
+    const sp::child c = sp::spawn({"sleep", "1000"}, std::move(opts));
+    const pid_t pid = c.pid();
+    if (::write(out.write_end(), &pid, sizeof pid) != static_cast<ssize_t>(sizeof pid)) return 1;
+    for (;;) ::pause();
+  });
+  pid_t pid = 0;
+  REQUIRE(::read(out.read_end(), &pid, sizeof pid) == static_cast<ssize_t>(sizeof pid));
+  REQUIRE(::kill(middle, SIGKILL) == 0);
+  corio_test::check_sigkilled_within(middle, 5s, "the middle process");
+  return pid;
+}
+
+}  // namespace
+
+TEST_CASE("with parent_death_signal the program dies when its parent is SIGKILLed") {
+  corio_test::subreaper_scope adopt;
+  const pid_t pid = orphan_a_program(sp::options{}.parent_death_signal(SIGKILL));
+  corio_test::check_sigkilled_within(pid, 5s, "the program of a SIGKILLed parent");
+}
+
+TEST_CASE("without parent_death_signal the program outlives its SIGKILLed parent") {
+  corio_test::subreaper_scope adopt;
+  const pid_t pid = orphan_a_program(sp::options{});
+  CHECK(corio_test::reap_within(pid, 300ms) == -1);  // still running
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  CHECK(corio_test::reap_within(pid, 5s) != -1);
+}
+
+TEST_CASE("a program started with parent_death_signal gets its stdio, cwd, env, fds and signals as usual") {
+  corio::loop lp;
+  int leak[2];
+  REQUIRE(::pipe(leak) == 0);  // deliberately not CLOEXEC
+  auto main = [&]() -> task<void> {
+    const auto dying = [] { return sp::options{}.parent_death_signal(SIGKILL); };
+    const std::vector<std::string> probe{
+        "sh", "-c",
+        "pwd; echo $FOO; test -e /proc/self/fd/" + std::to_string(leak[1]) + " && echo open || echo closed; "
+        "echo err >&2; exit 3"};
+    sp::child c = sp::spawn(probe, dying().out(sp::stdio::pipe()).err(sp::stdio::to_stdout()).cwd("/tmp").env("FOO", "bar"));
+    const sp::result r = co_await c.communicate();
+    CHECK(r.out == "/tmp\nbar\nclosed\nerr\n");
+    CHECK(r.returncode == 3);
+    const std::vector<std::string> pipe_self{"sh", "-c", "kill -PIPE $$; echo survived"};
+    CHECK(co_await sp::call(pipe_self, dying().out(sp::stdio::null())) == -SIGPIPE);
+  };
+  struct sigaction ignore {
+  }, old{};
+  ignore.sa_handler = SIG_IGN;
+  REQUIRE(::sigaction(SIGPIPE, &ignore, &old) == 0);
+  lp.run(main());
+  ::sigaction(SIGPIPE, &old, nullptr);
+  ::close(leak[0]);
+  ::close(leak[1]);
+  const int before = open_fds();
+  CHECK_THROWS_WITH_AS((void)sp::spawn({"corio-no-such-program"}, sp::options{}.parent_death_signal(SIGKILL)),
+                       "spawn corio-no-such-program: No such file or directory", std::system_error);
+  CHECK_THROWS_WITH_AS((void)sp::spawn({"pwd"}, sp::options{}.parent_death_signal(SIGKILL).cwd("/no/such/dir")),
+                       "spawn pwd: chdir /no/such/dir: No such file or directory", std::system_error);
+  CHECK(open_fds() == before);
 }
