@@ -81,6 +81,16 @@ namespace detail {
 // consumer writes it once before resuming, the co_yield reads it once to learn whether
 // it evaluates to nothing, to a sent value, or raises. A single byte written by one
 // store keeps the hot path free of wide-store / narrow-load forwarding stalls.
+//
+// Passing control between the levels of an elements_of chain (entering an inner
+// generator, returning to the outer one when the inner finishes) is not symmetric
+// transfer: at -O0 and under sanitizers the compiler does not make that a tail call, and
+// a chain of 10,000 levels would take 10,000 stack frames at once. Instead the level that
+// hands over sets `active` to the next one, sets the phase to `transferring` and suspends;
+// the consumer's resume loop (generator::finish_transfers) sees that and resumes `active` — a
+// trampoline local to the chain, in constant stack at any depth. The yield expression sets
+// `suspended` itself, so the hot path (send -> leaf -> co_yield) stays one resume and one
+// byte compare, and the leaf is always resumed directly, never through its parents.
 enum class generator_phase : unsigned char {
   fresh,      // created, body not entered
   suspended,  // parked at a co_yield
@@ -88,6 +98,7 @@ enum class generator_phase : unsigned char {
   resumed_by_next,
   resumed_by_send,
   resumed_by_throw,
+  transferring,  // a level of the chain handed control to `active` and suspended
 };
 constexpr bool is_running(generator_phase p) noexcept { return p >= generator_phase::resumed_by_next; }
 
@@ -104,6 +115,9 @@ template <>
 union sent_slot<void> {};
 
 template <class Y, class Send>
+class generator_promise_base;
+
+template <class Y, class Send>
 class generator_root_state {
  public:
   std::coroutine_handle<> active;  // innermost running generator; the root when not nested
@@ -111,6 +125,7 @@ class generator_root_state {
   std::exception_ptr thrown;       // raised at the co_yield when resumed_by_throw
   generator_phase phase = generator_phase::fresh;
   [[no_unique_address]] sent_slot<Send> sent;
+  generator_promise_base<Y, Send>* active_promise = nullptr;  // active's promise, for teardown
 };
 
 template <class Y, class Send>
@@ -129,8 +144,12 @@ class generator_promise_base : public recycled_frame {
         p.root_->phase = generator_phase::finished;
         return std::noop_coroutine();
       }
+      // A nested generator hands control back to the one it serves, through the
+      // consumer's resume loop (see generator_phase).
       p.root_->active = p.parent_;
-      return p.parent_;  // a nested generator hands control back to the one it serves
+      p.root_->active_promise = p.parent_promise_;
+      p.root_->phase = generator_phase::transferring;
+      return std::noop_coroutine();
     }
     void await_resume() const noexcept {}
   };
@@ -142,7 +161,7 @@ class generator_promise_base : public recycled_frame {
   struct yield_awaiter_base {
     root_state* root;
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    void await_suspend(std::coroutine_handle<>) const noexcept { root->phase = generator_phase::suspended; }
     auto await_resume() const {
       const generator_phase how = root->phase;
       if constexpr (std::is_void_v<Send>) {
@@ -164,7 +183,10 @@ class generator_promise_base : public recycled_frame {
   struct yield_ref_awaiter : yield_awaiter_base {};
   struct yield_copy_awaiter : yield_awaiter_base {
     Y copy;
-    void await_suspend(std::coroutine_handle<>) noexcept { this->root->value = &copy; }
+    void await_suspend(std::coroutine_handle<>) noexcept {
+      this->root->value = &copy;
+      this->root->phase = generator_phase::suspended;
+    }
   };
 
   // An rvalue lives until the end of the full co_yield expression, which spans the
@@ -194,6 +216,10 @@ class generator_promise_base : public recycled_frame {
   root_state* root_ = nullptr;
   std::coroutine_handle<> parent_;
   std::exception_ptr exception_;
+  // A nested generator: the promise of the one it serves, and the handle in that one's
+  // frame which owns this frame (generator::reset takes it to tear a chain down).
+  generator_promise_base* parent_promise_ = nullptr;
+  std::coroutine_handle<>* owner_ = nullptr;
 };
 
 template <class Y, class Send, class Return>
@@ -313,12 +339,24 @@ class [[nodiscard]] generator {
     auto& p = h.promise();
     p.root_ = &p;
     p.active = h;
+    p.active_promise = &p;
   }
 
   using phase = detail::generator_phase;
 
+  // A suspended elements_of chain is torn down from the leaf up, one level at a time:
+  // destroying the root first would destroy each level from inside its parent's
+  // destruction, one nest of stack frames per level. (The order is the same either way:
+  // innermost first.)
   void reset() noexcept {
-    if (handle_) std::exchange(handle_, {}).destroy();
+    if (!handle_) return;
+    auto& p = handle_.promise();
+    for (detail::generator_promise_base<Y, Send>* q = p.active_promise; q != &p;) {
+      detail::generator_promise_base<Y, Send>* up = q->parent_promise_;
+      std::exchange(*q->owner_, {}).destroy();
+      q = up;
+    }
+    std::exchange(handle_, {}).destroy();
   }
 
   [[noreturn]] static void throw_running() {
@@ -332,12 +370,20 @@ class [[nodiscard]] generator {
   std::optional<Y> resume(promise_type& p, phase how) {
     p.phase = how;
     p.active.resume();
-    if (p.phase == phase::finished) [[unlikely]] {
-      if (p.exception_) std::rethrow_exception(p.exception_);
-      return std::nullopt;
+    if (p.phase != phase::suspended) [[unlikely]] {
+      finish_transfers(p);
+      if (p.phase == phase::finished) {
+        if (p.exception_) std::rethrow_exception(p.exception_);
+        return std::nullopt;
+      }
     }
-    p.phase = phase::suspended;
     return std::optional<Y>{std::move(*p.value)};
+  }
+
+  // The chain's trampoline (see detail::generator_phase): runs every level that control
+  // was handed to, until the chain yields or the root finishes.
+  static void finish_transfers(promise_type& p) {
+    while (p.phase == phase::transferring) p.active.resume();
   }
 
   std::coroutine_handle<promise_type> handle_;
@@ -381,6 +427,7 @@ void generator<Y, Send, Return>::close() {
   p.thrown = std::make_exception_ptr(generator_exit{});
   p.phase = phase::resumed_by_throw;
   p.active.resume();
+  finish_transfers(p);
   if (p.phase != phase::finished) {
     reset();
     throw generator_misuse("corio::generator::close: generator ignored close() and yielded again");
@@ -401,32 +448,49 @@ template <class S, class R>
 auto generator_promise_base<Y, Send>::yield_value(elements_of<generator<Y, S, R>> sub) {
   static_assert(std::is_same_v<S, Send>,
                 "co_yield elements_of(sub): sub must take the same Send type (sends pass through)");
+  using inner_promise = generator_promise<Y, S, R>;
+  // Owns the inner frame for as long as the co_yield lasts, through a type-erased handle
+  // that generator::reset can take to tear a deep chain down level by level.
   struct delegate_awaiter {
-    generator<Y, S, R> inner;
+    std::coroutine_handle<> frame;
     root_state* root;
+    generator_promise_base* outer;
+
+    delegate_awaiter(std::coroutine_handle<> f, root_state* r, generator_promise_base* o) noexcept
+        : frame(f), root(r), outer(o) {}
+    delegate_awaiter(delegate_awaiter&&) = delete;  // its address is the inner's owner_
+    ~delegate_awaiter() {
+      if (frame) frame.destroy();
+    }
+    inner_promise& inner() const noexcept {
+      return std::coroutine_handle<inner_promise>::from_address(frame.address()).promise();
+    }
 
     bool await_ready() const {
-      if (!inner.handle_)
-        throw generator_misuse("co_yield elements_of: the inner generator is empty (moved from)");
-      if (inner.handle_.promise().phase != generator_phase::fresh)
+      if (!frame) throw generator_misuse("co_yield elements_of: the inner generator is empty (moved from)");
+      if (inner().phase != generator_phase::fresh)
         throw generator_misuse("co_yield elements_of: the inner generator was already started");
       return false;
     }
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<> outer) noexcept {
-      auto& ip = inner.handle_.promise();
+    // Enters the inner generator through the consumer's resume loop (see generator_phase).
+    void await_suspend(std::coroutine_handle<> outer_frame) noexcept {
+      auto& ip = inner();
       ip.root_ = root;
-      ip.parent_ = outer;
+      ip.parent_ = outer_frame;
+      ip.parent_promise_ = outer;
+      ip.owner_ = &frame;
       ip.phase = generator_phase::resumed_by_next;  // marks it used; the root's phase rules the chain
-      root->active = inner.handle_;
-      return inner.handle_;
+      root->active = frame;
+      root->active_promise = &ip;
+      root->phase = generator_phase::transferring;
     }
     R await_resume() {
-      auto& ip = inner.handle_.promise();
+      auto& ip = inner();
       if (ip.exception_) std::rethrow_exception(ip.exception_);
       if constexpr (!std::is_void_v<R>) return std::move(*ip.result_);
     }
   };
-  return delegate_awaiter{std::move(sub.gen), root_};
+  return delegate_awaiter{std::exchange(sub.gen.handle_, {}), root_, this};
 }
 
 template <class Y, class Send, class Return>

@@ -86,6 +86,37 @@ TEST_CASE("with_timeout stops a late task and throws timed_out") {
   CHECK(stopped_early);
 }
 
+// Both bounds are one-sided (a timer fires no earlier than asked; a busy machine only
+// makes it later), so these cannot flake: a timeout that fires early, at half its
+// duration say, fails both.
+TEST_CASE("with_timeout does not fire before its duration") {
+  corio::loop lp;
+  auto slow = []() -> task<int> {
+    co_await corio::sleep_for(1h);
+    co_return 1;
+  };
+  auto main = [&]() -> task<steady::duration> {
+    const auto start = steady::now();
+    try {
+      (void)co_await corio::with_timeout(slow(), 400ms);
+    } catch (const corio::timed_out&) {
+      co_return steady::now() - start;
+    }
+    throw std::logic_error("with_timeout returned the value of a task that sleeps for an hour");
+  };
+  CHECK(lp.run(main()) >= 400ms);
+}
+
+TEST_CASE("with_timeout returns the value of a task that finishes at 60 percent of the duration") {
+  corio::loop lp;
+  auto on_time = []() -> task<int> {
+    co_await corio::sleep_for(240ms);
+    co_return 7;
+  };
+  auto main = [&]() -> task<int> { co_return co_await corio::with_timeout(on_time(), 400ms); };
+  CHECK(lp.run(main()) == 7);
+}
+
 TEST_CASE("a stop request cancels a sleep with operation_cancelled") {
   corio::loop lp;
   std::stop_source src;
