@@ -30,8 +30,11 @@ void long_time_task(int name) {
   std::printf("Run task %d (%d)...\n", name, static_cast<int>(::getpid()));
   std::fflush(stdout);  // the worker lives on: show the line now, not at its exit
   const auto start = std::chrono::steady_clock::now();
+  // Python sleeps random() * 3 s; here 0.5-1 s: at least long enough that all four workers
+  // have taken their first task before one is free again, so task 4 always waits for a
+  // worker that ran an earlier task (tests/examples/pool.expected checks this).
   std::mt19937 gen(std::random_device{}());
-  std::this_thread::sleep_for(std::chrono::duration<double>(std::uniform_real_distribution<double>(0, 1)(gen)));
+  std::this_thread::sleep_for(std::chrono::duration<double>(std::uniform_real_distribution<double>(0.5, 1)(gen)));
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
   std::printf("Task %d runs %0.2f seconds.\n", name, took.count());
   std::fflush(stdout);

@@ -1,14 +1,32 @@
-// The bank-balance race from the threading tutorial: two threads each deposit and withdraw
-// 1,000,000 times; a lock around change_it() keeps the balance at 0. Without it, the
-// read-modify-write steps of the two threads interleave and the balance drifts.
+// The bank-balance race from the threading tutorial (seeds 000 and 001): two threads each
+// deposit and withdraw 100,000 times; a lock around change_it() keeps the balance at 0.
+// Without it, the read-modify-write steps of the two threads interleave and the balance
+// drifts.
 //
-// The threads are those of a corio::thread_pool: the loop offloads the two blocking loops
-// and awaits both, staying free for other work. The lock is std::mutex, because the data
-// is shared between threads (corio::mutex is for coroutines of one loop).
-#include <corio/coro/task.hpp>
-#include <corio/coro/when_all.hpp>
-#include <corio/runtime/loop.hpp>
-#include <corio/runtime/thread_pool.hpp>
+//     balance = 0
+//     lock = threading.Lock()
+//
+//     def change_it(n):
+//         global balance
+//         balance = balance + n
+//         balance = balance - n
+//
+//     def run_thread(n):
+//         for i in range(100000):
+//             lock.acquire()
+//             try:
+//                 change_it(n)
+//             finally:
+//                 lock.release()
+//
+//     t1 = threading.Thread(target=run_thread, args=(5,))
+//     t2 = threading.Thread(target=run_thread, args=(8,))
+//     t1.start(); t2.start(); t1.join(); t2.join()
+//     print(balance)
+//
+// The lock is std::mutex (Python's threading.Lock); std::lock_guard is the
+// acquire/try/finally/release. corio::mutex is for coroutines of one loop, not threads.
+#include <corio/runtime/thread.hpp>
 
 #include <cstdio>
 #include <mutex>
@@ -23,23 +41,18 @@ void change_it(long n) {
 }
 
 void run_thread(long n) {
-  for (int i = 0; i < 1'000'000; ++i) {
+  for (int i = 0; i < 100'000; ++i) {
     std::lock_guard guard(lock);  // take the lock; it is released at the end of the block
     change_it(n);
   }
 }
 
-corio::task<void> deposit(corio::thread_pool& pool, long n) {
-  co_await pool.submit([n] { run_thread(n); });
-}
-
-corio::task<void> main_task() {
-  corio::thread_pool pool(2);  // t1 and t2
-  co_await corio::when_all(deposit(pool, 5), deposit(pool, 8));
-  std::printf("balance = %ld\n", balance);
-}
-
 int main() {
-  corio::loop lp;
-  lp.run(main_task());
+  corio::thread t1(run_thread, 5L);
+  corio::thread t2(run_thread, 8L);
+  t1.start();
+  t2.start();
+  t1.join();
+  t2.join();
+  std::printf("%ld\n", balance);
 }

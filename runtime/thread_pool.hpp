@@ -1,28 +1,44 @@
 #pragma once
-// thread_pool and offload: blocking calls and CPU-heavy work off the loop (Python's
-// ThreadPoolExecutor, asyncio's run_in_executor).
+// thread_pool: Python's concurrent.futures.ThreadPoolExecutor, and offload for blocking
+// calls and CPU-heavy work off the loop (asyncio's run_in_executor).
+//
+//     {
+//       corio::thread_pool pool(4);                          // with ThreadPoolExecutor(4) as pool:
+//       corio::thread_future<int> f = pool.submit(crunch, 1);   //   f = pool.submit(crunch, 1)
+//       int v = f.get();                                      //   v = f.result()
+//       for (int r : pool.map(square, items)) use(r);         //   for r in pool.map(square, items)
+//     }                                                       // the destructor waits
 //
 //     std::string text = co_await corio::offload([] { return slow_library_call(); });
 //
-//     corio::thread_pool pool(4);
-//     int n = co_await pool.submit([] { return crunch(); });
-//
 // Contract
-// - submit(fn) / offload(fn) return an awaitable. Awaiting it queues fn (FIFO) for a pool
-//   thread; the awaiting coroutine suspends, and resumes on its own loop's thread (through
-//   loop::post) with fn's value, or fn's exception rethrown. The loop keeps running other
-//   coroutines meanwhile. No allocation per call beyond loop::post's queue slot: the job
-//   lives in the awaiting frame.
-// - Awaiting outside a running loop throws std::logic_error, as does awaiting a submit()
-//   of a pool that was shut down.
-// - fn may take a std::stop_token: it receives the awaiting coroutine's token, so it can
-//   give up early. The wait itself is not cancellable: a job that started runs to its end
-//   (a thread cannot be interrupted), and the coroutine resumes after it.
-// - offload() uses a process-wide pool of hardware_concurrency() threads created on first
-//   use and joined at exit.
-// - Thread-safety: submit() may be called, and its awaitable awaited, from any loop
-//   thread. shutdown() (and the destructor) lets the pool finish every queued job, then
-//   joins its threads; call it from one thread, never from a pool thread.
+// - submit(fn, args...) queues fn(args...) (FIFO; arguments decay-copied) at once and
+//   returns a thread_future (thread_future.hpp): get() from plain code, co_await inside a
+//   loop, cancel() while queued. If fn takes a std::stop_token first, it receives the
+//   future's, requested by cancel(). Throws std::logic_error after shutdown(). The future
+//   may be dropped (fire and forget, as in Python): the task still runs, its exception
+//   is then lost.
+// - map(fn, items) submits fn(item) for every item at once and returns a generator that
+//   yields the results in input order, blocking on each; a task's exception is rethrown
+//   when iteration reaches it (Python's Executor.map). Items are copied into the tasks.
+// - offload(fn) returns an awaitable that queues fn when awaited: the coroutine suspends
+//   and resumes on its own loop's thread with fn's value or exception. No allocation per
+//   call beyond loop::post's queue slot: the job lives in the awaiting frame. fn may take
+//   a std::stop_token: it receives the awaiting coroutine's token. Awaiting outside a
+//   running loop, or after shutdown(), throws std::logic_error. A started job runs to its
+//   end (a thread cannot be interrupted); the coroutine resumes after it.
+// - corio::offload(fn) uses a process-wide pool of hardware_concurrency() threads
+//   created on first use and joined at exit.
+// - shutdown(wait = true, cancel_futures = false): no new tasks. cancel_futures cancels
+//   every task still queued (its future's get() throws operation_cancelled, an
+//   offload awaiter resumes with operation_cancelled); the others run to their end.
+//   wait joins the threads; without it they finish the queue and the destructor joins
+//   them. Idempotent; never from a pool thread. The destructor is shutdown(): it waits
+//   for every queued task (Python's `with` block).
+// - Threads are named "<prefix>_<i>" (thread.hpp: current_thread_name(), top -H):
+//   prefix "corio-pool-<n>" by default, "corio-offload" for offload's pool.
+// - Thread-safety: submit/map/offload from any thread, pool threads included; shutdown()
+//   from one thread at a time.
 // - The loop that awaits a job must outlive it (it does whenever the awaiting coroutine
 //   is awaited to its end: the coroutine is suspended until the job has posted back).
 
@@ -32,18 +48,25 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <ranges>
 #include <stdexcept>
 #include <stop_token>
+#include <string>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../coro/detail/result_slot.hpp"
 #include "../coro/detail/trampoline.hpp"
+#include "../coro/generator.hpp"
 #include "../coro/stop.hpp"
+#include "errors.hpp"
 #include "loop.hpp"
+#include "thread_future.hpp"
 
 namespace corio {
 
@@ -51,16 +74,69 @@ class thread_pool;
 
 namespace detail {
 
-// One queued job, linked intrusively into the pool's FIFO.
+// One queued job, linked intrusively into the pool's FIFO. run(self, false) runs it;
+// run(self, true) tells it that shutdown(cancel_futures) dropped it unrun. Either way it
+// is the job's last touch by the pool.
 struct pool_job {
   pool_job* next = nullptr;
-  void (*run)(pool_job* self) noexcept = nullptr;
+  void (*run)(pool_job* self, bool cancelled) noexcept = nullptr;
 };
 
 template <class F>
 using offload_result_t =
     typename std::conditional_t<std::is_invocable_v<F&, std::stop_token>,
                                 std::invoke_result<F&, std::stop_token>, std::invoke_result<F&>>::type;
+
+// fn(args...), or fn(token, args...) when fn takes a stop token first.
+template <class F, class... Args>
+using submit_result_t =
+    typename std::conditional_t<std::is_invocable_v<F&, std::stop_token, Args&...>,
+                                std::invoke_result<F&, std::stop_token, Args&...>,
+                                std::invoke_result<F&, Args&...>>::type;
+
+[[noreturn]] void throw_dropped_by_shutdown();
+
+// A submitted task: owns the callable and its arguments, shares the future's state.
+// Heap-allocated by submit(); deletes itself when run or dropped.
+template <class R, class F, class... Args>
+struct future_job final : pool_job {
+  future_job(std::shared_ptr<future_state<R>> st, F f, std::tuple<Args...> a)
+      : state(std::move(st)), fn(std::move(f)), args(std::move(a)) {
+    run = &run_job;
+  }
+
+  static void run_job(pool_job* job, bool cancelled) noexcept {
+    std::unique_ptr<future_job> self(static_cast<future_job*>(job));
+    future_state<R>& st = *self->state;
+    if (cancelled) {
+      st.cancel();
+      return;
+    }
+    if (!st.try_start()) return;  // cancelled while queued
+    try {
+      if constexpr (std::is_void_v<R>) {
+        self->invoke(st.stop_token());
+        st.result.set_value();
+      } else {
+        st.result.set_value(self->invoke(st.stop_token()));
+      }
+    } catch (...) {
+      st.result.set_exception(std::current_exception());
+    }
+    st.finish();
+  }
+
+  decltype(auto) invoke(std::stop_token token) {
+    if constexpr (std::is_invocable_v<F&, std::stop_token, Args&...>)
+      return std::apply([&](Args&... a) -> decltype(auto) { return std::invoke(fn, std::move(token), a...); }, args);
+    else
+      return std::apply([&](Args&... a) -> decltype(auto) { return std::invoke(fn, a...); }, args);
+  }
+
+  std::shared_ptr<future_state<R>> state;
+  F fn;
+  std::tuple<Args...> args;
+};
 
 }  // namespace detail
 
@@ -70,21 +146,44 @@ class [[nodiscard]] offload_awaiter;
 class thread_pool {
  public:
   // Starts `threads` threads (at least one); by default one per hardware thread.
-  explicit thread_pool(std::size_t threads = default_size());
-  // shutdown().
+  explicit thread_pool(std::size_t threads = default_size(), std::string thread_name_prefix = {});
+  // shutdown(): waits for every queued task.
   ~thread_pool();
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
 
+  // Queues fn(args...) now; see the contract.
+  template <class F, class... Args>
+  thread_future<detail::submit_result_t<std::decay_t<F>, std::decay_t<Args>...>> submit(
+      F&& fn, Args&&... args) {
+    using R = detail::submit_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+    using job = detail::future_job<R, std::decay_t<F>, std::decay_t<Args>...>;
+    auto state = std::make_shared<detail::future_state<R>>();
+    auto owned = std::make_unique<job>(state, std::forward<F>(fn),
+                                       std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...));
+    enqueue(owned.get());
+    owned.release();  // the queue owns it now
+    return thread_future<R>(std::move(state));
+  }
+
+  // fn(item) for every item, results in input order; see the contract.
+  template <class F, std::ranges::input_range Range>
+  [[nodiscard]] auto map(F fn, const Range& items) {
+    using R = detail::submit_result_t<F, std::ranges::range_value_t<Range>>;
+    static_assert(!std::is_void_v<R>, "corio::thread_pool::map: fn must return a value (use submit)");
+    std::vector<thread_future<R>> futures;
+    for (const auto& item : items) futures.push_back(submit(fn, item));
+    return yield_in_order(std::move(futures));
+  }
+
   // An awaitable that runs fn() (or fn(stop_token)) on a pool thread; see the contract.
   template <class F>
-  offload_awaiter<std::decay_t<F>> submit(F&& fn) {
+  offload_awaiter<std::decay_t<F>> offload(F&& fn) {
     return offload_awaiter<std::decay_t<F>>(*this, std::forward<F>(fn));
   }
 
-  // Stops accepting jobs, finishes the queued ones, joins the threads. Idempotent; must
-  // not be called from a pool thread.
-  void shutdown();
+  // See the contract. Must not be called from a pool thread.
+  void shutdown(bool wait = true, bool cancel_futures = false);
 
   std::size_t size() const noexcept { return threads_.size(); }
   static std::size_t default_size() noexcept {
@@ -96,7 +195,11 @@ class thread_pool {
   void enqueue(detail::pool_job* job);
 
  private:
-  void work();
+  void work(std::string name);
+  template <class R>
+  static generator<R> yield_in_order(std::vector<thread_future<R>> futures) {
+    for (auto& f : futures) co_yield f.get();
+  }
 
   std::mutex mutex_;
   std::condition_variable ready_;
@@ -140,9 +243,10 @@ class [[nodiscard]] offload_awaiter : detail::pool_job {
  private:
   // On a pool thread. Everything written here happens-before the resume: loop::post
   // publishes under the loop's queue mutex, which the loop takes to run the closure.
-  static void run_job(detail::pool_job* job) noexcept {
+  static void run_job(detail::pool_job* job, bool cancelled) noexcept {
     auto* self = static_cast<offload_awaiter*>(job);
     try {
+      if (cancelled) detail::throw_dropped_by_shutdown();
       if constexpr (std::is_void_v<result_type>) {
         self->invoke();
         self->result_.set_value();
@@ -176,7 +280,7 @@ class [[nodiscard]] offload_awaiter : detail::pool_job {
 // co_await offload(fn): runs fn on the default pool; see the contract.
 template <class F>
 auto offload(F&& fn) {
-  return default_thread_pool().submit(std::forward<F>(fn));
+  return default_thread_pool().offload(std::forward<F>(fn));
 }
 
 }  // namespace corio

@@ -1,17 +1,24 @@
-// thread_pool / offload: values and exceptions come back, the coroutine resumes on its
-// loop's thread, jobs run concurrently, and blocking work does not block the loop.
+// thread_pool / offload / thread_future: values and exceptions come back, the coroutine
+// resumes on its loop's thread, jobs run concurrently, blocking work does not block the
+// loop; submit from plain code has concurrent.futures' get, wait_for, cancel, map,
+// as_completed, done callbacks and shutdown(wait, cancel_futures).
 #include <doctest/doctest.h>
 
 #include <corio/coro/sync_wait.hpp>
 #include <corio/coro/task_group.hpp>
 #include <corio/coro/when_all.hpp>
 #include <corio/runtime/loop.hpp>
+#include <corio/runtime/errors.hpp>
+#include <corio/runtime/thread.hpp>
+#include <corio/runtime/thread_event.hpp>
 #include <corio/runtime/thread_pool.hpp>
+#include <corio/runtime/thread_timer.hpp>
 #include <corio/runtime/timer.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -20,6 +27,22 @@
 using namespace std::chrono_literals;
 using corio::task;
 using steady = std::chrono::steady_clock;
+
+namespace {
+
+// Awaits `a` (borrowed: it must outlive the task); the what() of the E it throws, or
+// "no exception".
+template <class E, class Awaitable>
+task<std::string> what_it_throws(Awaitable&& a) {
+  try {
+    co_await std::forward<Awaitable>(a);
+  } catch (const E& e) {
+    co_return e.what();
+  }
+  co_return "no exception";
+}
+
+}  // namespace
 
 TEST_CASE("offload returns the function's value and resumes on the loop's thread") {
   corio::loop lp;
@@ -40,26 +63,19 @@ TEST_CASE("offload returns the function's value and resumes on the loop's thread
 
 TEST_CASE("offload rethrows the function's exception in the awaiting coroutine") {
   corio::loop lp;
-  auto main = []() -> task<std::string> {
-    try {
-      co_await corio::offload([]() -> int { throw std::runtime_error("disk on fire"); });
-    } catch (const std::runtime_error& e) {
-      co_return e.what();
-    }
-    co_return "no exception";
-  };
-  CHECK(lp.run(main()) == "disk on fire");
+  auto thrower = corio::offload([]() -> int { throw std::runtime_error("disk on fire"); });
+  CHECK(lp.run(what_it_throws<std::runtime_error>(std::move(thrower))) == "disk on fire");
 }
 
-TEST_CASE("submit handles void, move-only results and functions taking a stop token") {
+TEST_CASE("offload handles void, move-only results and functions taking a stop token") {
   corio::loop lp;
   corio::thread_pool pool(2);
   CHECK(pool.size() == 2);
   auto main = [&]() -> task<int> {
     int side = 0;
-    co_await pool.submit([&] { side = 3; });
-    std::unique_ptr<int> p = co_await pool.submit([] { return std::make_unique<int>(4); });
-    bool stoppable = co_await pool.submit([](std::stop_token st) { return st.stop_possible(); });
+    co_await pool.offload([&] { side = 3; });
+    std::unique_ptr<int> p = co_await pool.offload([] { return std::make_unique<int>(4); });
+    bool stoppable = co_await pool.offload([](std::stop_token st) { return st.stop_possible(); });
     CHECK_FALSE(stoppable);  // lp.run() was given no token
     co_return side + *p;
   };
@@ -108,7 +124,7 @@ TEST_CASE("many offloads from many coroutines all complete with their own values
   corio::thread_pool pool(3);
   std::vector<int> results(200, -1);
   auto one = [&](int i) -> task<void> {
-    results[static_cast<std::size_t>(i)] = co_await pool.submit([i] { return i * i; });
+    results[static_cast<std::size_t>(i)] = co_await pool.offload([i] { return i * i; });
   };
   auto main = [&]() -> task<void> {
     corio::task_group g;
@@ -175,4 +191,285 @@ TEST_CASE("offload outside a running loop throws std::logic_error") {
   } catch (const std::logic_error& e) {
     CHECK(std::string(e.what()).starts_with("corio::offload: awaited outside a running loop"));
   }
+}
+
+// --- concurrent.futures parity: submit from plain code ---------------------------------
+
+namespace {
+
+// A task that blocks its pool thread until the test opens the gate.
+struct gate {
+  corio::thread_event open;
+  corio::thread_event entered;
+  void pass() {
+    entered.set();
+    open.wait();
+  }
+};
+
+// A one-thread pool whose thread is held by a first task until open(): what is
+// submitted meanwhile stays queued.
+struct blocked_pool {
+  gate g;
+  corio::thread_pool pool{1};
+  corio::thread_future<void> blocker = pool.submit([this] { g.pass(); });
+  blocked_pool() { g.entered.wait(); }
+  ~blocked_pool() { open(); }
+  void open() {
+    g.open.set();
+    blocker.wait();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("submit from plain code runs fn with its arguments on a named pool thread and get returns the value") {
+  corio::thread_pool pool(2, "worker");
+  std::string name;
+  auto f = pool.submit(
+      [&](int a, const std::string& b) {
+        name = corio::current_thread_name();
+        return b + std::to_string(a);
+      },
+      7, std::string("x"));
+  CHECK(f.valid());
+  CHECK(f.get() == "x7");
+  CHECK((name == "worker_0" || name == "worker_1"));
+  CHECK(f.ready());
+}
+
+TEST_CASE("get rethrows the task's exception once, then a second get throws std::logic_error") {
+  corio::thread_pool pool(1);
+  auto f = pool.submit([]() -> int { throw std::out_of_range("index 9 of 3"); });
+  CHECK_THROWS_WITH_AS(f.get(), "index 9 of 3", std::out_of_range);
+  CHECK_THROWS_WITH_AS(f.get(), "corio::thread_future::get: the result was already taken", std::logic_error);
+  corio::thread_future<int> moved_from = std::move(f);
+  CHECK_THROWS_AS(f.get(), std::logic_error);  // NOLINT(bugprone-use-after-move): the point
+}
+
+TEST_CASE("wait_for and ready report a running task as not done until it finishes") {
+  corio::thread_pool pool(1);
+  gate g;
+  auto f = pool.submit([&] {
+    g.pass();
+    return 5;
+  });
+  g.entered.wait();
+  CHECK(f.running());
+  CHECK_FALSE(f.ready());
+  CHECK_FALSE(f.wait_for(20ms));
+  g.open.set();
+  CHECK(f.wait_for(10s));
+  CHECK(f.ready());
+  CHECK_FALSE(f.running());
+  CHECK(f.get() == 5);
+}
+
+TEST_CASE("cancel of a queued task returns true, it never runs, and get throws operation_cancelled") {
+  blocked_pool blocked;
+  corio::thread_pool& pool = blocked.pool;
+  std::atomic<int> ran{0};
+  auto queued = pool.submit([&] { ++ran; });
+  CHECK_FALSE(queued.ready());
+  CHECK(queued.cancel());
+  CHECK(queued.cancel());  // Python: cancelling a cancelled future is True again
+  CHECK(queued.cancelled());
+  CHECK(queued.ready());
+  CHECK(queued.wait_for(0ms));
+  CHECK_THROWS_WITH_AS(queued.get(), "corio::thread_future::get: the task was cancelled before it started: Operation canceled",
+                       corio::operation_cancelled);
+  blocked.open();
+  // The pool passed over the cancelled task: a task queued after it runs, it does not.
+  CHECK(pool.submit([&] { return ran.load(); }).get() == 0);
+}
+
+TEST_CASE("cancel of a running task returns false and requests its stop token; a finished one returns false") {
+  corio::thread_pool pool(1);
+  corio::thread_event entered;
+  auto running = pool.submit([&](std::stop_token st) {
+    entered.set();
+    while (!st.stop_requested()) std::this_thread::sleep_for(1ms);
+    return std::string("stopped early");
+  });
+  entered.wait();
+  CHECK_FALSE(running.cancel());
+  CHECK_FALSE(running.cancelled());
+  CHECK(running.get() == "stopped early");
+  auto finished = pool.submit([] { return 1; });
+  finished.wait();
+  CHECK_FALSE(finished.cancel());
+  CHECK(finished.get() == 1);
+}
+
+TEST_CASE("shutdown with cancel_futures cancels every queued task and lets the running one finish") {
+  std::atomic<int> ran{0};
+  gate g;
+  corio::thread_pool pool(1);
+  auto running = pool.submit([&] {
+    g.pass();
+    return 42;
+  });
+  g.entered.wait();
+  std::vector<corio::thread_future<void>> queued;
+  for (int i = 0; i < 5; ++i) queued.push_back(pool.submit([&] { ++ran; }));
+  pool.shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  for (auto& f : queued) CHECK(f.cancelled());
+  CHECK_THROWS_AS(pool.submit([] {}), std::logic_error);
+  g.open.set();
+  CHECK(running.get() == 42);
+  pool.shutdown();  // joins
+  CHECK(ran == 0);
+  for (auto& f : queued) CHECK_THROWS_AS(f.get(), corio::operation_cancelled);
+}
+
+TEST_CASE("shutdown without wait returns at once; the queued tasks still run and the destructor joins") {
+  std::atomic<int> ran{0};
+  gate g;
+  std::vector<corio::thread_future<void>> futures;
+  {
+    corio::thread_pool pool(1);
+    futures.push_back(pool.submit([&] {
+      g.pass();
+      ++ran;
+    }));
+    for (int i = 0; i < 3; ++i) futures.push_back(pool.submit([&] { ++ran; }));
+    g.entered.wait();
+    pool.shutdown(/*wait=*/false);
+    CHECK(ran == 0);  // returned while the first task still blocks
+    g.open.set();
+  }
+  CHECK(ran == 4);
+  for (auto& f : futures) CHECK(f.ready());
+}
+
+TEST_CASE("the destructor waits for every task submitted from plain code (Python's with block)") {
+  std::atomic<int> ran{0};
+  std::vector<corio::thread_future<void>> futures;
+  {
+    corio::thread_pool pool(2);
+    for (int i = 0; i < 10; ++i)
+      futures.push_back(pool.submit([&] {
+        std::this_thread::sleep_for(2ms);
+        ++ran;
+      }));
+  }
+  CHECK(ran == 10);
+  for (auto& f : futures) CHECK(f.ready());
+}
+
+TEST_CASE("map yields the results in input order even when later items finish first") {
+  corio::thread_pool pool(4);
+  const std::vector<int> items{40, 30, 20, 10, 0};
+  std::vector<int> got;
+  for (int r : pool.map(
+           [](int ms) {
+             std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+             return ms * 2;
+           },
+           items))
+    got.push_back(r);
+  CHECK(got == std::vector<int>{80, 60, 40, 20, 0});
+}
+
+TEST_CASE("map rethrows a task's exception when iteration reaches it, after the earlier results") {
+  corio::thread_pool pool(2);
+  const std::vector<int> items{1, 2, 3, 4};
+  std::vector<int> got;
+  auto results = pool.map(
+      [](int i) {
+        if (i == 3) throw std::runtime_error("item 3 is bad");
+        return i * 10;
+      },
+      items);
+  try {
+    for (int r : results) got.push_back(r);
+    FAIL("no exception");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()) == "item 3 is bad");
+  }
+  CHECK(got == std::vector<int>{10, 20});
+}
+
+TEST_CASE("as_completed yields each future once, in the order the tasks finish") {
+  corio::thread_pool pool(3);
+  std::vector<corio::thread_event> release(3);
+  std::vector<corio::thread_future<int>> futures;
+  for (int i = 0; i < 3; ++i)
+    futures.push_back(pool.submit([&release, i] {
+      release[static_cast<std::size_t>(i)].wait();
+      return i;
+    }));
+  auto done = corio::as_completed(futures);
+  std::vector<int> order;
+  for (std::size_t i : {2u, 0u, 1u}) {
+    release[i].set();
+    std::optional<corio::thread_future<int>*> f = done.next();
+    REQUIRE(f.has_value());
+    order.push_back((*f)->get());
+  }
+  CHECK(order == std::vector<int>{2, 0, 1});
+  CHECK_FALSE(done.next().has_value());
+}
+
+TEST_CASE("add_done_callback runs when the task finishes, and at once on a future already done") {
+  corio::thread_pool pool(1);
+  gate g;
+  auto f = pool.submit([&] { g.pass(); });
+  std::atomic<int> calls{0};
+  std::thread::id called_on;
+  corio::thread_event called;
+  f.add_done_callback([&] {
+    called_on = std::this_thread::get_id();
+    ++calls;
+    called.set();
+  });
+  g.entered.wait();
+  CHECK(calls == 0);
+  g.open.set();
+  REQUIRE(called.wait_for(10s));  // wait() may return before the callbacks ran, as in Python
+  CHECK(calls == 1);
+  CHECK(called_on != std::this_thread::get_id());  // the pool thread that finished it
+  f.add_done_callback([&] {
+    called_on = std::this_thread::get_id();
+    ++calls;
+  });
+  CHECK(calls == 2);
+  CHECK(called_on == std::this_thread::get_id());
+}
+
+TEST_CASE("a future cancelled while a coroutine awaits it resumes the coroutine with operation_cancelled") {
+  corio::loop lp;
+  blocked_pool blocked;
+  auto queued = blocked.pool.submit([] { return 1; });
+  auto main = [&]() -> task<std::string> {
+    corio::thread_timer canceller(20ms, [&] { queued.cancel(); });
+    canceller.start();
+    co_return co_await what_it_throws<corio::operation_cancelled>(queued);
+  };
+  CHECK(lp.run(main()) == "corio::thread_future::co_await: the task was cancelled before it started: Operation canceled");
+}
+
+TEST_CASE("an offload still queued at shutdown with cancel_futures resumes with operation_cancelled") {
+  corio::loop lp;
+  blocked_pool blocked;
+  corio::thread_pool& pool = blocked.pool;
+  std::atomic<int> ran{0};
+  std::string caught;
+  auto waiter = [&]() -> task<void> {
+    try {
+      co_await pool.offload([&] { ++ran; });
+    } catch (const corio::operation_cancelled& e) {
+      caught = e.what();
+    }
+  };
+  auto main = [&]() -> task<void> {
+    corio::task_group group;
+    group.spawn(waiter());  // runs to its suspension: the job is queued behind the blocker
+    pool.shutdown(/*wait=*/false, /*cancel_futures=*/true);
+    blocked.open();
+    co_await group.wait();
+  };
+  lp.run(main());
+  CHECK(ran == 0);
+  CHECK(caught == "corio::thread_pool: the job was cancelled by shutdown(cancel_futures) before it started: Operation canceled");
 }

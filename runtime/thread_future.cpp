@@ -1,0 +1,124 @@
+#include "thread_future.hpp"
+
+#include <cstdio>
+#include <exception>
+
+#include "../coro/detail/trampoline.hpp"
+#include "errors.hpp"
+
+namespace corio::detail {
+
+namespace {
+
+void run_callback(const std::function<void()>& fn) noexcept {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "corio::thread_future: exception in a done callback: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "corio::thread_future: exception in a done callback (not a std::exception)\n");
+  }
+}
+
+}  // namespace
+
+bool future_state_base::try_start() {
+  std::lock_guard lock(mutex_);
+  if (phase_.load(std::memory_order_relaxed) != phase::pending) return false;
+  phase_.store(phase::running, std::memory_order_relaxed);
+  return true;
+}
+
+void future_state_base::finish() {
+  std::unique_lock lock(mutex_);
+  complete(lock, phase::finished);
+}
+
+bool future_state_base::cancel() {
+  std::unique_lock lock(mutex_);
+  switch (phase_.load(std::memory_order_relaxed)) {
+    case phase::pending:
+      complete(lock, phase::cancelled);
+      return true;
+    case phase::running:
+      lock.unlock();
+      stop_.request_stop();
+      return false;
+    case phase::finished:
+      return false;
+    case phase::cancelled:
+      return true;  // Python: cancelling a cancelled future returns True
+  }
+  return false;
+}
+
+void future_state_base::complete(std::unique_lock<std::mutex>& lock, phase to) {
+  // Release: the task's result (stored before finish()) is visible to whoever sees `to`.
+  phase_.store(to, std::memory_order_release);
+  std::vector<std::function<void()>> callbacks = std::move(callbacks_);
+  loop* lp = std::exchange(waiter_loop_, nullptr);
+  std::coroutine_handle<> h = std::exchange(waiter_, nullptr);
+  lock.unlock();
+  ready_cv_.notify_all();
+  for (const auto& fn : callbacks) run_callback(fn);
+  // Last: once posted, the coroutine may resume, drop its future and finish its loop.
+  // This thread touches neither afterwards (the job's own reference keeps *this alive).
+  if (h) lp->post([h] { detail::resume(h); });
+}
+
+void future_state_base::wait() {
+  std::unique_lock lock(mutex_);
+  ready_cv_.wait(lock, [this] { return ready(); });
+}
+
+bool future_state_base::wait_until(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  return ready_cv_.wait_until(lock, deadline, [this] { return ready(); });
+}
+
+void future_state_base::add_done_callback(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!ready()) {
+      callbacks_.push_back(std::move(fn));
+      return;
+    }
+  }
+  run_callback(fn);
+}
+
+bool future_state_base::suspend(std::coroutine_handle<> h, loop& lp) {
+  std::lock_guard lock(mutex_);
+  if (ready()) return false;
+  if (waiter_) throw std::logic_error("corio::thread_future: awaited by two coroutines at once");
+  waiter_ = h;
+  waiter_loop_ = &lp;
+  return true;
+}
+
+void future_state_base::begin_take(const char* what) {
+  std::lock_guard lock(mutex_);
+  if (phase_.load(std::memory_order_relaxed) == phase::cancelled)
+    throw operation_cancelled(std::string("corio::thread_future::") + what +
+                              ": the task was cancelled before it started");
+  if (taken_) throw std::logic_error(std::string("corio::thread_future::") + what + ": the result was already taken");
+  taken_ = true;
+}
+
+void ready_sink::push(std::size_t index) {
+  {
+    std::lock_guard lock(mutex_);
+    ready_.push_back(index);
+  }
+  nonempty_.notify_one();
+}
+
+std::size_t ready_sink::pop() {
+  std::unique_lock lock(mutex_);
+  nonempty_.wait(lock, [this] { return !ready_.empty(); });
+  const std::size_t index = ready_.front();
+  ready_.pop_front();
+  return index;
+}
+
+}  // namespace corio::detail
