@@ -21,6 +21,8 @@
 #include "server_cli.hpp"
 
 #include <corio/coro/task_group.hpp>
+#include <corio/dist/command_parser.hpp>
+#include <corio/dist/resp.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/runtime.hpp>
 #include <corio/runtime/signal.hpp>
@@ -40,7 +42,6 @@
 #include <vector>
 
 #include "kv/commands.hpp"
-#include "kv/resp.hpp"
 #include "kv/store.hpp"
 
 using namespace std::chrono_literals;
@@ -107,6 +108,7 @@ class session {
   std::unique_ptr<char[]> buf_ = std::make_unique_for_overwrite<char[]>(initial_buffer);
   std::size_t cap_ = initial_buffer;
   std::size_t end_ = 0;
+  corio::resp::command_parser parser_;  // keeps its place in a command that arrives in pieces
   std::vector<std::string_view> argv_;
   std::vector<parsed_command> batch_;
   std::string out_;
@@ -152,7 +154,7 @@ corio::task<void> session::run() {
     const unsigned shards = corio::shard_count();
     while (pos < end_) {
       const std::size_t first = argv_.size();
-      const kv::resp::parse_result r = kv::resp::parse_command(std::string_view(buf_.get() + pos, end_ - pos), argv_);
+      const kv::resp::parse_result r = parser_.parse(std::string_view(buf_.get() + pos, end_ - pos), argv_);
       if (r.status == kv::resp::parse_status::incomplete) {
         need = r.need;  // relative to the command's start, which compaction moves to 0
         break;

@@ -22,7 +22,8 @@ CORIO_DEPS=(
     libbenchmark-dev
     libzmq3-dev    # bench_ipc's BM_zmq_ipc_8B peer
     redis-tools    # redis-cli drives examples/kv_server in the tests; redis-benchmark measures it
-    redis-server   # the peer of kv_server in the headline table
+    redis-server   # the peer of kv_server in the headline table; dist/ tests start their own
+    libhiredis-dev # test-only: the oracle of the RESP reply parser (tests/dist/reply_parser_diff_test.cpp)
     wrk            # the HTTP load generator for http_hello and its peers
     curl           # a real HTTP client in the http_hello tests
     cmake          # the install test builds a program with find_package(corio)

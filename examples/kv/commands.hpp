@@ -22,10 +22,13 @@
 #include <string_view>
 #include <vector>
 
-#include "resp.hpp"
+#include <corio/dist/resp.hpp>
 #include "store.hpp"
 
 namespace kv {
+
+// The RESP2 codec is corio's (dist/resp.hpp): kv keeps calling it resp::.
+namespace resp = corio::resp;
 
 enum class command_id {
   unknown, ping, echo, quit, command, config, select,
