@@ -19,6 +19,15 @@ void throw_spsc_corrupt(std::uint32_t length, std::uint64_t index) {
                            std::to_string(index) + " (the memory is not a spsc_ring written by its producer)");
 }
 
+void throw_spsc_bad_index(const char* which, std::uint64_t value, std::uint64_t own, std::uint64_t capacity) {
+  const bool write = which[0] == 'w';
+  throw std::runtime_error(std::string("corio::spsc_ring: corrupt ") + which + " index " + std::to_string(value) +
+                           " (" + (write ? "read" : "write") + " index " + std::to_string(own) + ", capacity " +
+                           std::to_string(capacity) + "): the " + (write ? "producer" : "consumer") +
+                           "'s index must be a multiple of 8 and the write index at most capacity bytes ahead of "
+                           "the read index (the memory is not a spsc_ring used by its protocol)");
+}
+
 }  // namespace detail
 
 std::size_t spsc_ring::bytes_for(std::size_t capacity) {
@@ -40,7 +49,7 @@ spsc_ring spsc_ring::format(std::span<std::byte> memory) {
   detail::store_relaxed(h->write_index, 0);
   detail::store_relaxed(h->read_index, 0);
   detail::store_release(h->magic, detail::spsc_ring_magic);  // publishes capacity and indices
-  return spsc_ring(h, memory.data() + header_bytes, capacity);
+  return spsc_ring(h, memory.data() + header_bytes, capacity, 0, 0);
 }
 
 spsc_ring spsc_ring::attach(std::span<std::byte> memory) {
@@ -53,7 +62,16 @@ spsc_ring spsc_ring::attach(std::span<std::byte> memory) {
   if (!std::has_single_bit(capacity) || capacity < min_capacity || capacity > memory.size() - header_bytes)
     throw std::invalid_argument("corio::spsc_ring::attach: ring capacity " + std::to_string(capacity) +
                                 " does not match " + std::to_string(memory.size()) + " bytes of memory");
-  return spsc_ring(h, memory.data() + header_bytes, capacity);
+  // Either side may be running while the other attaches; each index only grows, and the
+  // producer never lets write run more than capacity ahead of any read index it saw, so
+  // the check below holds for any two values loaded in either order.
+  const std::uint64_t write = detail::load_relaxed(h->write_index);
+  const std::uint64_t read = detail::load_acquire(h->read_index);  // pairs with the consumer's release
+  if (read % 8 != 0)
+    detail::throw_spsc_bad_index("read", read, write, capacity);
+  if (write - read > capacity || write % 8 != 0)
+    detail::throw_spsc_bad_index("write", write, read, capacity);
+  return spsc_ring(h, memory.data() + header_bytes, capacity, write, read);
 }
 
 }  // namespace corio

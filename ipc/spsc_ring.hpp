@@ -45,13 +45,38 @@
 // producer that forgets to publish between full rings cannot deadlock the pair.
 // On the consumer side, drain() reads many frames and frees their space with one store.
 //
-// Non-blocking only: waiting across processes (futex / io_uring) comes later. spin_until
-// is a spin-with-yield helper for tests and benchmarks.
+// Non-blocking only: a side that finds the ring empty (or full) decides how to wait. Across
+// processes, pair the ring with an event_count (ipc/event_count.hpp) as pool and executor
+// do: publish, then notify; the waiter re-checks the ring before it sleeps. spin_until is a
+// spin-with-yield helper for tests and benchmarks.
+//
+// A peer that breaks the protocol (trust model, docs/ipc.md)
+// The other side may be buggy, killed at any instruction, or hostile, and it can write any
+// byte of the header and the data area at any time. Whatever it writes, this side never
+// reads or writes outside [header, data + capacity), and never loops forever on a lie:
+// - capacity is read once, by attach(), and checked against the memory given; the copy in
+//   this object is what bounds every access afterwards.
+// - attach() refuses indices that no producer could have left: not a multiple of 8, or a
+//   write index more than capacity bytes ahead of the read index (or behind it).
+// - The consumer checks every write index it loads the same way (a write index that moved
+//   backwards is behind the read index), and every frame length: at most max_payload(),
+//   within the published bytes, and ending before the end of the data area (a frame never
+//   straddles it); a padding marker must be followed by a published frame.
+// - The producer checks the read index it loads when the ring looks full (at most capacity
+//   bytes behind its write index, never ahead of it, a multiple of 8).
+// A violation throws std::runtime_error naming the index or length; the ring is then
+// unusable (the side that threw should drop the peer). These checks sit on paths that
+// already branch (a new index loaded, a frame of a new size), so the hot loops of
+// try_write and drain run the same instructions as without them.
+// What a hostile producer can still do: write any payload bytes, including changing a
+// frame while the consumer reads it; decode them as untrusted input (codec.hpp does).
 //
 // Errors: std::length_error (frame larger than max_payload), std::invalid_argument
 // (memory too small or misaligned for format/attach, or not formatted), std::runtime_error
-// (a corrupt frame length read from shared memory — a peer that is not a spsc_ring).
+// (a corrupt frame length or index read from shared memory — a peer that is not a
+// spsc_ring, see above).
 
+#include "detail/branch_hints.hpp"
 #include "detail/shared_atomic.hpp"
 
 #include <cstddef>
@@ -85,6 +110,7 @@ inline constexpr std::uint32_t spsc_ring_padding = 0xFFFFFFFFu;
 
 [[noreturn]] void throw_spsc_oversize(std::size_t bytes, std::size_t capacity, std::size_t max_payload);
 [[noreturn]] void throw_spsc_corrupt(std::uint32_t length, std::uint64_t index);
+[[noreturn]] void throw_spsc_bad_index(const char* which, std::uint64_t value, std::uint64_t own, std::uint64_t capacity);
 
 }  // namespace detail
 
@@ -124,6 +150,8 @@ class spsc_ring {
     if (write + need - p_.cached_read > mask + 1) [[unlikely]] {
       publish();
       p_.cached_read = detail::load_acquire(header_->read_index);  // consumer is done with freed bytes
+      if (write - p_.cached_read > mask + 1 || p_.cached_read % 8 != 0) [[unlikely]]
+        detail::throw_spsc_bad_index("read", p_.cached_read, write, mask + 1);
       if (write + need - p_.cached_read > mask + 1)
         return false;
     }
@@ -163,21 +191,23 @@ class spsc_ring {
   // The oldest published frame's payload, or nullopt if none. Valid until pop()/drain().
   [[nodiscard]] std::optional<std::span<const std::byte>> peek() {
     if (c_.read == c_.cached_write) {
-      c_.cached_write = detail::load_acquire(header_->write_index);  // frames below it are complete
+      c_.cached_write = load_write_index(c_.read);
       if (c_.read == c_.cached_write)
         return std::nullopt;
     }
     std::uint64_t pos = c_.read & mask_;
+    std::uint64_t room = readable(c_.read, c_.cached_write);  // where the frame must end
     std::uint32_t len;
     std::memcpy(&len, data_ + pos, 4);
     if (len == detail::spsc_ring_padding) {
-      c_.read += mask_ + 1 - pos;
-      if (c_.read == c_.cached_write) [[unlikely]]  // the producer never publishes a lone pad
+      if (room == c_.cached_write - c_.read) [[unlikely]]  // the producer never publishes a lone pad
         detail::throw_spsc_corrupt(len, c_.read);
+      c_.read += room;
+      room = readable(c_.read, c_.cached_write);
       pos = 0;
       std::memcpy(&len, data_, 4);
     }
-    if (len > max_payload() || c_.read + frame_bytes(len) > c_.cached_write) [[unlikely]]
+    if (len > max_payload() || frame_bytes(len) > room) [[unlikely]]
       detail::throw_spsc_corrupt(len, c_.read);
     c_.len = len;
     return std::span<const std::byte>(data_ + pos + 4, len);
@@ -220,23 +250,31 @@ class spsc_ring {
     const std::uint64_t mask = mask_;
     const std::byte* const data = data_;
     std::uint64_t end = c_.cached_write;
+    // Every frame must end by `limit`: the published end or the end of the data area,
+    // whichever comes first. It changes only when the walk reaches it, so the loop tests
+    // one index for both, as it would for the published end alone.
+    std::uint64_t limit = st.read + readable(st.read, end);
     std::uint64_t predicted = 0;  // the size of the frame before (see below)
     std::size_t count = 0;
     prefetch_published(st.read, end);
     while (count < max_frames) {
-      if (st.read == end) {
-        end = c_.cached_write = detail::load_acquire(header_->write_index);  // frames below it are complete
-        if (st.read == end)
-          break;
-        prefetch_published(st.read, end);
+      if (st.read == limit) {
+        if (st.read == end) {
+          end = c_.cached_write = load_write_index(st.read);
+          if (st.read == end)
+            break;
+          prefetch_published(st.read, end);
+        }
+        limit = st.read + readable(st.read, end);
       }
       std::uint64_t pos = st.read & mask;
       std::uint32_t len;
       std::memcpy(&len, data + pos, 4);
       if (len == detail::spsc_ring_padding) [[unlikely]] {
-        st.read += mask + 1 - pos;
-        if (st.read == end)  // the producer never publishes a lone padding marker
+        if (limit == end)  // the pad would end the published bytes: never a lone padding marker
           detail::throw_spsc_corrupt(len, st.read);
+        st.read = limit;  // the end of the data area
+        limit = st.read + readable(st.read, end);
         pos = 0;
         std::memcpy(&len, data, 4);
       }
@@ -244,20 +282,20 @@ class spsc_ring {
       // load -> add -> load that caps the walk at one frame per load latency. Instead the
       // walk advances by the previous frame's size and only checks the length against it
       // (a predictable branch), so the loads leave the critical path; a different size
-      // costs one mispredicted branch. The empty asm statements keep the compiler from
-      // undoing that: from turning the check into a conditional move, and from using the
-      // loaded size after the check because it is known equal (either would put the load
-      // back on the chain).
+      // costs one mispredicted branch. keep_branch and opaque (detail/branch_hints.hpp)
+      // keep the compiler from undoing that: from turning the check into a conditional
+      // move, and from using the loaded size after the check because it is known equal
+      // (either would put the load back on the chain).
       const std::uint64_t actual = frame_bytes(len);
       if (actual != predicted) [[unlikely]] {
-        asm volatile("" ::: "memory");
+        detail::keep_branch();
         if (len > (mask + 1) / 2 - 4)  // a frame of the predicted size is known valid
           detail::throw_spsc_corrupt(len, st.read);
         predicted = actual;
       }
       std::uint64_t frame = predicted;
-      asm("" : "+r"(frame));
-      if (st.read + frame > end) [[unlikely]]
+      detail::opaque(frame);
+      if (frame > limit - st.read) [[unlikely]]  // past the published bytes or the data area
         detail::throw_spsc_corrupt(len, st.read);
       f(std::span<const std::byte>(data + pos + 4, len));
       st.read += frame;
@@ -267,12 +305,12 @@ class spsc_ring {
   }
 
  private:
-  spsc_ring(detail::spsc_ring_header* h, std::byte* data, std::uint64_t capacity) noexcept
+  // write and read: the indices as attach() (or format()) loaded and checked them.
+  spsc_ring(detail::spsc_ring_header* h, std::byte* data, std::uint64_t capacity, std::uint64_t write,
+            std::uint64_t read) noexcept
       : header_(h), data_(data), mask_(capacity - 1) {
-    p_.write = p_.published = detail::load_relaxed(h->write_index);
-    p_.cached_read = detail::load_acquire(h->read_index);  // pairs with the consumer's release
-    c_.read = detail::load_relaxed(h->read_index);
-    c_.cached_write = c_.read;
+    p_.write = p_.published = write;
+    p_.cached_read = c_.read = c_.cached_write = read;
   }
   // Ring bytes taken by a frame with an n-byte payload: the 4-byte length, the payload, and
   // padding up to the next multiple of 8 (where the next frame starts).
@@ -289,6 +327,25 @@ class spsc_ring {
   }
 
   void advance() noexcept { c_.read += frame_bytes(c_.len); }
+
+  // The producer's write index, checked against `read` (the consumer's own index, always
+  // a multiple of 8): a write index the producer can have published is a multiple of 8 and
+  // at most capacity bytes ahead; one that moved backwards is behind read, which the
+  // unsigned difference turns into more than capacity ahead.
+  std::uint64_t load_write_index(std::uint64_t read) const {
+    const std::uint64_t write = detail::load_acquire(header_->write_index);  // frames below it are complete
+    if (write - read > mask_ + 1 || write % 8 != 0) [[unlikely]]
+      detail::throw_spsc_bad_index("write", write, read, mask_ + 1);
+    return write;
+  }
+
+  // Bytes from `read` to where the next frame must end: the published end `write` or the
+  // end of the data area, whichever comes first (a frame never straddles the end).
+  std::uint64_t readable(std::uint64_t read, std::uint64_t write) const noexcept {
+    const std::uint64_t to_end = mask_ + 1 - (read & mask_);
+    const std::uint64_t published = write - read;
+    return published < to_end ? published : to_end;
+  }
 
   // Immutable after construction; read by both sides.
   detail::spsc_ring_header* header_;
@@ -309,7 +366,7 @@ class spsc_ring {
 };
 
 // Spins until pred() is true, yielding the CPU between tries (tests and benchmarks only:
-// blocking waits across processes come with the futex-based wakeups).
+// a process that waits for its peer sleeps on an event_count, see above).
 template <class Pred>
 void spin_until(Pred&& pred) {
   while (!pred())

@@ -7,10 +7,12 @@
 #include <corio/ipc/shm_region.hpp>
 #include <corio/ipc/spsc_ring.hpp>
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <csignal>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -208,6 +210,199 @@ TEST_CASE("a corrupt frame length in shared memory throws runtime_error instead 
                        "by its producer)",
                        std::runtime_error);
   CHECK_THROWS_AS(r.drain([](auto) {}), std::runtime_error);
+}
+
+namespace {
+
+// Ring memory whose data area ends exactly where an inaccessible page begins: a read or a
+// write one byte past the ring faults at once (also without ASan), and the test dies.
+struct guarded_ring_memory {
+  static constexpr std::size_t capacity = 256;  // max_payload 124
+  static constexpr std::size_t page = 4096;
+  std::byte* base;
+  guarded_ring_memory() {
+    void* p = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(p != MAP_FAILED);
+    base = static_cast<std::byte*>(p);
+    REQUIRE(::mprotect(base + page, page, PROT_NONE) == 0);
+  }
+  ~guarded_ring_memory() { ::munmap(base, 2 * page); }
+  guarded_ring_memory(const guarded_ring_memory&) = delete;
+  guarded_ring_memory& operator=(const guarded_ring_memory&) = delete;
+  std::span<std::byte> span() const { return {base + page - spsc_ring::bytes_for(capacity), spsc_ring::bytes_for(capacity)}; }
+};
+
+// A producer that does not follow the protocol: it writes the shared header and the data
+// area directly, as a buggy or hostile process mapping the same memory could.
+struct hostile_writer {
+  std::span<std::byte> memory;
+  void set_index(std::size_t offset, std::uint64_t v) const { std::memcpy(memory.data() + offset, &v, 8); }
+  void write_index(std::uint64_t v) const { set_index(offsetof(corio::detail::spsc_ring_header, write_index), v); }
+  void read_index(std::uint64_t v) const { set_index(offsetof(corio::detail::spsc_ring_header, read_index), v); }
+  // A frame header (the 4-byte length) at ring index `at`.
+  void length(std::uint64_t at, std::uint32_t len) const {
+    std::memcpy(memory.data() + spsc_ring::header_bytes + (at % guarded_ring_memory::capacity), &len, 4);
+  }
+};
+
+// Reads every byte of a frame (through a volatile, so the reads happen), so a span
+// reaching past the ring faults.
+std::uint64_t touch(std::span<const std::byte> f) {
+  std::uint64_t sum = 0;
+  for (const std::byte& b : f)
+    sum += static_cast<std::uint64_t>(*static_cast<const volatile std::byte*>(&b));
+  return sum;
+}
+
+struct bad_header {
+  const char* what;
+  std::uint64_t read, write;  // the indices the hostile producer leaves
+  std::uint64_t frame_at;     // where it writes a length (when len != 0)
+  std::uint32_t len;
+  std::uint64_t pad_at;       // where it writes a padding marker (when != ~0)
+  std::string error;          // what the consumer's peek and drain throw
+};
+
+std::string corrupt_length(std::uint64_t len, std::uint64_t index) {
+  return "corio::spsc_ring: corrupt frame length " + std::to_string(len) + " at index " + std::to_string(index) +
+         " (the memory is not a spsc_ring written by its producer)";
+}
+
+}  // namespace
+
+TEST_CASE("every frame header a hostile producer writes makes peek and drain throw, never reach past the ring") {
+  constexpr std::uint64_t none = ~std::uint64_t{0};
+  const std::vector<bad_header> cases = {
+      {"a length that runs past the end of the data area, within the published bytes", 224, 224 + 128, 224, 100, none,
+       corrupt_length(100, 224)},
+      {"a length that runs 8 bytes past the data area", 160, 160 + 128, 160, 100, none, corrupt_length(100, 160)},
+      {"a huge length", 0, 64, 0, 0xFFFFFFF0u, none, corrupt_length(0xFFFFFFF0u, 0)},
+      {"a length above max_payload that stays within the published bytes and the data area", 0, 256, 0, 200, none,
+       corrupt_length(200, 0)},
+      {"a length above max_payload after a wrap, within the published bytes", 192, 256 + 136, 256, 128, 192,
+       corrupt_length(128, 256)},
+      {"a length that runs past the published index", 0, 16, 0, 100, none, corrupt_length(100, 0)},
+      {"a padding marker with nothing published after it", 224, 256, 0, 0, 224, corrupt_length(0xFFFFFFFFu, 224)},
+      {"a frame after a padding marker that runs past the published index", 224, 256 + 16, 256, 100, 224,
+       corrupt_length(100, 256)},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    guarded_ring_memory m;
+    (void)spsc_ring::format(m.span());
+    const hostile_writer h{m.span()};
+    h.read_index(c.read);
+    h.write_index(c.write);
+    if (c.pad_at != none)
+      h.length(c.pad_at, corio::detail::spsc_ring_padding);
+    if (c.len != 0)
+      h.length(c.frame_at, c.len);
+    auto peeker = spsc_ring::attach(m.span());
+    CHECK_THROWS_WITH_AS((void)touch(*peeker.peek()), c.error.c_str(), std::runtime_error);
+    auto drainer = spsc_ring::attach(m.span());
+    std::uint64_t sum = 0;
+    CHECK_THROWS_WITH_AS(drainer.drain([&](std::span<const std::byte> f) { sum += touch(f); }), c.error.c_str(),
+                         std::runtime_error);
+  }
+}
+
+TEST_CASE("a length above max_payload is refused by drain after frames of a valid size") {
+  // drain checks a length against max_payload only when the frame size changes: the
+  // corrupt frame comes after valid ones, within the published bytes and the data area.
+  guarded_ring_memory m;
+  auto producer = spsc_ring::format(m.span());
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(producer.try_send(bytes_of("eight ch")));  // 16-byte frames at 0, 16, 32
+  const hostile_writer h{m.span()};
+  h.length(48, 150);  // a 160-byte frame at 48: ends at 208, before the data area's end
+  h.write_index(48 + 160);
+  auto consumer = spsc_ring::attach(m.span());
+  std::vector<std::string> seen;
+  CHECK_THROWS_WITH_AS(consumer.drain([&](std::span<const std::byte> f) { seen.push_back(string_of(f)); }),
+                       corrupt_length(150, 48).c_str(), std::runtime_error);
+  CHECK(seen == std::vector<std::string>{"eight ch", "eight ch", "eight ch"});
+}
+
+TEST_CASE("attach refuses indices no producer could have left") {
+  guarded_ring_memory m;
+  (void)spsc_ring::format(m.span());
+  const hostile_writer h{m.span()};
+  auto attach_error = [&](std::uint64_t read, std::uint64_t write) {
+    h.read_index(read);
+    h.write_index(write);
+    try {
+      (void)spsc_ring::attach(m.span());
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("<attached>");
+  };
+  const std::string rule =
+      ": the producer's index must be a multiple of 8 and the write index at most capacity bytes ahead of the read "
+      "index (the memory is not a spsc_ring used by its protocol)";
+  const std::string consumer_rule =
+      ": the consumer's index must be a multiple of 8 and the write index at most capacity bytes ahead of the read "
+      "index (the memory is not a spsc_ring used by its protocol)";
+  // An unaligned read index 3 bytes before the end would read a length across the end.
+  CHECK(attach_error(253, 261) == "corio::spsc_ring: corrupt read index 253 (write index 261, capacity 256)" + consumer_rule);
+  CHECK(attach_error(0, 12) == "corio::spsc_ring: corrupt write index 12 (read index 0, capacity 256)" + rule);
+  CHECK(attach_error(0, 264) == "corio::spsc_ring: corrupt write index 264 (read index 0, capacity 256)" + rule);
+  CHECK(attach_error(64, 8) == "corio::spsc_ring: corrupt write index 8 (read index 64, capacity 256)" + rule);
+  CHECK(attach_error(256, 512) == "<attached>");  // full, at the second lap: valid
+  CHECK(attach_error(~std::uint64_t{7}, 8) == "<attached>");  // 16 bytes published across the 64-bit wrap: valid
+}
+
+TEST_CASE("a write index that moves backwards, jumps ahead or turns unaligned is refused by the consumer") {
+  struct move {
+    const char* what;
+    std::uint64_t write;
+    std::string error;
+  };
+  const std::vector<move> moves = {
+      {"backwards", 8, "corio::spsc_ring: corrupt write index 8 (read index 16, capacity 256)"},
+      {"more than capacity ahead", 16 + 264, "corio::spsc_ring: corrupt write index 280 (read index 16, capacity 256)"},
+      {"unaligned", 20, "corio::spsc_ring: corrupt write index 20 (read index 16, capacity 256)"},
+  };
+  for (const auto& mv : moves) {
+    INFO(mv.what);
+    for (bool use_drain : {false, true}) {
+      guarded_ring_memory m;
+      auto ring = spsc_ring::format(m.span());
+      REQUIRE(ring.try_send(bytes_of("first")));
+      CHECK(read_one(ring) == "first");  // read index 16 now
+      const hostile_writer h{m.span()};
+      h.length(16, 8);  // a plausible frame where the consumer looks next
+      h.write_index(mv.write);
+      try {
+        if (use_drain)
+          (void)ring.drain([](std::span<const std::byte> f) { (void)touch(f); });
+        else
+          (void)ring.peek();
+        FAIL("the consumer accepted write index " << mv.write);
+      } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()).rfind(mv.error, 0) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("a read index that moves ahead of the producer or turns unaligned is refused by the producer") {
+  for (std::uint64_t bad_read : {std::uint64_t{64 * 16 + 16}, std::uint64_t{5}}) {
+    CAPTURE(bad_read);
+    aligned_block m(spsc_ring::bytes_for(1024));
+    auto ring = spsc_ring::format(m.span());
+    for (int i = 0; i < 64; ++i)  // 64 frames of 16 bytes: full
+      REQUIRE(ring.try_send(bytes_of("full! 8B")));
+    const hostile_writer h{m.span()};
+    h.read_index(bad_read);
+    CHECK_THROWS_WITH_AS(ring.try_send(bytes_of("more")),
+                         ("corio::spsc_ring: corrupt read index " + std::to_string(bad_read) +
+                          " (write index 1024, capacity 1024): the consumer's index must be a multiple of 8 and the "
+                          "write index at most capacity bytes ahead of the read index (the memory is not a spsc_ring "
+                          "used by its protocol)")
+                             .c_str(),
+                         std::runtime_error);
+  }
 }
 
 TEST_CASE("a producer process killed mid-frame exposes only the frames it published") {
