@@ -1,6 +1,21 @@
-// Processes talking through a queue (Python: multiprocessing.Queue): two writers put urls,
-// a reader gets them forever; the parent waits for the writers, stops the reader and says
-// done. Writers' lines interleave in any order; `done` is always last.
+// Seed 004's queue lesson (Python: multiprocessing.Queue), in its wording: two writers
+// put urls, a reader gets them forever; the parent waits for the writers, stops the reader
+// and says done. Writers' lines interleave in any order; `done` is always last.
+//
+//     def Proc_writer(q, urls):
+//         print 'Process {} is writing...'.format(os.getpid())
+//         for url in urls:
+//             q.put(url)
+//             print 'put {} to the Queue'.format(url)
+//             time.sleep(random.random())
+//
+//     def Proc_reader(q):
+//         print 'Process {} is reading...'.format(os.getpid())
+//         while True:
+//             url = q.get(True)
+//             print 'get the {} from the Queue'.format(url)
+//
+// Seeds 000-003's version (A, B, C): examples/queue_abc.cpp.
 #include <corio/ipc/process.hpp>
 #include <corio/ipc/queue.hpp>
 
@@ -14,11 +29,11 @@
 #include <vector>
 
 void proc_writer(corio::queue<std::string> q, std::vector<std::string> urls) {
-  std::printf("Process to write: %d\n", ::getpid());
+  std::printf("Process %d is writing...\n", ::getpid());
   std::mt19937 rng(static_cast<unsigned>(::getpid()));
   for (const auto& url : urls) {
     q.put(url);
-    std::printf("Put %s to queue...\n", url.c_str());
+    std::printf("put %s to the Queue\n", url.c_str());
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 50));  // Python: random.random() s
   }
@@ -28,10 +43,10 @@ void proc_writer(corio::queue<std::string> q, std::vector<std::string> urls) {
 // because SIGTERM gives stdio no chance to, and acknowledges each printed url so the parent
 // never terminates it between a get and its print (a race the Python version has).
 void proc_reader(corio::queue<std::string> q, corio::queue<int> printed) {
-  std::printf("Process to read: %d\n", ::getpid());
+  std::printf("Process %d is reading...\n", ::getpid());
   for (;;) {
     std::string url = q.get(true);
-    std::printf("Get %s from queue.\n", url.c_str());
+    std::printf("get the %s from the Queue\n", url.c_str());
     std::fflush(stdout);
     printed.put(1);
   }

@@ -63,11 +63,16 @@ void thread::start() {
   started_ = true;
 }
 
-void thread::join() {
+void thread::check_joinable(const char* what) const {
   if (!thread_.joinable())
-    throw std::logic_error("corio::thread::join: thread " + name_ + " was not started (or was joined)");
+    throw std::logic_error(std::string("corio::thread::") + what + ": thread " + name_ +
+                           " was not started (or was joined)");
   if (thread_.get_id() == std::this_thread::get_id())
-    throw std::logic_error("corio::thread::join: thread " + name_ + " cannot join itself");
+    throw std::logic_error(std::string("corio::thread::") + what + ": thread " + name_ + " cannot join itself");
+}
+
+void thread::join() {
+  check_joinable("join");
   thread_.join();
 }
 
@@ -88,6 +93,7 @@ void thread::main() noexcept {
   }
   // Release: whoever sees the thread dead also sees everything run() wrote.
   alive_.store(false, std::memory_order_release);
+  finished_.set();
 }
 
 }  // namespace corio

@@ -10,7 +10,9 @@
 // Contract
 // - A thread is created stopped; start() runs it, once (a second start() throws
 //   std::logic_error, Python's "threads can only be started once"). join() waits for it;
-//   joining a thread never started, or from itself, throws std::logic_error.
+//   join_for(timeout) waits at most that long and says whether it joined (Python's
+//   join(timeout) then is_alive()). Joining a thread never started, or from itself,
+//   throws std::logic_error.
 // - The three ways of the tutorials: a function with its arguments (copied, like
 //   std::thread), a callable object, or a class derived from corio::thread overriding
 //   run(). A derived class must join() before its own members die: ~thread() joins, but
@@ -28,6 +30,7 @@
 //   any thread.
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -35,6 +38,8 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+
+#include "thread_event.hpp"
 
 namespace corio {
 
@@ -67,6 +72,13 @@ class thread {
 
   void start();
   void join();
+  template <class Rep, class Period>
+  bool join_for(std::chrono::duration<Rep, Period> timeout) {
+    check_joinable("join_for");
+    if (!finished_.wait_for(timeout)) return false;
+    join();  // run() returned: only the thread's exit is left to wait for
+    return true;
+  }
   // True between start() and join().
   [[nodiscard]] bool joinable() const noexcept { return thread_.joinable(); }
 
@@ -90,6 +102,7 @@ class thread {
 
  private:
   void main() noexcept;
+  void check_joinable(const char* what) const;
 
   std::string name_;
   std::function<void()> target_;
@@ -97,6 +110,7 @@ class thread {
   bool started_ = false;  // owner only
   std::atomic<bool> alive_{false};
   std::atomic<int> tid_{0};
+  thread_event finished_;  // set when run() returned
 };
 
 }  // namespace corio

@@ -14,7 +14,8 @@ Lines that concurrency may reorder:
 Values that must repeat (a pid seen before): a named group in a `re:` line,
 `(?P<p0>\\d+)`, records what it matched; a later `re:` line writes `{{p0}}` for that
 exact text, or `{{p0|p1|p2}}` for any one of several recorded values. A reference must
-name a value recorded on an earlier line (or block).
+name a value recorded on an earlier line, or, inside a block, by a line listed above it
+(a block's lines are matched in the order they are listed).
 
 Exits 0 on a match, 1 with a readable diff otherwise.
 """

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -472,4 +473,90 @@ TEST_CASE("an offload still queued at shutdown with cancel_futures resumes with 
   lp.run(main());
   CHECK(ran == 0);
   CHECK(caught == "corio::thread_pool: the job was cancelled by shutdown(cancel_futures) before it started: Operation canceled");
+}
+
+TEST_CASE("cancel racing with the pool taking the task: each task either ran once or was cancelled, never both") {
+  constexpr int n = 2000;
+  std::vector<std::atomic<int>> ran(n);
+  std::vector<corio::thread_future<int>> futures;
+  std::atomic<int> cancels_won{0};
+  {
+    corio::thread_pool pool(2);
+    for (int i = 0; i < n; ++i)
+      futures.push_back(pool.submit([&ran, i] {
+        // A few microseconds each, so the canceller, working from the back, meets
+        // queued, starting and finished tasks.
+        const auto until = steady::now() + 5us;
+        while (steady::now() < until) {
+        }
+        ++ran[static_cast<std::size_t>(i)];
+        return i;
+      }));
+    corio::thread canceller([&] {
+      for (int i = n - 1; i >= 0; --i) cancels_won += futures[static_cast<std::size_t>(i)].cancel() ? 1 : 0;
+    });
+    canceller.start();
+    canceller.join();
+  }
+  int cancelled = 0;
+  for (int i = 0; i < n; ++i) {
+    auto& f = futures[static_cast<std::size_t>(i)];
+    REQUIRE(f.ready());
+    if (f.cancelled()) {
+      ++cancelled;
+      CHECK(ran[static_cast<std::size_t>(i)] == 0);
+      CHECK_THROWS_AS(f.get(), corio::operation_cancelled);
+    } else {
+      CHECK(ran[static_cast<std::size_t>(i)] == 1);
+      CHECK(f.get() == i);
+    }
+  }
+  CHECK(cancelled == cancels_won);
+  MESSAGE(cancelled << " of " << n << " tasks cancelled before they started");
+}
+
+TEST_CASE("as_completed also yields a future cancelled before it ran") {
+  blocked_pool blocked;
+  std::vector<corio::thread_future<int>> futures;
+  futures.push_back(blocked.pool.submit([] { return 1; }));
+  futures.push_back(blocked.pool.submit([] { return 2; }));
+  auto done = corio::as_completed(futures);
+  CHECK(futures[1].cancel());
+  std::optional<corio::thread_future<int>*> first = done.next();
+  REQUIRE(first.has_value());
+  CHECK(*first == &futures[1]);
+  CHECK((*first)->cancelled());
+  blocked.open();
+  std::optional<corio::thread_future<int>*> second = done.next();
+  REQUIRE(second.has_value());
+  CHECK((*second)->get() == 1);
+  CHECK_FALSE(done.next().has_value());
+}
+
+TEST_CASE("coroutines on two loops in two threads await futures of one pool, each resumed on its own loop") {
+  corio::thread_pool pool(2);
+  auto run_loop = [&](int base, int& sum, bool& all_on_own_thread) {
+    corio::loop lp;
+    const auto own = std::this_thread::get_id();
+    auto main = [&]() -> task<void> {
+      all_on_own_thread = true;
+      for (int i = 0; i < 200; ++i) {
+        sum += co_await pool.submit([](int v) { return v; }, base + i);
+        all_on_own_thread = all_on_own_thread && std::this_thread::get_id() == own;
+      }
+    };
+    lp.run(main());
+  };
+  int sum_a = 0, sum_b = 0;
+  bool own_a = false, own_b = false;
+  corio::thread a("LoopA", run_loop, 0, std::ref(sum_a), std::ref(own_a));
+  corio::thread b("LoopB", run_loop, 1000, std::ref(sum_b), std::ref(own_b));
+  a.start();
+  b.start();
+  a.join();
+  b.join();
+  CHECK(sum_a == 199 * 200 / 2);
+  CHECK(sum_b == 1000 * 200 + 199 * 200 / 2);
+  CHECK(own_a);
+  CHECK(own_b);
 }

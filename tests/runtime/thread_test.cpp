@@ -151,6 +151,21 @@ TEST_CASE("an exception escaping a thread is printed with the thread's name and 
   CHECK(std::string(buf, n) == "Exception in thread Doomed: out of paper\n");
 }
 
+TEST_CASE("join_for gives up after its timeout while the thread runs, and joins once it ended") {
+  corio::thread_event release;
+  corio::thread t("Slow", [&] { release.wait(); });
+  CHECK_THROWS_WITH_AS(t.join_for(1ms), "corio::thread::join_for: thread Slow was not started (or was joined)",
+                       std::logic_error);
+  t.start();
+  CHECK_FALSE(t.join_for(20ms));
+  CHECK(t.is_alive());
+  CHECK(t.joinable());
+  release.set();
+  CHECK(t.join_for(10s));
+  CHECK_FALSE(t.is_alive());
+  CHECK_FALSE(t.joinable());
+}
+
 TEST_CASE("the destructor joins a started thread") {
   std::atomic<bool> finished{false};
   {
