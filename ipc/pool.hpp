@@ -37,6 +37,8 @@
 //   first takes every reply it published, then fails the task recorded in its slot with
 //   corio::worker_lost ("pool worker 1234 died (killed by signal 9: Killed) while running
 //   this task"), and forks a replacement. Every other task still runs. Nothing hangs.
+//   With pool_options::retries = N the task is queued again instead (any worker takes
+//   it), up to N times, before it fails; map then returns every result.
 //
 // Lifecycle
 // - close(): no more submits (submit/map/imap_unordered then throw std::logic_error).
@@ -90,6 +92,10 @@ struct pool_options {
   std::size_t result_ring_bytes = std::size_t{1} << 20;
   // Polls before an idle worker (or the collector) sleeps on the futex.
   unsigned spin = 2000;
+  // Opt-in: a task whose worker died while running it is queued again (any worker takes
+  // it) up to this many times before it fails with worker_lost. Only for tasks that are
+  // safe to run twice. Costs a copy of each request, kept until its task completes.
+  unsigned retries = 0;
 };
 
 // The future of a submitted call. Move-only; get() once.

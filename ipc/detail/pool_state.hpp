@@ -100,6 +100,12 @@ class pool_state_base {
     sink_index_ = index;
   }
 
+  // pool_options::retries: the request (without its id) kept for another run after its
+  // worker died, and the runs given so far. Written by the submitter before the task is
+  // sent, then by the collector only.
+  std::vector<std::byte> retry_request;
+  unsigned retries_used = 0;
+
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;  // last user is done

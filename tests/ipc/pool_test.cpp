@@ -10,6 +10,7 @@
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -71,6 +73,49 @@ std::tuple<pid_t, std::int64_t, std::int64_t> timed_task(int ms) {
   const std::int64_t start = now_ns();
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return {::getpid(), start, now_ns()};
+}
+
+// x * x; for x == 57 it first SIGKILLs its own worker, once: the marker file records that
+// the kill happened, so a second run of the task returns normally. Trivially copyable (the
+// path travels in the callable).
+struct square_dying_once_at_57 {
+  char marker[64];
+  int operator()(int x) const {
+    if (x == 57) {
+      const int fd = ::open(marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+      if (fd >= 0) ::kill(::getpid(), SIGKILL);
+    }
+    return x * x;
+  }
+};
+
+// Runs fn() (which uses pool p) on a helper thread, allowing it `limit`: past that the
+// pool is terminated (failing what fn waits for) and the test fails with a message,
+// rather than hanging until meson's timeout.
+template <class F>
+auto within(corio::pool& p, std::chrono::seconds limit, F fn) {
+  auto done = std::async(std::launch::async, fn);
+  if (done.wait_for(limit) != std::future_status::ready) {
+    p.terminate();
+    done.wait();
+    FAIL("the pool did not finish within " << limit.count() << " s");
+  }
+  return done.get();
+}
+
+// map over 0..199 with item 57 killing its worker once, with `retries`.
+std::vector<int> map_200_with_a_kill(unsigned retries) {
+  square_dying_once_at_57 fn{};
+  std::snprintf(fn.marker, sizeof fn.marker, "/tmp/corio_pool_retry_%d", static_cast<int>(::getpid()));
+  ::unlink(fn.marker);
+  struct cleanup {
+    const char* path;
+    ~cleanup() { CHECK(::unlink(path) == 0); }  // the kill did happen
+  } remove_marker{fn.marker};
+  std::vector<int> items(200);
+  for (int i = 0; i < 200; ++i) items[static_cast<std::size_t>(i)] = i;
+  corio::pool p(2, {.retries = retries});
+  return within(p, 30s, [&] { return p.map(fn, items); });
 }
 
 }  // namespace
@@ -377,4 +422,14 @@ TEST_CASE("a pool built on a thread that has exited keeps its workers, which ser
   }
   CHECK(p->worker_pids() == before);  // none died and was replaced
   for (pid_t pid : seen) CHECK(std::find(before.begin(), before.end(), pid) != before.end());
+}
+
+TEST_CASE("with retries = 1 a task whose worker died runs again and map returns all 200 results") {
+  const std::vector<int> got = map_200_with_a_kill(1);
+  REQUIRE(got.size() == 200);
+  for (int i = 0; i < 200; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * i);
+}
+
+TEST_CASE("with retries = 0 a map with a task whose worker died fails with worker_lost") {
+  CHECK_THROWS_AS(map_200_with_a_kill(0), corio::worker_lost);
 }
