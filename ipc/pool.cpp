@@ -385,14 +385,17 @@ void pool_core::finish(std::exception_ptr (*error)()) {
 // ---- entry points ----------------------------------------------------------------------
 
 void pool_state_base::complete() noexcept {
-  // acq_rel: publishes the value to ready() / await_resume; acquires waiter_ when awaited.
-  if (phase_.exchange(done, std::memory_order_acq_rel) == awaited) {
-    auto h = waiter_;
-    waiter_loop_->post([h] { resume(h); });
-  }
+  // release: publishes the value to ready(); the notify's fence orders it before the
+  // check for a sleeping awaiter (event_count.hpp).
+  phase_.store(done, std::memory_order_release);
+  event_count(done_ec_).notify_all();
   // After done: the imap consumer that pops this index finds the future ready. The
   // caller still holds the pending table's reference, so *this is alive here.
   if (sink_) sink_->push(sink_index_);  // noexcept context: out of memory terminates
+}
+
+task<void> pool_await_ready(pool_state_base& state) {
+  co_await state.done_event().async_wait_until([&state] { return state.ready(); });
 }
 
 void pool_submit(pool_core& core, pool_state_base* state, pool_encoder encode, void* context) {

@@ -123,17 +123,16 @@ class pool_future {
   }
   [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
 
-  // Inside a corio loop: `R v = co_await fut;` suspends the coroutine (not the thread);
-  // it resumes on the awaiting loop (loop::post). The future must outlive the await.
-  auto operator co_await() noexcept {
-    struct awaiter {
-      detail::pool_state<R>* st;
-      bool await_ready() const noexcept { return st->ready(); }
-      bool await_suspend(std::coroutine_handle<> h) { return st->suspend(h, loop::this_loop()); }
-      R await_resume() { return st->take(); }
-    };
+  // Inside a corio loop: `R v = co_await fut;` suspends the coroutine (not the thread) in
+  // a wait of the awaiting loop's ring. It honours the ambient stop token: under
+  // with_timeout / when_any / a task_group the await ends promptly with the cancellation
+  // error (timed_out, operation_cancelled) while the task keeps running; its reply is
+  // kept in the future (get() still returns it) or dropped with the last reference. A loop
+  // destroyed during the await cancels it; the pool never touches the awaiting loop. The
+  // future must outlive the await.
+  detail::pool_future_awaiter<R> operator co_await() {
     require_valid("co_await");
-    return awaiter{state_.get()};
+    return detail::pool_future_awaiter<R>{state_.get(), {}};
   }
   [[nodiscard]] task<R> async_get() { co_return co_await *this; }
 

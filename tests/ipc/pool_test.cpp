@@ -7,6 +7,7 @@
 
 #include <corio/coro/task.hpp>
 #include <corio/ipc/pool.hpp>
+#include <corio/runtime/errors.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <future>
+#include <memory>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -342,6 +344,47 @@ TEST_CASE("a future is awaited inside a corio loop and resumes on it") {
     co_return x + y;
   };
   CHECK(lp.run(main()) == 51);
+}
+
+TEST_CASE("with_timeout around an awaited future ends the await promptly while the task runs on") {
+  corio::pool p(1);
+  corio::loop lp;
+  auto f = p.submit(sleep_ms, 3000);
+  auto main = [&]() -> corio::task<void> {
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS_AS(co_await corio::with_timeout(f.async_get(), 100ms), corio::timed_out);
+    const auto waited = std::chrono::steady_clock::now() - start;
+    CHECK(waited >= 100ms);
+    CHECK(waited < 2s);  // not the 3 s the worker takes
+    CHECK_FALSE(f.ready());
+  };
+  lp.run(main());
+  REQUIRE(f.wait_for(10s));  // the reply still arrives and is kept
+  CHECK(f.get() == 3000);
+}
+
+TEST_CASE("a loop destroyed while a coroutine awaits a future is never touched by the pool afterwards") {
+  corio::pool p(1);
+  auto f = p.submit(sleep_ms, 300);
+  bool cancelled = false;
+  {
+    auto lp = std::make_unique<corio::loop>();  // on the heap: ASan reports a late write into it
+    auto waiter = [&]() -> corio::task<void> {
+      try {
+        (void)co_await f;
+      } catch (const corio::operation_cancelled&) {
+        cancelled = true;
+      }
+    };
+    auto main = [&]() -> corio::task<void> {
+      lp->spawn(waiter());
+      co_return;  // run() returns with the waiter still suspended
+    };
+    lp->run(main());
+  }
+  CHECK(cancelled);  // the loop's destructor cancelled the wait
+  REQUIRE(f.wait_for(10s));  // the completion must not reach the dead loop
+  CHECK(f.get() == 300);
 }
 
 TEST_CASE("wait_for times out on a running task and succeeds once it is done") {
