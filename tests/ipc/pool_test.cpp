@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <corio/coro/task.hpp>
+#include <corio/coro/when_any.hpp>
 #include <corio/ipc/pool.hpp>
 #include <corio/runtime/errors.hpp>
 #include <corio/runtime/loop.hpp>
@@ -360,6 +361,21 @@ TEST_CASE("with_timeout around an awaited future ends the await promptly while t
   };
   lp.run(main());
   REQUIRE(f.wait_for(10s));  // the reply still arrives and is kept
+  CHECK(f.get() == 3000);
+}
+
+TEST_CASE("when_any between an awaited future and a short sleep returns the sleep without waiting for the worker") {
+  corio::pool p(1);
+  corio::loop lp;
+  auto f = p.submit(sleep_ms, 3000);
+  auto main = [&]() -> corio::task<void> {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = co_await corio::when_any(f.async_get(), corio::sleep_for(100ms));
+    CHECK(r.index() == 1);
+    CHECK(std::chrono::steady_clock::now() - start < 2s);  // not the 3 s the worker takes
+  };
+  lp.run(main());
+  REQUIRE(f.wait_for(10s));
   CHECK(f.get() == 3000);
 }
 
