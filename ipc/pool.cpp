@@ -112,6 +112,7 @@ void pool_core::submit(pool_state_base* st, pool_encoder encode, void* context) 
                             "; raise pool_options::task_ring_bytes)");
   const std::uint64_t id = next_id_++;
   std::memcpy(buffer_.data(), &id, sizeof id);
+  if (options_.retries != 0) st->retry_request.assign(buffer_.begin() + sizeof id, buffer_.end());
   {
     std::lock_guard tl(table_mutex_);
     pending_.push_back(st);
@@ -220,6 +221,7 @@ void pool_core::fail_all(std::exception_ptr e) {
     base_id_ += pending_.size();
     pending_.clear();
   }
+  fail_backlog(e);
   finish_batch();
 }
 
@@ -255,7 +257,7 @@ void pool_core::on_exit(std::size_t index, process& p) {
   store_relaxed(slots_[index].current, no_task);
   unlock_claim();
   const bool terminating = terminating_.load(std::memory_order_acquire);
-  if (held != no_task && !terminating)
+  if (held != no_task && !terminating && !retry(held))
     fail(held, std::make_exception_ptr(worker_lost(describe_exit(pid, code) + " while running this task")));
   const bool finished = code == 0 && load_acquire(sh_->closing) != 0;
   bool replaced = false;
@@ -383,14 +385,17 @@ void pool_core::finish(std::exception_ptr (*error)()) {
 // ---- entry points ----------------------------------------------------------------------
 
 void pool_state_base::complete() noexcept {
-  // acq_rel: publishes the value to ready() / await_resume; acquires waiter_ when awaited.
-  if (phase_.exchange(done, std::memory_order_acq_rel) == awaited) {
-    auto h = waiter_;
-    waiter_loop_->post([h] { resume(h); });
-  }
+  // release: publishes the value to ready(); the notify's fence orders it before the
+  // check for a sleeping awaiter (event_count.hpp).
+  phase_.store(done, std::memory_order_release);
+  event_count(done_ec_).notify_all();
   // After done: the imap consumer that pops this index finds the future ready. The
   // caller still holds the pending table's reference, so *this is alive here.
   if (sink_) sink_->push(sink_index_);  // noexcept context: out of memory terminates
+}
+
+task<void> pool_await_ready(pool_state_base& state) {
+  co_await state.done_event().async_wait_until([&state] { return state.ready(); });
 }
 
 void pool_submit(pool_core& core, pool_state_base* state, pool_encoder encode, void* context) {

@@ -37,6 +37,8 @@
 //   first takes every reply it published, then fails the task recorded in its slot with
 //   corio::worker_lost ("pool worker 1234 died (killed by signal 9: Killed) while running
 //   this task"), and forks a replacement. Every other task still runs. Nothing hangs.
+//   With pool_options::retries = N the task is queued again instead (any worker takes
+//   it), up to N times, before it fails; map then returns every result.
 //
 // Lifecycle
 // - close(): no more submits (submit/map/imap_unordered then throw std::logic_error).
@@ -90,6 +92,10 @@ struct pool_options {
   std::size_t result_ring_bytes = std::size_t{1} << 20;
   // Polls before an idle worker (or the collector) sleeps on the futex.
   unsigned spin = 2000;
+  // Opt-in: a task whose worker died while running it is queued again (any worker takes
+  // it) up to this many times before it fails with worker_lost. Only for tasks that are
+  // safe to run twice. Costs a copy of each request, kept until its task completes.
+  unsigned retries = 0;
 };
 
 // The future of a submitted call. Move-only; get() once.
@@ -117,17 +123,16 @@ class pool_future {
   }
   [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
 
-  // Inside a corio loop: `R v = co_await fut;` suspends the coroutine (not the thread);
-  // it resumes on the awaiting loop (loop::post). The future must outlive the await.
-  auto operator co_await() noexcept {
-    struct awaiter {
-      detail::pool_state<R>* st;
-      bool await_ready() const noexcept { return st->ready(); }
-      bool await_suspend(std::coroutine_handle<> h) { return st->suspend(h, loop::this_loop()); }
-      R await_resume() { return st->take(); }
-    };
+  // Inside a corio loop: `R v = co_await fut;` suspends the coroutine (not the thread) in
+  // a wait of the awaiting loop's ring. It honours the ambient stop token: under
+  // with_timeout / when_any / a task_group the await ends promptly with the cancellation
+  // error (timed_out, operation_cancelled) while the task keeps running; its reply is
+  // kept in the future (get() still returns it) or dropped with the last reference. A loop
+  // destroyed during the await cancels it; the pool never touches the awaiting loop. The
+  // future must outlive the await.
+  detail::pool_future_awaiter<R> operator co_await() {
     require_valid("co_await");
-    return awaiter{state_.get()};
+    return detail::pool_future_awaiter<R>{state_.get(), {}};
   }
   [[nodiscard]] task<R> async_get() { co_return co_await *this; }
 

@@ -153,6 +153,14 @@ class pool_core {
   void stop_collector();
   void finish(std::exception_ptr (*error)());  // the end of join() and terminate()
 
+  // ---- retries (pool_retry.cpp; pool_options::retries) ----
+  // Collector: takes task `id` of a dead worker back to run it again; false when it has
+  // no retry left (the caller fails it). True also when it completed meanwhile.
+  bool retry(std::uint64_t id);
+  bool try_resend(pool_state_base* st);  // pushes one backlog entry; false: not now
+  task<void> resend_backlog();
+  void fail_backlog(std::exception_ptr e);  // collector, or finish() after it stopped
+
   struct layout {
     std::size_t task_bytes, result_bytes, slots_at, tasks_at, results_at, total;
   };
@@ -197,6 +205,10 @@ class pool_core {
   std::vector<std::unique_ptr<process>> workers_;
   std::atomic<bool> stopping_{false};
   bool collector_done_ = false;  // join/terminate finished (their caller's thread)
+  // Tasks taken back from dead workers, waiting for room in the task ring; each entry
+  // owns the reference the pending table had. Collector thread (finish() after it).
+  std::deque<pool_state_base*> retry_backlog_;
+  bool resending_ = false;
 };
 
 }  // namespace detail

@@ -10,10 +10,13 @@
 // - The future's owner reads it after ready() (phase_ == done, acquire: pairs with the
 //   release in complete(), so the value written before is visible) and owns the other
 //   reference.
-// - An awaiting coroutine registers itself with suspend(): phase_ pending -> awaited by
-//   compare-exchange; complete() exchanges phase_ to done and, if it saw awaited, posts the
-//   resumption to the awaiting loop. Exactly one side wins the race, so the coroutine is
-//   resumed once, on its own loop.
+// - An awaiting coroutine (pool_await_ready, pool.cpp) sleeps on done_ec, an event_count
+//   in the state: complete() stores phase_ = done, then notifies (no system call when
+//   nobody waits). The sleep is an operation of the awaiting loop's own ring, so it takes
+//   the loop's rules: the ambient stop token cancels it (with_timeout, when_any: the
+//   await ends with the cancellation error, the task's reply later lands in the state and
+//   is dropped with it), and a loop destroyed during the wait cancels it first. The
+//   completer never touches the awaiting loop, so it can never write into a dead one.
 
 #include <atomic>
 #include <chrono>
@@ -32,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "../event_count.hpp"
 #include "../remote_call.hpp"
 
 namespace corio {
@@ -87,18 +91,18 @@ class pool_state_base {
   void complete() noexcept;  // pool.cpp
 
   // ---- owner side ----
-  // Registers an awaiting coroutine; false when the state completed meanwhile (resume now).
-  bool suspend(std::coroutine_handle<> h, loop& lp) {
-    waiter_ = h;
-    waiter_loop_ = &lp;
-    std::uint32_t expected = pending;
-    // acq_rel: publishes waiter_ to complete(); on failure acquires the completed value.
-    return phase_.compare_exchange_strong(expected, awaited, std::memory_order_acq_rel);
-  }
+  // What an awaiting coroutine sleeps on until ready() (pool_await_ready).
+  event_count done_event() noexcept { return event_count(done_ec_); }
   void attach_sink(std::shared_ptr<pool_sink> sink, std::size_t index) {
     sink_ = std::move(sink);
     sink_index_ = index;
   }
+
+  // pool_options::retries: the request (without its id) kept for another run after its
+  // worker died, and the runs given so far. Written by the submitter before the task is
+  // sent, then by the collector only.
+  std::vector<std::byte> retry_request;
+  unsigned retries_used = 0;
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -114,11 +118,10 @@ class pool_state_base {
   std::exception_ptr error_;
 
  private:
-  static constexpr std::uint32_t pending = 0, awaited = 1, done = 2;
+  static constexpr std::uint32_t pending = 0, done = 2;
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<std::uint32_t> phase_{pending};
-  std::coroutine_handle<> waiter_;
-  loop* waiter_loop_ = nullptr;
+  event_count_state done_ec_{};
   std::shared_ptr<pool_sink> sink_;
   std::size_t sink_index_ = 0;
   bool taken_ = false;
@@ -193,6 +196,27 @@ using pool_encoder = void (*)(void* context, std::vector<std::byte>& out);
 void pool_submit(pool_core& core, pool_state_base* state, pool_encoder encode, void* context);
 // Blocks until state is ready or the deadline (nullptr: none) passed; true when ready.
 bool pool_wait(pool_core& core, pool_state_base& state, const std::chrono::steady_clock::time_point* deadline);
+// Inside a corio loop: suspends until state is ready; operation_cancelled on a stop request.
+[[nodiscard]] task<void> pool_await_ready(pool_state_base& state);
+
+// `co_await future`: no coroutine frame when the task is already done; otherwise the
+// awaiting coroutine awaits pool_await_ready (which inherits its stop token).
+template <class R>
+struct pool_future_awaiter {
+  pool_state<R>* st;
+  task<void> wait;  // started only when the state is not ready
+
+  bool await_ready() const noexcept { return st->ready(); }
+  template <class P>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
+    wait = pool_await_ready(*st);
+    return std::move(wait).operator co_await().await_suspend(h);
+  }
+  R await_resume() {
+    if (wait.valid()) std::move(wait).operator co_await().await_resume();  // rethrows a cancellation
+    return st->take();
+  }
+};
 
 // map / imap_unordered: the value of fn(item) for an item of a chunk.
 template <class F, class T>

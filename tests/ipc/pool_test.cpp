@@ -6,10 +6,13 @@
 #include <doctest/doctest.h>
 
 #include <corio/coro/task.hpp>
+#include <corio/coro/when_any.hpp>
 #include <corio/ipc/pool.hpp>
+#include <corio/runtime/errors.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -19,6 +22,8 @@
 #include <cstdio>
 #include <chrono>
 #include <cstdint>
+#include <future>
+#include <memory>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -71,6 +76,49 @@ std::tuple<pid_t, std::int64_t, std::int64_t> timed_task(int ms) {
   const std::int64_t start = now_ns();
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return {::getpid(), start, now_ns()};
+}
+
+// x * x; for x == 57 it first SIGKILLs its own worker, once: the marker file records that
+// the kill happened, so a second run of the task returns normally. Trivially copyable (the
+// path travels in the callable).
+struct square_dying_once_at_57 {
+  char marker[64];
+  int operator()(int x) const {
+    if (x == 57) {
+      const int fd = ::open(marker, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+      if (fd >= 0) ::kill(::getpid(), SIGKILL);
+    }
+    return x * x;
+  }
+};
+
+// Runs fn() (which uses pool p) on a helper thread, allowing it `limit`: past that the
+// pool is terminated (failing what fn waits for) and the test fails with a message,
+// rather than hanging until meson's timeout.
+template <class F>
+auto within(corio::pool& p, std::chrono::seconds limit, F fn) {
+  auto done = std::async(std::launch::async, fn);
+  if (done.wait_for(limit) != std::future_status::ready) {
+    p.terminate();
+    done.wait();
+    FAIL("the pool did not finish within " << limit.count() << " s");
+  }
+  return done.get();
+}
+
+// map over 0..199 with item 57 killing its worker once, with `retries`.
+std::vector<int> map_200_with_a_kill(unsigned retries) {
+  square_dying_once_at_57 fn{};
+  std::snprintf(fn.marker, sizeof fn.marker, "/tmp/corio_pool_retry_%d", static_cast<int>(::getpid()));
+  ::unlink(fn.marker);
+  struct cleanup {
+    const char* path;
+    ~cleanup() { CHECK(::unlink(path) == 0); }  // the kill did happen
+  } remove_marker{fn.marker};
+  std::vector<int> items(200);
+  for (int i = 0; i < 200; ++i) items[static_cast<std::size_t>(i)] = i;
+  corio::pool p(2, {.retries = retries});
+  return within(p, 30s, [&] { return p.map(fn, items); });
 }
 
 }  // namespace
@@ -299,6 +347,68 @@ TEST_CASE("a future is awaited inside a corio loop and resumes on it") {
   CHECK(lp.run(main()) == 51);
 }
 
+namespace {
+
+// Runs race(f) on a loop, f the future of a 3 s task; race awaits f under a cancellation
+// that fires at 100 ms. The await must end then, not when the worker is done, and the
+// reply must still arrive in f afterwards.
+template <class Race>
+void check_the_await_ends_before_the_worker(Race race) {
+  corio::pool p(1);
+  corio::loop lp;
+  auto f = p.submit(sleep_ms, 3000);
+  auto main = [&]() -> corio::task<void> {
+    const auto start = std::chrono::steady_clock::now();
+    co_await race(f);
+    const auto waited = std::chrono::steady_clock::now() - start;
+    CHECK(waited >= 100ms);
+    CHECK(waited < 2s);  // not the 3 s the worker takes
+    CHECK_FALSE(f.ready());
+  };
+  lp.run(main());
+  REQUIRE(f.wait_for(10s));  // the reply still arrives and is kept
+  CHECK(f.get() == 3000);
+}
+
+}  // namespace
+
+TEST_CASE("with_timeout around an awaited future ends the await promptly while the task runs on") {
+  check_the_await_ends_before_the_worker([](corio::pool_future<int>& f) -> corio::task<void> {
+    CHECK_THROWS_AS(co_await corio::with_timeout(f.async_get(), 100ms), corio::timed_out);
+  });
+}
+
+TEST_CASE("when_any between an awaited future and a short sleep returns the sleep without waiting for the worker") {
+  check_the_await_ends_before_the_worker([](corio::pool_future<int>& f) -> corio::task<void> {
+    auto r = co_await corio::when_any(f.async_get(), corio::sleep_for(100ms));
+    CHECK(r.index() == 1);
+  });
+}
+
+TEST_CASE("a loop destroyed while a coroutine awaits a future is never touched by the pool afterwards") {
+  corio::pool p(1);
+  auto f = p.submit(sleep_ms, 300);
+  bool cancelled = false;
+  {
+    auto lp = std::make_unique<corio::loop>();  // on the heap: ASan reports a late write into it
+    auto waiter = [&]() -> corio::task<void> {
+      try {
+        (void)co_await f;
+      } catch (const corio::operation_cancelled&) {
+        cancelled = true;
+      }
+    };
+    auto main = [&]() -> corio::task<void> {
+      lp->spawn(waiter());
+      co_return;  // run() returns with the waiter still suspended
+    };
+    lp->run(main());
+  }
+  CHECK(cancelled);  // the loop's destructor cancelled the wait
+  REQUIRE(f.wait_for(10s));  // the completion must not reach the dead loop
+  CHECK(f.get() == 300);
+}
+
 TEST_CASE("wait_for times out on a running task and succeeds once it is done") {
   corio::pool p(1);
   auto f = p.submit(sleep_ms, 300);
@@ -377,4 +487,14 @@ TEST_CASE("a pool built on a thread that has exited keeps its workers, which ser
   }
   CHECK(p->worker_pids() == before);  // none died and was replaced
   for (pid_t pid : seen) CHECK(std::find(before.begin(), before.end(), pid) != before.end());
+}
+
+TEST_CASE("with retries = 1 a task whose worker died runs again and map returns all 200 results") {
+  const std::vector<int> got = map_200_with_a_kill(1);
+  REQUIRE(got.size() == 200);
+  for (int i = 0; i < 200; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * i);
+}
+
+TEST_CASE("with retries = 0 a map with a task whose worker died fails with worker_lost") {
+  CHECK_THROWS_AS(map_200_with_a_kill(0), corio::worker_lost);
 }
