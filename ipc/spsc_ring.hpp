@@ -332,10 +332,12 @@ class spsc_ring {
   // loop takes the cache misses on the producer's lines one after another. Touching the
   // published lines first lets them arrive in parallel (bounded: 4 KiB ahead).
   void prefetch_published(std::uint64_t from, std::uint64_t to) const noexcept {
-    if (to - from > 4096)
-      to = from + 4096;
-    for (std::uint64_t i = from & ~std::uint64_t{63}; i < to; i += 64)
-      __builtin_prefetch(data_ + (i & mask_), 0);
+    // By distance, not by index: indices a peer left near 2^64 wrap (an index loop would
+    // then run for 2^58 lines).
+    const std::uint64_t first = from & ~std::uint64_t{63};
+    const std::uint64_t span = (to - from > 4096 ? 4096 : to - from) + (from - first);
+    for (std::uint64_t off = 0; off < span; off += 64)
+      __builtin_prefetch(data_ + ((first + off) & mask_), 0);
   }
 
   void advance() noexcept { c_.read += frame_bytes(c_.len); }
