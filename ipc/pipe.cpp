@@ -121,8 +121,8 @@ bool pipe_end::take_buffered(std::span<const std::byte>& payload) {
 }
 
 std::span<std::byte> pipe_end::free_space() {
-  // The previous payload handed out is dead now: compact, then make room for at least the
-  // rest of the frame being received.
+  // The previous payload handed out is dead now: compact, then make room for more of the
+  // frame being received.
   if (begin_ > 0) {
     std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
     end_ -= begin_;
@@ -134,7 +134,11 @@ std::span<std::byte> pipe_end::free_space() {
     std::memcpy(&length, buffer_.data(), header_size);
     needed += static_cast<std::size_t>(length);  // length was checked by take_buffered
   }
-  const std::size_t size = std::max({needed, initial_buffer, buffer_.size()});
+  // The announced length is the peer's word, not bytes: grow only when the buffer is full,
+  // by doubling what arrived (capped at the frame). A frame of n bytes still costs O(n)
+  // copying in all; a peer that announces 1 GiB and sends 10 bytes costs 64 KiB.
+  std::size_t size = std::max(initial_buffer, buffer_.size());
+  if (end_ == size && needed > size) size = std::min(needed, 2 * size);
   if (buffer_.size() < size) buffer_.resize(size);
   return std::span<std::byte>(buffer_).subspan(end_);
 }

@@ -17,8 +17,9 @@
 // - Each value is encoded by corio's codec (codec.hpp) and sent as one frame: a u64
 //   payload length in host byte order, then the payload. Any size up to
 //   pipe_max_frame (1 GiB) works; the receiver reads whatever the socket holds into a
-//   buffer (64 KiB, grown for a bigger frame) and hands out whole frames only, so many
-//   small values cost one recv(2).
+//   buffer (64 KiB, doubled while a bigger frame's bytes keep arriving: never sized from
+//   the announced length alone) and hands out whole frames only, so many small values
+//   cost one recv(2).
 // - End of stream: recv()/async_recv() throw corio::pipe_closed once every copy of the
 //   peer end is closed, in every process: close(), the destructor, the holder exiting, or
 //   the holder killed by SIGKILL (the kernel closes its fds). Exactly Python's rule: a

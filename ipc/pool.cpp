@@ -131,9 +131,9 @@ bool pool_core::wait(pool_state_base& st, const std::chrono::steady_clock::time_
   // Help first: drain the result rings on this thread rather than wait for the collector.
   for (unsigned i = 0; i < options_.spin; ++i) {
     if (st.ready()) return true;
-    if (results_available() && drain_mutex_.try_lock()) {
-      const bool any = drain_locked();
-      drain_mutex_.unlock();
+    if (std::unique_lock dl(drain_mutex_, std::defer_lock); results_available() && dl.try_lock()) {
+      const bool any = drain_locked();  // a corrupt ring throws: dl unlocks
+      dl.unlock();
       if (any) finish_batch();
       if (st.ready()) return true;
     }
@@ -177,13 +177,12 @@ bool pool_core::drain_locked() {
 
 std::size_t pool_core::drain_ring(spsc_ring& ring) {
   return ring.drain([&](std::span<const std::byte> frame) {
-      std::uint64_t id;
-      std::memcpy(&id, frame.data(), sizeof id);
+      const auto [id, reply] = split_id_frame(frame, "corio::pool: a reply from a worker");
       if (id < base_id_ || id - base_id_ >= pending_.size()) return;  // already failed
       pool_state_base*& slot = pending_[id - base_id_];
       if (!slot) return;
       pool_state_base* st = std::exchange(slot, nullptr);
-      st->set_reply(frame.subspan(sizeof id));
+      st->set_reply(reply);
       st->complete();
       st->release();
   });

@@ -44,15 +44,18 @@ bool pool_core::claim(std::size_t index, std::vector<std::byte>& request, std::u
   for (;;) {
     auto frame = ring.peek();
     if (!frame) return false;
-    std::uint64_t fid;
-    std::memcpy(&fid, frame->data(), sizeof fid);
+    if (frame->size() < id_frame_header) {
+      ring.pop();  // dropped, so that the worker replacing this one does not die of it too
+      throw_short_id_frame("corio::pool: a task", frame->size());
+    }
+    const auto [fid, body] = split_id_frame(*frame, "corio::pool: a task");
     if (fid < load_relaxed(sh_->next_claim)) {  // claimed by a worker that died before popping
       ring.pop();
       continue;
     }
     store_relaxed(me.claim_pending, 1);
     store_relaxed(me.current, fid);
-    request.assign(frame->begin() + sizeof fid, frame->end());
+    request.assign(body.begin(), body.end());
     store_relaxed(sh_->next_claim, fid + 1);
     ring.pop();
     store_relaxed(me.claim_pending, 0);

@@ -32,6 +32,40 @@ std::size_t memory_ceiling() noexcept {
   return (static_cast<std::size_t>(si.totalram) + si.totalswap) * si.mem_unit;
 }
 
+// The size never changes once set, for anyone holding the fd (see shm_region.hpp).
+constexpr int region_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+[[noreturn]] void refuse(int fd, const std::string& why) {
+  ::close(fd);
+  detail::throw_errno(EINVAL, "receive shm_region: " + why);
+}
+
+// The size of a received fd, once it is known to be a memfd sealed as create() seals:
+// only memfd_create(MFD_ALLOW_SEALING) makes a file that F_SEAL_SHRINK and F_SEAL_GROW can
+// be added to (every other file refuses F_GET_SEALS, or carries F_SEAL_SEAL alone from
+// the start), so the seals prove both what the file is and that its size is final.
+std::size_t checked_size(int fd, std::optional<std::size_t> expected_bytes) {
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0)
+    refuse(fd, std::string("the received fd is not a memfd (F_GET_SEALS: ") + std::strerror(errno) + ")");
+  if ((seals & region_seals) != region_seals)
+    refuse(fd, "the received memfd is not sealed against shrinking and growing (seals " + std::to_string(seals) +
+                   ", need F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): its sender could truncate it under our mapping");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    detail::throw_errno(e, "fstat received shm_region fd");
+  }
+  const auto bytes = static_cast<std::size_t>(st.st_size);
+  if (st.st_size <= 0)
+    refuse(fd, "the received fd has size 0");
+  if (expected_bytes && bytes != *expected_bytes)
+    refuse(fd, "the received memfd has " + std::to_string(bytes) + " bytes, expected " +
+                   std::to_string(*expected_bytes));
+  return bytes;
+}
+
 std::byte* map_shared(int fd, std::size_t bytes, const std::string& what) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
@@ -50,7 +84,7 @@ shm_region shm_region::create(std::size_t bytes, const char* name_for_debug) {
     throw std::invalid_argument("corio::shm_region::create: size must be at least 1 byte");
   if (bytes > memory_ceiling())
     detail::throw_errno(ENOMEM, describe("create", name, bytes) + ": larger than physical memory plus swap");
-  int fd = ::memfd_create(name, MFD_CLOEXEC);
+  int fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)
     detail::throw_errno(errno, describe("memfd_create", name, bytes));
   // mode 0 allocates every page now; EINTR (a signal during a large reservation) retries.
@@ -62,6 +96,11 @@ shm_region shm_region::create(std::size_t bytes, const char* name_for_debug) {
     int e = errno;
     ::close(fd);
     detail::throw_errno(e, describe("fallocate", name, bytes));
+  }
+  if (::fcntl(fd, F_ADD_SEALS, region_seals) != 0) {
+    int e = errno;
+    ::close(fd);
+    detail::throw_errno(e, describe("seal (F_ADD_SEALS)", name, bytes));
   }
   return shm_region(fd, map_shared(fd, bytes, describe("mmap", name, bytes)), bytes);
 }
@@ -86,7 +125,7 @@ struct fd_message {
 
 }  // namespace
 
-shm_region shm_region::receive(int unix_socket_fd) {
+shm_region shm_region::receive(int unix_socket_fd, std::optional<std::size_t> expected_bytes) {
   fd_message m(0);
   msghdr& msg = m.msg;
   ssize_t n;
@@ -106,17 +145,7 @@ shm_region shm_region::receive(int unix_socket_fd) {
   if (fd < 0)
     detail::throw_errno(EBADMSG, "receive shm_region on fd " + std::to_string(unix_socket_fd) +
                                      ": the message carried no file descriptor");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    detail::throw_errno(e, "fstat received shm_region fd");
-  }
-  if (st.st_size <= 0) {
-    ::close(fd);
-    detail::throw_errno(EINVAL, "receive shm_region: the received fd has size 0");
-  }
-  auto bytes = static_cast<std::size_t>(st.st_size);
+  const std::size_t bytes = checked_size(fd, expected_bytes);
   return shm_region(fd, map_shared(fd, bytes, describe("mmap received", "", bytes)), bytes);
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // corio::shm_region — a block of memory shared between processes.
 //
-// Meaning: an anonymous memfd (memfd_create, MFD_CLOEXEC), sized and fully reserved with
-// fallocate at creation, mapped MAP_SHARED read/write. Nothing appears under /dev/shm and
+// Meaning: an anonymous memfd (memfd_create, MFD_CLOEXEC | MFD_ALLOW_SEALING), sized and
+// fully reserved with fallocate at creation, then sealed (F_SEAL_SHRINK | F_SEAL_GROW |
+// F_SEAL_SEAL), mapped MAP_SHARED read/write. Nothing appears under /dev/shm and
 // no name can be opened by another user: the memory is reachable only by this process, its
 // fork()ed children (they inherit the mapping at the same address) and whoever receives
 // the fd over a Unix socket (send_fd / shm_region::receive, SCM_RIGHTS).
@@ -10,6 +11,16 @@
 // Why fallocate up front: a tmpfs-backed mapping that runs out of space faults with SIGBUS
 // on first touch, far from the cause. Reserving every page at creation turns a full or
 // too-small memory budget into a std::system_error from create(), naming the size.
+//
+// Why sealed: the size is part of the contract with every process the fd reaches. A peer
+// that could ftruncate the memfd smaller would make every other mapping fault with SIGBUS
+// on the lost pages; one that could grow it would make sizes disagree. The seals make the
+// size immutable for everyone, the creator included, and F_SEAL_SEAL stops anyone from
+// changing the seals. receive() maps only an fd that carries all three, so a sender cannot
+// hand over a file it can still truncate (a regular file, an unsealed memfd). What a peer
+// holding the fd can still do: write any bytes (structures placed in the region check what
+// they read, see spsc_ring.hpp) and punch holes (FALLOC_FL_PUNCH_HOLE; the pages read back
+// as zeros, they do not fault). Sealing needs Linux 3.17, as memfd_create itself.
 //
 // Who may touch it: any thread of any process holding a mapping; the bytes carry no
 // synchronisation of their own (structures placed in it bring their own, see
@@ -22,6 +33,7 @@
 // size, then the errno text; std::invalid_argument for a zero size.
 
 #include <cstddef>
+#include <optional>
 
 namespace corio {
 
@@ -31,9 +43,11 @@ class shm_region {
   // /proc/PID/fd and /proc/PID/maps as "memfd:NAME" and in error messages.
   [[nodiscard]] static shm_region create(std::size_t bytes, const char* name_for_debug);
 
-  // Receives a region sent with send_fd on a connected Unix socket and maps all of it
-  // (its size comes from fstat). Blocks until a message arrives.
-  [[nodiscard]] static shm_region receive(int unix_socket_fd);
+  // Receives a region sent with send_fd on a connected Unix socket and maps all of it.
+  // Blocks until a message arrives. Refuses (std::system_error, EINVAL; the fd is closed)
+  // an fd that is not a memfd sealed with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL (what
+  // create() makes), and one whose size (fstat) is not `expected_bytes` when given.
+  [[nodiscard]] static shm_region receive(int unix_socket_fd, std::optional<std::size_t> expected_bytes = std::nullopt);
 
   shm_region(shm_region&& other) noexcept;
   shm_region& operator=(shm_region&& other) noexcept;

@@ -235,47 +235,58 @@ class spsc_ring {
   // Returns the number of frames read. If f throws, the frames before it are freed.
   template <class F>
   std::size_t drain(F&& f, std::size_t max_frames = static_cast<std::size_t>(-1)) {
-    // Locals, not members, in the loop (see try_write); written back by the guard.
+    // Locals, not members, in the loop (see try_write); written back by the guard. The walk
+    // keeps the read index as the start of the current lap of the data area (`lap`, a
+    // multiple of capacity) plus a position in it (`pos`, at most capacity): positions are
+    // small, so the bounds below cannot wrap whatever indices a peer wrote, and a frame's
+    // address needs no masking.
     struct state {
       spsc_ring& r;
-      std::uint64_t read;
+      std::uint64_t lap;
+      std::uint64_t pos;
       std::uint64_t start;
+      std::uint64_t read() const noexcept { return lap + pos; }
       ~state() {
-        if (read != start) {
-          r.c_.read = read;
-          detail::store_release(r.header_->read_index, read);  // done reading the freed bytes
+        if (read() != start) {
+          r.c_.read = read();
+          detail::store_release(r.header_->read_index, read());  // done reading the freed bytes
         }
       }
-    } st{*this, c_.read, c_.read};
-    const std::uint64_t mask = mask_;
+    } st{*this, c_.read & ~mask_, c_.read & mask_, c_.read};
+    const std::uint64_t capacity = mask_ + 1;
     const std::byte* const data = data_;
     std::uint64_t end = c_.cached_write;
-    // Every frame must end by `limit`: the published end or the end of the data area,
-    // whichever comes first. It changes only when the walk reaches it, so the loop tests
-    // one index for both, as it would for the published end alone.
-    std::uint64_t limit = st.read + readable(st.read, end);
+    // Every frame must end by position `limit`: the published end or the end of the data
+    // area, whichever comes first. It changes only when the walk reaches it, so the loop
+    // tests one bound for both, as it would for the published end alone.
+    std::uint64_t limit = st.pos + readable(st.read(), end);
     std::uint64_t predicted = 0;  // the size of the frame before (see below)
     std::size_t count = 0;
-    prefetch_published(st.read, end);
+    prefetch_published(st.read(), end);
     while (count < max_frames) {
-      if (st.read == limit) {
-        if (st.read == end) {
-          end = c_.cached_write = load_write_index(st.read);
-          if (st.read == end)
+      if (st.pos == limit) {
+        if (st.read() == end) {
+          end = c_.cached_write = load_write_index(st.read());
+          if (st.read() == end)
             break;
-          prefetch_published(st.read, end);
+          prefetch_published(st.read(), end);
         }
-        limit = st.read + readable(st.read, end);
+        if (st.pos == capacity) {  // the last frame ended exactly at the end of the data area
+          st.lap += capacity;
+          st.pos = 0;
+        }
+        limit = st.pos + readable(st.read(), end);
       }
-      std::uint64_t pos = st.read & mask;
       std::uint32_t len;
-      std::memcpy(&len, data + pos, 4);
+      std::memcpy(&len, data + st.pos, 4);
       if (len == detail::spsc_ring_padding) [[unlikely]] {
-        if (limit == end)  // the pad would end the published bytes: never a lone padding marker
-          detail::throw_spsc_corrupt(len, st.read);
-        st.read = limit;  // the end of the data area
-        limit = st.read + readable(st.read, end);
-        pos = 0;
+        // The rest of the lap is padding, and a frame must follow it: the published end
+        // lies beyond the end of the data area (the producer never publishes a lone pad).
+        if (limit != capacity || st.lap + capacity == end)
+          detail::throw_spsc_corrupt(len, st.read());
+        st.lap += capacity;
+        st.pos = 0;
+        limit = readable(st.read(), end);
         std::memcpy(&len, data, 4);
       }
       // The next frame's position would depend on the length just loaded: a chain of
@@ -289,16 +300,17 @@ class spsc_ring {
       const std::uint64_t actual = frame_bytes(len);
       if (actual != predicted) [[unlikely]] {
         detail::keep_branch();
-        if (len > (mask + 1) / 2 - 4)  // a frame of the predicted size is known valid
-          detail::throw_spsc_corrupt(len, st.read);
+        if (len > capacity / 2 - 4)  // a frame of the predicted size is known valid
+          detail::throw_spsc_corrupt(len, st.read());
         predicted = actual;
       }
       std::uint64_t frame = predicted;
       detail::opaque(frame);
-      if (frame > limit - st.read) [[unlikely]]  // past the published bytes or the data area
-        detail::throw_spsc_corrupt(len, st.read);
-      f(std::span<const std::byte>(data + pos + 4, len));
-      st.read += frame;
+      const std::uint64_t next = st.pos + frame;
+      if (next > limit) [[unlikely]]  // past the published bytes or the data area
+        detail::throw_spsc_corrupt(len, st.read());
+      f(std::span<const std::byte>(data + st.pos + 4, len));
+      st.pos = next;
       ++count;
     }
     return count;
@@ -320,10 +332,12 @@ class spsc_ring {
   // loop takes the cache misses on the producer's lines one after another. Touching the
   // published lines first lets them arrive in parallel (bounded: 4 KiB ahead).
   void prefetch_published(std::uint64_t from, std::uint64_t to) const noexcept {
-    if (to - from > 4096)
-      to = from + 4096;
-    for (std::uint64_t i = from & ~std::uint64_t{63}; i < to; i += 64)
-      __builtin_prefetch(data_ + (i & mask_), 0);
+    // By distance, not by index: indices a peer left near 2^64 wrap (an index loop would
+    // then run for 2^58 lines).
+    const std::uint64_t first = from & ~std::uint64_t{63};
+    const std::uint64_t span = (to - from > 4096 ? 4096 : to - from) + (from - first);
+    for (std::uint64_t off = 0; off < span; off += 64)
+      __builtin_prefetch(data_ + ((first + off) & mask_), 0);
   }
 
   void advance() noexcept { c_.read += frame_bytes(c_.len); }

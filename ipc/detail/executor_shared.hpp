@@ -16,6 +16,7 @@
 #include "../event_count.hpp"
 #include "../executor.hpp"
 #include "../shm_region.hpp"
+#include "id_frame.hpp"
 
 namespace corio::detail {
 
@@ -83,12 +84,9 @@ class adaptive_spin {
   unsigned penalty_ = 1;
 };
 
+static_assert(executor_header_bytes == id_frame_header);
 inline std::uint64_t executor_frame_id(std::span<const std::byte> frame) {
-  if (frame.size() < executor_header_bytes)
-    throw std::runtime_error("corio::executor: corrupt frame (shorter than its request id)");
-  std::uint64_t id;
-  std::memcpy(&id, frame.data(), sizeof id);
-  return id;
+  return split_id_frame(frame, "corio::executor: a request or reply").id;
 }
 
 struct executor_ring_views {

@@ -11,7 +11,8 @@
 //                        a time, serialised by the claim lock
 //   result ring[N]       spsc_ring per worker: the worker produces, the parent consumes
 //                        (serialised by drain_mutex among the parent's threads)
-// Frames: task = [u64 task id][remote_call request], reply = [u64 task id][reply].
+// Frames: task = [u64 task id][remote_call request], reply = [u64 task id][reply]; read
+// only through split_id_frame (id_frame.hpp), which refuses a frame shorter than its id.
 //
 // Claiming a task (worker, under claim_lock, a process-shared robust mutex)
 //   1. peek the oldest frame; a frame whose id < next_claim was claimed by a worker that
@@ -61,6 +62,7 @@
 #include "../process.hpp"
 #include "../shm_region.hpp"
 #include "../spsc_ring.hpp"
+#include "id_frame.hpp"
 #include "pool_state.hpp"
 #include "shared_atomic.hpp"
 

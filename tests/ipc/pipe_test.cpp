@@ -12,6 +12,7 @@
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -154,6 +155,51 @@ TEST_CASE("a frame cut short by a dying sender gives pipe_closed, never a torn v
                        "corio::pipe: the peer closed mid-frame (18 bytes of a frame received); the partial value is "
                        "dropped",
                        corio::pipe_closed);
+}
+
+namespace {
+
+// Resident memory of this process, from /proc/self/statm (pages).
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t total = 0, resident = 0;
+  statm >> total >> resident;
+  REQUIRE(statm);
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+TEST_CASE("a peer that announces a 1 GiB frame and sends 10 bytes costs the reader no memory it did not send") {
+  for (bool async : {false, true}) {
+    CAPTURE(async);
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    corio::connection<std::string> rx(corio::detail::pipe_end(fds[0], corio::detail::pipe_end::receives));
+    const std::uint64_t length = corio::pipe_max_frame;  // the largest length a frame may announce
+    REQUIRE(::write(fds[1], &length, sizeof length) == sizeof length);
+    REQUIRE(::write(fds[1], "0123456789", 10) == 10);
+    ::close(fds[1]);
+    const std::size_t before = resident_bytes();
+    const std::string expected =
+        "corio::pipe: the peer closed mid-frame (18 bytes of a frame received); the partial value is dropped";
+    if (async) {
+      corio::loop lp;
+      std::string error;
+      lp.run([&]() -> task<void> {
+        try {
+          (void)co_await rx.async_recv();
+        } catch (const corio::pipe_closed& e) {
+          error = e.what();
+        }
+      }());
+      CHECK(error == expected);
+    } else {
+      CHECK_THROWS_WITH_AS((void)rx.recv(), expected.c_str(), corio::pipe_closed);
+    }
+    // rx still holds its buffer here: it must be the 64 KiB it started with, not 1 GiB.
+    CHECK(resident_bytes() < before + (16u << 20));
+  }
 }
 
 TEST_CASE("a corrupt frame length is a decode_error, not a huge allocation") {

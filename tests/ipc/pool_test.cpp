@@ -9,11 +9,15 @@
 #include <corio/coro/when_any.hpp>
 #include <corio/ipc/pool.hpp>
 #include <corio/runtime/errors.hpp>
+#include <corio/ipc/detail/id_frame.hpp>
+#include <corio/ipc/pool.hpp>
+#include <corio/ipc/spsc_ring.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -24,12 +28,17 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
+
+#include "ipc_test_support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -497,4 +506,77 @@ TEST_CASE("with retries = 1 a task whose worker died runs again and map returns 
 
 TEST_CASE("with retries = 0 a map with a task whose worker died fails with worker_lost") {
   CHECK_THROWS_AS(map_200_with_a_kill(0), corio::worker_lost);
+}
+
+namespace {
+
+int nap(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+// The memory of the pool this process created last ("memfd:corio-pool" in /proc/self/maps).
+std::span<std::byte> pool_memory() {
+  std::ifstream maps("/proc/self/maps");
+  std::span<std::byte> found;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("/memfd:corio-pool") == std::string::npos) continue;
+    std::uintptr_t from = 0, to = 0;
+    char dash = 0;
+    std::istringstream(line) >> std::hex >> from >> dash >> to;
+    found = {reinterpret_cast<std::byte*>(from), to - from};
+  }
+  REQUIRE(!found.empty());
+  return found;
+}
+
+// The n-th spsc_ring in `memory` (0: the task ring, 1 + i: worker i's result ring), found
+// as a process that is not the pool would find it: by its magic on a 64-byte boundary.
+std::span<std::byte> nth_ring(std::span<std::byte> memory, int n) {
+  for (std::size_t at = 0; at + 64 <= memory.size(); at += 64) {
+    std::uint64_t magic;
+    std::memcpy(&magic, memory.data() + at, 8);
+    if (magic == corio::detail::spsc_ring_magic && n-- == 0) return memory.subspan(at);
+  }
+  FAIL("no ring found");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("a pool or executor frame is split only after checking that it holds its 8-byte id") {
+  const std::byte bytes[12] = {std::byte{7}, {}, {}, {}, {}, {}, {}, {}, std::byte{'a'}, std::byte{'b'}};
+  const auto f = corio::detail::split_id_frame(std::span(bytes, 10), "test frame");
+  CHECK(f.id == 7);
+  CHECK(f.body.size() == 2);
+  CHECK(f.body.data() == bytes + 8);
+  CHECK(corio::detail::split_id_frame(std::span(bytes, 8), "test frame").body.empty());
+  CHECK_THROWS_WITH_AS((void)corio::detail::split_id_frame(std::span(bytes, 7), "test frame"),
+                       "test frame: corrupt frame of 7 bytes (shorter than its 8-byte id)", std::runtime_error);
+}
+
+TEST_CASE("a reply frame too short to hold its task id is a clear runtime_error, not a read past the frame") {
+  // In a child: the pool is unusable afterwards, and the child leaves with _exit.
+  corio_test::raw_pipe said;
+  const pid_t child = corio_test::fork_child([&] {
+    std::string outcome = "<no error>";
+    {
+      corio::pool p(1);
+      auto slow = p.submit(nap, 1000);  // worker 0 sleeps: its result ring is quiet
+      // A process that is not the worker writes a 4-byte frame into worker 0's result ring.
+      auto ring = corio::spsc_ring::attach(nth_ring(pool_memory(), 1));
+      if (!ring.try_send(std::as_bytes(std::span("shrt", 4)))) outcome = "<ring full>";
+      try {
+        (void)slow.get();  // drains the result rings while it waits
+      } catch (const std::runtime_error& e) {
+        outcome = e.what();
+      }
+      (void)!::write(said.write_end(), outcome.data(), outcome.size());
+      ::_exit(0);  // before ~pool: its collector would meet the same frame
+    }
+    return 1;
+  });
+  said.close_write();
+  CHECK(said.read_all() == "corio::pool: a reply from a worker: corrupt frame of 4 bytes (shorter than its 8-byte id)");
+  CHECK(corio_test::exit_status(child) == 0);
 }

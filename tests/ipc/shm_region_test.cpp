@@ -7,12 +7,15 @@
 #include <corio/ipc/shm_region.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -21,6 +24,7 @@
 using corio::shm_region;
 using corio_test::exit_status;
 using corio_test::fork_child;
+using corio_test::raw_pipe;
 
 namespace {
 
@@ -166,4 +170,125 @@ TEST_CASE("an impossible size fails at creation with a clear system_error, not S
   }
   CHECK_THROWS_WITH_AS((void)shm_region::create(0, "zero"), "corio::shm_region::create: size must be at least 1 byte",
                        std::invalid_argument);
+}
+
+namespace {
+
+// Sends any fd the way send_fd sends a region's: what a sender that is not corio can do.
+void send_raw_fd(int socket_fd, int fd) {
+  char byte = 'M';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  REQUIRE(::sendmsg(socket_fd, &msg, MSG_NOSIGNAL) == 1);
+}
+
+std::size_t open_fd_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+    ++n;
+  return n;
+}
+
+// What receive throws for the fd `fd` (closed here after sending), or "<mapped>".
+std::string receive_error(int fd, std::optional<std::size_t> expected = std::nullopt) {
+  socket_pair sp;
+  send_raw_fd(sp.fd[0], fd);
+  ::close(fd);
+  const std::size_t before = open_fd_count();
+  try {
+    (void)shm_region::receive(sp.fd[1], expected);
+  } catch (const std::system_error& e) {
+    CHECK(e.code().value() == EINVAL);
+    CHECK(open_fd_count() == before);  // the received fd was closed, not leaked
+    return e.what();
+  }
+  return "<mapped>";
+}
+
+}  // namespace
+
+TEST_CASE("a new region is sealed against shrinking and growing, so its size is final") {
+  auto r = shm_region::create(8192, "corio-shm-sealed");
+  CHECK(::fcntl(r.fd(), F_GET_SEALS) == (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+  CHECK(::ftruncate(r.fd(), 4096) == -1);
+  CHECK(errno == EPERM);
+  CHECK(::ftruncate(r.fd(), 1 << 20) == -1);
+  CHECK(errno == EPERM);
+  CHECK(::fcntl(r.fd(), F_ADD_SEALS, F_SEAL_WRITE) == -1);  // F_SEAL_SEAL: the seals are final too
+}
+
+TEST_CASE("a sender that truncates its memfd after sending cannot make the receiver die of SIGBUS") {
+  socket_pair sp;
+  raw_pipe sender_says;
+  const pid_t sender = fork_child([&] {
+    auto r = shm_region::create(1 << 16, "corio-shm-truncating-sender");
+    corio::send_fd(sp.fd[0], r);
+    const int rc = ::ftruncate(r.fd(), 0);  // a peer trying to pull the pages from under the receiver
+    const std::string said = rc == 0 ? "truncated" : std::string("refused: ") + std::strerror(errno);
+    (void)!::write(sender_says.write_end(), said.data(), said.size());
+    return 0;
+  });
+  sender_says.close_write();
+  sp.close(0);
+  auto got = shm_region::receive(sp.fd[1], std::size_t{1} << 16);
+  CHECK(exit_status(sender) == 0);
+  CHECK(sender_says.read_all() == "refused: Operation not permitted");
+  // Touch every page in a child: if the truncation had gone through, this would be SIGBUS,
+  // and the child's death is reported here rather than killing the test run.
+  const pid_t reader = fork_child([&] {
+    unsigned sum = 0;
+    for (std::size_t i = 0; i < got.size(); i += 4096)
+      sum += static_cast<unsigned>(*static_cast<volatile std::byte*>(got.data() + i));
+    return sum == 0 ? 0 : 1;
+  });
+  int status = 0;
+  REQUIRE(::waitpid(reader, &status, 0) == reader);
+  CHECK_MESSAGE(WIFEXITED(status), "the receiver was killed by signal ", WTERMSIG(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("receive refuses an unsealed memfd, a regular file and a memfd of the wrong size") {
+  const std::string refused = "receive shm_region: ";
+  {
+    const int fd = ::memfd_create("corio-unsealed", MFD_CLOEXEC);  // sealing not even allowed
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, 4096) == 0);
+    CHECK(receive_error(fd) == refused +
+                                   "the received memfd is not sealed against shrinking and growing (seals 1, need "
+                                   "F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): its sender could truncate it under our "
+                                   "mapping: Invalid argument");
+  }
+  {
+    const int fd = ::memfd_create("corio-sealable", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, 4096) == 0);
+    REQUIRE(::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0);  // may still grow: not enough
+    CHECK(receive_error(fd).rfind(refused + "the received memfd is not sealed against shrinking and growing (seals 2,",
+                                  0) == 0);
+  }
+  {
+    char path[] = "/tmp/corio-shm-regular-XXXXXX";
+    const int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::unlink(path);
+    REQUIRE(::ftruncate(fd, 4096) == 0);
+    CHECK(receive_error(fd) ==
+          refused + "the received fd is not a memfd (F_GET_SEALS: Invalid argument): Invalid argument");
+  }
+  {
+    auto r = shm_region::create(4096, "corio-shm-wrong-size");
+    CHECK(receive_error(::dup(r.fd()), 8192) ==
+          refused + "the received memfd has 4096 bytes, expected 8192: Invalid argument");
+    CHECK(receive_error(::dup(r.fd()), 4096) == "<mapped>");
+  }
 }

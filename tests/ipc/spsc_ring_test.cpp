@@ -405,6 +405,30 @@ TEST_CASE("a read index that moves ahead of the producer or turns unaligned is r
   }
 }
 
+TEST_CASE("indices that cross 2^64 keep every check and every frame right") {
+  // No producer runs that long, but a peer can leave such indices: the checks compare
+  // distances, never raw indices, so the wrap changes nothing.
+  guarded_ring_memory m;
+  (void)spsc_ring::format(m.span());
+  const hostile_writer h{m.span()};
+  h.read_index(~std::uint64_t{0} - 127);  // 2^64 - 128: the wrap comes after 128 bytes
+  h.write_index(~std::uint64_t{0} - 127);
+  auto r = spsc_ring::attach(m.span());
+  std::vector<std::string> sent, seen;
+  for (int i = 0; i < 200; ++i) {
+    const std::string s(std::size_t(i % 60), static_cast<char>('a' + i % 26));
+    REQUIRE(r.try_send(bytes_of(s)));
+    sent.push_back(s);
+    if (i % 3 == 2) {
+      r.drain([&](std::span<const std::byte> f) { seen.push_back(string_of(f)); });
+    } else if (i % 3 == 1) {
+      seen.push_back(read_one(r));
+    }
+  }
+  r.drain([&](std::span<const std::byte> f) { seen.push_back(string_of(f)); });
+  CHECK(seen == sent);
+}
+
 TEST_CASE("a producer process killed mid-frame exposes only the frames it published") {
   auto region = corio::shm_region::create(spsc_ring::bytes_for(4096), "spsc-ring-kill-test");
   auto r = spsc_ring::format({region.data(), region.size()});
