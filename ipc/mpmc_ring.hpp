@@ -1,18 +1,35 @@
 #pragma once
 // corio::mpmc_ring — bounded messages from many producers to many consumers, in any threads
 // of any processes, through a block of shared memory (a shm_region, or any memory all sides
-// can address). The ring under corio::queue<T>.
+// can address). The ring under corio::queue<T>. A process killed at any instruction, even
+// in the middle of a push or a pop, never wedges the others: its claim is recovered.
 //
-// The technique: an array of fixed-size slots, each with its own sequence number, and two
-// shared positions (enqueue_pos, dequeue_pos) that only grow. The sequence number says whose
+// The technique: an array of fixed-size slots, each with one 64-bit state word, and two
+// shared positions (enqueue_pos, dequeue_pos) that only grow. The state word holds a
+// sequence number (low 32 bits) and a tag (high 32 bits). The sequence number says whose
 // turn a slot is, for position p (slot p & mask):
-//     seq == p        the slot is free for the producer that claims position p
-//     seq == p + 1    it holds the message of position p, ready for the consumer of p
+//     seq == p        the slot is free for the producer of position p
+//     seq == p + 1    it holds the message of position p, for the consumer of p
 //     seq == p + cap  the consumer of p is done: free for the producer of p + cap
-// A producer claims p by advancing enqueue_pos from p to p + 1 (compare-exchange) only
-// after it saw seq == p; a consumer claims p by advancing dequeue_pos likewise after it saw
-// seq == p + 1. The claim makes the claimer the slot's only user until it stores the next
-// sequence value, so payload bytes are plain memory with no atomics.
+// The tag says who is inside: 0 in a free slot, the message length in a published one, and
+// a claim mark (top bit set: the claimer's pid and start-time token, see "Owners") while a
+// producer or consumer holds the slot:
+//     {p, 0}          free for the producer of p       {p, mark}      producer of p inside
+//     {p + 1, len}    message of p, published          {p + 1, mark}  consumer of p inside
+// The claim IS the compare-exchange of the state word: a producer turns {p, 0} into
+// {p, mark}, a consumer turns {p + 1, len} into {p + 1, mark}. So a slot never has an
+// owner that the slot does not name: there is no instant, not even between two
+// instructions, at which a process holds a slot while its word says otherwise. The claimer
+// is then the slot's only user until it stores the next state ({p + 1, len} after the
+// copy in, {p + cap, 0} after the copy out), so payload bytes are plain memory.
+//
+// Positions are hints. After its claim, a claimer stores p + 1 into its side's position
+// (a plain store, no read-modify-write). Every position below a stored value was claimed
+// (by induction: a claimer starts at the position it read, and moves past a slot only
+// when the slot's word shows the position taken), so a claimer never leaves a hole. A
+// hint can lag (its claimer has not stored yet) or even step back (two claimers' stores
+// land out of order); a claimer that reads a stale hint finds the slot taken and moves on,
+// jumping a whole lap at a time when the sequence number shows the slot laps ahead.
 //
 // Ownership and ordering (style.md, habit 4)
 // - Producers: any number of threads in any processes call try_push. Consumers: any number
@@ -22,51 +39,82 @@
 // - Shared layout: a 192-byte header, then slot_count slots of slot_stride bytes each.
 //     line 0: magic, slot_count, slot_stride, max_payload — written once by format(),
 //             published by a release store of magic, read by attach() after an acquire
-//             load of magic; immutable afterwards.
-//     line 1: enqueue_pos — claimed by producers (relaxed compare-exchange).
-//     line 2: dequeue_pos — claimed by consumers (relaxed compare-exchange).
-//     slot:   sequence (4 bytes), length (4 bytes), then max_payload bytes, the stride
-//             rounded up to 8. Small slots share cache lines on purpose: with 8-byte
-//             messages four slots fill a line, so a consumer draining a backlog takes one
-//             line transfer per four messages instead of one per message. The price is
-//             false sharing when a consumer chases a producer slot by slot; the throughput
-//             case (a backlog) wins, measured in bench/bench_ipc_queue.cpp.
-//   Both positions are apart from each other and from line 0 so that producers hammering
-//   enqueue_pos never invalidate the line consumers claim from, and vice versa.
-// - Pairing: the producer writes length and payload, then store_release(seq, p + 1); the
-//   consumer's load_acquire(seq) == p + 1 makes them visible. The consumer reads them, then
-//   store_release(seq, p + cap); the next producer's load_acquire(seq) == p + cap
-//   guarantees the reads are over before it overwrites the bytes. The compare-exchanges on
-//   the positions carry no data (the sequence numbers do), so they are relaxed: all they
-//   must give is a unique winner per position, which any atomic read-modify-write does.
+//             load of magic; immutable afterwards. Also `lost`, which only recovery
+//             writes (rarely, so it may share the line nobody reads on the hot path).
+//     line 1: enqueue_pos — the producers' hint (plain stores).
+//     line 2: dequeue_pos — the consumers' hint.
+//     slot:   state (8 bytes), then max_payload bytes, the stride rounded up to 8. Small
+//             slots share cache lines on purpose: with 8-byte messages four slots fill a
+//             line, so a consumer draining a backlog takes one line transfer per four
+//             messages instead of one per message. The price is false sharing when a
+//             consumer chases a producer slot by slot; the throughput case (a backlog)
+//             wins, measured in bench/bench_ipc_queue.cpp.
+//   Both positions are apart from each other and from line 0 so that producers storing
+//   enqueue_pos never invalidate the line consumers read, and vice versa.
+// - Pairing: the producer writes the payload, then store_release({p + 1, len}); the
+//   consumer's load_acquire of that word makes the bytes visible. The consumer reads them,
+//   then store_release({p + cap, 0}); the next producer's load_acquire of that word
+//   guarantees the reads are over before it overwrites the bytes. Each claim
+//   compare-exchange is relaxed: it expects the very value the preceding acquire load
+//   returned, so it only succeeds when nothing was stored in between, and the acquire
+//   already ordered everything before it. The positions carry no data: relaxed.
 // - Positions are 64-bit counters: they never wrap in practice (centuries at 10^9/s); the
 //   slot of p is p & (slot_count - 1), slot_count a power of two. Sequence numbers keep the
 //   low 32 bits of a position and are compared as signed 32-bit differences, which is
-//   exact while slot_count <= 2^30. A stale 32-bit match cannot hand out a slot twice: a
-//   claim is a compare-exchange of the full 64-bit position, which fails unless the
-//   position is still current.
+//   exact while slot_count <= 2^30 and no claimer is 2^31 positions behind. A state word
+//   does not repeat within 2^32 positions (its sequence number grows with each use), so a
+//   compare-exchange that expects a word seen earlier cannot succeed on a later lap.
 //
-// Messages: at most max_payload() bytes (set at format); a larger one throws
+// Messages: at most max_payload() bytes (set at format, < 2^31); a larger one throws
 // std::length_error naming both sizes, before anything is claimed: never truncated, never
 // dropped. Zero-length messages are allowed.
 //
-// Torn messages are impossible: a consumer reads a slot only after it saw the producer's
-// release store of seq == p + 1, made after the whole payload was copied.
+// Torn messages are impossible: a consumer claims a slot only after it saw the producer's
+// release store of {p + 1, len}, made after the whole payload was copied.
 //
-// A process that dies inside a claim (the accepted cost of having no lock and no helper):
-// - a producer killed between its claim and its release store leaves slot p at seq == p
-//   forever. Consumers never read it (no torn message), but the consumer of position p
-//   sees "empty" there, and since positions are consumed in order, so does every consumer
-//   after it: messages published at later positions stay in the ring, and producers get
-//   "full" once the ring wraps back to p. The ring is then blocked, not corrupted.
-// - a consumer killed between its claim and its release store likewise leaves slot p
-//   unreleased (its message is lost with the consumer): producers see "full" when they
-//   wrap around to p.
-// Why accept it: the window is one memcpy of at most max_payload bytes, with no system call
-// and no wait inside, so only SIGKILL (or a crash in that memcpy) can hit it. Recovering
-// would need per-slot owner pids and a repair protocol that slows every message; a program
-// that must survive killed peers recreates its queue after a peer died. A killed process
-// never corrupts the messages of others, and never makes a consumer read garbage.
+// Processes that die inside a claim (the slow path)
+// A producer killed between its claim and its publish leaves {p, mark}; a consumer killed
+// between its claim and its release leaves {p + 1, mark}. Nobody else reads or writes such
+// a slot, so consumers would see "empty" at p for ever (a dead producer), and producers
+// "full" when they wrap around to it (either). Recovery:
+// - A waiter that finds its side blocked asks blocking_claim() for the claim in its way: a
+//   slot whose word carries a mark where the waiter needs a free or published slot. When
+//   the same claim (the same word, in the same slot) is still there after a while (the
+//   queue waits a millisecond), it calls recover(claim), which checks whether the owner's
+//   process is alive (see "Owners"). Alive: nothing happens, however long it takes (a
+//   stopped or descheduled process is slow, not dead). Dead: recover() replaces the word
+//   by a compare-exchange and lost() grows by one. A dead consumer's {p + 1, mark} becomes
+//   {p + cap, 0}, free for the next lap: its message is dropped with it. A dead
+//   producer's {p, mark} becomes {p + 1, hole}: a published hole, which the consumer of p
+//   claims like a message and steps over (its half-written bytes are never read). Why
+//   not free the slot for the next lap at once: then a slot could move a lap on without
+//   a consumer passing its position, and a consumer that read a stale hint could no
+//   longer trust a slot's lap to say that the positions before it were consumed (the
+//   jump in next_position). This way every position goes through one producer claim and
+//   one consumer claim per lap, dead or alive.
+// - Why a value is delivered once or counted lost, never both, never torn: a live claimer
+//   is never recovered, so only the owner ever moves a word out of a claim while the owner
+//   lives. Death is final: once the owner is dead, nobody but recoverers writes the word.
+//   Each recoverer's compare-exchange expects the claim word it saw; the first one
+//   replaces it with {p + 1, hole} or {p + cap, 0}, and the claim word cannot come back
+//   (a hole is not a mark; a sequence number repeats only 2^32 positions later), so
+//   every other recoverer's compare-exchange fails: exactly one recoverer frees the slot
+//   and counts it. A stale recoverer, holding a word seen long ago, fails the same way.
+//   The consumer's value was never handed to a live consumer (it was in the dead one's
+//   hands), the producer's was never published: each counts once, in lost().
+// - recover_all() sweeps every slot (queue::lost() calls it): a dead claim that no waiter
+//   ran into yet is counted too.
+//
+// Owners: a claim mark is the top bit, the claimer's pid (22 bits: Linux's pid limit is
+// 2^22) and a 9-bit token derived from the process start time (/proc/<pid>/stat, field 22,
+// in clock ticks since boot; 0 when /proc cannot tell). A process is dead when its pid has
+// no process (kill(pid, 0) fails with ESRCH), when it is a zombie (killed, not yet reaped
+// by its parent; a zombie leader with live threads is alive), or when the pid now belongs to a process whose start time gives another
+// token (pid reuse). A reused pid whose new start time gives the same token (1 in 511)
+// would be taken for the dead owner, which only delays recovery. The mark is computed once
+// per process and again in a child after fork() (pthread_atfork); processes sharing a
+// ring must see one pid namespace and be made by fork(), not raw clone(). Not detected: a
+// thread that ends inside a claim while its process lives on (another thread's execve).
 //
 // Errors: std::length_error (a message larger than max_payload), std::invalid_argument
 // (memory too small or misaligned, bad sizes, not formatted, a pop buffer smaller than
@@ -75,6 +123,7 @@
 
 #include "detail/shared_atomic.hpp"
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -90,9 +139,10 @@ struct mpmc_ring_header {
   alignas(64) std::uint64_t magic;  // mpmc_ring_magic once format() is complete
   std::uint64_t slot_count;         // a power of two
   std::uint64_t slot_stride;        // bytes per slot, stride_for(max_payload)
-  std::uint64_t max_payload;        // largest message, < 2^32
-  alignas(64) std::uint64_t enqueue_pos;  // next position producers claim
-  alignas(64) std::uint64_t dequeue_pos;  // next position consumers claim
+  std::uint64_t max_payload;        // largest message, < 2^31
+  std::uint64_t lost;               // claims of dead processes recovered (see the top)
+  alignas(64) std::uint64_t enqueue_pos;  // hint: every position below it was claimed by a producer
+  alignas(64) std::uint64_t dequeue_pos;  // hint: every position below it was claimed by a consumer
 };
 static_assert(sizeof(mpmc_ring_header) == 192);
 static_assert(alignof(mpmc_ring_header) == 64);
@@ -103,13 +153,40 @@ static_assert(std::is_standard_layout_v<mpmc_ring_header>);
 
 // The fixed part of a slot; the payload follows it.
 struct mpmc_slot {
-  std::uint32_t sequence;  // low 32 bits of whose turn it is (see the top of the file)
-  std::uint32_t length;    // payload bytes; written by the producer before its release
+  std::uint64_t state;  // sequence (low 32 bits) | tag (high 32 bits), see the top of the file
 };
 static_assert(sizeof(mpmc_slot) == 8);
 static_assert(std::is_trivially_copyable_v<mpmc_slot>);
 
-inline constexpr std::uint64_t mpmc_ring_magic = 0x636f72696f4d504dULL;  // "corioMPM"
+inline constexpr std::uint64_t mpmc_ring_magic = 0x32636f72696f4d50ULL;  // "PMoiroc2": slots with claim marks
+
+// A tag with this bit is a claim mark; without it, a length (or 0 in a free slot), or
+// mpmc_hole: the published hole that recovery leaves at the position of a dead producer.
+inline constexpr std::uint32_t mpmc_claim_bit = 0x8000'0000u;
+inline constexpr std::uint32_t mpmc_hole = 0x7fff'ffffu;  // > any max_payload
+
+[[nodiscard]] constexpr std::uint64_t mpmc_state(std::uint64_t seq, std::uint32_t tag) noexcept {
+  return std::uint64_t{tag} << 32 | static_cast<std::uint32_t>(seq);
+}
+[[nodiscard]] constexpr std::uint32_t mpmc_tag(std::uint64_t state) noexcept {
+  return static_cast<std::uint32_t>(state >> 32);
+}
+// How far the slot's sequence number is past `seq` (negative: behind), in positions.
+[[nodiscard]] constexpr std::int32_t mpmc_lap_diff(std::uint64_t state, std::uint64_t seq) noexcept {
+  return static_cast<std::int32_t>(static_cast<std::uint32_t>(state) - static_cast<std::uint32_t>(seq));
+}
+
+// This process's claim mark (see "Owners"): cached, 0 until first computed and again in a
+// child after fork(). The hot path pays one relaxed load.
+inline std::atomic<std::uint32_t> mpmc_claim_mark_cache{0};
+[[nodiscard]] std::uint32_t compute_mpmc_claim_mark() noexcept;
+[[nodiscard]] inline std::uint32_t mpmc_claim_mark() noexcept {
+  const std::uint32_t mark = mpmc_claim_mark_cache.load(std::memory_order_relaxed);
+  return mark != 0 ? mark : compute_mpmc_claim_mark();
+}
+// Whether the process that made a claim mark may still be running (see "Owners"). Reads
+// /proc: the slow path only.
+[[nodiscard]] bool mpmc_claim_owner_alive(std::uint32_t mark) noexcept;
 
 [[noreturn]] void throw_mpmc_oversize(std::size_t bytes, std::size_t max_payload);
 [[noreturn]] void throw_mpmc_corrupt(std::uint32_t length, std::uint64_t position, std::size_t max_payload);
@@ -138,36 +215,38 @@ class mpmc_ring {
   [[nodiscard]] std::size_t capacity() const noexcept { return static_cast<std::size_t>(mask_ + 1); }
   [[nodiscard]] std::size_t max_payload() const noexcept { return static_cast<std::size_t>(max_payload_); }
 
-  // Copies one message into the ring. false: the ring is full right now (or blocked by a
-  // dead producer, see the top of the file). Throws std::length_error if the message is
-  // larger than max_payload(); nothing is claimed then.
+  // Copies one message into the ring. false: the ring is full right now (or blocked by the
+  // claim of a slow or dead process: see blocking_claim). Throws std::length_error if the
+  // message is larger than max_payload(); nothing is claimed then.
   bool try_push(std::span<const std::byte> message) {
     const std::uint64_t n = message.size();
     if (n > max_payload_) [[unlikely]]
       detail::throw_mpmc_oversize(message.size(), max_payload());
+    const std::uint32_t mark = detail::mpmc_claim_mark();
     std::uint64_t pos = detail::load_relaxed(header_->enqueue_pos);
     detail::mpmc_slot* slot;
     for (;;) {
       slot = slot_at(pos);
       // Acquire: the previous consumer of this slot finished reading before we overwrite.
-      const std::uint32_t seq = detail::load_acquire(slot->sequence);
-      const auto diff = static_cast<std::int32_t>(seq - static_cast<std::uint32_t>(pos));
-      if (diff == 0) {
-        if (detail::compare_exchange_relaxed(header_->enqueue_pos, pos, pos + 1))
-          break;  // pos is ours; on failure pos was reloaded
-      } else if (diff < 0) {
-        return false;  // the slot still holds the message of pos - capacity: full
+      std::uint64_t state = detail::load_acquire(slot->state);
+      const std::int32_t diff = detail::mpmc_lap_diff(state, pos);
+      if (diff < 0)
+        return false;  // the slot still holds the message of pos - capacity (or its claimer): full
+      if (diff == 0 && detail::mpmc_tag(state) == 0) {
+        if (detail::compare_exchange_relaxed(slot->state, state, detail::mpmc_state(pos, mark)))
+          break;  // pos is ours; on failure look at the slot again
       } else {
-        pos = detail::load_relaxed(header_->enqueue_pos);  // another producer took pos
+        pos = next_position(pos, diff, header_->enqueue_pos);  // taken by another producer
       }
     }
+    detail::store_relaxed(header_->enqueue_pos, pos + 1);
     // The slots a lap ahead were last written by a consumer's core: ask for them in
     // exclusive state now, so a later push does not stall on the transfer.
     __builtin_prefetch(slot_at(pos + prefetch_distance), 1);
-    slot->length = static_cast<std::uint32_t>(n);
     if (n != 0)
       std::memcpy(payload_of(slot), message.data(), n);
-    detail::store_release(slot->sequence, static_cast<std::uint32_t>(pos + 1));  // length and payload written
+    // Release: the payload is written before the word says published.
+    detail::store_release(slot->state, detail::mpmc_state(pos + 1, static_cast<std::uint32_t>(n)));
     return true;
   }
 
@@ -176,32 +255,42 @@ class mpmc_ring {
   // slot is freed anyway and the message is gone (it cannot be put back in order).
   template <class F>
   bool try_pop_with(F&& f) {
-    std::uint64_t pos = detail::load_relaxed(header_->dequeue_pos);
-    detail::mpmc_slot* slot;
+    const std::uint32_t mark = detail::mpmc_claim_mark();
     for (;;) {
-      slot = slot_at(pos);
-      // Acquire: the producer's length and payload are visible once seq says published.
-      const std::uint32_t seq = detail::load_acquire(slot->sequence);
-      const auto diff = static_cast<std::int32_t>(seq - static_cast<std::uint32_t>(pos + 1));
-      if (diff == 0) {
-        if (detail::compare_exchange_relaxed(header_->dequeue_pos, pos, pos + 1))
-          break;
-      } else if (diff < 0) {
-        return false;  // not published yet (or never: a dead producer): empty
-      } else {
-        pos = detail::load_relaxed(header_->dequeue_pos);  // another consumer took pos
-      }
-    }
-    struct release_guard {
+      std::uint64_t pos = detail::load_relaxed(header_->dequeue_pos);
       detail::mpmc_slot* slot;
-      std::uint32_t next;
-      ~release_guard() { detail::store_release(slot->sequence, next); }  // done reading the bytes
-    } guard{slot, static_cast<std::uint32_t>(pos + mask_ + 1)};
-    const std::uint32_t n = slot->length;
-    if (n > max_payload_) [[unlikely]]
-      detail::throw_mpmc_corrupt(n, pos, max_payload());
-    f(std::span<const std::byte>(payload_of(slot), static_cast<std::size_t>(n)));
-    return true;
+      std::uint64_t state;
+      for (;;) {
+        slot = slot_at(pos);
+        // Acquire: the producer's payload is visible once the word says published.
+        state = detail::load_acquire(slot->state);
+        const std::int32_t diff = detail::mpmc_lap_diff(state, pos + 1);
+        if (diff < 0)
+          return false;  // not published yet (or its producer is slow or dead): empty
+        if (diff == 0 && (detail::mpmc_tag(state) & detail::mpmc_claim_bit) == 0) {
+          if (detail::compare_exchange_relaxed(slot->state, state, detail::mpmc_state(pos + 1, mark)))
+            break;  // `state` still holds the published word
+        } else {
+          pos = next_position(pos, diff, header_->dequeue_pos);  // taken by another consumer
+        }
+      }
+      detail::store_relaxed(header_->dequeue_pos, pos + 1);
+      const std::uint64_t freed = detail::mpmc_state(pos + mask_ + 1, 0);
+      const std::uint32_t n = detail::mpmc_tag(state);
+      if (n > max_payload_) [[unlikely]] {
+        detail::store_release(slot->state, freed);  // nothing was read
+        if (n == detail::mpmc_hole)
+          continue;  // the position of a dead producer: step over it
+        detail::throw_mpmc_corrupt(n, pos, max_payload());
+      }
+      struct release_guard {
+        detail::mpmc_slot* slot;
+        std::uint64_t next;
+        ~release_guard() { detail::store_release(slot->state, next); }  // release: done reading the bytes
+      } guard{slot, freed};
+      f(std::span<const std::byte>(payload_of(slot), static_cast<std::size_t>(n)));
+      return true;
+    }
   }
 
   // Copies the oldest published message into `out` and returns its length; nullopt if
@@ -221,8 +310,8 @@ class mpmc_ring {
   }
 
   // Messages claimed by producers and not yet claimed by consumers, in [0, capacity()].
-  // Approximate under concurrency (the two positions are read one after the other), like
-  // Python's qsize(); exact when nobody pushes or pops.
+  // Approximate under concurrency (the two positions are hints, read one after the
+  // other), like Python's qsize(); exact when nobody pushes or pops.
   [[nodiscard]] std::size_t size() const noexcept {
     const std::uint64_t deq = detail::load_relaxed(header_->dequeue_pos);
     const std::uint64_t enq = detail::load_relaxed(header_->enqueue_pos);
@@ -240,14 +329,36 @@ class mpmc_ring {
   // positions past the next pop is published.
   [[nodiscard]] bool room_ahead(std::uint64_t ahead) const noexcept {
     const std::uint64_t pos = detail::load_relaxed(header_->enqueue_pos) + ahead;
-    const std::uint32_t seq = detail::load_relaxed(slot_at(pos)->sequence);
-    return static_cast<std::int32_t>(seq - static_cast<std::uint32_t>(pos)) >= 0;
+    return detail::mpmc_lap_diff(detail::load_relaxed(slot_at(pos)->state), pos) >= 0;
   }
   [[nodiscard]] bool published_ahead(std::uint64_t ahead) const noexcept {
     const std::uint64_t pos = detail::load_relaxed(header_->dequeue_pos) + ahead;
-    const std::uint32_t seq = detail::load_relaxed(slot_at(pos)->sequence);
-    return static_cast<std::int32_t>(seq - static_cast<std::uint32_t>(pos + 1)) >= 0;
+    return detail::mpmc_lap_diff(detail::load_relaxed(slot_at(pos)->state), pos + 1) >= 0;
   }
+
+  // ---- Processes that die inside a claim: the slow path (see the top of the file) ----
+
+  enum class side { producers, consumers };
+  // A claim seen in a slot: the slot's index and the state word (its tag is the mark).
+  struct claim {
+    std::uint64_t slot;
+    std::uint64_t state;
+    bool operator==(const claim&) const = default;
+  };
+  // The claim of another producer (consumer) that keeps side `s` from moving on right now:
+  // for producers a slot still held, a lap earlier, by its consumer or producer; for
+  // consumers the next slot, held by its producer. nullopt when `s` is not blocked, or
+  // blocked only by the other side being full (empty). Reads a few words, no system call.
+  [[nodiscard]] std::optional<claim> blocking_claim(side s) const noexcept;
+  // Frees the slot of `c` if it still holds that claim and the claimer's process is dead:
+  // a producer's position is skipped, a consumer's message dropped, and lost() grows by
+  // one. true then. false (nothing changed) while the claimer lives, however long. Reads
+  // /proc/<pid>/stat; at most one of any number of concurrent recover(c) returns true.
+  bool recover(const claim& c) noexcept;
+  // recover() for every slot that holds a claim; returns how many were freed. O(capacity).
+  std::size_t recover_all() noexcept;
+  // Claims of dead processes freed so far, by anyone, in any process.
+  [[nodiscard]] std::uint64_t lost() const noexcept { return detail::load_relaxed(header_->lost); }
 
  private:
   mpmc_ring(detail::mpmc_ring_header* h, std::byte* slots, std::uint64_t count, std::uint64_t stride,
@@ -259,6 +370,19 @@ class mpmc_ring {
   }
   [[nodiscard]] static std::byte* payload_of(detail::mpmc_slot* s) noexcept {
     return reinterpret_cast<std::byte*>(s) + sizeof(detail::mpmc_slot);
+  }
+  // Where to look after finding position pos taken, its slot's sequence number `diff`
+  // positions past the one expected. Every position below the result was claimed: pos
+  // itself; when the slot is more than a lap ahead (a stale hint), the position a lap
+  // before the slot's (which the slot went through), and all below it; and everything
+  // below the side's hint.
+  [[nodiscard]] std::uint64_t next_position(std::uint64_t pos, std::int32_t diff,
+                                            const std::uint64_t& hint) const noexcept {
+    std::uint64_t next = pos + 1;
+    if (static_cast<std::uint64_t>(diff) > mask_ + 1)
+      next += static_cast<std::uint64_t>(diff) - (mask_ + 1);
+    const std::uint64_t h = detail::load_relaxed(hint);
+    return static_cast<std::int64_t>(h - next) > 0 ? h : next;
   }
 
   static constexpr std::uint64_t prefetch_distance = 32;  // slots

@@ -15,17 +15,17 @@ std::string describe_timeout(std::optional<std::chrono::nanoseconds> timeout) {
 
 }  // namespace
 
-queue_core::queue_core(std::size_t capacity, queue_options options)
+queue_core::queue_core(std::size_t capacity, std::size_t max_message_bytes)
     : region_([&] {
         if (capacity == 0)
           throw std::invalid_argument("corio::queue: capacity must be at least 1");
-        return shm_region::create(sizeof(queue_control) + mpmc_ring::bytes_for(capacity, options.max_message_bytes),
+        return shm_region::create(sizeof(queue_control) + mpmc_ring::bytes_for(capacity, max_message_bytes),
                                   "corio-queue");
       }()),
       control_(reinterpret_cast<queue_control*>(region_.data())),  // zero-filled: open, no waiters
       ring_(mpmc_ring::format(std::span<std::byte>(region_.data() + sizeof(queue_control),
                                                    region_.size() - sizeof(queue_control)),
-                              capacity, options.max_message_bytes)) {}
+                              capacity, max_message_bytes)) {}
 
 void queue_core::close() noexcept {
   store_release(control_->closed, 1);  // waiters that see it also see every value put before
@@ -46,25 +46,25 @@ void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional
   if ((ahead > 1 && spin([&] { return ring_.room_ahead(ahead) && try_push(bytes); }, batch_tries)) ||
       spin([&] { return try_push(bytes); }))
     return;
-  const auto deadline = queue_deadline(timeout, "put");
-  bool pushed = false;
-  bool is_closed = false;
-  not_full().wait_until(
-      [&] {
-        is_closed = closed();
-        if (is_closed)
-          return true;
-        pushed = try_push(bytes);
-        if (!pushed)
-          producer_may_sleep();
-        return pushed;
-      },
-      deadline);
-  if (pushed)
-    return;
-  if (is_closed || closed())
-    throw_closed("put");
-  throw_full(timeout);
+  queue_wait wait(*this, mpmc_ring::side::producers, [&] { return try_push(bytes); }, timeout);
+  sleep_until(not_full(), wait);
+  wait.finish();
+}
+
+bool queue_core::recover(const mpmc_ring::claim& c) noexcept {
+  if (!ring_.recover(c))
+    return false;
+  not_empty().notify_all();
+  not_full().notify_all();
+  return true;
+}
+
+std::uint64_t queue_core::lost() noexcept {
+  if (ring_.recover_all() != 0) {
+    not_empty().notify_all();
+    not_full().notify_all();
+  }
+  return ring_.lost();
 }
 
 void queue_core::throw_closed(const char* what) const {

@@ -1,6 +1,7 @@
-// mpmc_ring: sizes, empty/full, FIFO order, wraparound, oversize and small-buffer errors,
-// attach checks, a claimed-but-unpublished slot, many threads and 4 + 4 processes with every
-// message delivered exactly once (checksums).
+// mpmc_ring: sizes, empty/full, FIFO order, wraparound, stale hints, oversize and
+// small-buffer errors, attach checks, claims of dead processes (producer, consumer, zombie,
+// reused pid, racing recoverers) and of live ones, many threads and 4 + 4 processes with
+// every message delivered exactly once (checksums).
 #include <doctest/doctest.h>
 
 #include "ipc_test_support.hpp"
@@ -8,6 +9,8 @@
 #include <corio/ipc/mpmc_ring.hpp>
 #include <corio/ipc/shm_region.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -26,8 +29,28 @@ using corio_test::aligned_block;
 using corio_test::bytes_of;
 using corio_test::exit_status;
 using corio_test::fork_child;
+using corio_test::raw_pipe;
+using side = corio::mpmc_ring::side;
 
 namespace {
+
+// Waits until pid has died (killed or exited) without reaping it: it stays a zombie.
+void wait_dead_unreaped(pid_t pid) {
+  siginfo_t info{};
+  REQUIRE(::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) == 0);
+}
+
+// Reaps pid and checks that SIGKILL ended it.
+void reap_killed(pid_t pid) {
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+}
+
+corio::detail::mpmc_slot* slot_in(std::span<std::byte> memory, std::size_t stride, std::size_t index) {
+  return reinterpret_cast<corio::detail::mpmc_slot*>(memory.data() + mpmc_ring::header_bytes + index * stride);
+}
 
 
 std::string pop_string(mpmc_ring& r) {
@@ -198,8 +221,7 @@ TEST_CASE("a corrupt length in shared memory throws runtime_error instead of rea
   aligned_block m(mpmc_ring::bytes_for(2, 16));
   auto r = mpmc_ring::format(m.span(), 2, 16);
   CHECK(r.try_push(bytes_of("abc")));
-  auto* slot = reinterpret_cast<corio::detail::mpmc_slot*>(m.span().data() + mpmc_ring::header_bytes);
-  slot->length = 1000;
+  slot_in(m.span(), mpmc_ring::stride_for(16), 0)->state = corio::detail::mpmc_state(1, 1000);  // published, length 1000
   CHECK_THROWS_WITH_AS(r.try_pop_with([](auto) { FAIL("must not be called"); }),
                        "corio::mpmc_ring: corrupt message length 1000 at position 0 (largest message: 16 bytes; the "
                        "memory is not an mpmc_ring written by its producers)",
@@ -208,23 +230,184 @@ TEST_CASE("a corrupt length in shared memory throws runtime_error instead of rea
   CHECK(pop_string(r) == "next");
 }
 
-TEST_CASE("a producer killed between claim and publish exposes nothing and blocks later messages") {
+TEST_CASE("a hint that stepped back laps behind still leads to the first free slot, in order") {
+  aligned_block m(mpmc_ring::bytes_for(4, 16));
+  auto r = mpmc_ring::format(m.span(), 4, 16);
+  for (int i = 0; i < 41; ++i) {  // 10 laps and a bit: positions 41 (producers), 40 (consumers)
+    REQUIRE(r.try_push(bytes_of("v" + std::to_string(i))));
+    if (i < 40)
+      REQUIRE(pop_string(r) == "v" + std::to_string(i));
+  }
+  // A claimer descheduled between its claim and its hint store writes an old position
+  // late: both hints step back, here by nine laps.
+  auto* h = reinterpret_cast<corio::detail::mpmc_ring_header*>(m.span().data());
+  corio::detail::store_relaxed(h->enqueue_pos, 3);
+  corio::detail::store_relaxed(h->dequeue_pos, 2);
+  CHECK(r.try_push(bytes_of("v41")));
+  CHECK(r.try_push(bytes_of("v42")));
+  CHECK(r.try_push(bytes_of("v43")));
+  CHECK_FALSE(r.try_push(bytes_of("full")));  // v40 .. v43 fill the 4 slots: nothing overwritten
+  for (int i = 40; i < 44; ++i) CHECK(pop_string(r) == "v" + std::to_string(i));
+  CHECK(pop_string(r) == "<none>");
+  CHECK(r.lost() == 0);
+}
+
+TEST_CASE("a producer SIGKILLed between claim and publish exposes nothing, and once recovered its position is skipped") {
   auto region = corio::shm_region::create(mpmc_ring::bytes_for(4, 16), "mpmc-dead-producer");
-  auto r = mpmc_ring::format({region.data(), region.size()}, 4, 16);
+  const std::span<std::byte> memory{region.data(), region.size()};
+  auto r = mpmc_ring::format(memory, 4, 16);
   CHECK(r.try_push(bytes_of("before")));
-  // Simulate the claim of a producer that dies right after it: advance enqueue_pos past
-  // position 1 without publishing slot 1, as a SIGKILL inside the memcpy would leave it.
-  auto* h = reinterpret_cast<corio::detail::mpmc_ring_header*>(region.data());
-  std::uint64_t pos = 1;
-  REQUIRE(corio::detail::compare_exchange_relaxed(h->enqueue_pos, pos, 2));
-  CHECK(r.try_push(bytes_of("after")));  // position 2, published
+  // The child claims position 1 as try_push does, writes half a message, and is killed
+  // before it stores the hint or publishes: the worst instant.
+  const pid_t child = fork_child([&] {
+    auto* slot = slot_in(memory, mpmc_ring::stride_for(16), 1);
+    std::uint64_t expected = corio::detail::mpmc_state(1, 0);
+    if (!corio::detail::compare_exchange_relaxed(slot->state, expected,
+                                                 corio::detail::mpmc_state(1, corio::detail::mpmc_claim_mark())))
+      return 1;
+    std::memcpy(slot + 1, "torn", 4);
+    ::kill(::getpid(), SIGKILL);
+    return 2;
+  });
+  wait_dead_unreaped(child);  // a zombie: dead, though its pid still answers kill(pid, 0)
+  CHECK(r.try_push(bytes_of("after")));  // position 2: producers step over the claim
   CHECK(pop_string(r) == "before");
-  CHECK(pop_string(r) == "<none>");      // position 1 is never published: no torn read
-  CHECK(pop_string(r) == "<none>");      // and it blocks position 2 behind it
-  CHECK(r.size() == 2);
-  CHECK(r.try_push(bytes_of("x")));      // position 3
-  CHECK(r.try_push(bytes_of("y")));      // position 4 (slot 0, freed by "before")
-  CHECK_FALSE(r.try_push(bytes_of("z")));  // position 5 = slot 1 again: full for good
+  CHECK(pop_string(r) == "<none>");  // position 1 is never published: no torn read
+  const auto claim = r.blocking_claim(side::consumers);
+  REQUIRE(claim.has_value());
+  CHECK(claim->slot == 1);
+  CHECK_FALSE(r.blocking_claim(side::producers).has_value());  // producers have room
+  CHECK(r.recover(*claim));
+  CHECK_FALSE(r.recover(*claim));  // the claim is gone: nothing to free twice
+  CHECK(r.lost() == 1);
+  CHECK(pop_string(r) == "after");  // the hole at position 1 is stepped over
+  CHECK(pop_string(r) == "<none>");
+  for (int i = 0; i < 10; ++i) {  // every slot, the recovered one included, keeps working
+    CHECK(r.try_push(bytes_of("x" + std::to_string(i))));
+    CHECK(pop_string(r) == "x" + std::to_string(i));
+  }
+  CHECK(r.size() == 0);
+  CHECK(r.lost() == 1);
+  reap_killed(child);
+}
+
+TEST_CASE("a consumer SIGKILLed inside its claim gives its slot back to producers once recovered, its message lost") {
+  auto region = corio::shm_region::create(mpmc_ring::bytes_for(2, 16), "mpmc-dead-consumer");
+  auto r = mpmc_ring::format({region.data(), region.size()}, 2, 16);
+  CHECK(r.try_push(bytes_of("a")));
+  CHECK(r.try_push(bytes_of("b")));
+  const pid_t child = fork_child([&] {
+    r.try_pop_with([](std::span<const std::byte>) { ::kill(::getpid(), SIGKILL); });
+    return 1;
+  });
+  reap_killed(child);  // reaped: its pid has no process at all now
+  CHECK_FALSE(r.try_push(bytes_of("c")));  // full: slot 0 is still claimed
+  CHECK_FALSE(r.blocking_claim(side::consumers).has_value());  // "b" is there for consumers
+  const auto claim = r.blocking_claim(side::producers);
+  REQUIRE(claim.has_value());
+  CHECK(claim->slot == 0);
+  CHECK(r.recover(*claim));
+  CHECK(r.lost() == 1);
+  CHECK(r.try_push(bytes_of("c")));
+  CHECK_FALSE(r.try_push(bytes_of("d")));
+  CHECK(pop_string(r) == "b");
+  CHECK(pop_string(r) == "c");
+  CHECK(pop_string(r) == "<none>");
+}
+
+TEST_CASE("a claim of a live process is never recovered, even while it is stopped, and ends with its owner") {
+  auto region = corio::shm_region::create(mpmc_ring::bytes_for(2, 16), "mpmc-live-consumer");
+  auto r = mpmc_ring::format({region.data(), region.size()}, 2, 16);
+  CHECK(r.try_push(bytes_of("slow")));
+  CHECK(r.try_push(bytes_of("next")));
+  raw_pipe go, inside;
+  const pid_t child = fork_child([&] {
+    std::string got;
+    r.try_pop_with([&](std::span<const std::byte> m) {
+      got.assign(reinterpret_cast<const char*>(m.data()), m.size());
+      char c = 'i';
+      (void)!::write(inside.write_end(), &c, 1);
+      (void)!::read(go.read_end(), &c, 1);  // hold the claim until the parent says go
+    });
+    return got == "slow" ? 0 : 1;
+  });
+  char c = 0;
+  REQUIRE(::read(inside.read_end(), &c, 1) == 1);
+  const auto claim = r.blocking_claim(side::producers);
+  REQUIRE(claim.has_value());
+  CHECK_FALSE(r.recover(*claim));
+  REQUIRE(::kill(child, SIGSTOP) == 0);
+  siginfo_t info{};
+  REQUIRE(::waitid(P_PID, static_cast<id_t>(child), &info, WSTOPPED) == 0);
+  CHECK_FALSE(r.recover(*claim));  // stopped is slow, not dead
+  CHECK(r.recover_all() == 0);
+  REQUIRE(::kill(child, SIGCONT) == 0);
+  REQUIRE(::write(go.write_end(), "g", 1) == 1);
+  CHECK(exit_status(child) == 0);
+  CHECK_FALSE(r.recover(*claim));  // released by its owner: the word moved on
+  CHECK(r.lost() == 0);
+  CHECK(r.try_push(bytes_of("room")));
+  CHECK(pop_string(r) == "next");
+  CHECK(pop_string(r) == "room");
+}
+
+TEST_CASE("a claim mark whose pid now names a process with another start time counts as dead") {
+  aligned_block m(mpmc_ring::bytes_for(4, 16));
+  auto r = mpmc_ring::format(m.span(), 4, 16);
+  const std::uint32_t mine = corio::detail::mpmc_claim_mark();
+  REQUIRE((mine & corio::detail::mpmc_claim_bit) != 0);
+  REQUIRE((mine & 0x3f'ffffu) == static_cast<std::uint32_t>(::getpid()));
+  const std::uint32_t token = mine >> 22 & 0x1ffu;
+  REQUIRE(token != 0);  // /proc/self/stat gave this process a start-time token
+  const std::uint32_t reused = (mine & ~(0x1ffu << 22)) | ((token % 511 + 1) << 22);  // same pid, other token
+  const std::uint32_t unknown = mine & ~(0x1ffu << 22);                               // token 0: cannot tell
+  auto* slot = slot_in(m.span(), mpmc_ring::stride_for(16), 0);
+  for (const auto& [mark, dead] : {std::pair{mine, false}, std::pair{unknown, false}, std::pair{reused, true}}) {
+    CAPTURE(mark);
+    slot->state = corio::detail::mpmc_state(0, mark);  // a producer's claim of position 0
+    const auto claim = r.blocking_claim(side::consumers);
+    REQUIRE(claim.has_value());
+    CHECK(r.recover(*claim) == dead);
+  }
+  CHECK(r.lost() == 1);
+  CHECK(r.try_push(bytes_of("one")));  // position 1: the hole at 0 is published
+  CHECK(pop_string(r) == "one");
+}
+
+TEST_CASE("of 8 threads recovering one dead claim at once, exactly one frees it and it is counted once") {
+  for (int round = 0; round < 20; ++round) {
+    aligned_block m(mpmc_ring::bytes_for(2, 16));
+    auto r = mpmc_ring::format(m.span(), 2, 16);
+    const pid_t child = fork_child([] { return 0; });
+    CHECK(exit_status(child) == 0);  // a pid with no process behind it
+    CHECK(r.try_push(bytes_of("m")));
+    CHECK(r.try_push(bytes_of("m2")));  // full: producers wait for slot 0
+    slot_in(m.span(), mpmc_ring::stride_for(16), 0)->state =
+        corio::detail::mpmc_state(1, corio::detail::mpmc_claim_bit | static_cast<std::uint32_t>(child));
+    std::atomic<int> freed{0};
+    std::atomic<bool> start{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&, t] {
+        while (!start.load()) std::this_thread::yield();
+        if (t % 2 == 0) {
+          const auto claim = r.blocking_claim(side::producers);
+          if (!claim || !r.recover(*claim))
+            return;
+          freed.fetch_add(1);
+        } else {
+          freed.fetch_add(static_cast<int>(r.recover_all()));
+        }
+      });
+    start.store(true);
+    for (auto& t : threads) t.join();
+    CHECK(freed.load() == 1);
+    CHECK(r.lost() == 1);
+    CHECK(r.try_push(bytes_of("n")));
+    CHECK_FALSE(r.try_push(bytes_of("o")));
+    CHECK(pop_string(r) == "m2");
+    CHECK(pop_string(r) == "n");
+  }
 }
 
 TEST_CASE("8 threads, 4 producers and 4 consumers, deliver every message exactly once with intact bytes") {
