@@ -18,13 +18,21 @@
 //   generator_misuse. Control passes between consumer and body by symmetric transfer.
 // - Cancellation: the body borrows the stop token of whoever awaits next() (stop.hpp).
 // - The generator object owns the frame; destroying it while the body is suspended at a
-//   co_yield destroys the frame (locals' destructors run). Destroying it while the body is
-//   suspended inside some other co_await is a bug: the pending operation would resume a
-//   freed frame. Await the pending next() first.
+//   co_yield destroys the frame (locals' destructors run).
+// - Destroying it while the body is suspended inside some other co_await (an I/O
+//   operation: the consumer's frame was destroyed while it awaited next()) orphans the
+//   frame instead, as multishot_accept orphans its request: the operation's completion
+//   still finds the frame, the body's stop token is switched to a stopped one (so its next
+//   operation fails with operation_cancelled and it unwinds), and the frame frees itself
+//   at its next co_yield or at its end, without resuming any consumer. A loop being
+//   destroyed cancels the pending operation, so an orphan never outlives its loop.
+//   Destroying the generator while another, live coroutine still awaits its next() stays
+//   a bug: that coroutine is never resumed.
 
 #include <coroutine>
 #include <exception>
 #include <optional>
+#include <stop_token>
 #include <utility>
 
 #include "detail/frame_allocator.hpp"
@@ -49,6 +57,10 @@ class async_generator_promise : public recycled_frame, public stop_carrier {
   struct to_consumer {
     bool await_ready() const noexcept { return false; }
     std::coroutine_handle<> await_suspend(std::coroutine_handle<async_generator_promise> self) noexcept {
+      if (self.promise().orphaned_) {
+        self.destroy();  // nobody owns the frame or waits for the value
+        return std::noop_coroutine();
+      }
       return transfer_to(std::exchange(self.promise().consumer_, nullptr));
     }
     void await_resume() const noexcept {}
@@ -72,9 +84,30 @@ class async_generator_promise : public recycled_frame, public stop_carrier {
     return {{}, v};
   }
 
+  // Called by the owner's destructor. True when the frame was orphaned (the body is
+  // suspended inside an await: the pending operation will resume it), false when the
+  // caller must destroy it.
+  bool orphan_if_awaiting(std::coroutine_handle<async_generator_promise> self) noexcept {
+    if (self.done() || !consumer_) return false;
+    orphaned_ = true;
+    set_stop_token(stopped_token());
+    return true;
+  }
+
   std::coroutine_handle<> consumer_;
   Y* value_ = nullptr;
   std::exception_ptr exception_;
+  bool orphaned_ = false;
+
+ private:
+  static const std::stop_token& stopped_token() noexcept {
+    static const std::stop_token token = [] {
+      std::stop_source source;
+      source.request_stop();
+      return source.get_token();
+    }();
+    return token;
+  }
 };
 
 }  // namespace detail
@@ -105,7 +138,9 @@ class [[nodiscard]] async_generator {
   friend promise_type;
   explicit async_generator(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
   void reset() noexcept {
-    if (handle_) std::exchange(handle_, {}).destroy();
+    if (!handle_) return;
+    const auto h = std::exchange(handle_, {});
+    if (!h.promise().orphan_if_awaiting(h)) h.destroy();
   }
 
   struct next_awaiter {

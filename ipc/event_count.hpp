@@ -33,17 +33,16 @@
 //
 // Where the sleep happens
 // - wait(): the calling thread blocks in futex(FUTEX_WAIT_BITSET), CLOCK_MONOTONIC deadline.
-// - async_wait(): inside a corio loop, the sleep is an IORING_OP_FUTEX_WAIT request in the
-//   loop's ring (Linux 6.7+, probed once per process), so the loop keeps running its other
-//   coroutines and sleeps in the kernel when all are idle. On older kernels, a helper
-//   thread per wait blocks in futex() and posts the wake-up to the loop (loop::post, whose
-//   wake is the loop's eventfd): slower (a thread per sleep) but correct.
-//   Cancellation (the ambient stop token) cancels the request in the kernel, or in the
-//   fallback bumps the epoch and wakes the futex (other sleepers see a spurious wake-up
-//   and re-check, which the protocol allows).
+// - async_wait(): inside a corio loop, corio::futex_wait (runtime/futex_ops.hpp): an
+//   IORING_OP_FUTEX_WAIT request in the loop's ring (Linux 6.7+), so the loop keeps running
+//   its other coroutines and sleeps in the kernel when all are idle. On older kernels (and
+//   with CORIO_DISABLE_FEATURES=futex_wait) the loop's one futex thread sleeps for all of
+//   the loop's waits and posts each wake-up to it; ~loop cancels the waits and joins it.
+//   Cancellation (the ambient stop token) cancels the request in the kernel, or takes the
+//   wait off the futex thread's list.
 //
-// Spurious wake-ups: wait() may return true without a notify (a signal, a cancelled
-// fallback wait of another waiter); callers re-check, as wait_until does.
+// Spurious wake-ups: wait() may return true without a notify (a signal); callers
+// re-check, as wait_until does.
 //
 // Failure modes, stated: a process that dies between prepare_wait and the end of its wait
 // leaves the waiter count one too high forever. Nothing breaks; notify_all then makes a
@@ -97,17 +96,9 @@ class event_count {
   template <class Ready>
   [[nodiscard]] task<bool> async_wait_until(Ready ready, deadline_type deadline = {});
 
-  // True when async_wait uses IORING_OP_FUTEX_WAIT (probed once per process).
-  [[nodiscard]] static bool uring_futex_supported() noexcept;
-
  private:
   event_count_state* state_;
 };
-
-namespace detail {
-// Tests only: make async_wait take the helper-thread path of kernels before 6.7.
-void force_event_count_fallback(bool on) noexcept;
-}  // namespace detail
 
 // ---- implementation -----------------------------------------------------------------------
 

@@ -1,20 +1,15 @@
 #include "buffered_stream.hpp"
 
-#include <sys/utsname.h>
-
 #include <algorithm>
 #include <cstdio>
+
+#include "kernel_features.hpp"
 
 namespace corio {
 namespace detail {
 
 bool recv_poll_first_supported() noexcept {
-  static const bool supported = [] {
-    utsname u{};
-    int major = 0, minor = 0;
-    if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
-    return major > 5 || (major == 5 && minor >= 19);
-  }();
+  static const bool supported = kernel_feature_on_noexcept(kernel_feature::recv_poll_first);
   return supported;
 }
 

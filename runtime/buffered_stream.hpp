@@ -60,8 +60,9 @@
 namespace corio {
 
 namespace detail {
-// Whether the running kernel (5.19+) accepts IORING_RECVSEND_POLL_FIRST on a receive;
-// decided once from uname(2), since io_uring's probe does not report op flags.
+// Whether the running kernel (5.19+) accepts IORING_RECVSEND_POLL_FIRST on a receive
+// (kernel_feature::recv_poll_first, decided from the kernel version: io_uring's probe does
+// not report op flags).
 bool recv_poll_first_supported() noexcept;
 }  // namespace detail
 

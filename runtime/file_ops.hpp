@@ -24,6 +24,7 @@
 
 #include "../coro/task.hpp"
 #include "detail/uring_awaiter.hpp"
+#include "kernel_features.hpp"
 
 namespace corio {
 
@@ -116,11 +117,15 @@ inline auto poll(int fd, unsigned events, op_options options = {}) {
 // Cancels every request in flight on `fd` (IORING_OP_ASYNC_CANCEL with
 // IORING_ASYNC_CANCEL_FD | _ALL, Linux 5.19+); returns how many were found. Their awaiters
 // throw operation_cancelled (or return their result if they completed first). On an older
-// kernel this fails with "cancel fd N: Invalid argument": cancel through stop tokens there.
+// kernel (or with the cancel_any feature disabled, kernel_features.hpp) this fails with
+// "cancel fd N: Invalid argument": cancel through stop tokens there.
 inline auto cancel_fd(int fd, op_options options = {}) {
   return detail::uring_awaiter(
       [fd](io_uring_sqe* sqe) {
-        io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+        // Disabled: a flag no kernel knows, which the kernel refuses with -EINVAL exactly as
+        // one before 5.19 refuses CANCEL_FD.
+        const unsigned unknown_flag = detail::kernel_feature_disabled_noexcept(kernel_feature::cancel_any) ? 1u << 31 : 0;
+        io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL | unknown_flag);
       },
       detail::describe_fd("cancel", fd), std::move(options));
 }

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "detail/cpu_relax.hpp"
+#include "detail/futex_thread.hpp"
 #include "errors.hpp"
 
 namespace corio {
@@ -48,6 +49,10 @@ void print_unhandled(std::exception_ptr e) noexcept {
 
 // Tries the setups from most to least capable; returns the first the kernel accepts.
 loop_features init_ring(io_uring& ring, const loop_options& o) {
+  const bool single_issuer = o.try_single_issuer && !kernel_feature_disabled(kernel_feature::single_issuer);
+  const bool defer_taskrun = o.try_defer_taskrun && !kernel_feature_disabled(kernel_feature::defer_taskrun);
+  const bool coop_taskrun = !kernel_feature_disabled(kernel_feature::coop_taskrun);
+  const bool taskrun_flag = o.try_taskrun_flag && !kernel_feature_disabled(kernel_feature::taskrun_flag);
   struct candidate {
     unsigned flags;
     loop_features features;
@@ -56,20 +61,22 @@ loop_features init_ring(io_uring& ring, const loop_options& o) {
   if (o.sqpoll) {
     candidates.push_back({IORING_SETUP_SQPOLL, {.sqpoll = true}});
   } else {
-    if (o.try_single_issuer && o.try_defer_taskrun)
+    // DEFER_TASKRUN requires SINGLE_ISSUER.
+    if (single_issuer && defer_taskrun)
       candidates.push_back({IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
                             {.single_issuer = true, .defer_taskrun = true}});
-    if (o.try_single_issuer)
+    if (single_issuer && coop_taskrun)
       candidates.push_back({IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
                             {.single_issuer = true, .coop_taskrun = true}});
-    candidates.push_back({IORING_SETUP_COOP_TASKRUN, {.coop_taskrun = true}});
+    if (single_issuer) candidates.push_back({IORING_SETUP_SINGLE_ISSUER, {.single_issuer = true}});
+    if (coop_taskrun) candidates.push_back({IORING_SETUP_COOP_TASKRUN, {.coop_taskrun = true}});
   }
   candidates.push_back({0, {}});
   int res = -EINVAL;
   for (candidate c : candidates) {
     // Idle polling reads pending kernel work from the SQ ring's flags. TASKRUN_FLAG came
     // with COOP_TASKRUN (5.19) and is refused with SQPOLL and on plain rings.
-    if (o.idle_poll.count() > 0 && o.try_taskrun_flag && (c.features.defer_taskrun || c.features.coop_taskrun)) {
+    if (o.idle_poll.count() > 0 && taskrun_flag && (c.features.defer_taskrun || c.features.coop_taskrun)) {
       c.flags |= IORING_SETUP_TASKRUN_FLAG;
       c.features.taskrun_flag = true;
     }
@@ -90,7 +97,8 @@ loop::loop(loop_options options) : idle_poll_(options.idle_poll), unhandled_(&pr
   if (idle_poll_.count() < 0)
     throw std::invalid_argument("corio::loop: idle_poll must not be negative, got " +
                                 std::to_string(idle_poll_.count()) + " us");
-  features_ = init_ring(ring_, options);
+  features_ = init_ring(ring_, options);  // first: throws on a bad CORIO_DISABLE_FEATURES
+  features_.cancel_any = options.try_cancel_any && kernel_feature_on(kernel_feature::cancel_any);
   // Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd with -EAGAIN
   // at once instead of waiting for a write.
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -115,18 +123,38 @@ loop::~loop() {
   closing_ = true;
   try {
     // Repeated, because a coroutine unwinding from a cancellation may start another op.
-    while (in_flight_ > 0) {
-      io_uring_sqe* sqe = get_sqe();
-      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-      io_uring_sqe_set_data64(sqe, 0);
+    while (in_flight_ > 0 || (futex_thread_ && futex_thread_->outstanding() > 0)) {
+      cancel_everything();
       run_once(nullptr);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "corio::loop: draining in-flight operations failed: %s\n", e.what());
   }
+  futex_thread_.reset();  // joins: it posts nothing more, every wait has finished
   if (bound) current_ = nullptr;
   io_uring_queue_exit(&ring_);
   ::close(wake_fd_);
+}
+
+void loop::cancel_everything() {
+  if (futex_thread_) futex_thread_->cancel_all();  // their resumptions are posted
+  if (features_.cancel_any) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, 0);
+  } else {
+    for (const auto& [op, requests] : tracked_) cancel(op);
+  }
+  // Its CQE ends the drain's wait even when no cancel was needed (only futex-thread waits
+  // in flight, whose resumptions are posts).
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_nop(sqe);
+  io_uring_sqe_set_data64(sqe, 0);
+}
+
+detail::futex_thread& loop::futex_thread() {
+  if (!futex_thread_) futex_thread_ = std::make_unique<detail::futex_thread>(*this);
+  return *futex_thread_;
 }
 
 loop& loop::this_loop() {
@@ -170,6 +198,8 @@ io_uring_sqe* loop::get_sqe(unsigned needed) {
 void loop::track(io_uring_sqe* sqe, detail::io_op* op) noexcept {
   io_uring_sqe_set_data64(sqe, detail::to_user_data(op));
   ++in_flight_;
+  if (!features_.cancel_any) [[unlikely]]
+    ++tracked_[op];  // bad_alloc here terminates (noexcept): see loop.hpp
 }
 
 void loop::cancel(detail::io_op* op) {
@@ -332,6 +362,11 @@ void loop::run_once(const bool* finished) {
   reap();
 }
 
+void loop::untrack(detail::io_op* op) noexcept {
+  const auto it = tracked_.find(op);
+  if (it != tracked_.end() && --it->second == 0) tracked_.erase(it);
+}
+
 bool loop::poll_for_work() {
   using clock = std::chrono::steady_clock;
   const clock::time_point deadline = clock::now() + idle_poll_;
@@ -379,8 +414,12 @@ std::size_t loop::reap() {
     io_uring_cq_advance(&ring_, n);
     for (unsigned i = 0; i < n; ++i) {
       if (done[i].user_data == 0) continue;
-      if (!(done[i].flags & IORING_CQE_F_MORE)) --in_flight_;
       detail::io_op* op = detail::from_user_data(done[i].user_data);
+      if (!(done[i].flags & IORING_CQE_F_MORE)) {
+        --in_flight_;
+        if (!features_.cancel_any) [[unlikely]]
+          untrack(op);
+      }
       op->complete(op, done[i].res, done[i].flags);
     }
     if (n < batch) return reaped;

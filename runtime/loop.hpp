@@ -12,14 +12,19 @@
 //
 // Setup (probed once per loop, see features()): SINGLE_ISSUER | DEFER_TASKRUN where the
 // kernel accepts it (6.1+), else SINGLE_ISSUER | COOP_TASKRUN (6.0), else COOP_TASKRUN
-// (5.19), else none. SQPOLL is off unless asked for: it made real workloads slower
+// (5.19), else none. CORIO_DISABLE_FEATURES (kernel_features.hpp) removes setups from
+// that list as if the kernel refused them; a bad value makes the constructor throw
+// std::invalid_argument naming the valid feature names. SQPOLL is off unless asked for: it made real workloads slower
 // (design.md). When io_uring itself is refused (EPERM / ENOSYS: kernel.io_uring_disabled
 // or a seccomp profile such as Docker's default) the constructor throws a
 // std::system_error that names the cause and the fix.
 //
 // Who may touch it: everything except post() and wake() must be called on the loop's
 // thread, the one that calls run(). A loop is destroyed on that thread, after run()
-// returned; operations still in flight then are cancelled and drained first.
+// returned; operations still in flight then are cancelled and drained first: all at once
+// with IORING_ASYNC_CANCEL_ANY (5.19+), else one cancel per request, from a table of the
+// requests in flight that the loop keeps only on such kernels. Waits on the loop's futex
+// thread (futex_ops.hpp) are cancelled too, and the thread is joined.
 
 #include <liburing.h>
 
@@ -29,8 +34,10 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <stop_token>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -38,10 +45,12 @@
 #include "../coro/detail/runner.hpp"
 #include "../coro/task.hpp"
 #include "detail/io_op.hpp"
+#include "kernel_features.hpp"
 
 namespace corio {
 
 namespace detail {
+class futex_thread;
 // For fork() (ipc/process.hpp): in the child, forgets the loop this thread was running,
 // so the child may build its own loop and never touches the parent's io_uring, whose
 // rings are MAP_SHARED with the parent. Call only in a freshly forked child.
@@ -66,6 +75,7 @@ struct loop_options {
   bool try_defer_taskrun = true;
   bool try_single_issuer = true;
   bool try_taskrun_flag = true;  // idle polling then asks the kernel with io_uring_enter
+  bool try_cancel_any = true;    // ~loop then cancels request by request
 };
 
 // What the kernel granted this loop's ring.
@@ -75,6 +85,7 @@ struct loop_features {
   bool coop_taskrun = false;
   bool sqpoll = false;
   bool taskrun_flag = false;  // asked for only with idle_poll: pending kernel work shows in sq.kflags
+  bool cancel_any = false;    // IORING_ASYNC_CANCEL_ANY: ~loop cancels everything in one request
 };
 
 class loop {
@@ -128,6 +139,8 @@ class loop {
   // The loop running on this thread; throws std::logic_error when there is none.
   static loop& this_loop();
 
+  // What the kernel granted this loop's ring; kernel_features() (kernel_features.hpp)
+  // lists every feature corio probes, for the whole process.
   const loop_features& features() const noexcept { return features_; }
   int ring_fd() const noexcept { return ring_.ring_fd; }
 
@@ -136,6 +149,8 @@ class loop {
   // are guaranteed contiguous in one submission (for linked requests).
   io_uring_sqe* get_sqe(unsigned needed = 1);
   // Called once per request whose CQE will be delivered to an io_op, right after prep.
+  // Without CANCEL_ANY it records the op in a table; running out of memory for that
+  // table terminates (the prepared SQE could not be taken back safely).
   void track(io_uring_sqe* sqe, detail::io_op* op) noexcept;
   // Asks the kernel to cancel `op` (loop thread only). The op still completes, with
   // -ECANCELED or its real result if it won the race.
@@ -152,6 +167,8 @@ class loop {
   // the op completed, before its memory is reused.
   void watch_stop(detail::stop_watched_op* op) noexcept;
   void unwatch_stop(detail::stop_watched_op* op) noexcept;
+  // The loop's futex thread (futex_ops.hpp), started at the first call. Loop thread only.
+  detail::futex_thread& futex_thread();
 
  private:
   struct remote_queue {
@@ -189,6 +206,13 @@ class loop {
   bool closing_ = false;  // the destructor drains: no new wake-up read
 
   std::size_t in_flight_ = 0;
+  // Without CANCEL_ANY: every op in flight, with its count of requests (an op may have
+  // several, e.g. a multishot accept re-armed), so ~loop can cancel each one.
+  std::unordered_map<detail::io_op*, unsigned> tracked_;
+  std::unique_ptr<detail::futex_thread> futex_thread_;
+  // ~loop: queues cancels for everything in flight, plus a NOP so the drain's wait ends.
+  void cancel_everything();
+  void untrack(detail::io_op* op) noexcept;
   std::size_t spawned_ = 0;
   unhandled_handler unhandled_;
   std::stop_source stop_source_;

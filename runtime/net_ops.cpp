@@ -4,11 +4,16 @@
 
 #include <stdexcept>
 
+#include "kernel_features.hpp"
+
 namespace corio {
 namespace detail {
 
 accept_state::accept_state(int fd, multishot_options o) noexcept : listen_fd(fd), options(o) {
   complete = &accept_state::on_complete;
+  // Disabled, as on a kernel before 5.19: single accepts from the start (a real old kernel
+  // is found out by its -EINVAL, see on_complete).
+  if (kernel_feature_disabled_noexcept(kernel_feature::multishot_accept)) options.try_multishot = false;
   if (options.max_pending == 0) options.max_pending = 1;
 }
 

@@ -22,6 +22,7 @@
 #include "../coro/task_group.hpp"
 #include "detail/child_status.hpp"
 #include "file_ops.hpp"
+#include "kernel_features.hpp"
 #include "timer.hpp"
 
 extern char** environ;
@@ -123,7 +124,8 @@ ssize_t write_without_sigpipe(int fd, std::string_view data) {
 task<std::size_t> write_stdin(int fd, std::string_view data, op_options options, const std::string& program) {
   const unsigned n = static_cast<unsigned>(std::min<std::size_t>(data.size(), 1u << 20));
   auto describe = [&program] { return "write stdin of " + program; };
-  if (nosignal_state.load(std::memory_order_relaxed) >= 0) {
+  if (nosignal_state.load(std::memory_order_relaxed) >= 0 &&
+      !corio::detail::kernel_feature_disabled_noexcept(corio::kernel_feature::rwf_nosignal)) {
     try {
       const int written = co_await corio::detail::uring_awaiter(
           [&](io_uring_sqe* sqe) {

@@ -52,11 +52,11 @@ summary() {
 }
 trap summary EXIT  # installed after argument parsing: --help prints no summary
 
-# count_results NAME DIR: adds meson test's results in DIR/meson-logs/testlog.json to the
-# totals: OK and EXPECTEDFAIL pass, SKIP is neither, anything else (FAIL, TIMEOUT,
-# ERROR, ...) fails.
+# count_results NAME DIR [LOGBASE]: adds meson test's results in
+# DIR/meson-logs/LOGBASE.json (default testlog) to the totals: OK and EXPECTEDFAIL pass,
+# SKIP is neither, anything else (FAIL, TIMEOUT, ERROR, ...) fails.
 count_results() {
-    local name=$1 log=$2/meson-logs/testlog.json counts
+    local name=$1 log=$2/meson-logs/${3:-testlog}.json counts
     counts=$(python3 - "$log" "$name" <<'EOF'
 import json, sys
 passed = failed = skipped = 0
@@ -153,6 +153,20 @@ bash scripts/deps.sh
 # build runs at -O0, which is also where deep symmetric-transfer chains are tested.
 run_build normal build/debug --buildtype=debugoptimized
 normal_built=$build_ok
+
+# The same tests again with every probed kernel feature off (runtime/kernel_features.hpp):
+# the fallbacks that kernels older than the development one take (Debian 12's 6.1 lacks
+# the io_uring futex op, for one) run on every change. Counted under its own name.
+if [[ $normal_built -eq 1 ]]; then
+    echo "== normal build, CORIO_DISABLE_FEATURES=all (build/debug)"
+    rm -f build/debug/meson-logs/no-features.json
+    CORIO_DISABLE_FEATURES=all meson test -C build/debug --no-rebuild --print-errorlogs \
+        --num-processes "$jobs" --logbase no-features || true
+    if [[ ! -f build/debug/meson-logs/no-features.json ]] || ! count_results "no-features" build/debug no-features; then
+        failed=$((failed + 1))
+        failures+=("no-features: meson test produced no readable build/debug/meson-logs/no-features.json")
+    fi
+fi
 if [[ $fast -eq 0 ]]; then
     # Benchmarks are compiled (and so checked) by the normal build already.
     run_build asan+ubsan build/asan --buildtype=debug -Db_sanitize=address,undefined \

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "../../runtime/detail/dekker_fence.hpp"
+
 namespace corio::detail {
 
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free,
@@ -66,5 +68,18 @@ inline void store_relaxed(std::uint32_t& target, std::uint32_t v) noexcept {
   return std::atomic_ref<std::uint64_t>(target).compare_exchange_weak(expected, desired, std::memory_order_relaxed,
                                                                       std::memory_order_relaxed);
 }
+
+// Read-modify-writes on a shared word (event_count's waiter count and epoch). The order is
+// the caller's to argue: seq_cst where the RMW is one half of a Dekker pair, acq_rel where
+// it publishes and observes, relaxed where it orders nothing.
+inline std::uint64_t fetch_add(std::uint64_t& target, std::uint64_t v, std::memory_order order) noexcept {
+  return std::atomic_ref<std::uint64_t>(target).fetch_add(v, order);
+}
+inline std::uint64_t fetch_sub(std::uint64_t& target, std::uint64_t v, std::memory_order order) noexcept {
+  return std::atomic_ref<std::uint64_t>(target).fetch_sub(v, order);
+}
+
+// dekker_fence(), the seq_cst fence of a Dekker pair ("store mine, fence, load theirs" on
+// both sides), comes with this header from runtime/detail/dekker_fence.hpp.
 
 }  // namespace corio::detail

@@ -7,13 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../kernel_features.hpp"
+
 namespace corio::detail {
 
 // A pidfd for `pid` (always close-on-exec), or -1 when the kernel has none (pidfd_open is
 // Linux 5.3+: ENOSYS before) or `disabled` (the tests' switch that forces the fallback);
 // callers then poll with waitpid(WNOHANG) and a growing sleep.
 inline int open_pidfd(pid_t pid, bool disabled) noexcept {
-  if (disabled) return -1;
+  if (disabled || kernel_feature_disabled_noexcept(kernel_feature::pidfd)) return -1;
   const long fd = ::syscall(SYS_pidfd_open, pid, 0);
   return fd < 0 ? -1 : static_cast<int>(fd);
 }

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <corio/coro/async_generator.hpp>
+#include <corio/coro/stop.hpp>
 #include <corio/coro/sync_wait.hpp>
 #include <corio/coro/task.hpp>
 
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "abandoned_consumer.hpp"
 #include "test_event.hpp"
 
 using corio::async_generator;
@@ -145,4 +147,65 @@ TEST_CASE("a 100,000-step async generator chain runs in constant stack") {
     co_return n;
   };
   CHECK(corio::sync_wait(body()) == 100'000);
+}
+
+namespace {
+
+struct counted {
+  int* destroyed;
+  ~counted() { ++*destroyed; }
+};
+
+}  // namespace
+
+TEST_CASE("destroying an async generator whose body awaits an operation orphans the frame until the body yields") {
+  corio_test::test_event operation;  // stands for an I/O operation whose completion resumes the body
+  int destroyed = 0, resumed = 0, after_yield = 0;
+  auto make = [&]() -> async_generator<int> {
+    const counted local{&destroyed};
+    co_await operation;
+    ++resumed;
+    co_yield 1;
+    ++after_yield;
+  };
+  corio_test::abandoned_consumer c = corio_test::first_of(make);
+  CHECK(operation.waiting() == 1);
+  c.handle.destroy();  // destroys g with its body suspended in the operation
+  CHECK(destroyed == 0);  // orphaned, not freed: the operation still points at the frame
+  operation.set();       // the completion: resumes the orphan, which frees itself at co_yield
+  CHECK(resumed == 1);
+  CHECK(destroyed == 1);
+  CHECK(after_yield == 0);
+}
+
+TEST_CASE("an orphaned async generator body sees a stopped token, so its next operation is cancelled") {
+  corio_test::test_event operation;
+  int destroyed = 0;
+  bool stopped_seen = false;
+  auto make = [&]() -> async_generator<int> {
+    const counted local{&destroyed};
+    co_await operation;
+    stopped_seen = (co_await corio::this_coro::stop_token).stop_requested();
+    co_yield 1;
+  };
+  corio_test::abandoned_consumer c = corio_test::first_of(make);
+  c.handle.destroy();
+  operation.set();
+  CHECK(stopped_seen);
+  CHECK(destroyed == 1);
+}
+
+TEST_CASE("an orphaned async generator that ends with an exception frees its frame at the end") {
+  corio_test::test_event operation;
+  int destroyed = 0;
+  auto make = [&]() -> async_generator<int> {
+    const counted local{&destroyed};
+    co_await operation;
+    throw std::runtime_error("nobody will see this");
+    co_yield 1;
+  };
+  corio_test::abandoned_consumer c = corio_test::first_of(make);
+  c.handle.destroy();
+  operation.set();
+  CHECK(destroyed == 1);
 }

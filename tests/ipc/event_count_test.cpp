@@ -1,15 +1,19 @@
 // event_count: no syscall path when nobody waits, blocking and loop waits across processes,
-// deadlines, cancellation (io_uring futex and the helper-thread fallback), and a lost-wake-up
+// deadlines, cancellation (io_uring futex and the loop's futex thread), the futex thread's
+// lifetime and bound (one per loop, joined by ~loop), and a lost-wake-up
 // stress test: a million sleep/wake handoffs between two processes.
 #include <doctest/doctest.h>
 
+#include "../needs_feature.hpp"
 #include "ipc_test_support.hpp"
 
 #include <corio/coro/task.hpp>
+#include <corio/coro/task_group.hpp>
 #include <corio/coro/when_all.hpp>
 #include <corio/ipc/event_count.hpp>
 #include <corio/ipc/shm_region.hpp>
 #include <corio/runtime/errors.hpp>
+#include <corio/runtime/futex_ops.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/timer.hpp>
 
@@ -20,6 +24,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
 #include <stop_token>
 #include <thread>
 
@@ -51,8 +58,8 @@ std::uint32_t epoch(const event_count_state& s) { return static_cast<std::uint32
 
 // Both paths of async_wait: the io_uring futex (when the kernel has it) and the fallback.
 struct fallback_guard {
-  explicit fallback_guard(bool on) { corio::detail::force_event_count_fallback(on); }
-  ~fallback_guard() { corio::detail::force_event_count_fallback(false); }
+  explicit fallback_guard(bool on) { corio::detail::force_futex_thread(on); }
+  ~fallback_guard() { corio::detail::force_futex_thread(false); }
 };
 
 }  // namespace
@@ -137,13 +144,8 @@ TEST_CASE("lost-wake-up stress: two processes hand a counter back and forth, eac
   CHECK(waiters(b->back) == 0);
 }
 
-TEST_CASE("async_wait sleeps inside the loop while its other coroutines run, woken by another process") {
-  for (const bool fallback : {false, true}) {
-    if (!fallback && !event_count::uring_futex_supported()) {
-      MESSAGE("this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+): only the fallback is tested");
-      continue;
-    }
-    CAPTURE(fallback);
+void sleeps_inside_the_loop(bool fallback) {
+  {
     const fallback_guard guard(fallback);
     auto region = corio::shm_region::create(sizeof(shared_block), "event_count_test");
     auto* b = new (region.data()) shared_block{};
@@ -181,10 +183,17 @@ TEST_CASE("async_wait sleeps inside the loop while its other coroutines run, wok
   }
 }
 
-TEST_CASE("async_wait: a deadline returns false, a stop request throws operation_cancelled") {
-  for (const bool fallback : {false, true}) {
-    if (!fallback && !event_count::uring_futex_supported()) continue;
-    CAPTURE(fallback);
+CORIO_TEST_NEEDS("async_wait sleeps in the ring while the loop's other coroutines run, woken by another process",
+                 corio::kernel_feature::futex_wait) {
+  sleeps_inside_the_loop(false);
+}
+
+TEST_CASE("async_wait sleeps on the loop's futex thread while its other coroutines run, woken by another process") {
+  sleeps_inside_the_loop(true);
+}
+
+void deadline_and_stop(bool fallback) {
+  {
     const fallback_guard guard(fallback);
     event_count_state s{};
     corio::loop lp;
@@ -209,4 +218,103 @@ TEST_CASE("async_wait: a deadline returns false, a stop request throws operation
     stopper.join();
     CHECK(waiters(s) == 0);
   }
+}
+
+CORIO_TEST_NEEDS("async_wait in the ring: a deadline returns false, a stop request throws operation_cancelled",
+                 corio::kernel_feature::futex_wait) {
+  deadline_and_stop(false);
+}
+
+TEST_CASE("async_wait on the futex thread: a deadline returns false, a stop request throws operation_cancelled") {
+  deadline_and_stop(true);
+}
+
+namespace {
+// Threads of this process (/proc/self/task).
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("a loop destroyed while a task waits on its futex thread cancels the wait; a later notify touches nothing") {
+  // The case that was a heap-use-after-free: the old fallback's detached thread posted the
+  // wake-up to the destroyed loop.
+  const fallback_guard guard(true);
+  event_count_state s{};
+  const std::size_t threads_before = thread_count();
+  std::string ended;
+  {
+    corio::loop lp;
+    static std::string* last_error = nullptr;
+    last_error = &ended;
+    lp.set_unhandled_exception_handler([](std::exception_ptr e) noexcept {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        *last_error = ex.what();
+      }
+    });
+    auto waiter = [&]() -> corio::task<void> {
+      event_count ev(s);
+      co_await ev.async_wait(ev.prepare_wait());
+      ended = "woken";
+    };
+    auto main = [&]() -> corio::task<void> {
+      lp.spawn(waiter());
+      co_await corio::sleep_for(10ms);
+    };
+    lp.run(main());
+    CHECK(lp.spawned() == 1);
+    CHECK(waiters(s) == 1);
+    CHECK(thread_count() == threads_before + 1);  // the loop's futex thread
+  }
+  CHECK(ended == "futex wait: cancelled: Operation canceled");
+  CHECK(waiters(s) == 0);
+  CHECK(thread_count() == threads_before);  // joined by ~loop
+  event_count(s).notify_all();
+  CHECK(epoch(s) == 0);  // nobody was announced: nothing to wake
+}
+
+TEST_CASE("300 concurrent waits on the futex thread, on 300 words and on one, use one thread and all wake") {
+  const fallback_guard guard(true);
+  constexpr int waits = 300;  // more words than one futex_waitv takes (128)
+  std::vector<event_count_state> words(waits);
+  event_count_state shared{};
+  std::vector<std::uint64_t> flags(waits, 0);
+  std::uint64_t shared_flag = 0;
+  const std::size_t threads_before = thread_count();
+  corio::loop lp;
+  int woken = 0;
+  std::size_t threads_while_waiting = 0;
+  auto waiter = [&](event_count_state& st, std::uint64_t& flag) -> corio::task<void> {
+    event_count ev(st);
+    if (co_await ev.async_wait_until([&] { return load(flag) == 1; }, std::chrono::steady_clock::now() + 60s))
+      ++woken;
+  };
+  auto main = [&]() -> corio::task<void> {
+    corio::task_group g;
+    for (int i = 0; i < waits; ++i) {
+      g.spawn(waiter(words[i], flags[i]));
+      g.spawn(waiter(shared, shared_flag));
+    }
+    co_await corio::sleep_for(20ms);
+    threads_while_waiting = thread_count();
+    std::thread notifier([&] {
+      for (int i = 0; i < waits; ++i) {
+        store(flags[i], 1);
+        event_count(words[i]).notify_all();
+      }
+      store(shared_flag, 1);
+      event_count(shared).notify_all();
+    });
+    co_await g.wait();
+    notifier.join();
+  };
+  lp.run(main());
+  CHECK(threads_while_waiting == threads_before + 1);
+  CHECK(woken == 2 * waits);
+  for (const auto& w : words) CHECK(waiters(w) == 0);
+  CHECK(waiters(shared) == 0);
 }

@@ -3,6 +3,7 @@
 // parent_death_signal, and no zombies.
 #include <doctest/doctest.h>
 
+#include "../needs_feature.hpp"
 #include "ipc_test_support.hpp"
 #include <signal.h>
 #include <sys/prctl.h>
@@ -138,22 +139,28 @@ TEST_CASE("exitcode is -9 after kill and -15 after terminate") {
   CHECK(*a.exitcode() == -9);
 }
 
-TEST_CASE("join_for returns false while the child runs and true once it ended") {
-  for (bool pidfd : {true, false}) {
-    CAPTURE(pidfd);
-    corio::testing::force_no_process_pidfd(!pidfd);
-    corio::process p(sleep_forever);
-    p.start();
-    CHECK((p.pidfd() >= 0) == pidfd);
-    const auto t0 = std::chrono::steady_clock::now();
-    CHECK_FALSE(p.join_for(50ms));
-    CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
-    CHECK_FALSE(p.exitcode().has_value());
-    p.kill();
-    CHECK(p.join_for(10s));
-    CHECK(*p.exitcode() == -9);
-  }
+void join_for_waits(bool pidfd) {
+  corio::testing::force_no_process_pidfd(!pidfd);
+  corio::process p(sleep_forever);
+  p.start();
+  CHECK((p.pidfd() >= 0) == pidfd);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(p.join_for(50ms));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
+  CHECK_FALSE(p.exitcode().has_value());
+  p.kill();
+  CHECK(p.join_for(10s));
+  CHECK(*p.exitcode() == -9);
   corio::testing::force_no_process_pidfd(false);
+}
+
+CORIO_TEST_NEEDS("join_for through a pidfd returns false while the child runs and true once it ended",
+                 corio::kernel_feature::pidfd) {
+  join_for_waits(true);
+}
+
+TEST_CASE("join_for without a pidfd returns false while the child runs and true once it ended") {
+  join_for_waits(false);
 }
 
 TEST_CASE("misuse throws logic_error: start twice, join or signal before start") {

@@ -1,6 +1,8 @@
 // File and fd operations through the ring: data round trips, errors, cancellation.
 #include <doctest/doctest.h>
 
+#include "../needs_feature.hpp"
+
 #include <corio/coro/task_group.hpp>
 #include <corio/runtime/file_ops.hpp>
 #include <corio/runtime/loop.hpp>
@@ -149,7 +151,8 @@ TEST_CASE("poll reports a readable pipe") {
   CHECK((lp.run(main()) & POLLIN) != 0);
 }
 
-TEST_CASE("cancel_fd cancels every read pending on an fd and reports how many") {
+CORIO_TEST_NEEDS("cancel_fd cancels every read pending on an fd and reports how many",
+                 corio::kernel_feature::cancel_any) {
   corio::loop lp;
   pipe_fds p;
   int cancelled = 0;
@@ -172,4 +175,21 @@ TEST_CASE("cancel_fd cancels every read pending on an fd and reports how many") 
   };
   CHECK(lp.run(main()) == 2);
   CHECK(cancelled == 2);
+}
+
+CORIO_TEST_IF("without CANCEL_FD (before 5.19, or disabled) cancel_fd fails with Invalid argument",
+              !corio::kernel_feature_on(corio::kernel_feature::cancel_any),
+              "this kernel has cancel_any and it is not disabled: the fallback is not taken") {
+  corio::loop lp;
+  pipe_fds p;
+  auto main = [&]() -> task<std::string> {
+    try {
+      (void)co_await corio::cancel_fd(p.r);
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == std::errc::invalid_argument);
+      co_return e.what();
+    }
+    co_return "no error";
+  };
+  CHECK(lp.run(main()) == "cancel fd " + std::to_string(p.r) + ": Invalid argument");
 }

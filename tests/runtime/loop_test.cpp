@@ -1,6 +1,7 @@
 // loop: run, spawn, posting from other threads, io_uring setup fallbacks, draining.
 #include <doctest/doctest.h>
 
+#include <corio/coro/async_generator.hpp>
 #include <corio/coro/task_group.hpp>
 #include <corio/runtime/file_ops.hpp>
 #include <corio/runtime/loop.hpp>
@@ -12,11 +13,18 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <coroutine>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../coro/abandoned_consumer.hpp"
+#include "../needs_feature.hpp"
 #include "cpu_time.hpp"
 
 using namespace std::chrono_literals;
@@ -283,13 +291,10 @@ TEST_CASE("a loop without DEFER_TASKRUN or SINGLE_ISSUER (older kernels) works t
   CHECK(lp.run(main()) == 1000);
 }
 
-TEST_CASE("a default loop on this kernel gets SINGLE_ISSUER and DEFER_TASKRUN") {
-  // Linux 6.1+ grants both; an older kernel makes this a skip, not a failure.
+CORIO_TEST_NEEDS("a default loop on this kernel gets SINGLE_ISSUER and DEFER_TASKRUN",
+                 corio::kernel_feature::defer_taskrun) {
   corio::loop lp;
-  if (!lp.features().defer_taskrun) {
-    MESSAGE("kernel refused DEFER_TASKRUN: fallback in use");
-    return;
-  }
+  CHECK(lp.features().defer_taskrun);
   CHECK(lp.features().single_issuer);
 }
 
@@ -331,6 +336,82 @@ TEST_CASE("destroying a loop with a spawned task still sleeping cancels and drai
   CHECK(outcome == "cancelled");
 }
 
+namespace {
+// Aborts the test binary with `what` unless disarmed within `limit`: a regression that
+// hangs fails in seconds instead of at meson's timeout.
+class watchdog {
+ public:
+  watchdog(std::chrono::seconds limit, const char* what)
+      : thread_([this, limit, what] {
+          std::unique_lock lock(mutex_);
+          if (!cv_.wait_for(lock, limit, [this] { return disarmed_; })) {
+            std::fprintf(stderr, "watchdog: %s did not finish within %lld s\n", what,
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  ~watchdog() {
+    {
+      const std::lock_guard lock(mutex_);
+      disarmed_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;
+  std::thread thread_;
+};
+}  // namespace
+
+TEST_CASE("without CANCEL_ANY, destroying a loop cancels each op in flight one by one and drains them") {
+  // Kernels before 5.19 refuse IORING_ASYNC_CANCEL_ANY: the drain must not wait forever.
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  int cancelled = 0;
+  {
+    const watchdog dog(30s, "~loop without CANCEL_ANY");
+    corio::loop lp({.try_cancel_any = false});
+    CHECK_FALSE(lp.features().cancel_any);
+    auto reader = [&]() -> task<void> {
+      std::byte buf[8];
+      try {
+        co_await corio::read(fds[0], buf);
+      } catch (const corio::operation_cancelled&) {
+        ++cancelled;
+      }
+    };
+    auto sleeper = [&]() -> task<void> {
+      try {
+        co_await corio::sleep_for(1h);
+      } catch (const corio::operation_cancelled&) {
+        ++cancelled;
+      }
+    };
+    auto main = [&]() -> task<void> {
+      for (int i = 0; i < 10; ++i) {
+        lp.spawn(reader());
+        lp.spawn(sleeper());
+      }
+      co_await corio::nop();
+    };
+    lp.run(main());
+    CHECK(lp.in_flight() >= 20);
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(cancelled == 20);
+}
+
+CORIO_TEST_NEEDS("a default loop on this kernel cancels everything at once with CANCEL_ANY",
+                 corio::kernel_feature::cancel_any) {
+  corio::loop lp;
+  CHECK(lp.features().cancel_any);
+}
+
 TEST_CASE("a stop requested from another thread reaches an op while the loop never sleeps") {
   // A busy loop polls the tokens of its in-flight ops instead of registering callbacks;
   // the stop must still cancel the pending read.
@@ -367,4 +448,41 @@ TEST_CASE("a stop requested from another thread reaches an op while the loop nev
   ::close(fds[0]);
   ::close(fds[1]);
   CHECK(cancelled);
+}
+
+TEST_CASE("an async generator destroyed inside a read is orphaned; ~loop cancels the read and frees the frame") {
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  std::string outcome;
+  bool frame_freed = false;
+  struct on_exit {
+    bool* flag;
+    ~on_exit() { *flag = true; }
+  };
+  {
+    corio::loop lp;
+    auto lines = [&]() -> corio::async_generator<int> {
+      const on_exit guard{&frame_freed};
+      std::byte buf[8];
+      try {
+        co_yield static_cast<int>(co_await corio::read(fds[0], buf));
+      } catch (const corio::operation_cancelled&) {
+        outcome = "cancelled";
+      }
+    };
+    std::coroutine_handle<> consumer;
+    auto main = [&]() -> task<void> {
+      consumer = corio_test::first_of(lines).handle;
+      co_await corio::sleep_for(5ms);  // the read is in the kernel now
+      consumer.destroy();              // and with it the generator
+      co_await corio::sleep_for(5ms);
+    };
+    lp.run(main());
+    CHECK_FALSE(frame_freed);  // the read is still in flight and owns the frame
+    CHECK(lp.in_flight() >= 1);
+  }
+  CHECK(outcome == "cancelled");
+  CHECK(frame_freed);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
