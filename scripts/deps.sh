@@ -25,6 +25,8 @@ CORIO_DEPS=(
     redis-server   # the peer of kv_server in the headline table
     wrk            # the HTTP load generator for http_hello and its peers
     curl           # a real HTTP client in the http_hello tests
+    clang               # builds the libFuzzer targets of tests/fuzz (scripts/test.sh)
+    libclang-rt-14-dev  # clang's fuzzer and sanitizer runtimes (-fsanitize=fuzzer)
 )
 
 # Packages that make more benchmarks or tests possible but whose absence is not an error
