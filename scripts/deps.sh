@@ -27,6 +27,8 @@ CORIO_DEPS=(
     wrk            # the HTTP load generator for http_hello and its peers
     curl           # a real HTTP client in the http_hello tests
     cmake          # the install test builds a program with find_package(corio)
+    clang               # builds the libFuzzer targets of tests/fuzz (scripts/test.sh)
+    libclang-rt-14-dev  # clang's fuzzer and sanitizer runtimes (-fsanitize=fuzzer)
 )
 
 # Packages that make more benchmarks or tests possible but whose absence is not an error

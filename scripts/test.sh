@@ -5,7 +5,9 @@
 # non-zero if anything failed. Build directories are reused, so a rerun only rebuilds
 # what changed.
 #
-# Usage: scripts/test.sh [--fast]     --fast: the normal build only (no sanitizers)
+# Usage: scripts/test.sh [--fast]     --fast: the normal build only (no sanitizers, no fuzzing)
+#
+# CORIO_FUZZ_SECONDS=N runs each libFuzzer target for N seconds (default 25; docs/testing.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,7 +15,7 @@ fast=0
 for arg in "$@"; do
     case $arg in
         --fast) fast=1 ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -146,6 +148,69 @@ build_failed() {
     failures+=("$name: $step failed (see $log)")
 }
 
+# ---- fuzzing (tests/fuzz/, docs/testing.md) -------------------------------------------
+# Builds the libFuzzer targets with clang under ASan+UBSan in build/fuzz and runs each for
+# CORIO_FUZZ_SECONDS (default 25) from its seed corpus in tests/fuzz/corpus/<target>/
+# (read only: what a run adds goes to build/fuzz/corpus/<target>/). Each target counts as
+# one test: passed if the run ends without a finding; a finding fails it, and libFuzzer
+# writes the input to build/fuzz/findings/<target>-crash-*. Without clang or its fuzzer
+# runtime (libclang-rt-14-dev) the step is a skip with the reason.
+fuzz_targets=(codec spsc_ring http_request resp)
+
+fuzz_skip() {
+    echo "   skipped: $1"
+    skipped=$((skipped + ${#fuzz_targets[@]}))
+}
+
+run_fuzzers() {
+    local dir=build/fuzz seconds=${CORIO_FUZZ_SECONDS:-25} start=$SECONDS
+    echo "== fuzz ($dir, ${seconds} s per target)"
+    if ! command -v clang++ >/dev/null 2>&1; then
+        fuzz_skip "clang++ not found (scripts/deps.sh installs clang)"; return 0
+    fi
+    mkdir -p "$dir"
+    if ! echo 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }' |
+        clang++ -x c++ -fsanitize=fuzzer - -o "$dir/runtime-probe" >"$dir.probe.log" 2>&1; then
+        fuzz_skip "clang++ cannot link -fsanitize=fuzzer (install libclang-rt-14-dev); see $dir.probe.log"
+        return 0
+    fi
+    local targets=() t log
+    for t in "${fuzz_targets[@]}"; do targets+=("tests/fuzz/fuzz_$t"); done
+    local args=(--buildtype=debugoptimized -Dfuzzers=true -Db_sanitize=address,undefined
+                -Db_lundef=false -Dbenchmarks=false)
+    if [[ -f $dir/meson-private/coredata.dat ]]; then
+        CXX=clang++ meson setup --reconfigure "$dir" "${args[@]}" >"$dir.setup.log" 2>&1 \
+            || CXX=clang++ meson setup --wipe "$dir" "${args[@]}" >"$dir.setup.log" 2>&1 \
+            || { build_failed fuzz "meson setup" "$dir.setup.log"; return 0; }
+    else
+        rm -rf "$dir"
+        CXX=clang++ meson setup "$dir" "${args[@]}" >"$dir.setup.log" 2>&1 \
+            || { build_failed fuzz "meson setup" "$dir.setup.log"; return 0; }
+    fi
+    if ! ninja -C "$dir" -j "$jobs" "${targets[@]}" >"$dir.ninja.log" 2>&1; then
+        build_failed fuzz ninja "$dir.ninja.log"; return 0
+    fi
+    echo "   built in $((SECONDS - start)) s"
+    mkdir -p "$dir/findings"
+    for t in "${fuzz_targets[@]}"; do
+        mkdir -p "$dir/corpus/$t"
+        log=$dir/fuzz_$t.log
+        # -timeout: one input running 10 s is a hang, a finding too. The outer timeout
+        # only guards against libFuzzer itself not stopping.
+        if timeout $((seconds + 120)) "$dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 \
+            -artifact_prefix="$dir/findings/$t-" "$dir/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1; then
+            passed=$((passed + 1))
+            echo "   fuzz_$t: $(grep -m1 -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" || echo done), no finding"
+        else
+            failed=$((failed + 1))
+            failures+=("fuzz: fuzz_$t found a crash (log $log; input in $dir/findings/)")
+            echo "   fuzz_$t: FINDING; from $log:"
+            grep -m8 -E 'ERROR|SUMMARY|fuzz finding|Test unit written' "$log" | sed 's/^/   | /'
+        fi
+    done
+}
+# ---- end of fuzzing --------------------------------------------------------------------
+
 bash scripts/deps.sh
 
 # The build configurations. Adding one (e.g. ThreadSanitizer) is one more line here.
@@ -175,6 +240,10 @@ if [[ $fast -eq 0 ]]; then
     # (annotated for TSan) are checked for data races here.
     run_build tsan build/tsan --buildtype=debug -Db_sanitize=thread -Db_lundef=false \
         -Dbenchmarks=false
+fi
+
+if [[ $fast -eq 0 ]]; then
+    run_fuzzers  # the fuzzing block above
 fi
 
 echo "== install test"

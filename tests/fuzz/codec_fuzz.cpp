@@ -1,8 +1,6 @@
 // libFuzzer target for corio::codec: every input must decode or throw decode_error, as
 // several nested types; anything else (a crash, a sanitizer report, another exception)
-// is a finding. Not a meson test; build and run with clang (docs/codec.md):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -IBUILD/include \
-//       tests/ipc/codec_fuzz.cpp -o /tmp/codec_fuzz && /tmp/codec_fuzz -max_total_time=60
+// is a finding. Built and run by scripts/test.sh's fuzz step; see docs/testing.md.
 #include <corio/ipc/codec.hpp>
 
 #include <array>
