@@ -24,6 +24,7 @@ using corio::redis::client;
 using corio::redis::connection_error;
 using corio::redis::server_error;
 using corio::resp::reply;
+using corio_test::options_for;
 using corio_test::redis_server;
 using steady = std::chrono::steady_clock;
 
@@ -34,16 +35,6 @@ void on_loop(F f) {
   corio::loop lp;
   lp.run(f());
 }
-
-corio::redis::options options_for(const redis_server& s) {
-  return corio::redis::options(s.address()).password(s.password());
-}
-
-#define SKIP_WITHOUT_REDIS()                                                       \
-  if (!corio_test::have_redis_server()) {                                          \
-    MESSAGE("skipped: redis-server is not installed (scripts/deps.sh installs it)"); \
-    return;                                                                        \
-  }
 
 }  // namespace
 

@@ -6,6 +6,8 @@
 // No system service is touched. A machine without redis-server makes the test a skip.
 #include <doctest/doctest.h>
 
+#include <corio/dist/redis_client.hpp>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -168,4 +170,16 @@ class redis_server {
   pid_t pid_ = -1;
 };
 
+// The options that reach `s` with its password.
+inline corio::redis::options options_for(const redis_server& s) {
+  return corio::redis::options(s.address()).password(s.password());
+}
+
 }  // namespace corio_test
+
+// At the top of a test that needs redis-server.
+#define SKIP_WITHOUT_REDIS()                                                         \
+  if (!corio_test::have_redis_server()) {                                            \
+    MESSAGE("skipped: redis-server is not installed (scripts/deps.sh installs it)"); \
+    return;                                                                          \
+  }
