@@ -19,6 +19,7 @@
 // - put on a bounded queue (queue_options::maxsize) waits while it is full, polling;
 //   queue_full when block = false or the timeout passed.
 // - size() and empty() count values queued and not taken; approximate while others work.
+//   clear() drops every value (queued or in flight).
 // - Order: values are taken in the order Redis received the puts.
 // - Values cross machines as corio's codec writes them: trivially copyable types as their
 //   bytes, so the hosts must agree on byte order and layout (any x86-64 / arm64 Linux).
@@ -66,6 +67,9 @@ class queue {
   }
   std::size_t size() { return m_->run_blocking("queue::size", q_->size()); }
   bool empty() { return size() == 0; }
+  // Drops every value, queued or taken and not yet acknowledged (a fresh start for a
+  // queue left over from an earlier run).
+  void clear() { m_->run_blocking("queue::clear", q_->clear()); }
 
   // Awaitable forms, for a coroutine on a corio loop. The value is encoded before the
   // task starts (an encoding error throws here, in the caller).
@@ -76,6 +80,7 @@ class queue {
   }
   [[nodiscard]] task<T> async_get(bool block = true, timeout_type timeout = {}) { return get_value(q_, block, timeout); }
   [[nodiscard]] task<std::size_t> async_size() { return q_->size(); }
+  [[nodiscard]] task<void> async_clear() { return q_->clear(); }
 
   const std::string& name() const noexcept { return q_->name(); }
 

@@ -55,6 +55,13 @@ redis.call('XADD', KEYS[1], '*', 'v', ARGV[2])
 return 1
 )lua";
 
+// KEYS[1] the stream; ARGV group. An empty queue with its group.
+constexpr std::string_view clear_script = R"lua(
+redis.call('DEL', KEYS[1])
+redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+return 1
+)lua";
+
 // KEYS[1] the stream; ARGV group. Entries not taken: all minus those in flight.
 constexpr std::string_view size_script = R"lua(
 local n = redis.call('XLEN', KEYS[1])
@@ -158,6 +165,13 @@ task<std::optional<std::string>> stream_queue::get(bool block, timeout_type time
                         "XREAD", "COUNT", "1", "BLOCK", std::to_string(std::max<std::int64_t>(wait.count(), 1)), "STREAMS",
                         key_, t.wait_after);
   }
+}
+
+task<void> stream_queue::clear() {
+  redis::client* c = co_await m_->commands();
+  co_await c->command(redis::command_options{.idempotent = redis::idempotency::yes}, "EVAL", clear_script, "1", key_,
+                      group);
+  group_ready_ = true;
 }
 
 task<std::size_t> stream_queue::size() {

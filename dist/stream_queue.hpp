@@ -55,6 +55,8 @@ class stream_queue {
   [[nodiscard]] task<std::optional<std::string>> get(bool block, timeout_type timeout);
   // Values queued and not yet taken.
   [[nodiscard]] task<std::size_t> size();
+  // Drops every value, queued or in flight.
+  [[nodiscard]] task<void> clear();
 
   const std::string& name() const noexcept { return name_; }
   void check_size(std::size_t bytes) const;

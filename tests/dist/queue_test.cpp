@@ -138,6 +138,10 @@ TEST_CASE("a bounded queue refuses a put when full; a value above 512 MiB is ref
   CHECK(q.get() == 1);
   CHECK(q.try_put(3));
   CHECK(q.size() == 2);
+  q.clear();
+  CHECK(q.empty());
+  CHECK(q.try_put(4));
+  CHECK(q.get() == 4);
 
   corio::dist::detail::stream_queue raw(nullptr, "huge", 0, 1000ms);
   CHECK_NOTHROW(raw.check_size(corio::dist::detail::max_value_bytes));
