@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quick start: install what is missing, build corio in release mode, run the examples,
-# then bench/compare.py: corio's benchmarks next to their peers (Python generators and
+# Quick start: install what is missing, build corio in release mode, run the examples
+# (the seeds' distributed pair against a redis-server it starts itself, too), then
+# bench/compare.py: corio's benchmarks next to their peers (Python generators and
 # multiprocessing, Boost.Asio, Go, ZeroMQ, bare liburing and Boost.Context floors), ending
 # with one table of every performance target, PASS or MISS. About 3 minutes on 2 cores
 # once the build exists (the build itself takes a few more the first time).
@@ -68,6 +69,44 @@ for name in "${examples[@]}"; do
         status=1
     fi
 done
+
+# The seeds' distributed pair (seed 004) across "two hosts": a redis-server of its own
+# (temporary directory, free port, requirepass, AOF on), the master, and a worker that
+# exits once no task came for 2 s. The server is stopped and its directory removed on
+# every way out.
+run_distributed() {
+    local dir port pw rc=0 server
+    dir=$(mktemp -d /tmp/corio-quickstart-redis-XXXXXX)
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    printf 'port %s\nbind 127.0.0.1\ndir %s\nlogfile %s/redis.log\nrequirepass %s\nappendonly yes\nsave ""\n' \
+        "$port" "$dir" "$dir" "$pw" >"$dir/redis.conf"
+    redis-server "$dir/redis.conf" &
+    server=$!
+    trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' RETURN
+    for _ in $(seq 100); do
+        REDISCLI_AUTH=$pw redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    echo "distributed_master + distributed_worker (redis-server on 127.0.0.1:$port, AOF on):"
+    REDISCLI_AUTH=$pw timeout 60 "$builddir/examples/distributed_master" --address "127.0.0.1:$port" \
+        >"$dir/master.out" 2>&1 &
+    local master=$!
+    sleep 0.5
+    REDISCLI_AUTH=$pw timeout 60 "$builddir/examples/distributed_worker" --address "127.0.0.1:$port" \
+        --host-name worker-host --timeout 2 2>&1 | sed -n '1,4s/^/    worker: /p' || rc=1
+    wait "$master" || rc=$?
+    sed -n '1,3s/^/    master: /p;$s/^/    master: /p' "$dir/master.out"
+    if [[ $rc -ne 0 ]]; then
+        echo "    (the distributed pair failed: exit status $rc)"
+        return 1
+    fi
+}
+if command -v redis-server >/dev/null; then
+    run_distributed || status=1
+else
+    echo "distributed pair: skipped (redis-server is not installed; scripts/deps.sh installs it)"
+fi
 echo
 python3 bench/compare.py --builddir "$builddir" "${compare_args[@]}" || status=1
 exit $status

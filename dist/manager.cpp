@@ -1,0 +1,100 @@
+#include "manager.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <stdexcept>
+
+namespace corio::dist {
+namespace detail {
+
+namespace {
+
+std::string this_consumer() {
+  static std::atomic<unsigned> counter{0};
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '?';
+  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(counter++);
+}
+
+void print_warning(const std::string& text) { std::fprintf(stderr, "%s\n", text.c_str()); }
+
+// CONFIG GET's answer: [name, value] (empty when the user may not run CONFIG).
+std::string config_value(const resp::reply& r) { return r.elements.size() == 2 ? r.elements[1].str : std::string(); }
+
+}  // namespace
+
+manager_core::manager_core(redis::options o)
+    : on_warning_(print_warning),
+      options_(std::move(o)),
+      consumer_(this_consumer()),
+      where_(redis::parse_endpoint(options_.address()).address) {}
+
+manager_core::~manager_core() = default;
+
+void manager_core::check_not_on_loop(const char* what) {
+  if (loop::current() != nullptr)
+    throw std::logic_error(std::string("corio::dist::") + what +
+                           " blocks, and this thread runs a corio loop: co_await its async_ form instead");
+}
+
+manager_core::per_loop& manager_core::here() {
+  loop* lp = &loop::this_loop();
+  for (auto& p : loops_)
+    if (p->owner == lp) return *p;
+  loops_.push_back(std::make_unique<per_loop>(per_loop{lp, std::nullopt, std::nullopt}));
+  return *loops_.back();
+}
+
+task<redis::client*> manager_core::commands() {
+  per_loop& p = here();
+  if (!p.commands) {
+    redis::client c = co_await redis::client::connect(options_);
+    if (!checked_) {
+      checked_ = true;
+      co_await check_server(c);
+    }
+    if (!p.commands) p.commands.emplace(std::move(c));
+  }
+  co_return &*p.commands;
+}
+
+task<redis::client*> manager_core::blocking() {
+  per_loop& p = here();
+  if (!p.blocking) {
+    redis::client c = co_await redis::client::connect(options_);
+    if (!p.blocking) p.blocking.emplace(std::move(c));
+  }
+  co_return &*p.blocking;
+}
+
+task<void> manager_core::check_server(redis::client& c) {
+  std::string policy, aof, save;
+  try {
+    policy = config_value(co_await c.command("CONFIG", "GET", "maxmemory-policy"));
+    aof = config_value(co_await c.command("CONFIG", "GET", "appendonly"));
+    save = config_value(co_await c.command("CONFIG", "GET", "save"));
+  } catch (const redis::server_error& e) {
+    warn("corio: could not check the configuration of redis " + where_ + " (" + e.code() +
+         "): make sure maxmemory-policy is noeviction and persistence is on");
+    co_return;
+  }
+  if (policy != "noeviction")
+    warn("corio: redis " + where_ + " has maxmemory-policy " + policy +
+         ": under memory pressure it may evict queued values; set it to noeviction");
+  if (aof != "yes" && save.empty())
+    warn("corio: redis " + where_ +
+         " has no persistence (appendonly no, no save points): a restart loses every queued value; "
+         "set appendonly yes");
+}
+
+}  // namespace detail
+
+void manager::connect() {
+  core_->run_blocking("manager::connect", [](std::shared_ptr<detail::manager_core> m) -> task<void> {
+    (void)co_await m->commands();
+  }(core_));
+}
+
+}  // namespace corio::dist

@@ -1,0 +1,47 @@
+#pragma once
+// The errors of corio's Redis client (redis_client.hpp), from the one a caller handles
+// most often to the rarest. All derive from redis::error (a std::runtime_error); timeouts
+// and cancellation are the runtime's own timed_out and operation_cancelled.
+//
+// No message ever contains a password: messages name the server by its address without
+// credentials ("redis 127.0.0.1:6379"), commands by their name only ("SET", never its
+// arguments), and quote the server's own error text.
+
+#include <stdexcept>
+#include <string>
+
+namespace corio::redis {
+
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The server answered a command with an error reply ("-ERR ...", "-WRONGTYPE ...").
+// code() is its first word ("ERR", "WRONGTYPE", "NOGROUP", "BUSYGROUP").
+class server_error : public error {
+ public:
+  server_error(const std::string& what, std::string code) : error(what), code_(std::move(code)) {}
+  const std::string& code() const noexcept { return code_; }
+
+ private:
+  std::string code_;
+};
+
+// The server refused who we are or what we may do: WRONGPASS (bad user or password),
+// NOAUTH (a password is required), NOPERM (the ACL user may not run the command or touch
+// the key). Never retried: retrying a refused password only fills the server's ACL log.
+// At connect it is fatal for the client: every later command fails with it at once.
+class auth_error : public server_error {
+ public:
+  using server_error::server_error;
+};
+
+// The connection could not be made, or was lost with a command in flight that may have
+// been applied (not idempotent, so not re-sent), or reconnecting gave up.
+class connection_error : public error {
+ public:
+  using error::error;
+};
+
+}  // namespace corio::redis

@@ -1,0 +1,204 @@
+// dist::queue<T> through dist::manager against a redis-server the test starts: queue<T>'s
+// vocabulary outside a loop (blocking) and inside one (awaitables), a value put by another
+// process waking a blocked get, bounded queues, the 512 MiB limit, the lease that hands a
+// never-acknowledged value out again, a vanished consumer group re-created and reported,
+// and the configuration warnings at connect.
+#include <doctest/doctest.h>
+
+#include <corio/dist/manager.hpp>
+#include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../ipc/ipc_test_support.hpp"
+#include "redis_server.hpp"
+
+using namespace std::chrono_literals;
+using corio::dist::manager;
+using corio_test::options_for;
+using corio_test::redis_server;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+struct job {
+  int id;
+  double weight;
+  std::string url;
+  template <class Ar>
+  void corio_fields(Ar& ar) {
+    ar(id, weight, url);
+  }
+  friend bool operator==(const job&, const job&) = default;
+};
+
+// A manager that records its warnings instead of printing them.
+struct quiet_manager {
+  explicit quiet_manager(const redis_server& s) : m(options_for(s)) {
+    m.on_warning([this](const std::string& w) { warnings.push_back(w); });
+  }
+  manager m;
+  std::vector<std::string> warnings;
+};
+
+}  // namespace
+
+TEST_CASE("put and get outside a loop keep order; size, empty, try_get and a timeout") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  quiet_manager qm(server);
+  auto q = qm.m.queue<std::string>("task_queue");
+  CHECK(q.empty());
+  for (int i = 0; i < 10; ++i) q.put("ImageUrl_" + std::to_string(i));
+  CHECK(q.size() == 10);
+  for (int i = 0; i < 10; ++i) CHECK(q.get() == "ImageUrl_" + std::to_string(i));
+  CHECK(q.empty());
+  CHECK_FALSE(q.try_get().has_value());
+  const auto start = steady::now();
+  CHECK_THROWS_WITH_AS(q.get(true, 300ms), "corio::dist::queue \"task_queue\" get: no value within the timeout",
+                       corio::queue_empty);
+  CHECK(steady::now() - start >= 300ms);
+  CHECK(steady::now() - start < 3s);
+  CHECK(qm.warnings.empty());  // AOF on, noeviction: nothing to warn about
+
+  auto jobs = qm.m.queue<job>("jobs");
+  const job j{7, 0.5, "http://example.com/7"};
+  jobs.put(j);
+  CHECK(jobs.get() == j);
+  // 16 MiB in one value.
+  auto blobs = qm.m.queue<std::string>("blobs");
+  const std::string big(16 << 20, 'x');
+  blobs.put(big);
+  CHECK(blobs.get() == big);
+}
+
+TEST_CASE("a get blocked in one process is woken by a put from another") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  const pid_t child = corio_test::fork_child([&] {
+    std::this_thread::sleep_for(300ms);
+    manager m(options_for(server));
+    m.queue<int>("numbers").put(42);
+    return 0;
+  });
+  quiet_manager qm(server);
+  auto q = qm.m.queue<int>("numbers");
+  const auto start = steady::now();
+  CHECK(q.get(true, 10s) == 42);
+  const auto waited = steady::now() - start;
+  CHECK(waited >= 250ms);
+  CHECK(waited < 2s);
+  CHECK(corio_test::exit_status(child) == 0);
+}
+
+TEST_CASE("async_put and async_get inside a loop, two managers as two hosts") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  quiet_manager master(server), worker(server);
+  auto tasks = master.m.queue<std::string>("task_queue");
+  auto results = master.m.queue<std::string>("result_queue");
+  auto wtasks = worker.m.queue<std::string>("task_queue");
+  auto wresults = worker.m.queue<std::string>("result_queue");
+  std::vector<std::string> got;
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    for (int i = 0; i < 100; ++i) co_await tasks.async_put("ImageUrl_" + std::to_string(i));
+    for (int i = 0; i < 100; ++i) {
+      std::string t = co_await wtasks.async_get(true, 5s);
+      co_await wresults.async_put(t + "------>completed!");
+    }
+    for (int i = 0; i < 100; ++i) got.push_back(co_await results.async_get(true, 5s));
+    CHECK(co_await tasks.async_size() == 0);
+  }());
+  REQUIRE(got.size() == 100);
+  CHECK(got[0] == "ImageUrl_0------>completed!");
+  CHECK(got[99] == "ImageUrl_99------>completed!");
+  // The blocking form on a loop thread is refused with a message that says what to do.
+  lp.run([&]() -> corio::task<void> {
+    CHECK_THROWS_WITH_AS(tasks.put("x"),
+                         "corio::dist::queue::put blocks, and this thread runs a corio loop: co_await its async_ form instead",
+                         std::logic_error);
+    co_return;
+  }());
+}
+
+TEST_CASE("a bounded queue refuses a put when full; a value above 512 MiB is refused in the caller") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  quiet_manager qm(server);
+  auto q = qm.m.queue<int>("bounded", {.maxsize = 2});
+  CHECK(q.try_put(1));
+  CHECK(q.try_put(2));
+  CHECK_FALSE(q.try_put(3));
+  CHECK_THROWS_AS(q.put(3, true, 100ms), corio::queue_full);
+  CHECK(q.get() == 1);
+  CHECK(q.try_put(3));
+  CHECK(q.size() == 2);
+  q.clear();
+  CHECK(q.empty());
+  CHECK(q.try_put(4));
+  CHECK(q.get() == 4);
+
+  corio::dist::detail::stream_queue raw(nullptr, "huge", 0, 1000ms);
+  CHECK_NOTHROW(raw.check_size(corio::dist::detail::max_value_bytes));
+  CHECK_THROWS_WITH_AS(raw.check_size(corio::dist::detail::max_value_bytes + 1),
+                       "corio::dist::queue \"huge\" put: the value encodes to 536870913 bytes, above Redis' limit of "
+                       "536870912 bytes for one value (proto-max-bulk-len)",
+                       std::length_error);
+}
+
+TEST_CASE("a value taken and never acknowledged is handed out again after the lease") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  quiet_manager qm(server);
+  auto q = qm.m.queue<std::string>("leased", {.maxsize = 0, .lease = 300ms});
+  q.put("orphan");
+  CHECK(q.size() == 1);
+  // A consumer that dies after taking the entry: it reads it in the group and never acks.
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const auto r = co_await c.command("XREADGROUP", "GROUP", "corio", "ghost", "COUNT", "1", "STREAMS", "{leased}:queue", ">");
+    CHECK(r.elements.size() == 1);
+  }());
+  CHECK(q.size() == 0);  // in flight, not queued
+  const auto start = steady::now();
+  CHECK(q.get(true, 5s) == "orphan");
+  CHECK(steady::now() - start >= 250ms);
+  CHECK(q.size() == 0);
+  CHECK_FALSE(q.try_get().has_value());  // acknowledged and deleted: not a third time
+}
+
+TEST_CASE("a consumer group that vanished is re-created and reported, not spun on") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  quiet_manager qm(server);
+  auto q = qm.m.queue<int>("fragile");
+  q.put(1);
+  CHECK(q.get() == 1);
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    co_await c.command("DEL", "{fragile}:queue");  // what a restart without persistence does
+  }());
+  q.put(2);
+  CHECK(q.get() == 2);
+  REQUIRE(qm.warnings.size() == 1);
+  CHECK(qm.warnings[0].find("the consumer group of queue \"fragile\"") != std::string::npos);
+}
+
+TEST_CASE("a Redis that may lose data is reported at connect") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = false, .extra = {"maxmemory-policy allkeys-lru"}});
+  quiet_manager qm(server);
+  qm.m.connect();
+  REQUIRE(qm.warnings.size() == 2);
+  CHECK(qm.warnings[0] == "corio: redis " + server.address() +
+                              " has maxmemory-policy allkeys-lru: under memory pressure it may evict queued values; "
+                              "set it to noeviction");
+  CHECK(qm.warnings[1].find("has no persistence") != std::string::npos);
+}

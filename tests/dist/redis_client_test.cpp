@@ -1,0 +1,262 @@
+// redis::client against a redis-server the test starts (password, temporary directory,
+// free port): pipelining from many coroutines in few writes, the handshake (ACL user,
+// requirepass, SELECT, CLIENT SETNAME), refused credentials and permissions as
+// auth_error at once and without the password, deadlines and stop requests, reconnects
+// after a killed connection and a server restart (re-sending only idempotent commands).
+#include <doctest/doctest.h>
+
+#include <corio/coro/task_group.hpp>
+#include <corio/dist/redis_client.hpp>
+#include <corio/runtime/errors.hpp>
+#include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
+
+#include <chrono>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "redis_server.hpp"
+
+using namespace std::chrono_literals;
+using corio::redis::auth_error;
+using corio::redis::client;
+using corio::redis::connection_error;
+using corio::redis::server_error;
+using corio::resp::reply;
+using corio_test::options_for;
+using corio_test::redis_server;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+template <class F>
+void on_loop(F f) {
+  corio::loop lp;
+  lp.run(f());
+}
+
+}  // namespace
+
+TEST_CASE("parse_endpoint reads host:port, redis:// URLs and unix paths") {
+  auto e = corio::redis::parse_endpoint("redis://worker:s3cret@localhost:7000/2");
+  CHECK(e.address == "127.0.0.1:7000");
+  CHECK(e.user == "worker");
+  CHECK(e.password == "s3cret");
+  CHECK(e.db == 2);
+  CHECK(corio::redis::parse_endpoint("10.0.0.5").address == "10.0.0.5:6379");
+  CHECK(corio::redis::parse_endpoint("[::1]:6380").address == "[::1]:6380");
+  CHECK(corio::redis::parse_endpoint("unix:/run/redis.sock").address == "unix:/run/redis.sock");
+  try {
+    (void)corio::redis::parse_endpoint("redis://u:s3cret@host/x");
+    FAIL("no error");
+  } catch (const std::invalid_argument& err) {
+    CHECK(std::string(err.what()) == "bad redis address \"redis://u:***@host/x\": the database \"x\" is not a number");
+  }
+}
+
+TEST_CASE("commands of a thousand coroutines share one connection and go out in one write") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(server));
+    std::vector<std::string> got(1000);
+    corio::task_group g;
+    for (int i = 0; i < 1000; ++i)
+      g.spawn([&c, i]() -> corio::task<void> {
+        co_await c.command("SET", "key:" + std::to_string(i), "value " + std::to_string(i));
+      });
+    co_await g.wait();
+    CHECK(c.stats().commands == 1000);
+    CHECK(c.stats().writes == 1);
+    for (int i = 0; i < 1000; ++i)
+      g.spawn([&c, &got, i]() -> corio::task<void> {
+        got[static_cast<std::size_t>(i)] = (co_await c.command("GET", "key:" + std::to_string(i))).str;
+      });
+    co_await g.wait();
+    for (int i = 0; i < 1000; ++i) CHECK(got[static_cast<std::size_t>(i)] == "value " + std::to_string(i));
+    CHECK(c.stats().writes == 2);
+    // A 4 MiB value each way.
+    const std::string big(4 << 20, 'b');
+    co_await c.command("SET", "big", big);
+    CHECK((co_await c.command("GET", "big")).str == big);
+  });
+}
+
+TEST_CASE("the handshake authenticates an ACL user, selects the database and names the client") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  on_loop([&]() -> corio::task<void> {
+    client admin = co_await client::connect(options_for(server));
+    co_await admin.command("ACL", "SETUSER", "worker", "on", ">worker-pw", "~*", "&*", "+@all");
+    client w = co_await client::connect(
+        corio::redis::options("redis://worker:worker-pw@" + server.address() + "/3").client_name("worker-7"));
+    CHECK((co_await w.command("CLIENT", "GETNAME")).str == "worker-7");
+    CHECK((co_await w.command("ACL", "WHOAMI")).str == "worker");
+    co_await w.command("SET", "where", "db3");
+    CHECK((co_await admin.command("GET", "where")).is_nil());
+    co_await admin.command("SELECT", "3");
+    CHECK((co_await admin.command("GET", "where")).str == "db3");
+  });
+}
+
+TEST_CASE("refused credentials and permissions are auth_error at once, never retried, without the password") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  on_loop([&]() -> corio::task<void> {
+    client admin = co_await client::connect(options_for(server));
+    co_await admin.command("ACL", "SETUSER", "reader", "on", ">reader-pw", "~*", "+get", "+ping");
+    co_await admin.command("ACL", "LOG", "RESET");
+
+    struct attempt {
+      corio::redis::options o;
+      std::string code;
+    };
+    std::vector<attempt> attempts = {
+        {corio::redis::options(server.address()).password("wrong-password-123"), "WRONGPASS"},
+        {corio::redis::options(server.address()).user("nobody").password("wrong-password-123"), "WRONGPASS"},
+    };
+    for (auto& a : attempts) {
+      const auto start = steady::now();
+      try {
+        client c = co_await client::connect(a.o);
+        FAIL("connected with bad credentials");
+      } catch (const auth_error& e) {
+        CHECK(e.code() == a.code);
+        CHECK(std::string(e.what()).find("wrong-password-123") == std::string::npos);
+        CHECK(std::string(e.what()).find(server.address()) != std::string::npos);
+        MESSAGE(std::string(e.what()));
+      }
+      CHECK(steady::now() - start < 2s);
+    }
+    // One failed AUTH each in the server's log: no retries.
+    const reply log = co_await admin.command("ACL", "LOG");
+    std::int64_t failures = 0;
+    for (const reply& entry : log.elements)
+      for (std::size_t i = 0; i + 1 < entry.elements.size(); i += 2)
+        if (entry.elements[i].str == "count") failures += entry.elements[i + 1].integer;
+    CHECK(failures == 2);
+
+    // No password for a server that wants one: NOAUTH on the first command.
+    client anonymous = co_await client::connect(corio::redis::options(server.address()));
+    CHECK_THROWS_WITH_AS(co_await anonymous.command("GET", "k"),
+                         doctest::Contains("NOAUTH"), auth_error);
+
+    // An ACL user without the command: NOPERM, and the client stays usable.
+    client reader = co_await client::connect(
+        corio::redis::options(server.address()).user("reader").password("reader-pw"));
+    try {
+      co_await reader.command("XADD", "s", "*", "f", "v");
+      FAIL("XADD allowed");
+    } catch (const auth_error& e) {
+      CHECK(e.code() == "NOPERM");
+      MESSAGE(std::string(e.what()));
+    }
+    CHECK((co_await reader.command("PING")).str == "PONG");
+  });
+}
+
+TEST_CASE("a deadline or a stop request ends the wait and the connection stays in order") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(server));
+    co_await c.command("SET", "k", "v");
+    const auto start = steady::now();
+    CHECK_THROWS_AS(co_await c.command(corio::redis::command_options{.deadline = steady::now() + 100ms}, "BLPOP", "empty", "1"), corio::timed_out);
+    CHECK(steady::now() - start < 900ms);
+    // The BLPOP's reply (nil, after 1 s) is read and dropped; GET gets its own.
+    CHECK((co_await c.command("GET", "k")).str == "v");
+
+    std::stop_source stop;
+    corio::task_group g;
+    bool cancelled = false;
+    g.spawn([&]() -> corio::task<void> {
+      try {
+        co_await c.command("BLPOP", "empty", "1");
+      } catch (const corio::operation_cancelled&) {
+        cancelled = true;
+      }
+    });
+    co_await corio::sleep_for(50ms);
+    g.request_stop();
+    co_await g.wait();
+    CHECK(cancelled);
+    CHECK((co_await c.command("GET", "k")).str == "v");
+  });
+}
+
+TEST_CASE("a killed connection reconnects: idempotent commands are sent again, others fail as maybe applied") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  on_loop([&]() -> corio::task<void> {
+    client admin = co_await client::connect(options_for(server));
+    client c = co_await client::connect(options_for(server));
+    co_await c.command("SET", "k", "v");
+    const std::int64_t id = (co_await c.command("CLIENT", "ID")).integer;
+
+    std::string blpop_error, get_value;
+    corio::task_group g;
+    g.spawn([&]() -> corio::task<void> {
+      try {
+        co_await c.command("BLPOP", "empty", "5");
+      } catch (const connection_error& e) {
+        blpop_error = e.what();
+      }
+    });
+    g.spawn([&]() -> corio::task<void> { get_value = (co_await c.command("GET", "k")).str; });
+    co_await corio::sleep_for(100ms);  // both are on the wire, the GET behind the BLPOP
+    const auto start = steady::now();
+    co_await admin.command("CLIENT", "KILL", "ID", std::to_string(id));
+    co_await g.wait();
+    CHECK(steady::now() - start < 2s);
+    CHECK(blpop_error.find("BLPOP in flight: it may or may not have been applied") != std::string::npos);
+    CHECK(get_value == "v");
+    CHECK(c.stats().reconnects == 1);
+    CHECK((co_await c.command("CLIENT", "ID")).integer != id);
+  });
+}
+
+TEST_CASE("a server restarted with AOF: the client reconnects and finds the data") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(server));
+    co_await c.command("SET", "k", "kept");
+    server.restart(SIGKILL);
+    CHECK((co_await c.command("GET", "k")).str == "kept");
+    CHECK(c.stats().reconnects == 1);
+  });
+}
+
+TEST_CASE("a port nobody listens on is connection_error at once, naming the address") {
+  const int port = corio_test::free_port();
+  on_loop([&]() -> corio::task<void> {
+    const auto start = steady::now();
+    try {
+      client c = co_await client::connect(
+          corio::redis::options("127.0.0.1:" + std::to_string(port)).password("s3cret"));
+      FAIL("connected");
+    } catch (const connection_error& e) {
+      CHECK(std::string(e.what()) ==
+            "redis 127.0.0.1:" + std::to_string(port) + ": cannot connect: connect 127.0.0.1:" + std::to_string(port) +
+                ": Connection refused");
+    }
+    CHECK(steady::now() - start < 2s);
+  });
+}
+
+TEST_CASE("reconnecting gives up after reconnect_for and fails the waiting commands") {
+  SKIP_WITHOUT_REDIS();
+  auto server = std::make_unique<redis_server>();
+  on_loop([&]() -> corio::task<void> {
+    auto o = options_for(*server);
+    o.reconnect_for(300ms);
+    client c = co_await client::connect(o);
+    server.reset();  // gone for good
+    const auto start = steady::now();
+    CHECK_THROWS_WITH_AS(co_await c.command("GET", "k"), doctest::Contains("could not reconnect within 300 ms"),
+                         connection_error);
+    CHECK(steady::now() - start < 2s);
+  });
+}

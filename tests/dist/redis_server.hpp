@@ -1,0 +1,185 @@
+#pragma once
+// A redis-server of the test's own: a fresh temporary directory, a free loopback port, a
+// password (requirepass), optionally AOF with appendfsync always. Stopped and its
+// directory removed by the destructor, even when the test fails; the server dies with
+// the test process too (PR_SET_PDEATHSIG), so a crashed test leaves no server behind.
+// No system service is touched. A machine without redis-server makes the test a skip.
+#include <doctest/doctest.h>
+
+#include <corio/dist/redis_client.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace corio_test {
+
+inline bool have_redis_server() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
+
+// A port nobody listens on now (the kernel's pick for a bind to port 0).
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throw std::runtime_error(std::string("free_port: ") + std::strerror(errno));
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class redis_server {
+ public:
+  struct config {
+    std::string password = "pw-of-the-test-7f3a";
+    bool aof = false;
+    std::vector<std::string> extra{};  // more redis.conf lines
+  };
+
+  redis_server() : redis_server(config{}) {}
+  explicit redis_server(config c) : config_(std::move(c)), port_(free_port()) {
+    char tmpl[] = "/tmp/corio-redis-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = tmpl;
+    std::ofstream conf(dir_ + "/redis.conf");
+    conf << "port " << port_ << "\nbind 127.0.0.1\ndir " << dir_ << "\nlogfile " << dir_
+         << "/redis.log\nsave \"\"\ndaemonize no\n";
+    if (!config_.password.empty()) conf << "requirepass " << config_.password << "\n";
+    conf << (config_.aof ? "appendonly yes\nappendfsync always\n" : "appendonly no\n");
+    for (const auto& line : config_.extra) conf << line << "\n";
+    conf.close();
+    start();
+  }
+  ~redis_server() {
+    stop(SIGTERM);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  redis_server(const redis_server&) = delete;
+  redis_server& operator=(const redis_server&) = delete;
+
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  const std::string& password() const { return config_.password; }
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
+  std::string log() const {
+    std::ifstream in(dir_ + "/redis.log");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  // Stops the server with `sig` (SIGKILL: a crash) and starts it again on the same port
+  // and directory (its AOF, if on, brings the data back).
+  void restart(int sig = SIGTERM) {
+    stop(sig);
+    start();
+  }
+  void stop(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    pid_ = -1;
+  }
+
+ private:
+  void start() {
+    const std::string conf = dir_ + "/redis.conf";
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);
+      ::execlp("redis-server", "redis-server", conf.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    wait_ready();
+  }
+
+  // Until the server answers PING (after AUTH), at most 10 s.
+  void wait_ready() {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("redis-server exited at start; its log:\n" + log());
+      }
+      if (answers_ping()) return;
+      if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("redis-server did not answer within 10 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  bool answers_ping() const {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port_));
+    bool ok = false;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      std::string req = "PING\r\n";
+      if (!config_.password.empty()) req = "AUTH " + config_.password + "\r\n" + req;
+      const std::string want = config_.password.empty() ? "+PONG\r\n" : "+OK\r\n+PONG\r\n";
+      timeval tv{2, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      std::string got;
+      if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+        char buf[256];
+        ssize_t n;
+        while (got.size() < want.size() && (n = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, static_cast<std::size_t>(n));
+      }
+      ok = got == want;
+    }
+    ::close(fd);
+    return ok;
+  }
+
+  config config_;
+  int port_;
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+// The options that reach `s` with its password.
+inline corio::redis::options options_for(const redis_server& s) {
+  return corio::redis::options(s.address()).password(s.password());
+}
+
+}  // namespace corio_test
+
+// At the top of a test that needs redis-server.
+#define SKIP_WITHOUT_REDIS()                                                         \
+  if (!corio_test::have_redis_server()) {                                            \
+    MESSAGE("skipped: redis-server is not installed (scripts/deps.sh installs it)"); \
+    return;                                                                          \
+  }
