@@ -20,7 +20,8 @@ constexpr std::uint64_t sleepers_bit = std::uint64_t{1} << 63;
 constexpr auto first_liveness_check = 10ms;
 constexpr auto liveness_interval = 100ms;
 // A holder usually releases within a few hundred ns: a short spin avoids the futex sleep.
-constexpr int spin_rounds = 200;
+constexpr int spin_rounds = 100;
+constexpr int max_pauses = 64;
 
 // The acquiring CAS: acquire on success (the previous holder's writes become visible);
 // the value read on failure only steers the next attempt.
@@ -94,11 +95,18 @@ class waiting_lock {
     }
   }
 
+  // Polls with exponential backoff (1, 2, 4 .. 64 pauses between looks): a waiter that
+  // polled the word constantly would pull its cache line away from the holder at every
+  // look, and a holder that re-locks at once (the common case in a loop) then pays a
+  // cross-core transfer per lock. Backing off lets it keep the line for a while: more
+  // throughput, at the price of short-term fairness (none is promised, see the header).
   bool try_spin() noexcept {
+    int pauses = 1;
     for (int i = 0; i < spin_rounds; ++i) {
       std::uint64_t word = detail::load_relaxed(s_.owner);
       if (word == 0 && cas_owner(s_, word, token_)) return true;
-      detail::cpu_relax();
+      for (int p = 0; p < pauses; ++p) detail::cpu_relax();
+      if (pauses < max_pauses) pauses *= 2;
     }
     return false;
   }
@@ -127,17 +135,8 @@ lock_result process_mutex::try_lock() {
   return lock_result::status::timed_out;
 }
 
-lock_result process_mutex::lock() {
-  std::uint64_t expected = 0;
-  if (cas_owner(state(), expected, detail::this_thread_owner_token())) [[likely]]
-    return lock_result::status::acquired;
-  return acquire(std::nullopt);
-}
-
 lock_result process_mutex::try_lock_until(clock::time_point deadline) {
-  std::uint64_t expected = 0;
-  if (cas_owner(state(), expected, detail::this_thread_owner_token())) return lock_result::status::acquired;
-  return acquire(deadline);
+  return try_take_free() ? lock_result::status::acquired : acquire(deadline);
 }
 
 lock_result process_mutex::acquire(deadline_type deadline) {
@@ -151,8 +150,7 @@ lock_result process_mutex::acquire(deadline_type deadline) {
 }
 
 task<lock_result> process_mutex::async_lock(deadline_type deadline) {
-  std::uint64_t expected = 0;
-  if (cas_owner(state(), expected, detail::this_thread_owner_token())) co_return lock_result::status::acquired;
+  if (try_take_free()) co_return lock_result::status::acquired;
   // No spin here: spinning would stall the loop's other coroutines.
   waiting_lock w(state(), deadline);
   for (;;) {
@@ -162,7 +160,7 @@ task<lock_result> process_mutex::async_lock(deadline_type deadline) {
   }
 }
 
-void process_mutex::unlock() {
+void process_mutex::unlock_slow() {
   process_mutex_state& s = state();
   const std::uint64_t token = detail::this_thread_owner_token();
   std::uint64_t word = detail::load_relaxed(s.owner);

@@ -51,11 +51,13 @@
 // state. A process_mutex is a handle (a pointer, and a shared reference to its own region
 // if it made one) and is copied freely.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 
 #include "../coro/task.hpp"
+#include "detail/process_owner.hpp"
 #include "detail/shared_block.hpp"
 #include "event_count.hpp"
 #include "shm_region.hpp"
@@ -133,10 +135,38 @@ class process_mutex {
   [[nodiscard]] process_mutex_state& state() const noexcept { return block_.state(); }
 
  private:
-  friend class process_recursive_mutex;
+  // The uncontended paths, inline: one CAS each (see "Shared layout").
+  [[nodiscard]] bool try_take_free() noexcept;
   lock_result acquire(deadline_type deadline);
+  void unlock_slow();
 
   detail::shared_block<process_mutex_state> block_;
 };
+
+// ---- implementation -----------------------------------------------------------------------
+
+// Acquire on success: the previous holder's writes (published by its releasing CAS) are
+// visible from here on.
+inline bool process_mutex::try_take_free() noexcept {
+  std::uint64_t expected = 0;
+  return std::atomic_ref<std::uint64_t>(state().owner)
+      .compare_exchange_strong(expected, detail::this_thread_owner_token(), std::memory_order_acquire,
+                               std::memory_order_relaxed);
+}
+
+inline lock_result process_mutex::lock() {
+  if (try_take_free()) [[likely]]
+    return lock_result::status::acquired;
+  return acquire(std::nullopt);
+}
+
+// Release: publishes the holder's writes. Fails (slow path) when a sleeper set bit 63 or
+// the caller is not the holder.
+inline void process_mutex::unlock() {
+  std::uint64_t expected = detail::this_thread_owner_token();
+  if (!std::atomic_ref<std::uint64_t>(state().owner)
+           .compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) [[unlikely]]
+    unlock_slow();
+}
 
 }  // namespace corio

@@ -54,27 +54,20 @@ std::uint64_t make_token(std::uint64_t tid, std::uint64_t start_ticks) noexcept 
   return ((start_ticks & 0x7fffffffu) << 32) | (tid & 0xffffffffu);
 }
 
-thread_local std::uint64_t cached_token = 0;
-
 // The child of fork() runs on one new thread: its inherited cache names the parent thread.
 [[maybe_unused]] const bool atfork_registered = [] {
-  ::pthread_atfork(nullptr, nullptr, [] { cached_token = 0; });
+  ::pthread_atfork(nullptr, nullptr, [] { cached_owner_token = 0; });
   return true;
 }();
 
-std::uint64_t compute_token() noexcept {
+}  // namespace
+
+std::uint64_t compute_owner_token() noexcept {
   const auto tid = static_cast<std::uint64_t>(::gettid());
   bool missing = false;
   const auto st = read_thread_stat("/proc/thread-self/stat", missing);
-  return make_token(tid, st ? st->start_ticks : 0);
-}
-
-}  // namespace
-
-std::uint64_t this_thread_owner_token() noexcept {
-  if (cached_token == 0) [[unlikely]]
-    cached_token = compute_token();
-  return cached_token;
+  cached_owner_token = make_token(tid, st ? st->start_ticks : 0);
+  return cached_owner_token;
 }
 
 bool owner_alive(std::uint64_t token) noexcept {

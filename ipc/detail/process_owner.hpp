@@ -32,8 +32,17 @@ namespace corio::detail {
 
 inline constexpr std::uint64_t owner_token_bits = (std::uint64_t{1} << 63) - 1;
 
-// The calling thread's token (see above); a cached value after the first call.
-[[nodiscard]] std::uint64_t this_thread_owner_token() noexcept;
+// The calling thread's token, cached; 0 until computed (and again in a fork() child).
+inline thread_local std::uint64_t cached_owner_token = 0;
+
+// Reads the calling thread's start time and fills cached_owner_token.
+[[nodiscard]] std::uint64_t compute_owner_token() noexcept;
+
+// The calling thread's token (see above): one thread-local load after the first call.
+[[nodiscard]] inline std::uint64_t this_thread_owner_token() noexcept {
+  const std::uint64_t token = cached_owner_token;
+  return token != 0 ? token : compute_owner_token();
+}
 
 // False once the thread the token names has exited (or is a zombie, or its tid now names a
 // thread that started at another time). Reads /proc/<tid>/stat: microseconds, for slow

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Peer benchmark: CPython's multiprocessing.Lock (fork start method), on this machine.
+
+corio's process_mutex rows in bench/compare.py are ratios against these figures, measured
+in the same run as bench_ipc (BM_process_lock_*), never quoted from elsewhere.
+
+Prints JSON to stdout, one entry per figure, each with "items_per_second":
+  python_mp_lock_uncontended  acquire() + release() pairs of one process on a Lock
+                              nobody else touches
+  python_mp_lock_contended    two processes (this one and a fork()ed child) each make N
+                              acquire() + release() pairs on one Lock at the same time;
+                              pairs of both per second, from a common start to the
+                              slower one's end
+
+Each figure is the best of --repeats timed runs of N items, N chosen so one run takes
+about --seconds. The peer gets its best idiomatic shot: bound methods, no work inside the
+lock (corio's benchmark increments a shared counter there), the child forked and waiting
+at a barrier before the clock starts.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import sys
+import time
+
+from peerlib import measure
+
+
+def time_uncontended(ctx, n: int) -> float:
+    lock = ctx.Lock()
+    acquire, release = lock.acquire, lock.release
+    start = time.perf_counter()
+    for _ in range(n):
+        acquire()
+        release()
+    return time.perf_counter() - start
+
+
+def _contender(lock, barrier, n):
+    acquire, release = lock.acquire, lock.release
+    barrier.wait()
+    for _ in range(n):
+        acquire()
+        release()
+
+
+def time_contended(ctx, n: int) -> float:
+    """Seconds for 2n pairs; measure() counts n items, so the caller doubles the rate."""
+    lock = ctx.Lock()
+    barrier = ctx.Barrier(2)
+    child = ctx.Process(target=_contender, args=(lock, barrier, n))
+    child.start()
+    acquire, release = lock.acquire, lock.release
+    barrier.wait()
+    start = time.perf_counter()
+    for _ in range(n):
+        acquire()
+        release()
+    child.join()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.3,
+                        help="target duration of one timed run (default 0.3)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per figure; the best is kept (default 3)")
+    args = parser.parse_args()
+
+    ctx = mp.get_context("fork")
+    s, r = args.seconds, args.repeats
+    result = {
+        "python_mp_lock_uncontended": measure(lambda n: time_uncontended(ctx, n), s, r, 1 << 16),
+        "python_mp_lock_contended": measure(lambda n: time_contended(ctx, n), s, r, 1 << 14),
+    }
+    # Both processes made n pairs in the timed run of the contended figure.
+    contended = result["python_mp_lock_contended"]
+    contended["items_per_second"] *= 2
+    contended["ns_per_item"] /= 2
+    for entry in result.values():
+        entry["python"] = f"{platform.python_implementation()} {platform.python_version()}"
+        entry["start_method"] = "fork"
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
