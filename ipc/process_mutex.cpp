@@ -17,8 +17,16 @@ using clock = process_mutex::clock;
 constexpr std::uint64_t sleepers_bit = std::uint64_t{1} << 63;
 // When a waiter first asks whether the holder lives, then how often: bounds how long a
 // dead holder's lock stays unavailable, at the price of a /proc read per interval and waiter.
-constexpr auto first_liveness_check = 10ms;
-constexpr auto liveness_interval = 100ms;
+// Atomics only so that tests can change them (detail::set_owner_check_intervals).
+std::atomic<std::int64_t> first_liveness_check_ms{10};
+std::atomic<std::int64_t> liveness_interval_ms{100};
+
+clock::duration first_liveness_check() noexcept {
+  return std::chrono::milliseconds(first_liveness_check_ms.load(std::memory_order_relaxed));
+}
+clock::duration liveness_interval() noexcept {
+  return std::chrono::milliseconds(liveness_interval_ms.load(std::memory_order_relaxed));
+}
 // A holder usually releases within a few hundred ns: a short spin avoids the futex sleep.
 constexpr int spin_rounds = 100;
 constexpr int max_pauses = 64;
@@ -73,7 +81,7 @@ class waiting_lock {
       if (now >= next_check_ || expired) {
         if (take_over_if_dead(s_, word, token_)) return turn::ended(lock_result::status::owner_died);
         if (detail::load_relaxed(s_.owner) != word) continue;  // changed hands meanwhile
-        next_check_ = now + liveness_interval;
+        next_check_ = now + liveness_interval();
       }
       if (expired) return turn::ended(lock_result::status::timed_out);
       if ((word & sleepers_bit) == 0) {
@@ -115,7 +123,7 @@ class waiting_lock {
   process_mutex_state& s_;
   std::uint64_t token_;
   process_mutex::deadline_type deadline_;
-  clock::time_point next_check_ = clock::now() + first_liveness_check;
+  clock::time_point next_check_ = clock::now() + first_liveness_check();
   bool slept_ = false;
 };
 
@@ -182,5 +190,10 @@ bool process_mutex::held_by_this_thread() const noexcept {
 bool process_mutex::consistent() const noexcept { return detail::load_acquire(state().inconsistent) == 0; }
 
 void process_mutex::mark_consistent() noexcept { detail::store_release(state().inconsistent, 0); }
+
+void detail::set_owner_check_intervals(std::chrono::milliseconds first, std::chrono::milliseconds every) noexcept {
+  first_liveness_check_ms.store(first.count(), std::memory_order_relaxed);
+  liveness_interval_ms.store(every.count(), std::memory_order_relaxed);
+}
 
 }  // namespace corio

@@ -143,6 +143,13 @@ class process_mutex {
   detail::shared_block<process_mutex_state> block_;
 };
 
+namespace detail {
+// Tests only: when a waiter first asks whether the holder lives, and how often after that
+// (defaults 10 ms and 100 ms). A lost-wake-up test sets both to hours, so that a missed
+// wake-up shows as a timeout instead of being covered by the periodic liveness check.
+void set_owner_check_intervals(std::chrono::milliseconds first, std::chrono::milliseconds every) noexcept;
+}  // namespace detail
+
 // ---- implementation -----------------------------------------------------------------------
 
 // Acquire on success: the previous holder's writes (published by its releasing CAS) are

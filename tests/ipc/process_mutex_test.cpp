@@ -87,6 +87,8 @@ void kill_and_reap(pid_t pid) {
   CHECK(WIFSIGNALED(status));
 }
 
+void async_lock_while_another_process_holds();
+
 }  // namespace
 
 TEST_CASE("an uncontended lock and unlock: acquired, held by this thread, consistent") {
@@ -147,6 +149,55 @@ TEST_CASE("4 processes x 10,000 increments under the lock count exactly 40,000")
   for (pid_t c : children) CHECK(exit_status(c) == 0);
   CHECK(mem.b->counter == processes * rounds);
   CHECK(mem.b->mutex.owner == 0);
+}
+
+TEST_CASE("4 threads x 10,000 increments under the lock count exactly 40,000 (ThreadSanitizer checks the ordering)") {
+  process_mutex m;
+  std::uint64_t counter = 0;  // plain: a data race unless lock and unlock order it
+  const int rounds = corio_test::sanitized ? 2'000 : 10'000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < rounds; ++i) {
+        (void)m.lock();
+        ++counter;
+        m.unlock();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(counter == static_cast<std::uint64_t>(4 * rounds));
+}
+
+TEST_CASE("lost-wake-up stress: 3 processes contend with sleeps and no periodic liveness wake-up") {
+  // With the liveness checks pushed out to an hour, a sleeper's only way out is the
+  // unlocker's wake-up (or its 10 s deadline, which fails the child): a lost wake-up
+  // shows as a failure here instead of a 100 ms stall.
+  struct intervals_guard {
+    intervals_guard() { corio::detail::set_owner_check_intervals(std::chrono::hours(1), std::chrono::hours(1)); }
+    ~intervals_guard() { corio::detail::set_owner_check_intervals(10ms, 100ms); }
+  } guard;
+  shared_memory mem;
+  constexpr int processes = 3;
+  const int rounds = corio_test::sanitized ? 500 : 3'000;
+  std::vector<pid_t> children;
+  for (int p = 0; p < processes; ++p) {
+    children.push_back(fork_child([b = mem.b, rounds] {
+      process_mutex m(b->mutex);
+      for (int i = 0; i < rounds; ++i) {
+        if (m.try_lock_for(10s).value() != status::acquired) return 1;
+        b->counter = b->counter + 1;
+        // Now and then hold it past the spinners' patience (~0.2 ms): waiters go to sleep.
+        if (i % 64 == 0) ::usleep(1000);
+        m.unlock();
+      }
+      return 0;
+    }));
+  }
+  for (pid_t c : children) CHECK(exit_status(c) == 0);
+  CHECK(mem.b->counter == static_cast<std::uint64_t>(processes * rounds));
+  const std::uint64_t epoch = load(mem.b->mutex.wake.word) >> 32;
+  CHECK(epoch > 0);  // the sleeping path ran: unlocks woke announced sleepers
 }
 
 TEST_CASE("a holder killed by SIGKILL: the next locker gets owner_died, then locks work normally") {
@@ -214,6 +265,8 @@ TEST_CASE("owner liveness: a live thread, a zombie, a reaped child, and a reused
   const std::uint64_t mine = corio::detail::this_thread_owner_token();
   CHECK(mine != 0);
   CHECK((mine >> 63) == 0);
+  CHECK((mine & 0xffffffffu) == static_cast<std::uint64_t>(::gettid()));
+  CHECK((mine >> 32) != 0);  // the start time was read (ticks since boot; this thread is not that old)
   CHECK(corio::detail::owner_alive(mine));
   // The same tid with another start time: what a reused pid looks like.
   CHECK_FALSE(corio::detail::owner_alive(mine ^ (std::uint64_t{1} << 32)));
@@ -255,7 +308,46 @@ TEST_CASE("a fork()ed child gets a token of its own, not its parent's cached one
   CHECK((load(mem.b->child_token) & 0xffffffffu) == static_cast<std::uint64_t>(child));
 }
 
+// Both paths of the loop's futex sleep: the io_uring futex (when the kernel has it) and the
+// helper-thread fallback of kernels before 6.7.
+struct fallback_guard {
+  explicit fallback_guard(bool on) { corio::detail::force_event_count_fallback(on); }
+  ~fallback_guard() { corio::detail::force_event_count_fallback(false); }
+};
+
 TEST_CASE("async_lock sleeps in the loop while another process holds the lock; the ticker keeps running") {
+  for (const bool fallback : {false, true}) {
+    if (!fallback && !corio::event_count::uring_futex_supported()) {
+      MESSAGE("this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+): only the fallback is tested");
+      continue;
+    }
+    CAPTURE(fallback);
+    const fallback_guard fallback_mode(fallback);
+    async_lock_while_another_process_holds();
+  }
+}
+
+TEST_CASE("async_lock is handed a SIGKILLed holder's lock with owner_died") {
+  shared_memory mem;
+  const pid_t holder = hold_until_killed(mem.b);
+  REQUIRE(await_step(mem.b, 1));
+  process_mutex m(mem.b->mutex);
+  std::thread killer([holder] {
+    std::this_thread::sleep_for(50ms);
+    kill_and_reap(holder);
+  });
+  auto [result, ticks] = corio_test::run_beside_ticker<lock_result>([&]() -> corio::task<lock_result> {
+    co_return co_await m.async_lock(steady::now() + 10s);
+  });
+  killer.join();
+  CHECK(result.value() == status::owner_died);
+  CHECK(ticks >= 3);
+  CHECK_FALSE(m.consistent());
+  m.unlock();
+}
+
+namespace {
+void async_lock_while_another_process_holds() {
   shared_memory mem;
   const pid_t holder = fork_child([b = mem.b] {
     process_mutex m(b->mutex);
@@ -280,6 +372,7 @@ TEST_CASE("async_lock sleeps in the loop while another process holds the lock; t
   CHECK(ticks >= 5);  // ~150 ms of 5 ms ticks ran while the lock was awaited
   CHECK(exit_status(holder) == 0);
 }
+}  // namespace
 
 TEST_CASE("async_lock with a deadline returns timed_out while the holder lives") {
   process_mutex m;
