@@ -8,14 +8,14 @@ Prints JSON to stdout, one entry per figure, each with "items_per_second":
   python_mp_lock_uncontended  acquire() + release() pairs of one process on a Lock
                               nobody else touches
   python_mp_lock_contended    two processes (this one and a fork()ed child) each make N
-                              acquire() + release() pairs on one Lock at the same time;
-                              pairs of both per second, from a common start to the
-                              slower one's end
+                              acquire(); counter.value += 1; release() rounds on one Lock
+                              at the same time (a Value('q', lock=False), the same work
+                              as corio's benchmark; the total is checked); pairs of both
+                              per second, from a common start to the slower one's end
 
 Each figure is the best of --repeats timed runs of N items, N chosen so one run takes
-about --seconds. The peer gets its best idiomatic shot: bound methods, no work inside the
-lock (corio's benchmark increments a shared counter there), the child forked and waiting
-at a barrier before the clock starts.
+about --seconds. The peer gets its best idiomatic shot: bound methods, the child forked and
+waiting at a barrier before the clock starts.
 """
 import argparse
 import json
@@ -37,28 +37,34 @@ def time_uncontended(ctx, n: int) -> float:
     return time.perf_counter() - start
 
 
-def _contender(lock, barrier, n):
+def _rounds(lock, counter, n):
     acquire, release = lock.acquire, lock.release
-    barrier.wait()
     for _ in range(n):
         acquire()
+        counter.value += 1
         release()
+
+
+def _contender(lock, counter, barrier, n):
+    barrier.wait()
+    _rounds(lock, counter, n)
 
 
 def time_contended(ctx, n: int) -> float:
     """Seconds for 2n pairs; measure() counts n items, so the caller doubles the rate."""
     lock = ctx.Lock()
+    counter = ctx.Value("q", 0, lock=False)  # guarded by `lock`, like corio's counter
     barrier = ctx.Barrier(2)
-    child = ctx.Process(target=_contender, args=(lock, barrier, n))
+    child = ctx.Process(target=_contender, args=(lock, counter, barrier, n))
     child.start()
-    acquire, release = lock.acquire, lock.release
     barrier.wait()
     start = time.perf_counter()
-    for _ in range(n):
-        acquire()
-        release()
+    _rounds(lock, counter, n)
     child.join()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if counter.value != 2 * n:
+        raise RuntimeError(f"lost updates under multiprocessing.Lock: {counter.value} != {2 * n}")
+    return elapsed
 
 
 def main() -> int:
