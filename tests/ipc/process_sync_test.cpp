@@ -12,6 +12,8 @@
 #include <corio/ipc/process_semaphore.hpp>
 #include <corio/ipc/shared_value.hpp>
 #include <corio/ipc/shm_region.hpp>
+#include <corio/runtime/errors.hpp>
+#include <corio/runtime/loop.hpp>
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -183,6 +186,21 @@ TEST_CASE("async_wait on an event sleeps in the loop until another process sets 
   CHECK(exit_status(child) == 0);
 }
 
+TEST_CASE("a waiter woken by set() returns true even when clear() came right after") {
+  corio::shm_region region = corio::shm_region::create(sizeof(corio::process_event_state), "event_clear_test");
+  auto* st = new (region.data()) corio::process_event_state{};
+  corio::process_event ev(*st);
+  const pid_t waiter = fork_child([ev]() mutable { return ev.wait(steady::now() + 10s) ? 0 : 1; });
+  // Asleep: its announcement shows in the event_count's waiter half.
+  const auto give_up = steady::now() + 10s;
+  while ((load(st->wake.word) & 0xffffffffu) == 0 && steady::now() < give_up) std::this_thread::sleep_for(1ms);
+  REQUIRE((load(st->wake.word) & 0xffffffffu) != 0);
+  ev.set();
+  ev.clear();
+  CHECK(exit_status(waiter) == 0);
+  CHECK_FALSE(ev.is_set());
+}
+
 // ---- condition ----------------------------------------------------------------------------
 
 TEST_CASE("condition misuse: wait or notify without the lock throws logic_error") {
@@ -274,6 +292,29 @@ TEST_CASE("async_wait_for on a condition sleeps in the loop until another proces
   CHECK(exit_status(producer) == 0);
 }
 
+TEST_CASE("a cancelled async_wait on a condition throws operation_cancelled, unregistered and without the lock") {
+  corio::process_condition_state st{};
+  corio::process_condition cv(st);
+  corio::loop lp;
+  std::stop_source source;
+  auto waiting = [&]() -> corio::task<void> {
+    (void)co_await cv.get_lock().async_lock();
+    (void)co_await cv.async_wait(steady::now() + 10s);
+  };
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(50ms);
+    source.request_stop();
+  });
+  CHECK_THROWS_AS(lp.run(waiting(), source.get_token()), corio::operation_cancelled);
+  stopper.join();
+  CHECK_FALSE(cv.get_lock().held_by_this_thread());
+  CHECK(load(st.counts) == 0);  // no waiter left behind to swallow a later notify
+  (void)cv.lock();
+  cv.notify();  // nobody waits: no token is handed out
+  CHECK(load(st.counts) == 0);
+  cv.unlock();
+}
+
 // ---- barrier ------------------------------------------------------------------------------
 
 TEST_CASE("a barrier of 3 processes, 3 rounds: each round hands out indexes 0, 1, 2 once each") {
@@ -340,6 +381,20 @@ TEST_CASE("async_wait on a barrier sleeps in the loop until the other process ar
   CHECK(index == 0);
   CHECK(ticks >= 5);
   CHECK(exit_status(other) == 0);
+}
+
+TEST_CASE("a cancelled async_wait on a barrier breaks it") {
+  corio::process_barrier b(2);
+  corio::loop lp;
+  std::stop_source source;
+  auto waiting = [&]() -> corio::task<void> { (void)co_await b.async_wait(steady::now() + 10s); };
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(50ms);
+    source.request_stop();
+  });
+  CHECK_THROWS_AS(lp.run(waiting(), source.get_token()), corio::operation_cancelled);
+  stopper.join();
+  CHECK(b.broken());
 }
 
 // ---- shared_value / shared_array ----------------------------------------------------------
