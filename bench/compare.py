@@ -79,6 +79,10 @@ TARGETS = [
     Target("process start + join", "BM_process_start_join", ("python_mp_process_start_join",),
            floor=2000),
     Target("executor submit, tiny tasks", "BM_executor_submit", ("python_mp_apply_async",)),
+    Target("process lock, uncontended vs Python mp.Lock", "BM_process_lock_uncontended",
+           ("python_mp_lock_uncontended",), ratio=20),
+    Target("process lock, 2 processes contended vs Python mp.Lock", "BM_process_lock_contended",
+           ("python_mp_lock_contended",), ratio=20),
 ]
 
 # Google Benchmark programs in <builddir>/bench, run when built. (Not every bench_*
@@ -274,7 +278,7 @@ class Runner:
     def peers(self, figures: dict) -> None:
         full = self.args.full
         py_args = ["--seconds", "1", "--repeats", "5"] if full else ["--seconds", "0.3", "--repeats", "3"]
-        for script in ("python_generator", "python_mp"):
+        for script in ("python_generator", "python_mp", "python_mp_lock"):
             self.peer_json(script, [sys.executable, os.path.join(HERE, "peers", script + ".py"),
                                     *py_args], figures, timeout=600)
         go = shutil.which("go")
