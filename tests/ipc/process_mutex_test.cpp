@@ -12,6 +12,8 @@
 #include <corio/ipc/process_mutex.hpp>
 #include <corio/ipc/process_recursive_mutex.hpp>
 #include <corio/ipc/shm_region.hpp>
+#include <corio/runtime/futex_ops.hpp>
+#include <corio/runtime/kernel_features.hpp>
 #include <corio/runtime/loop.hpp>
 
 #include <signal.h>
@@ -309,16 +311,16 @@ TEST_CASE("a fork()ed child gets a token of its own, not its parent's cached one
 }
 
 // Both paths of the loop's futex sleep: the io_uring futex (when the kernel has it) and the
-// helper-thread fallback of kernels before 6.7.
+// loop's futex thread that kernels before 6.7 use (runtime/futex_ops.hpp).
 struct fallback_guard {
-  explicit fallback_guard(bool on) { corio::detail::force_event_count_fallback(on); }
-  ~fallback_guard() { corio::detail::force_event_count_fallback(false); }
+  explicit fallback_guard(bool on) { corio::detail::force_futex_thread(on); }
+  ~fallback_guard() { corio::detail::force_futex_thread(false); }
 };
 
 TEST_CASE("async_lock sleeps in the loop while another process holds the lock; the ticker keeps running") {
   for (const bool fallback : {false, true}) {
-    if (!fallback && !corio::event_count::uring_futex_supported()) {
-      MESSAGE("this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+): only the fallback is tested");
+    if (!fallback && !corio::kernel_feature_on(corio::kernel_feature::futex_wait)) {
+      MESSAGE("no io_uring futex wait (Linux 6.7+, or CORIO_DISABLE_FEATURES): only the futex thread is tested");
       continue;
     }
     CAPTURE(fallback);
