@@ -65,9 +65,9 @@
 // - The producer checks the read index it loads when the ring looks full (at most capacity
 //   bytes behind its write index, never ahead of it, a multiple of 8).
 // A violation throws std::runtime_error naming the index or length; the ring is then
-// unusable (the side that threw should drop the peer). These checks sit on paths that
-// already branch (a new index loaded, a frame of a new size), so the hot loops of
-// try_write and drain run the same instructions as without them.
+// unusable (the side that threw should drop the peer). The checks cost the hot loops
+// nothing: try_write checks only on its full path; drain bounds each frame by one limit
+// that folds the published end and the end of the data area (see drain).
 // What a hostile producer can still do: write any payload bytes, including changing a
 // frame while the consumer reads it; decode them as untrusted input (codec.hpp does).
 //
@@ -295,18 +295,19 @@ class spsc_ring {
       // (a predictable branch), so the loads leave the critical path; a different size
       // costs one mispredicted branch. keep_branch and opaque (detail/branch_hints.hpp)
       // keep the compiler from undoing that: from turning the check into a conditional
-      // move, and from using the loaded size after the check because it is known equal
-      // (either would put the load back on the chain).
+      // move, and from learning from the check that the two sizes are equal and then
+      // using the loaded one (either would put the load back on the chain): the test is
+      // made on an opaque difference, so no equality is known after it.
       const std::uint64_t actual = frame_bytes(len);
-      if (actual != predicted) [[unlikely]] {
+      std::uint64_t differs = actual ^ predicted;
+      detail::opaque(differs);
+      if (differs != 0) [[unlikely]] {
         detail::keep_branch();
         if (len > capacity / 2 - 4)  // a frame of the predicted size is known valid
           detail::throw_spsc_corrupt(len, st.read());
         predicted = actual;
       }
-      std::uint64_t frame = predicted;
-      detail::opaque(frame);
-      const std::uint64_t next = st.pos + frame;
+      const std::uint64_t next = st.pos + predicted;
       if (next > limit) [[unlikely]]  // past the published bytes or the data area
         detail::throw_spsc_corrupt(len, st.read());
       f(std::span<const std::byte>(data + st.pos + 4, len));
@@ -335,8 +336,8 @@ class spsc_ring {
     // By distance, not by index: indices a peer left near 2^64 wrap (an index loop would
     // then run for 2^58 lines).
     const std::uint64_t first = from & ~std::uint64_t{63};
-    const std::uint64_t span = (to - from > 4096 ? 4096 : to - from) + (from - first);
-    for (std::uint64_t off = 0; off < span; off += 64)
+    const std::uint64_t bytes = (to - from > 4096 ? 4096 : to - from) + (from - first);
+    for (std::uint64_t off = 0; off < bytes; off += 64)
       __builtin_prefetch(data_ + ((first + off) & mask_), 0);
   }
 
