@@ -14,6 +14,7 @@
 #include "detail/cpu_relax.hpp"
 #include "detail/futex_thread.hpp"
 #include "errors.hpp"
+#include "kernel_features.hpp"
 
 namespace corio {
 

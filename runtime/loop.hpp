@@ -45,7 +45,6 @@
 #include "../coro/detail/runner.hpp"
 #include "../coro/task.hpp"
 #include "detail/io_op.hpp"
-#include "kernel_features.hpp"
 
 namespace corio {
 

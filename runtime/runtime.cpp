@@ -15,6 +15,7 @@
 
 #include "detail/cpu_affinity.hpp"
 #include "detail/shard_mesh.hpp"
+#include "kernel_features.hpp"
 #include "timer.hpp"
 
 namespace corio {

@@ -2,6 +2,8 @@
 // idle wake-ups without polling, nested chains, stop and shutdown, odd shard counts.
 #include <doctest/doctest.h>
 
+#include "../needs_feature.hpp"
+
 #include <corio/coro/task_group.hpp>
 #include <corio/runtime/errors.hpp>
 #include <corio/runtime/loop.hpp>
@@ -266,28 +268,33 @@ TEST_CASE("move-only results come back") {
   CHECK(rt.run(main()) == 12);
 }
 
-TEST_CASE("an idle runtime sleeps in the kernel instead of polling, and wakes for a message") {
-  for (bool msg_ring : {true, false}) {
-    CAPTURE(msg_ring);
-    corio::runtime rt(two_shards(msg_ring));
-    double idle_cpu = 0;
-    auto main = [&]() -> task<int> {
-      co_await corio::submit_to(1, [] {});  // shard 1 is up and then idles
-      const double before = cpu_seconds();
-      co_await corio::sleep_for(300ms);
-      idle_cpu = cpu_seconds() - before;
-      // Shard 1 slept through those 300 ms; a message must wake it.
-      const auto start = std::chrono::steady_clock::now();
-      const int v = co_await corio::submit_to(1, [] { return 3; });
-      CHECK(std::chrono::steady_clock::now() - start < 1s);
-      co_return v;
-    };
-    CHECK(rt.run(main()) == 3);
-    // Two polling threads would burn ~600 ms; sleeping ones use next to nothing.
-    CHECK(idle_cpu < 0.1);
-    if (msg_ring && !rt.uses_msg_ring()) MESSAGE("IORING_OP_MSG_RING unsupported here: the eventfd path was used");
-    if (!msg_ring) CHECK_FALSE(rt.uses_msg_ring());
-  }
+void sleeps_and_wakes(bool msg_ring) {
+  corio::runtime rt(two_shards(msg_ring));
+  double idle_cpu = 0;
+  auto main = [&]() -> task<int> {
+    co_await corio::submit_to(1, [] {});  // shard 1 is up and then idles
+    const double before = cpu_seconds();
+    co_await corio::sleep_for(300ms);
+    idle_cpu = cpu_seconds() - before;
+    // Shard 1 slept through those 300 ms; a message must wake it.
+    const auto start = std::chrono::steady_clock::now();
+    const int v = co_await corio::submit_to(1, [] { return 3; });
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    co_return v;
+  };
+  CHECK(rt.run(main()) == 3);
+  // Two polling threads would burn ~600 ms; sleeping ones use next to nothing.
+  CHECK(idle_cpu < 0.1);
+  CHECK(rt.uses_msg_ring() == msg_ring);
+}
+
+CORIO_TEST_NEEDS("an idle runtime sleeps in the kernel instead of polling, and MSG_RING wakes it for a message",
+                 corio::kernel_feature::msg_ring) {
+  sleeps_and_wakes(true);
+}
+
+TEST_CASE("an idle runtime sleeps in the kernel instead of polling, and its eventfd wakes it for a message") {
+  sleeps_and_wakes(false);
 }
 
 TEST_CASE("idle_poll: shards that poll instead of sleeping still see every cross-shard message") {
