@@ -49,6 +49,12 @@ bool take_over_if_dead(process_mutex_state& s, std::uint64_t word, std::uint64_t
   return true;
 }
 
+// A thread locking what it holds would wait for itself forever.
+[[noreturn]] void refuse_relock() {
+  throw std::logic_error(
+      "process_mutex::lock: the calling thread already holds it (not recursive: use process_recursive_mutex)");
+}
+
 // One turn of a waiting lock: either it ends (held, or the deadline passed) or the waiter
 // has announced itself in the event_count and must sleep with `key` until `until`.
 struct turn {
@@ -73,9 +79,7 @@ class waiting_lock {
         if (cas_owner(s_, word, token_ | (slept_ ? sleepers_bit : 0))) return turn::ended(lock_result::status::acquired);
         continue;
       }
-      if (holder_of(word) == token_)
-        throw std::logic_error("process_mutex::lock: the calling thread already holds it (not recursive: "
-                               "use process_recursive_mutex to re-enter)");
+      if (holder_of(word) == token_) refuse_relock();
       const auto now = clock::now();
       const bool expired = deadline_ && now >= *deadline_;
       if (now >= next_check_ || expired) {
@@ -108,7 +112,8 @@ class waiting_lock {
   // look, and a holder that re-locks at once (the common case in a loop) then pays a
   // cross-core transfer per lock. Backing off lets it keep the line for a while: more
   // throughput, at the price of short-term fairness (none is promised, see the header).
-  bool try_spin() noexcept {
+  bool try_spin() {
+    if (holder_of(detail::load_relaxed(s_.owner)) == token_) refuse_relock();  // before spinning on it
     int pauses = 1;
     for (int i = 0; i < spin_rounds; ++i) {
       std::uint64_t word = detail::load_relaxed(s_.owner);
