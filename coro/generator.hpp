@@ -87,20 +87,24 @@ namespace detail {
 // transfer: at -O0 and under sanitizers the compiler does not make that a tail call, and
 // a chain of 10,000 levels would take 10,000 stack frames at once. Instead the level that
 // hands over sets `active` to the next one, sets the phase to `transferring` and suspends;
-// the consumer's resume loop (generator::finish_transfers) sees that and resumes `active` — a
-// trampoline local to the chain, in constant stack at any depth. The yield expression sets
-// `suspended` itself, so the hot path (send -> leaf -> co_yield) stays one resume and one
-// byte compare, and the leaf is always resumed directly, never through its parents.
+// the consumer's resume loop (generator::finish_transfers) sees that and resumes `active`
+// (marking the phase running again, so that a co_yield, which writes nothing, is told
+// apart from another transfer) — a trampoline local to the chain, in constant stack at
+// any depth. `finished` and `transferring` sort last, so the hot path (send -> leaf ->
+// co_yield -> back) stays one resume and one byte compare, as without nesting, and the
+// leaf is always resumed directly, never through its parents.
 enum class generator_phase : unsigned char {
   fresh,      // created, body not entered
   suspended,  // parked at a co_yield
-  finished,   // returned, threw, or was closed
   resumed_by_next,
   resumed_by_send,
   resumed_by_throw,
+  finished,      // returned, threw, or was closed
   transferring,  // a level of the chain handed control to `active` and suspended
 };
-constexpr bool is_running(generator_phase p) noexcept { return p >= generator_phase::resumed_by_next; }
+constexpr bool is_running(generator_phase p) noexcept {
+  return p >= generator_phase::resumed_by_next && p != generator_phase::finished;
+}
 
 // The value in flight from send() to the co_yield. It needs no engaged flag: send()
 // constructs it and resumes at once, and the co_yield's await_resume, the first thing to
@@ -161,7 +165,7 @@ class generator_promise_base : public recycled_frame {
   struct yield_awaiter_base {
     root_state* root;
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<>) const noexcept { root->phase = generator_phase::suspended; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
     auto await_resume() const {
       const generator_phase how = root->phase;
       if constexpr (std::is_void_v<Send>) {
@@ -183,10 +187,7 @@ class generator_promise_base : public recycled_frame {
   struct yield_ref_awaiter : yield_awaiter_base {};
   struct yield_copy_awaiter : yield_awaiter_base {
     Y copy;
-    void await_suspend(std::coroutine_handle<>) noexcept {
-      this->root->value = &copy;
-      this->root->phase = generator_phase::suspended;
-    }
+    void await_suspend(std::coroutine_handle<>) noexcept { this->root->value = &copy; }
   };
 
   // An rvalue lives until the end of the full co_yield expression, which spans the
@@ -370,20 +371,26 @@ class [[nodiscard]] generator {
   std::optional<Y> resume(promise_type& p, phase how) {
     p.phase = how;
     p.active.resume();
-    if (p.phase != phase::suspended) [[unlikely]] {
+    if (p.phase >= phase::finished) [[unlikely]] {  // finished or transferring
       finish_transfers(p);
       if (p.phase == phase::finished) {
         if (p.exception_) std::rethrow_exception(p.exception_);
         return std::nullopt;
       }
     }
+    p.phase = phase::suspended;
     return std::optional<Y>{std::move(*p.value)};
   }
 
   // The chain's trampoline (see detail::generator_phase): runs every level that control
-  // was handed to, until the chain yields or the root finishes.
+  // was handed to, until the chain yields (the phase stays `resumed_by_next`) or the root
+  // finishes. How the chain was resumed is no longer needed here: only the co_yield the
+  // consumer resumes reads it, and the consumer writes it anew each time.
   static void finish_transfers(promise_type& p) {
-    while (p.phase == phase::transferring) p.active.resume();
+    while (p.phase == phase::transferring) {
+      p.phase = phase::resumed_by_next;
+      p.active.resume();
+    }
   }
 
   std::coroutine_handle<promise_type> handle_;
