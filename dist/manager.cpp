@@ -2,7 +2,8 @@
 
 #include <unistd.h>
 
-#include <atomic>
+#include <cstdint>
+#include <random>
 #include <cstdio>
 #include <stdexcept>
 
@@ -11,11 +12,16 @@ namespace detail {
 
 namespace {
 
+// host:pid:random. The random part keeps names unique across time too (a pid is reused,
+// and task ids, made from this name, key result markers that live for a day).
 std::string this_consumer() {
-  static std::atomic<unsigned> counter{0};
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = '?';
-  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(counter++);
+  std::random_device rd;
+  const std::uint64_t r = (static_cast<std::uint64_t>(rd()) << 32) | rd();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(r));
+  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + hex;
 }
 
 void print_warning(const std::string& text) { std::fprintf(stderr, "%s\n", text.c_str()); }

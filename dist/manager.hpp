@@ -52,6 +52,9 @@ class manager {
   // Connects now and checks the server (otherwise done at first use); blocking form.
   void connect();
 
+  // The state the manager's queues, task pools and workers share (for dist's own types).
+  const std::shared_ptr<detail::manager_core>& core() const noexcept { return core_; }
+
  private:
   std::shared_ptr<detail::manager_core> core_;
 };

@@ -6,6 +6,7 @@
 
 #include "../ipc/queue.hpp"
 #include "../runtime/timer.hpp"
+#include "detail/lua_claim.hpp"
 #include "manager.hpp"
 
 namespace corio::dist::detail {
@@ -19,15 +20,7 @@ constexpr std::string_view group = "corio";
 
 // KEYS[1] the stream; ARGV group, consumer, lease in ms. Returns {1, id, value} (taken),
 // {0, id} (nothing: wait for an entry after id), {2} (the group was missing: re-created).
-constexpr std::string_view take_script = R"lua(
-local ok, c = pcall(redis.call, 'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', 1)
-if not ok then
-  if string.find(tostring(c.err or c), 'NOGROUP') then
-    redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
-    return {2}
-  end
-  return redis.error_reply(tostring(c.err or c))
-end
+constexpr std::string_view take_script_rest = R"lua(
 if #c[2] > 0 then
   local e = c[2][1]
   return {1, e[1], e[2][2]}
@@ -41,6 +34,12 @@ local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #last > 0 then return {0, last[1][1]} end
 return {0, '0-0'}
 )lua";
+
+// The whole script: claim_lapsed_lua, then the rest.
+const std::string& take_script() {
+  static const std::string script = std::string(claim_lapsed_lua) + std::string(take_script_rest);
+  return script;
+}
 
 // KEYS[1] the stream; ARGV group, id.
 constexpr std::string_view ack_script = R"lua(
@@ -133,7 +132,7 @@ task<stream_queue::taken> stream_queue::take_once() {
   co_await ensure_group();
   redis::client* c = co_await m_->commands();
   for (;;) {
-    resp::reply r = co_await c->command("EVAL", take_script, "1", key_, group, m_->consumer(), lease_ms_);
+    resp::reply r = co_await c->command("EVAL", take_script(), "1", key_, group, m_->consumer(), lease_ms_);
     if (r.elements.empty()) throw redis::error("corio::dist::queue \"" + name_ + "\": an empty reply from the take script");
     const std::int64_t status = r.elements[0].integer;
     if (status == 2) {

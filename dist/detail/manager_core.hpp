@@ -3,9 +3,11 @@
 // name, and per event loop the two clients (commands, blocking reads). See manager.hpp.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -38,15 +40,21 @@ class manager_core {
   // Runs `t` to its end on the manager's private loop; `what` names the caller for the
   // error raised on a loop thread.
   template <class T>
-  T run_blocking(const char* what, task<T> t) {
+  T run_blocking(const char* what, task<T> t, std::stop_token token = {}) {
     check_not_on_loop(what);
     if (!own_) own_ = std::make_unique<loop>();
-    return own_->run(std::move(t));
+    return own_->run(std::move(t), std::move(token));
   }
+
+  // Is `lp` the private loop of the blocking calls?
+  bool owns(const loop* lp) const noexcept { return lp != nullptr && lp == own_.get(); }
 
   void warn(const std::string& text) const { on_warning_(text); }
   const std::string& consumer() const noexcept { return consumer_; }
+  // A task id no other submitter, of any process or time, makes.
+  std::string next_task_id() { return consumer_ + ":" + std::to_string(tasks_++); }
   const std::string& where() const noexcept { return where_; }
+  const redis::options& options() const noexcept { return options_; }
 
   std::function<void(const std::string&)> on_warning_;
 
@@ -61,7 +69,8 @@ class manager_core {
   static void check_not_on_loop(const char* what);
 
   redis::options options_;
-  std::string consumer_;  // this process in consumer groups: host:pid:n
+  std::string consumer_;  // this manager in consumer groups: host:pid:random
+  std::uint64_t tasks_ = 0;
   std::string where_;
   bool checked_ = false;
   // Declared before the clients, so destroyed after them: the clients close first (their

@@ -3,10 +3,11 @@
 a redis-server of its own (password, AOF, free port) and checks their exact output: one
 worker takes every task in order; two workers ("hosts" A and B) share the tasks, each
 exactly once; a wrong or missing password is a clear error, exit 1 within 2 s, with the
-password nowhere in the output; a bad command line is exit 2. Exit 77 (skip) without
+password nowhere in the output; a bad command line is exit 2. Then the reliable pool
+example: 1,000 tasks through two worker processes, the exact sum. Exit 77 (skip) without
 redis-server.
 
-Usage: distributed_test.py MASTER WORKER
+Usage: distributed_test.py MASTER WORKER POOL
 """
 import os
 import shutil
@@ -103,8 +104,16 @@ def bad_command_line(worker):
     expect("stderr's first line", r.stderr.splitlines()[0], f"{worker}: unknown argument --port")
 
 
+def pool_example(pool, server):
+    r = subprocess.run([pool, "--address", server.address], capture_output=True, text=True, timeout=120,
+                       env=env_with(server.password))
+    expect("distributed_pool exit code (stderr: " + r.stderr + ")", r.returncode, 0)
+    expect("distributed_pool output", r.stdout.splitlines(),
+           ["sum of the squares of 0..999, computed by 2 worker processes: 332833500"])
+
+
 def main():
-    master, worker = sys.argv[1], sys.argv[2]
+    master, worker, pool = sys.argv[1], sys.argv[2], sys.argv[3]
     if shutil.which("redis-server") is None:
         print("skip: redis-server is not installed (scripts/deps.sh installs it)")
         return 77
@@ -113,6 +122,7 @@ def main():
             one_worker(master, worker, server)
             two_workers(master, worker, server)
             refused(worker, server)
+            pool_example(pool, server)
         bad_command_line(worker)
     except Failure as e:
         print(f"FAIL: {e}")

@@ -1,0 +1,67 @@
+#pragma once
+// The wire protocol of the distributed task pool (task_pool.hpp, worker.hpp): its keys,
+// Lua scripts and entries. Every key of pool P carries the hash tag {P}, so a pool lives in
+// one Redis Cluster slot.
+//
+//   {P}:tasks            stream of tasks; fields tid, fn, args, reply; consumer group
+//                        "workers" (created from id 0 at first use)
+//   {P}:results:S        results for submitter S; fields tid, status (ok | error | dead),
+//                        v (the value's or the error's bytes), n (deliveries)
+//   {P}:done:TID         marker that TID's result was written (SET NX, expires after
+//                        result_ttl): the dedupe that makes a result exactly once
+//   {P}:dead             dead-letter stream: tasks that killed their worker too often
+//   {P}:stats            hash: written, duplicates, dead (counts since the pool began)
+//
+// Delivery (at least once, with leases): a worker takes a task with `fetch` (first a task
+// whose holder has not renewed its lease, XAUTOCLAIM, else a new one, XREADGROUP), renews
+// the lease with `renew` while the function runs (XCLAIM by the holder only: a worker that
+// lost its task cannot take it back), and finishes with `complete`, which writes the
+// result only if the marker is new, then acknowledges and deletes the task. A stalled
+// worker that wakes after its task was taken over therefore adds no second result. A task
+// claimed for the (max_deliveries+1)-th time has killed its worker max_deliveries times:
+// `fetch` moves it to {P}:dead and tells the submitter.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "../../coro/task.hpp"
+#include "../redis_client.hpp"
+
+namespace corio::dist::detail {
+
+struct pool_keys {
+  explicit pool_keys(const std::string& pool);
+  std::string tasks, dead, stats, done_prefix;
+  std::string results(const std::string& submitter) const;
+};
+
+inline constexpr std::string_view pool_group = "workers";
+
+// A task as a worker holds it.
+struct pool_task {
+  std::string entry;  // stream id
+  std::string tid, fn, args, reply;
+  std::int64_t deliveries = 1;
+};
+
+// fetch's outcome.
+struct fetched {
+  enum class kind { task, none, group_recreated, dead_lettered } what = kind::none;
+  pool_task task;
+};
+
+task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
+                         unsigned max_deliveries, std::chrono::milliseconds result_ttl);
+// A task from a reply of XREADGROUP (the blocking read of new tasks); none when nil.
+std::optional<pool_task> pool_task_from_read(const resp::reply& r);
+// 1: still ours (renewed); 0: taken over.
+task<bool> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer, const std::string& entry);
+// true: this result was recorded; false: one was already (a duplicate, dropped).
+task<bool> pool_complete(redis::client& c, const pool_keys& k, const pool_task& t, std::string_view status,
+                         std::string_view payload, std::chrono::milliseconds result_ttl);
+task<void> pool_ensure_group(redis::client& c, const pool_keys& k);
+
+}  // namespace corio::dist::detail

@@ -1,0 +1,149 @@
+#include "detail/pool_protocol.hpp"
+
+#include "detail/lua_claim.hpp"
+
+#include <string>
+
+namespace corio::dist::detail {
+
+namespace {
+
+using redis::command_options;
+using redis::idempotency;
+
+// KEYS tasks, dead, stats; ARGV group, consumer, lease ms, max deliveries, done prefix,
+// result ttl ms. {1, entry, tid, fn, args, reply, deliveries} | {0} | {2} (group
+// re-created) | {3} (a task moved to the dead letters).
+constexpr std::string_view fetch_script_rest = R"lua(
+local function fields(e)
+  local t = {}
+  for i = 1, #e[2], 2 do t[e[2][i]] = e[2][i + 1] end
+  return t
+end
+local e = c[2][1]
+local n = 1
+if e then
+  n = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)[1][4]
+  if n > tonumber(ARGV[4]) then
+    local f = fields(e)
+    local why = 'the task was delivered ' .. n .. ' times and its worker died each time (moved to ' .. KEYS[2] .. ')'
+    redis.call('XADD', KEYS[2], '*', 'tid', f.tid, 'fn', f.fn, 'args', f.args, 'reply', f.reply, 'deliveries', n, 'error', why)
+    if redis.call('SET', ARGV[5] .. f.tid, '1', 'NX', 'PX', ARGV[6]) then
+      redis.call('XADD', f.reply, '*', 'tid', f.tid, 'status', 'dead', 'v', why, 'n', n)
+    end
+    redis.call('XACK', KEYS[1], ARGV[1], e[1])
+    redis.call('XDEL', KEYS[1], e[1])
+    redis.call('HINCRBY', KEYS[3], 'dead', 1)
+    return {3}
+  end
+else
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+  if not r then return {0} end
+  e = r[1][2][1]
+end
+local f = fields(e)
+return {1, e[1], f.tid, f.fn, f.args, f.reply, n}
+)lua";
+
+// The whole script: claim_lapsed_lua, then the rest.
+const std::string& fetch_script() {
+  static const std::string script = std::string(claim_lapsed_lua) + std::string(fetch_script_rest);
+  return script;
+}
+
+// KEYS tasks; ARGV group, entry, consumer. 1: renewed; 0: not ours any more.
+constexpr std::string_view renew_script = R"lua(
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 1 and p[1][2] == ARGV[3] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+  return 1
+end
+return 0
+)lua";
+
+// KEYS tasks, reply, stats, done marker; ARGV group, entry, ttl ms, tid, status, payload,
+// deliveries. 1: written; 0: a result was there already.
+constexpr std::string_view complete_script = R"lua(
+local written = 0
+if redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[3]) then
+  redis.call('XADD', KEYS[2], '*', 'tid', ARGV[4], 'status', ARGV[5], 'v', ARGV[6], 'n', ARGV[7])
+  redis.call('HINCRBY', KEYS[3], 'written', 1)
+  written = 1
+else
+  redis.call('HINCRBY', KEYS[3], 'duplicates', 1)
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return written
+)lua";
+
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count() > 0 ? d.count() : 1); }
+
+}  // namespace
+
+pool_keys::pool_keys(const std::string& pool)
+    : tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats"),
+      done_prefix("{" + pool + "}:done:") {}
+
+std::string pool_keys::results(const std::string& submitter) const {
+  return tasks.substr(0, tasks.size() - 5) + "results:" + submitter;
+}
+
+task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
+                         unsigned max_deliveries, std::chrono::milliseconds result_ttl) {
+  resp::reply r = co_await c.command("EVAL", fetch_script(), "3", k.tasks, k.dead, k.stats, pool_group, consumer, ms(lease),
+                                     std::to_string(max_deliveries), k.done_prefix, ms(result_ttl));
+  fetched out;
+  const std::int64_t status = r.elements.empty() ? 0 : r.elements[0].integer;
+  if (status == 2) out.what = fetched::kind::group_recreated;
+  if (status == 3) out.what = fetched::kind::dead_lettered;
+  if (status == 1 && r.elements.size() == 7) {
+    out.what = fetched::kind::task;
+    out.task = {std::move(r.elements[1].str), std::move(r.elements[2].str), std::move(r.elements[3].str),
+                std::move(r.elements[4].str),  std::move(r.elements[5].str), r.elements[6].integer};
+  }
+  co_return out;
+}
+
+std::optional<pool_task> pool_task_from_read(const resp::reply& r) {
+  // [[stream, [[id, [field, value, ...]]]]]
+  if (r.elements.empty() || r.elements[0].elements.size() < 2 || r.elements[0].elements[1].elements.empty())
+    return std::nullopt;
+  const resp::reply& e = r.elements[0].elements[1].elements[0];
+  if (e.elements.size() < 2) return std::nullopt;
+  pool_task t;
+  t.entry = e.elements[0].str;
+  const auto& f = e.elements[1].elements;
+  for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
+    const std::string& name = f[i].str;
+    std::string* field = name == "tid" ? &t.tid : name == "fn" ? &t.fn : name == "args" ? &t.args : name == "reply" ? &t.reply : nullptr;
+    if (field) *field = f[i + 1].str;
+  }
+  return t;
+}
+
+task<bool> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer, const std::string& entry) {
+  const resp::reply r = co_await c.command(command_options{.idempotent = idempotency::yes}, "EVAL", renew_script, "1",
+                                           k.tasks, pool_group, entry, consumer);
+  co_return r.integer == 1;
+}
+
+task<bool> pool_complete(redis::client& c, const pool_keys& k, const pool_task& t, std::string_view status,
+                         std::string_view payload, std::chrono::milliseconds result_ttl) {
+  const resp::reply r =
+      co_await c.command(command_options{.idempotent = idempotency::yes}, "EVAL", complete_script, "4", k.tasks, t.reply,
+                         k.stats, k.done_prefix + t.tid, pool_group, t.entry, ms(result_ttl), t.tid, status, payload,
+                         std::to_string(t.deliveries));
+  co_return r.integer == 1;
+}
+
+task<void> pool_ensure_group(redis::client& c, const pool_keys& k) {
+  try {
+    co_await c.command(command_options{.idempotent = idempotency::yes}, "XGROUP", "CREATE", k.tasks, pool_group, "0",
+                       "MKSTREAM");
+  } catch (const redis::server_error& e) {
+    if (e.code() != "BUSYGROUP") throw;
+  }
+}
+
+}  // namespace corio::dist::detail

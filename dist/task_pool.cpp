@@ -1,0 +1,148 @@
+#include "task_pool.hpp"
+
+#include <utility>
+
+#include "../runtime/loop.hpp"
+
+namespace corio::dist::detail {
+
+namespace {
+
+std::string_view as_chars(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+// The value of `name` among a stream entry's [field, value, ...].
+const std::string* field(const resp::reply& fields, std::string_view name) {
+  for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2)
+    if (fields.elements[i].str == name) return &fields.elements[i + 1].str;
+  return nullptr;
+}
+
+}  // namespace
+
+task<void> wait_result(std::shared_ptr<remote_result> r) { co_await r->done.wait(); }
+
+std::span<const std::byte> result_bytes(const remote_result& r) {
+  if (r.failure) std::rethrow_exception(r.failure);
+  const auto bytes = std::as_bytes(std::span(r.payload.data(), r.payload.size()));
+  if (r.status == "ok") return bytes;
+  if (r.status == "dead") throw dead_letter("corio::dist::task_pool: " + r.payload);
+  auto [type, message] = corio::decode<std::pair<std::string, std::string>>(bytes);
+  throw remote_error(std::move(type), std::move(message));
+}
+
+pool_submitter::pool_submitter(std::shared_ptr<manager_core> m, const std::string& pool)
+    : m_(std::move(m)), keys_(pool), results_(keys_.results(m_->consumer())) {}
+
+pool_submitter::~pool_submitter() = default;
+
+task<std::shared_ptr<remote_result>> pool_submitter::submit(std::string fn, std::vector<std::byte> args) {
+  redis::client* c = co_await m_->commands();
+  if (!collecting_) {
+    collecting_ = true;
+    collector_loop_ = &loop::this_loop();
+    collector_done_.reset();
+    collector_loop_->spawn(collect(shared_from_this()));
+  }
+  std::string tid = m_->next_task_id();
+  auto r = std::make_shared<remote_result>();
+  waiting_.emplace(tid, r);
+  try {
+    co_await c->command("XADD", keys_.tasks, "*", "tid", tid, "fn", fn, "args", as_chars(args), "reply", results_);
+  } catch (...) {
+    waiting_.erase(tid);
+    throw;
+  }
+  co_return r;
+}
+
+void pool_submitter::fail_waiting(std::exception_ptr e) {
+  auto all = std::move(waiting_);
+  waiting_.clear();
+  for (auto& [tid, r] : all) {
+    r->failure = e;
+    r->done.set();
+  }
+}
+
+// Reads this submitter's results stream, hands each result to its future, deletes what
+// it read. Its own connection: a blocking read holds a connection.
+task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
+  using namespace std::chrono_literals;
+  std::optional<redis::client>& c = self->collector_client_;
+  struct done_guard {
+    pool_submitter& p;
+    ~done_guard() {
+      p.collecting_ = false;
+      p.collector_client_.reset();
+      p.collector_done_.set();
+    }
+  } guard{*self};
+  std::string last = "0-0";
+  bool pause = false;
+  while (!self->stopping_) {
+    if (std::exchange(pause, false)) co_await sleep_for(200ms);  // after a failure: no busy retry
+    try {
+      if (!c) c.emplace(co_await redis::client::connect(self->m_->options()));
+      const resp::reply r = co_await c->command(
+          redis::command_options{.deadline = std::chrono::steady_clock::now() + 6s, .idempotent = redis::idempotency::yes},
+          "XREAD", "COUNT", "256", "BLOCK", "1000", "STREAMS", self->results_, last);
+      if (r.elements.empty() || r.elements[0].elements.size() < 2) continue;
+      std::vector<std::string_view> del = {"XDEL", self->results_};
+      for (const resp::reply& e : r.elements[0].elements[1].elements) {
+        if (e.elements.size() < 2) continue;
+        last = e.elements[0].str;
+        del.push_back(e.elements[0].str);
+        const std::string* tid = field(e.elements[1], "tid");
+        auto it = tid ? self->waiting_.find(*tid) : self->waiting_.end();
+        if (it == self->waiting_.end()) continue;  // a future nobody holds any more
+        remote_result& res = *it->second;
+        if (const std::string* s = field(e.elements[1], "status")) res.status = *s;
+        if (const std::string* v = field(e.elements[1], "v")) res.payload = *v;
+        if (const std::string* n = field(e.elements[1], "n")) res.deliveries = std::stoll(*n);
+        res.done.set();
+        self->waiting_.erase(it);
+      }
+      if (del.size() > 2) co_await c->command_argv(del, {.idempotent = redis::idempotency::yes});
+    } catch (const redis::auth_error&) {
+      self->fail_waiting(std::current_exception());
+      co_return;
+    } catch (const operation_cancelled&) {
+      self->fail_waiting(std::current_exception());
+      co_return;
+    } catch (const std::exception&) {
+      if (self->stopping_) co_return;
+      c.reset();  // reconnect after a pause; the results wait in their stream
+      pause = true;
+    }
+  }
+}
+
+void pool_submitter::begin_stop() noexcept {
+  stopping_ = true;
+  if (collector_client_) collector_client_->close();  // its read fails at once
+}
+
+task<void> pool_submitter::close(std::shared_ptr<pool_submitter> self) {
+  self->begin_stop();
+  if (self->collecting_) co_await self->collector_done_.wait();
+}
+
+void pool_submitter::stop_and_wait() {
+  begin_stop();
+  if (collecting_ && loop::current() == nullptr && m_->owns(collector_loop_)) {
+    try {
+      m_->run_blocking("task_pool::~task_pool", close(shared_from_this()));
+    } catch (...) {  // a destructor: the collector still ends at the loop's next turn
+    }
+  }
+}
+
+task<std::map<std::string, std::int64_t>> pool_submitter::stats() {
+  redis::client* c = co_await m_->commands();
+  const resp::reply r = co_await c->command("HGETALL", keys_.stats);
+  std::map<std::string, std::int64_t> out{{"written", 0}, {"duplicates", 0}, {"dead", 0}};
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) out[r.elements[i].str] = std::stoll(r.elements[i + 1].str);
+  co_return out;
+}
+
+}  // namespace corio::dist::detail

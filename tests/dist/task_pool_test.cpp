@@ -1,0 +1,278 @@
+// dist::task_pool and dist::worker against a redis-server the test starts, with worker
+// processes it forks: results and remote errors across processes; a worker SIGKILLed mid-task
+// (redelivered after the lease, delivery count 2, one result); a worker SIGSTOPped past its
+// lease and continued after another finished the task (no second result); a poison task
+// that kills every worker it reaches (dead-lettered after max_deliveries, the pool flows on);
+// refused credentials and a missing ACL permission (a clear auth_error within 2 s).
+#include <doctest/doctest.h>
+
+#include <corio/dist/task_pool.hpp>
+#include <corio/dist/worker.hpp>
+#include <corio/runtime/loop.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../ipc/ipc_test_support.hpp"
+#include "redis_server.hpp"
+
+using namespace std::chrono_literals;
+using corio::dist::manager;
+using corio::dist::task_pool;
+using corio::dist::worker;
+using corio::dist::worker_options;
+using corio_test::options_for;
+using corio_test::redis_server;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// Worker processes, SIGKILLed and reaped when the test ends however it ends.
+class worker_processes {
+ public:
+  worker_processes(const redis_server& s, worker_options o, int started_fd = -1)
+      : server_(s), options_(o), started_fd_(started_fd) {}
+  ~worker_processes() {
+    for (pid_t p : pids_) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+  }
+  pid_t start() {
+    const pid_t pid = corio_test::fork_child([this] {
+      manager m(options_for(server_));
+      worker w(m, "test", options_);
+      const int fd = started_fd_;
+      w.define("square", [](int x) { return x * x; });
+      w.define("fail", [](std::string what) -> int { throw std::out_of_range("no such image: " + what); });
+      w.define("slow", [fd](int ms) {
+        if (fd >= 0) {  // tell the test who runs it
+          const std::string line = std::to_string(::getpid()) + "\n";
+          (void)!::write(fd, line.data(), line.size());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        return ms;
+      });
+      w.define("crash", [](int) -> int {
+        ::raise(SIGKILL);
+        return 0;
+      });
+      w.run();
+      return 0;
+    });
+    pids_.push_back(pid);
+    return pid;
+  }
+  // True once `pid` has died (reaped).
+  bool dead(pid_t pid) {
+    int status = 0;
+    return ::waitpid(pid, &status, WNOHANG) == pid && (erase(pid), true);
+  }
+
+ private:
+  void erase(pid_t pid) { std::erase(pids_, pid); }
+  const redis_server& server_;
+  worker_options options_;
+  int started_fd_;
+  std::vector<pid_t> pids_;
+};
+
+// The pid a "slow" task's worker wrote when it started (5 s at most).
+pid_t runner_of(corio_test::raw_pipe& p) {
+  std::string line;
+  const auto give_up = steady::now() + 5s;
+  char c;
+  while (steady::now() < give_up) {
+    const ssize_t n = ::read(p.read_end(), &c, 1);
+    if (n == 1 && c == '\n') return std::stoi(line);
+    if (n == 1) line.push_back(c);
+  }
+  FAIL("no worker started the task within 5 s");
+  return -1;
+}
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds within) {
+  const auto give_up = steady::now() + within;
+  while (!pred()) {
+    if (steady::now() > give_up) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("tasks run on two worker processes; an exception comes back as remote_error") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  worker_processes workers(server, {.concurrency = 4, .lease = 5s});
+  workers.start();
+  workers.start();
+  manager m(options_for(server));
+  task_pool pool(m, "test");
+  std::vector<corio::dist::remote_future<int>> futures;
+  for (int i = 0; i < 200; ++i) futures.push_back(pool.submit<int>("square", i));
+  long sum = 0;
+  for (auto& f : futures) {
+    sum += f.get();
+    CHECK(f.deliveries() == 1);
+  }
+  CHECK(sum == 2646700);  // sum of i^2 for i < 200
+
+  auto bad = pool.submit<int>("fail", std::string("ImageUrl_3"));
+  try {
+    (void)bad.get();
+    FAIL("no error");
+  } catch (const corio::remote_error& e) {
+    CHECK(e.type_name() == "std::out_of_range");
+    CHECK(e.message() == "no such image: ImageUrl_3");
+  }
+  CHECK_THROWS_WITH_AS((void)pool.submit<int>("nope", 1).get(),
+                       "std::invalid_argument: no function named \"nope\" on this worker", corio::remote_error);
+  const auto stats = pool.stats();
+  CHECK(stats.at("written") == 202);
+  CHECK(stats.at("duplicates") == 0);
+
+  // Awaitable forms on a loop of the caller's (a pool per loop: it collects on one).
+  task_pool on_loop(m, "test");
+  corio::loop lp;
+  const int v = lp.run([&]() -> corio::task<int> {
+    auto f = co_await on_loop.async_submit<int>("square", 12);
+    const int got = co_await f.async_get();
+    co_await on_loop.async_close();
+    co_return got;
+  }());
+  CHECK(v == 144);
+}
+
+// One worker, lease 500 ms, running a "slow" task of `ms`: the scene of the takeover tests.
+struct slow_task_scene {
+  explicit slow_task_scene(int ms)
+      : workers(server, {.concurrency = 2, .lease = 500ms}, started.write_end()),
+        first(workers.start()),
+        m(options_for(server)),
+        pool(m, "test"),
+        f(pool.submit<int>("slow", ms)) {
+    REQUIRE(runner_of(started) == first);
+  }
+  // After `first` is gone or stalled: a second worker finishes the task, delivery 2.
+  void second_worker_finishes(int ms) {
+    const pid_t second = workers.start();
+    const auto start = steady::now();
+    REQUIRE(f.wait_for(10s));
+    CHECK(steady::now() - start < 5s);
+    CHECK(runner_of(started) == second);
+    CHECK(f.get() == ms);
+    CHECK(f.deliveries() == 2);
+  }
+  redis_server server{{.aof = true}};
+  corio_test::raw_pipe started;
+  worker_processes workers;
+  pid_t first;
+  manager m;
+  task_pool pool;
+  corio::dist::remote_future<int> f;
+};
+
+TEST_CASE("a worker SIGKILLed mid-task: the task is redelivered after the lease and has one result") {
+  SKIP_WITHOUT_REDIS();
+  slow_task_scene scene(1500);
+  ::kill(scene.first, SIGKILL);
+  REQUIRE(eventually([&] { return scene.workers.dead(scene.first); }, 5000ms));
+  scene.second_worker_finishes(1500);
+  const auto stats = scene.pool.stats();
+  CHECK(stats.at("written") == 1);
+  CHECK(stats.at("duplicates") == 0);
+}
+
+TEST_CASE("a worker stopped past its lease and continued after another finished adds no second result") {
+  SKIP_WITHOUT_REDIS();
+  slow_task_scene scene(1000);
+  ::kill(scene.first, SIGSTOP);
+  scene.second_worker_finishes(1000);
+  ::kill(scene.first, SIGCONT);
+  // The stalled worker finishes its run; its result is dropped as a duplicate.
+  CHECK(eventually([&] { return scene.pool.stats().at("duplicates") == 1; }, 10000ms));
+  CHECK(scene.pool.stats().at("written") == 1);
+}
+
+TEST_CASE("a poison task that kills its workers goes to the dead letters; the pool flows on") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  worker_processes workers(server, {.concurrency = 1, .lease = 300ms, .max_deliveries = 2});
+  pid_t current = workers.start();
+  manager m(options_for(server));
+  task_pool pool(m, "test");
+  auto poison = pool.submit<int>("crash", 0);
+  int killed = 0;
+  const auto give_up = steady::now() + 20s;
+  while (!poison.wait_for(50ms)) {
+    REQUIRE(steady::now() < give_up);
+    if (workers.dead(current)) {  // a supervisor's job: replace the dead worker
+      ++killed;
+      current = workers.start();
+    }
+  }
+  CHECK(killed == 2);
+  CHECK_THROWS_WITH_AS((void)poison.get(),
+                       "corio::dist::task_pool: the task was delivered 3 times and its worker died each time (moved "
+                       "to {test}:dead)",
+                       corio::dist::dead_letter);
+  CHECK(pool.submit<int>("square", 3).get() == 9);
+  CHECK(pool.stats().at("dead") == 1);
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    CHECK((co_await c.command("XLEN", "{test}:dead")).integer == 1);
+  }());
+}
+
+TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_error within 2 s") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  {
+    manager admin(options_for(server));
+    corio::loop lp;
+    lp.run([&]() -> corio::task<void> {
+      auto c = co_await corio::redis::client::connect(options_for(server));
+      // Everything but scripts: a worker cannot take tasks.
+      co_await c.command("ACL", "SETUSER", "noscript", "on", ">noscript-pw", "~*", "&*", "+@all", "-eval");
+    }());
+  }
+  struct attempt {
+    corio::redis::options o;
+    std::string code;
+  };
+  const std::vector<attempt> attempts = {
+      {corio::redis::options(server.address()).password("wrong-password-77"), "WRONGPASS"},
+      {corio::redis::options(server.address()).user("ghost").password("wrong-password-77"), "WRONGPASS"},
+      {corio::redis::options(server.address()).user("noscript").password("noscript-pw"), "NOPERM"},
+  };
+  for (const auto& a : attempts) {
+    manager m(a.o);
+    worker w(m, "test");
+    w.define("square", [](int x) { return x * x; });
+    const auto start = steady::now();
+    try {
+      w.run();
+      FAIL("the worker ran");
+    } catch (const corio::redis::auth_error& e) {
+      CHECK(e.code() == a.code);
+      CHECK(std::string(e.what()).find("wrong-password-77") == std::string::npos);
+      MESSAGE(std::string(e.what()));
+    }
+    CHECK(steady::now() - start < 2s);
+  }
+  manager m(corio::redis::options(server.address()).password("wrong-password-77"));
+  task_pool pool(m, "test");
+  CHECK_THROWS_AS((void)pool.submit<int>("square", 1), corio::redis::auth_error);
+}
