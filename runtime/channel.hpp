@@ -43,10 +43,10 @@
 
 namespace corio {
 
-// send() on a closed channel.
+// send() on a closed channel (or broadcast).
 class channel_closed : public std::runtime_error {
  public:
-  channel_closed() : std::runtime_error("channel send: the channel is closed") {}
+  explicit channel_closed(const char* what = "channel send: the channel is closed") : std::runtime_error(what) {}
 };
 
 template <class T>
