@@ -55,4 +55,19 @@ void BM_mutex_uncontended(benchmark::State& state) {
 }
 BENCHMARK(BM_mutex_uncontended);
 
+void BM_channel_two_loops(benchmark::State& state) {
+  for (auto _ : state) {
+    corio::channel<std::int64_t> ch(16);
+    std::thread producer([&] {
+      corio::loop lp;
+      lp.run(produce(ch, per_iteration));
+    });
+    corio::loop lp;
+    benchmark::DoNotOptimize(lp.run(consume(ch)));
+    producer.join();
+  }
+  state.SetItemsProcessed(state.iterations() * per_iteration);
+}
+BENCHMARK(BM_channel_two_loops)->UseRealTime();
+
 }  // namespace
