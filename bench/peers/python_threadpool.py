@@ -9,14 +9,12 @@ Prints JSON to stdout, one entry per figure, each with "items_per_second":
 The pool is created once and warmed up outside the timed region; bound methods are
 hoisted out of the loops (the peer's best idiomatic shot).
 """
-import argparse
-import json
 import platform
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from peerlib import measure
+from peerlib import measure, print_json, timing_args
 
 WORKERS = 2
 BATCH = 1024
@@ -46,12 +44,7 @@ def time_one(pool: ThreadPoolExecutor, n: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=0.3,
-                        help="target duration of one timed run (default 0.3)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs per figure; the best is kept (default 3)")
-    args = parser.parse_args()
+    args = timing_args(__doc__)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         list(pool.map(add, range(WORKERS * 4), range(WORKERS * 4)))  # start the threads
         result = {
@@ -63,8 +56,7 @@ def main() -> int:
     for entry in result.values():
         entry["python"] = f"{platform.python_implementation()} {platform.python_version()}"
         entry["workers"] = WORKERS
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    print_json(result)
     return 0
 
 
