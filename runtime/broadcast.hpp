@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "channel.hpp"
+#include "detail/poll_wait.hpp"
 #include "detail/sync_waiter.hpp"
 
 namespace corio {
@@ -72,13 +73,6 @@ class broadcast {
   broadcast(const broadcast&) = delete;
   broadcast& operator=(const broadcast&) = delete;
 
-  class subscriber;
-
-  subscriber subscribe() {
-    std::lock_guard guard(lock_);
-    return subscriber(*this, sent_);
-  }
-
   // Stores a copy for every subscriber and wakes the waiting ones. Throws channel_closed
   // after close().
   void send(T value) {
@@ -97,68 +91,34 @@ class broadcast {
   }
   std::size_t capacity() const noexcept { return ring_.size(); }
 
- private:
-  // What one receive found, under the lock.
-  struct poll_result {
-    bool done = false;  // a value, the end, or a lag: the receive completes
-    std::optional<T> value;
-    std::uint64_t missed = 0;
-  };
-
- public:
   class subscriber {
    public:
     subscriber(subscriber&& o) noexcept = default;
     subscriber& operator=(subscriber&& o) noexcept = default;
 
-    class [[nodiscard]] receive_awaiter : detail::sync_wait_base {
-     public:
-      explicit receive_awaiter(subscriber& s) noexcept : s_(s) {}
-      bool await_ready() { return s_.poll_now(r_); }
-      template <class P>
-      bool await_suspend(std::coroutine_handle<P> h) {
-        broadcast& b = *s_.b_;
-        return suspend_on(h, b.lock_, b.receivers_, [this](detail::wake_batch&) { return s_.poll(r_); });
-      }
-      std::optional<T> await_resume() {
-        finish("broadcast receive");
-        if (!r_.done) s_.poll_now(r_);  // woken by a send or close: there is something now
-        return s_.result(r_);
-      }
-
-     private:
-      subscriber& s_;
-      poll_result r_;
-    };
-
+    using receive_awaiter = detail::poll_awaiter<subscriber>;
     // co_await: the next value; empty once closed and read; throws broadcast_lagged.
-    receive_awaiter receive() noexcept { return receive_awaiter(*this); }
+    receive_awaiter receive() noexcept { return receive_awaiter(*this, "broadcast receive"); }
     // From a plain thread (not a loop's: std::logic_error).
-    std::optional<T> blocking_receive() {
-      poll_result r;
-      detail::sync_waiter w;
-      detail::block_on("broadcast blocking_receive", b_->lock_, b_->receivers_, w,
-                       [&](detail::wake_batch&) { return poll(r); });
-      if (!r.done) poll_now(r);
-      return result(r);
-    }
+    std::optional<T> blocking_receive() { return detail::blocking_poll("broadcast blocking_receive", *this); }
     // The next value if there is one now; empty otherwise (also when closed and read).
-    std::optional<T> try_receive() {
-      poll_result r;
-      poll_now(r);
-      return result(r);
-    }
+    std::optional<T> try_receive() { return detail::try_poll(*this); }
 
    private:
     friend broadcast;
+    friend detail::poll_access;
+
     subscriber(broadcast& b, std::uint64_t next) noexcept : b_(&b), next_(next) {}
 
-    bool poll_now(poll_result& r) {
-      std::lock_guard guard(b_->lock_);
-      return poll(r);
-    }
-    // Under the lock.
-    bool poll(poll_result& r) {
+    // The poll_wait.hpp protocol.
+    struct poll_result {
+      bool done = false;  // a value, the end, or a lag: the receive completes
+      std::optional<T> value;
+      std::uint64_t missed = 0;
+    };
+    detail::spin_lock& lock() const noexcept { return b_->lock_; }
+    detail::wait_list& waiters() const noexcept { return b_->receivers_; }
+    bool poll(poll_result& r) {  // under the lock
       const broadcast& b = *b_;
       const std::uint64_t oldest = b.sent_ > b.ring_.size() ? b.sent_ - b.ring_.size() : 0;
       if (next_ < oldest) {
@@ -181,6 +141,12 @@ class broadcast {
     broadcast* b_;
     std::uint64_t next_;  // the sequence number of the next value to read
   };
+
+  // Any thread. The subscriber sees the values sent from now on.
+  subscriber subscribe() {
+    std::lock_guard guard(lock_);
+    return subscriber(*this, sent_);
+  }
 
  private:
   static std::size_t checked(std::size_t capacity) {
