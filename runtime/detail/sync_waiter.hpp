@@ -129,7 +129,8 @@ class ready_queue {
   ready_queue& operator=(const ready_queue&) = delete;
 
   // The queue of `lp`, registering its drain hook on first use (this may allocate; it is
-  // called when a waiter suspends, so grants never allocate). Loop thread only.
+  // called when a waiter suspends, so a grant on the waiter's own loop never allocates).
+  // Loop thread only.
   static ready_queue& of(loop& lp) {
     static thread_local registry r;
     if (&lp == r.last_loop && lp.stop_token() == r.last_id) return *r.last_queue;
