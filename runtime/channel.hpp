@@ -32,8 +32,8 @@
 //   allocation per operation: the buffer is allocated once, waiters live in frames.
 
 #include <coroutine>
-#include <mutex>
 #include <cstddef>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <utility>

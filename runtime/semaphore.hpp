@@ -19,8 +19,8 @@
 // - No allocation per wait.
 
 #include <coroutine>
-#include <mutex>
 #include <cstddef>
+#include <mutex>
 #include <stdexcept>
 
 #include "detail/sync_waiter.hpp"
