@@ -2,8 +2,8 @@
 """corio's headline comparison: every target of docs/design.md, measured in one run.
 
 Runs the release build's Google Benchmark programs (bench_coro, bench_runtime, bench_ipc,
-bench_peer_asio) and the peers available on this machine (CPython generators and
-multiprocessing, Go goroutines when `go` exists, the echo servers, and the HTTP and KV
+bench_peer_asio) and the peers available on this machine (CPython generators,
+multiprocessing and ThreadPoolExecutor, Go goroutines when `go` exists, the echo servers, and the HTTP and KV
 comparisons of bench/http_compare.py and bench/kv_compare.py), then prints ONE
 table: work, corio's figure, the best peer and its figure, their ratio, the target and
 PASS / MISS. A row whose figures are absent (a benchmark not written yet, a peer that is
@@ -83,6 +83,10 @@ TARGETS = [
            ("python_mp_lock_uncontended",), ratio=20),
     Target("process lock, 2 processes contended vs Python mp.Lock", "BM_process_lock_contended",
            ("python_mp_lock_contended",), ratio=20),
+    Target("thread pool submit + get, batch of 1024", "BM_thread_pool_submit_batch",
+           ("python_threadpool_submit_batch",), ratio=20),
+    Target("thread pool submit + get, one at a time", "BM_thread_pool_submit_one",
+           ("python_threadpool_submit_one",), ratio=20),
 ]
 
 # Google Benchmark programs in <builddir>/bench, run when built. (Not every bench_*
@@ -278,7 +282,7 @@ class Runner:
     def peers(self, figures: dict) -> None:
         full = self.args.full
         py_args = ["--seconds", "1", "--repeats", "5"] if full else ["--seconds", "0.3", "--repeats", "3"]
-        for script in ("python_generator", "python_mp", "python_mp_lock"):
+        for script in ("python_generator", "python_mp", "python_mp_lock", "python_threadpool"):
             self.peer_json(script, [sys.executable, os.path.join(HERE, "peers", script + ".py"),
                                     *py_args], figures, timeout=600)
         go = shutil.which("go")

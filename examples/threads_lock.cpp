@@ -25,7 +25,8 @@
 //     print(balance)
 //
 // The lock is std::mutex (Python's threading.Lock); std::lock_guard is the
-// acquire/try/finally/release. corio::mutex is for coroutines of one loop, not threads.
+// acquire/try/finally/release. corio::mutex is for coroutines (held across a suspension,
+// shared by loops); between plain threads std::mutex is the cheaper lock.
 #include <corio/runtime/thread.hpp>
 
 #include <cstdio>

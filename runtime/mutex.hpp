@@ -1,5 +1,6 @@
 #pragma once
-// mutex: an async mutual-exclusion lock for coroutines of one loop (Python's asyncio.Lock).
+// mutex: an async mutual-exclusion lock for coroutines (Python's asyncio.Lock, tokio's
+// Mutex), usable across loops and threads.
 //
 //     corio::mutex m;
 //     {
@@ -8,9 +9,11 @@
 //     }                                   // the guard unlocks
 //
 // Contract
-// - Loop-local, not thread-safe: every call is made on the thread of one loop. (To guard
-//   data shared with other threads, use std::mutex; only stop requests may come from
-//   any thread, see detail/sync_waiter.hpp.) Destroying a mutex with waiters is a bug.
+// - Thread-safe: coroutines on any loops and plain threads (blocking_lock) may contend;
+//   a waiter resumes on its own loop (detail/sync_waiter.hpp). Unlike std::mutex it may
+//   be held across a suspension and unlocked on another thread. For a few instructions
+//   of work between plain threads, std::mutex is cheaper. Destroying a mutex with
+//   waiters is a bug.
 // - Fairness: strict FIFO. unlock() hands ownership directly to the oldest waiter, which
 //   resumes at the loop's next iteration; a coroutine arriving meanwhile finds the mutex
 //   locked and queues behind it (no barging, no starvation).
@@ -21,6 +24,7 @@
 // - No allocation per wait: the waiter lives in the awaiting frame.
 
 #include <coroutine>
+#include <mutex>
 #include <utility>
 
 #include "detail/sync_waiter.hpp"
@@ -69,7 +73,7 @@ class mutex {
     bool await_ready() noexcept { return m_.try_lock(); }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
-      return suspend_on(h, m_.waiters_);
+      return suspend_on(h, m_.lock_, m_.waiters_, [this](detail::wake_batch&) { return m_.take(); });
     }
     mutex_guard await_resume() {
       finish("mutex lock");
@@ -83,24 +87,44 @@ class mutex {
   // co_await: waits for the mutex and returns a guard that owns it.
   lock_awaiter lock() noexcept { return lock_awaiter(*this); }
 
+  // From a plain thread (not a loop's: std::logic_error): blocks it until it owns the mutex.
+  mutex_guard blocking_lock() {
+    detail::sync_waiter w;
+    detail::block_on("mutex blocking_lock", lock_, waiters_, w, [this](detail::wake_batch&) { return take(); });
+    return mutex_guard(*this, std::adopt_lock);
+  }
+
   // Takes the mutex if nobody holds it (never jumps the queue: if it is free, no one waits).
   bool try_lock() noexcept {
+    std::lock_guard guard(lock_);
+    return take();
+  }
+
+  // Must be called by the holder (guards do it), on any thread. Hands the mutex to the
+  // oldest waiter.
+  void unlock() noexcept {
+    detail::with_lock(lock_, [this](detail::wake_batch& wakes) {
+      if (detail::sync_waiter* w = waiters_.pop_front())
+        wakes.grant(w);  // ownership passes on: locked_ stays true
+      else
+        locked_ = false;
+    });
+  }
+
+  // A snapshot: from another thread, stale as soon as it returns.
+  bool is_locked() const noexcept {
+    std::lock_guard guard(lock_);
+    return locked_;
+  }
+
+ private:
+  bool take() noexcept {  // under lock_
     if (locked_) return false;
     locked_ = true;
     return true;
   }
 
-  // Must be called by the holder (guards do it). Hands the mutex to the oldest waiter.
-  void unlock() noexcept {
-    if (detail::sync_waiter* w = waiters_.pop_front())
-      detail::grant(w);  // ownership passes on: locked_ stays true
-    else
-      locked_ = false;
-  }
-
-  bool is_locked() const noexcept { return locked_; }
-
- private:
+  mutable detail::spin_lock lock_;  // guards locked_ and waiters_
   bool locked_ = false;
   detail::wait_list waiters_;
 };

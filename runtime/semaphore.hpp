@@ -1,5 +1,6 @@
 #pragma once
-// semaphore: an async counting semaphore for coroutines of one loop (asyncio.Semaphore).
+// semaphore: an async counting semaphore for coroutines (asyncio.Semaphore, tokio's
+// Semaphore), usable across loops and threads.
 //
 //     corio::semaphore slots(4);           // at most four downloads at a time
 //     co_await slots.acquire();
@@ -7,8 +8,9 @@
 //     slots.release();
 //
 // Contract
-// - Loop-local, not thread-safe: every call is made on the thread of one loop; only stop
-//   requests may come from any thread. Destroying a semaphore with waiters is a bug.
+// - Thread-safe: acquire and release from coroutines on any loops and from plain threads
+//   (blocking_acquire, try_acquire, release); a waiter resumes on its own loop
+//   (detail/sync_waiter.hpp). Destroying a semaphore with waiters is a bug.
 // - Fairness: strict FIFO. release() gives its unit directly to the oldest waiter, so the
 //   count is positive only while nobody waits, and try_acquire() never jumps the queue.
 // - Waiting honours the coroutine's stop token: a cancelled acquire() throws
@@ -18,6 +20,7 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <mutex>
 #include <stdexcept>
 
 #include "detail/sync_waiter.hpp"
@@ -39,7 +42,7 @@ class semaphore {
     bool await_ready() noexcept { return s_.try_acquire(); }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
-      return suspend_on(h, s_.waiters_);
+      return suspend_on(h, s_.lock_, s_.waiters_, [this](detail::wake_batch&) { return s_.take(); });
     }
     void await_resume() { finish("semaphore acquire"); }
 
@@ -50,28 +53,50 @@ class semaphore {
   // co_await: takes one unit, waiting while there is none.
   acquire_awaiter acquire() noexcept { return acquire_awaiter(*this); }
 
+  // From a plain thread (not a loop's: std::logic_error): blocks it until it has a unit.
+  void blocking_acquire() {
+    detail::sync_waiter w;
+    detail::block_on("semaphore blocking_acquire", lock_, waiters_, w, [this](detail::wake_batch&) { return take(); });
+  }
+
   bool try_acquire() noexcept {
+    std::lock_guard guard(lock_);
+    return take();
+  }
+
+  // Returns `n` units (n >= 0), from any thread: each goes to the oldest waiter, or back
+  // to the count.
+  void release(std::ptrdiff_t n = 1) noexcept {
+    detail::with_lock(lock_, [&](detail::wake_batch& wakes) {
+      for (; n > 0; --n) {
+        if (detail::sync_waiter* w = waiters_.pop_front())
+          wakes.grant(w);
+        else
+          ++count_;
+      }
+    });
+  }
+
+  // Snapshots: from another thread, stale as soon as they return.
+  // Units available now.
+  std::ptrdiff_t available() const noexcept {
+    std::lock_guard guard(lock_);
+    return count_;
+  }
+  // True when some coroutine or thread waits.
+  bool has_waiters() const noexcept {
+    std::lock_guard guard(lock_);
+    return !waiters_.empty();
+  }
+
+ private:
+  bool take() noexcept {  // under lock_
     if (count_ == 0) return false;
     --count_;
     return true;
   }
 
-  // Returns `n` units (n >= 0): each goes to the oldest waiter, or back to the count.
-  void release(std::ptrdiff_t n = 1) noexcept {
-    for (; n > 0; --n) {
-      if (detail::sync_waiter* w = waiters_.pop_front())
-        detail::grant(w);
-      else
-        ++count_;
-    }
-  }
-
-  // Units available now.
-  std::ptrdiff_t available() const noexcept { return count_; }
-  // True when some coroutine waits.
-  bool has_waiters() const noexcept { return !waiters_.empty(); }
-
- private:
+  mutable detail::spin_lock lock_;  // guards count_ and waiters_
   std::ptrdiff_t count_;
   detail::wait_list waiters_;
 };

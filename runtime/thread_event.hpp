@@ -5,7 +5,8 @@
 //   threading.Condition         std::condition_variable (wait(lock, predicate), wait_for)
 //   threading.Semaphore         std::counting_semaphore
 //   threading.Barrier           std::barrier (arrive_and_wait), std::latch (one-shot)
-// corio::event (event.hpp) is the coroutine event of one loop; this one blocks threads.
+// corio::event (event.hpp) is the coroutine event (usable from threads too, through
+// blocking_wait); this one is lighter when only plain threads wait.
 //
 // Contract: set() wakes every waiter and keeps the flag set until clear(); wait() returns
 // at once while it is set. wait_for(timeout) returns the flag (false: timed out). Every

@@ -150,7 +150,7 @@ TEST_CASE("a lock wait cancelled on the loop thread throws and leaves the queue 
   CHECK_FALSE(m.is_locked());
 }
 
-TEST_CASE("a lock wait cancelled from another thread is removed through the loop") {
+TEST_CASE("a lock wait cancelled from another thread leaves the queue and resumes on its loop") {
   corio::loop lp;
   corio::mutex m;
   std::vector<int> order;
@@ -170,7 +170,7 @@ TEST_CASE("a lock wait cancelled from another thread is removed through the loop
     stays.spawn(waiter(2));
     std::thread other([&] { cancelled.request_stop(); });
     other.join();
-    co_await cancelled.wait();  // resumes once the posted removal ran on the loop
+    co_await cancelled.wait();  // the waiter resumed through a post to this loop
     CHECK(cancelled_seen);
     held.unlock();
     co_await stays.wait();
