@@ -201,7 +201,10 @@ void encode_call(std::vector<std::byte>& out, F&& fn, Args&&... args) {
   }
   const auto* thunk_bytes = reinterpret_cast<const std::byte*>(&thunk);
   out.insert(out.end(), thunk_bytes, thunk_bytes + sizeof thunk);
-  const auto* fn_bytes = reinterpret_cast<const std::byte*>(std::addressof(fn));
+  // Decayed first: a function named without & (F = int(&)(int)) must travel as its
+  // address; the bytes at the address of the reference would be the function's code.
+  const Fn callable(std::forward<F>(fn));
+  const auto* fn_bytes = reinterpret_cast<const std::byte*>(std::addressof(callable));
   out.insert(out.end(), fn_bytes, fn_bytes + sizeof(Fn));
   try {
     encode(std::tuple<const std::decay_t<Args>&...>(args...), out);

@@ -67,6 +67,16 @@ TEST_CASE("plain functions, lambdas and trivially copyable captures round-trip")
   static_assert(std::is_same_v<corio::remote_result_t<decltype(&slow_square), int>, int>);
 }
 
+TEST_CASE("a function named without & travels as its address, not as its code bytes") {
+  std::vector<std::byte> request, reply;
+  d::encode_call(request, add, 2, 40);  // F = int(&)(int, int): executor::submit(key, add, ...)
+  d::run_call(request, reply);
+  CHECK(d::take_reply<int>(reply) == 42);
+  std::vector<std::byte> by_pointer;
+  d::encode_call(by_pointer, &add, 2, 40);
+  CHECK(request == by_pointer);
+}
+
 TEST_CASE("an exception comes back as remote_error with its type name and message") {
   try {
     (void)call_here<int>(&fails, 3);
