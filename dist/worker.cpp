@@ -12,24 +12,25 @@ namespace corio::dist {
 using namespace std::chrono_literals;
 using std::chrono::steady_clock;
 
-task<void> worker::renew_while_running(const std::string& entry) {
+// One script every lease/3 renews the leases of every task this worker runs.
+task<void> worker::renew_leases() {
   const auto every = std::max<std::chrono::milliseconds>(options_.lease / 3, 1ms);
   try {
     for (;;) {
       co_await sleep_for(every);
+      if (running_.empty()) continue;
+      const std::vector<std::string> entries(running_.begin(), running_.end());
       redis::client* c = co_await m_->commands();
-      if (!co_await detail::pool_renew(*c, keys_, m_->consumer(), entry)) {
-        ++stats_.leases_lost;  // taken over: the result, if this run finishes first, still counts once
-        co_return;
-      }
+      // The ones not renewed were taken over: their results, if these runs finish first,
+      // still count once.
+      stats_.leases_lost += entries.size() - co_await detail::pool_renew(*c, keys_, m_->consumer(), entries);
     }
-  } catch (const std::exception&) {  // stopped (the task ended), or Redis unreachable: the lease lapses
+  } catch (const std::exception&) {  // stopped, or Redis unreachable: the leases lapse
   }
 }
 
 task<void> worker::run_one(detail::pool_task t) {
-  task_group renewer;
-  renewer.spawn(renew_while_running(t.entry));
+  running_.insert(t.entry);
   std::string status = "ok", payload;
   try {
     auto it = fns_.find(t.fn);
@@ -41,14 +42,18 @@ task<void> worker::run_one(detail::pool_task t) {
     corio::detail::describe_current_exception(type, message);
     payload = detail::as_string(corio::encode(std::pair<std::string, std::string>(type, message)));
   }
-  renewer.request_stop();
-  co_await renewer.wait();
   ++stats_.tasks;
-  redis::client* c = co_await m_->commands();
-  if (co_await detail::pool_complete(*c, keys_, t, status, payload, options_.result_ttl))
-    ++stats_.results;
-  else
-    ++stats_.duplicates;
+  try {
+    redis::client* c = co_await m_->commands();
+    if (co_await detail::pool_complete(*c, keys_, t, status, payload, options_.result_ttl))
+      ++stats_.results;
+    else
+      ++stats_.duplicates;
+  } catch (...) {
+    running_.erase(t.entry);
+    throw;
+  }
+  running_.erase(t.entry);
 }
 
 task<void> worker::async_run() {
@@ -57,8 +62,10 @@ task<void> worker::async_run() {
   co_await detail::pool_ensure_group(*c, keys_);
   // New tasks are waited for on a connection of this worker's own: a blocking read holds it.
   std::optional<redis::client> waiter;
-  semaphore slots(options_.concurrency == 0 ? 1 : options_.concurrency);
-  task_group running;
+  const unsigned concurrency = options_.concurrency == 0 ? 1 : options_.concurrency;
+  semaphore slots(concurrency);
+  task_group running, renewer;
+  renewer.spawn(renew_leases());
   auto serve = [this](detail::pool_task t, semaphore& s) -> task<void> {
     struct release {
       semaphore& s;
@@ -69,6 +76,7 @@ task<void> worker::async_run() {
   const auto wait = std::max<std::chrono::milliseconds>(std::min<std::chrono::milliseconds>(options_.lease / 2, 1000ms), 1ms);
   bool pause = false;
   std::exception_ptr refused;
+  bool stop_now = false;
   while (!stop.stop_requested()) {
     if (std::exchange(pause, false)) co_await sleep_for(200ms);
     try {
@@ -76,48 +84,45 @@ task<void> worker::async_run() {
     } catch (const operation_cancelled&) {
       break;
     }
-    bool started = false;
+    unsigned free = 1;  // take as many tasks as there are free slots, up to 64, in one script
+    while (free < 64 && slots.try_acquire()) ++free;
+    std::vector<detail::pool_task> tasks;
     try {
       detail::fetched f = co_await detail::pool_fetch(*c, keys_, m_->consumer(), options_.lease, options_.max_deliveries,
-                                                      options_.result_ttl);
+                                                      options_.result_ttl, free);
       if (f.what == detail::fetched::kind::group_recreated)
         m_->warn("corio: the consumer group of task pool " + keys_.tasks + " on redis " + m_->where() +
                  " was missing (Redis restarted without persistence?): re-created; tasks queued before are lost");
       if (f.what == detail::fetched::kind::dead_lettered) ++stats_.dead_lettered;
-      if (f.what == detail::fetched::kind::task) {
-        running.spawn(serve(std::move(f.task), slots));
-        started = true;
-      } else if (f.what == detail::fetched::kind::none) {
+      tasks = std::move(f.tasks);
+      if (f.what == detail::fetched::kind::none) {
         if (!waiter) waiter.emplace(co_await redis::client::connect(m_->options()));
-        const resp::reply r = co_await waiter->command(
+        tasks = detail::pool_tasks_from_read(co_await waiter->command(
             redis::command_options{.deadline = steady_clock::now() + wait + 5s}, "XREADGROUP", "GROUP",
-            detail::pool_group, m_->consumer(), "COUNT", "1", "BLOCK", std::to_string(wait.count()), "STREAMS",
-            keys_.tasks, ">");
-        if (auto t = detail::pool_task_from_read(r)) {
-          running.spawn(serve(std::move(*t), slots));
-          started = true;
-        }
+            detail::pool_group, m_->consumer(), "COUNT", std::to_string(free), "BLOCK", std::to_string(wait.count()),
+            "STREAMS", keys_.tasks, ">"));
       }
     } catch (const redis::auth_error&) {
       refused = std::current_exception();
-      slots.release();
-      break;
     } catch (const operation_cancelled&) {
-      slots.release();
-      break;
+      stop_now = true;
     } catch (const redis::connection_error&) {
-      // A lost read may have handed us a task: it is pending in our name and comes back to
-      // someone (us, likely) after the lease.
+      // A lost read may have handed us tasks: they are pending in our name and come back
+      // to someone (us, likely) after the lease.
       waiter.reset();
       pause = true;
     } catch (const timed_out&) {
       waiter.reset();
       pause = true;
     }
-    if (!started) slots.release();
+    for (auto& t : tasks) running.spawn(serve(std::move(t), slots));
+    for (std::size_t i = tasks.size(); i < free; ++i) slots.release();
+    if (refused || stop_now) break;
   }
   if (refused) running.request_stop();
   co_await running.wait();  // the tasks in hand finish first, whatever ended the loop
+  renewer.request_stop();
+  co_await renewer.wait();
   if (refused) std::rethrow_exception(refused);
 }
 
