@@ -15,17 +15,23 @@ using std::chrono::steady_clock;
 // One script every lease/3 renews the leases of every task this worker runs.
 task<void> worker::renew_leases() {
   const auto every = std::max<std::chrono::milliseconds>(options_.lease / 3, 1ms);
-  try {
-    for (;;) {
+  for (;;) {
+    try {
       co_await sleep_for(every);
-      if (running_.empty()) continue;
-      const std::vector<std::string> entries(running_.begin(), running_.end());
+    } catch (const std::exception&) {  // stopped: the worker is ending
+      co_return;
+    }
+    if (running_.empty()) continue;
+    const std::vector<std::string> entries(running_.begin(), running_.end());
+    try {
       redis::client* c = co_await m_->commands();
       // The ones not renewed were taken over: their results, if these runs finish first,
       // still count once.
       stats_.leases_lost += entries.size() - co_await detail::pool_renew(*c, keys_, m_->consumer(), entries);
+    } catch (const operation_cancelled&) {
+      co_return;
+    } catch (const std::exception&) {  // Redis unreachable for now: try again next time
     }
-  } catch (const std::exception&) {  // stopped, or Redis unreachable: the leases lapse
   }
 }
 
