@@ -41,6 +41,9 @@ corio::redis::options redis_options() {
   return corio_test::options_for(*own);
 }
 
+// The benchmark's own Redis has no persistence on purpose: no warning about it per run.
+void ignore_warning(const std::string&) {}
+
 std::string unique_name(const char* what) { return std::string(what) + "-" + std::to_string(::getpid()); }
 
 // Child processes, SIGKILLed and reaped at the end of the benchmark.
@@ -74,11 +77,13 @@ void BM_remote_roundtrip(benchmark::State& state) {
   children workers;
   workers.start(static_cast<int>(state.range(0)), [&] {
     corio::dist::manager m(opts);
+    m.on_warning(ignore_warning);
     corio::dist::worker w(m, name, {.concurrency = 256});
     w.define("echo", [](long x) -> corio::task<long> { co_return x; });
     w.run();
   });
   corio::dist::manager m(opts);
+  m.on_warning(ignore_warning);
   corio::dist::task_pool pool(m, name);
   corio::loop lp;
   auto round = [&]() -> corio::task<void> {

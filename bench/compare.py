@@ -74,11 +74,19 @@ TARGETS = [
     Target("process start + join", "BM_process_start_join", ("python_mp_process_start_join",),
            floor=2000),
     Target("executor submit, tiny tasks", "BM_executor_submit", ("python_mp_apply_async",)),
+    Target("distributed round trip via Redis, 1 worker vs Python managers", "BM_remote_roundtrip/1/real_time",
+           ("python_managers_roundtrip/1",), ratio=20),
+    Target("distributed round trip via Redis, 2 workers vs Python managers", "BM_remote_roundtrip/2/real_time",
+           ("python_managers_roundtrip/2",), ratio=20),
+    Target("distributed round trip via Redis, 2 workers vs raw Redis loop", "BM_remote_roundtrip/2/real_time",
+           ("BM_raw_redis_floor/2/real_time",), ratio=0.5),
+    Target("distributed round trips, 2 workers", "BM_remote_roundtrip/2/real_time", ("python_managers_roundtrip/2",),
+           floor=100e3),
 ]
 
 # Google Benchmark programs in <builddir>/bench, run when built. (Not every bench_*
 # program is one: bench_peer_asio_echo is a server.)
-BENCH_PROGRAMS = ["bench_coro", "bench_runtime", "bench_ipc", "bench_peer_asio"]
+BENCH_PROGRAMS = ["bench_coro", "bench_runtime", "bench_ipc", "bench_peer_asio", "bench_distributed"]
 
 # Comparisons written as scripts that measure both sides themselves and write
 # {"rows": [{"work", "benchmark", "corio", "unit", "peer", "peer_value", "target", "extra"}]}.
@@ -269,7 +277,7 @@ class Runner:
     def peers(self, figures: dict) -> None:
         full = self.args.full
         py_args = ["--seconds", "1", "--repeats", "5"] if full else ["--seconds", "0.3", "--repeats", "3"]
-        for script in ("python_generator", "python_mp"):
+        for script in ("python_generator", "python_mp", "python_managers"):
             self.peer_json(script, [sys.executable, os.path.join(HERE, "peers", script + ".py"),
                                     *py_args], figures, timeout=600)
         go = shutil.which("go")

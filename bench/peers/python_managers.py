@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """Peer of bench_distributed's BM_remote_roundtrip: the seeds' own mechanism,
 multiprocessing.managers (BaseManager serving a task queue and a result queue over TCP with
-an authkey), with N worker processes doing the seed's get/put loop. Prints one JSON line per
-worker count: {"name": "python_managers_roundtrip/N", "items_per_second": ...}.
-
-Usage: python_managers.py [SECONDS] [REPEATS]
+an authkey), with N worker processes doing the seed's get/put loop (N = 1, 2). Prints one JSON object,
+{"python_managers_roundtrip/N": {"items_per_second": ...}, ...}, like the other peers.
 """
+import argparse
 import json
 import multiprocessing as mp
 import queue
@@ -49,8 +48,12 @@ def worker(address):
 
 
 def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.3, help="target duration of one timed run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the best is kept")
+    args = parser.parse_args()
+    seconds, repeats = args.seconds, args.repeats
+    result = {}
     QueueManager.register("get_task_queue", callable=_serve_tasks)
     QueueManager.register("get_result_queue", callable=_serve_results)
     m = QueueManager(address=("127.0.0.1", 0), authkey=AUTHKEY)
@@ -69,13 +72,14 @@ def main() -> int:
                 results.get()
             return time.perf_counter() - start
 
-        r = measure(run, seconds, repeats, first_n=256)
-        print(json.dumps({"name": f"python_managers_roundtrip/{n_workers}", **r}), flush=True)
+        result[f"python_managers_roundtrip/{n_workers}"] = measure(run, seconds, repeats, first_n=256)
         for _ in procs:
             tasks.put(None)
         for p in procs:
             p.join()
     m.shutdown()
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
     return 0
 
 
