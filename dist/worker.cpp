@@ -112,6 +112,13 @@ task<void> worker::async_run() {
       refused = std::current_exception();
     } catch (const operation_cancelled&) {
       stop_now = true;
+    } catch (const redis::server_error& e) {
+      // NOGROUP or UNBLOCKED from the blocking read: the stream went (Redis restarted without
+      // persistence); the next fetch re-creates it and reports. Anything else: a pause.
+      if (e.code() != "NOGROUP" && e.code() != "UNBLOCKED") {
+        m_->warn(std::string("corio: worker of ") + keys_.tasks + ": " + e.what());
+        pause = true;
+      }
     } catch (const redis::connection_error&) {
       // A lost read may have handed us tasks: they are pending in our name and come back
       // to someone (us, likely) after the lease.

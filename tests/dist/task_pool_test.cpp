@@ -264,6 +264,25 @@ TEST_CASE("redis-server SIGKILLed and restarted mid-run (AOF always): every task
   CHECK(stats.at("written") == 120);
 }
 
+TEST_CASE("the task stream deleted under idle workers (a restart without persistence) is re-created; tasks flow on") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  worker_processes workers(server, {.concurrency = 2, .lease = 500ms});
+  workers.start();
+  manager m(options_for(server));
+  task_pool pool(m, "test");
+  CHECK(pool.submit<int>("square", 5).get() == 25);
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    co_await c.command("DEL", "{test}:tasks");  // the group goes with it
+  }());
+  std::this_thread::sleep_for(600ms);  // the worker's blocking read meets NOGROUP meanwhile
+  auto f = pool.submit<int>("square", 6);
+  REQUIRE(f.wait_for(10s));
+  CHECK(f.get() == 36);
+}
+
 TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_error within 2 s") {
   SKIP_WITHOUT_REDIS();
   redis_server server({.aof = true});
