@@ -70,20 +70,27 @@ end
 return renewed
 )lua";
 
-// KEYS tasks, reply, stats, done marker; ARGV group, entry, ttl ms, tid, status, payload,
-// deliveries. 1: written; 0: a result was there already.
+// KEYS tasks, stats; ARGV group, ttl ms, then per task: entry, reply stream, done marker,
+// tid, status, payload, deliveries. Per task 1 (written) or 0 (a result was there).
 constexpr std::string_view complete_script = R"lua(
-local written = 0
-if redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[3]) then
-  redis.call('XADD', KEYS[2], '*', 'tid', ARGV[4], 'status', ARGV[5], 'v', ARGV[6], 'n', ARGV[7])
-  redis.call('HINCRBY', KEYS[3], 'written', 1)
-  written = 1
-else
-  redis.call('HINCRBY', KEYS[3], 'duplicates', 1)
+local out, ids = {}, {}
+local written, duplicates = 0, 0
+for i = 3, #ARGV, 7 do
+  if redis.call('SET', ARGV[i + 2], '1', 'NX', 'PX', ARGV[2]) then
+    redis.call('XADD', ARGV[i + 1], '*', 'tid', ARGV[i + 3], 'status', ARGV[i + 4], 'v', ARGV[i + 5], 'n', ARGV[i + 6])
+    written = written + 1
+    out[#out + 1] = 1
+  else
+    duplicates = duplicates + 1
+    out[#out + 1] = 0
+  end
+  ids[#ids + 1] = ARGV[i]
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return written
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+redis.call('XDEL', KEYS[1], unpack(ids))
+if written > 0 then redis.call('HINCRBY', KEYS[2], 'written', written) end
+if duplicates > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', duplicates) end
+return out
 )lua";
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count() > 0 ? d.count() : 1); }
@@ -143,13 +150,25 @@ task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::st
   co_return static_cast<std::size_t>(r.integer);
 }
 
-task<bool> pool_complete(redis::client& c, const pool_keys& k, const pool_task& t, std::string_view status,
-                         std::string_view payload, std::chrono::milliseconds result_ttl) {
-  const resp::reply r =
-      co_await c.command(command_options{.idempotent = idempotency::yes}, "EVAL", complete_script, "4", k.tasks, t.reply,
-                         k.stats, k.done_prefix + t.tid, pool_group, t.entry, ms(result_ttl), t.tid, status, payload,
-                         std::to_string(t.deliveries));
-  co_return r.integer == 1;
+task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results,
+                                      std::chrono::milliseconds result_ttl) {
+  const std::string ttl = ms(result_ttl);
+  std::vector<std::string> counts, markers;
+  counts.reserve(results.size());
+  markers.reserve(results.size());
+  std::vector<std::string_view> argv = {"EVAL", complete_script, "2", k.tasks, k.stats, pool_group, ttl};
+  for (const pool_result& r : results) {
+    counts.push_back(std::to_string(r.task.deliveries));
+    markers.push_back(k.done_prefix + r.task.tid);
+    argv.insert(argv.end(), {r.task.entry, r.task.reply, markers.back(), r.task.tid, r.status, r.payload, counts.back()});
+  }
+  const resp::reply r = co_await c.command_argv(argv, {.idempotent = idempotency::yes});
+  std::vector<bool> written;
+  for (const resp::reply& e : r.elements) written.push_back(e.integer == 1);
+  if (written.size() != results.size()) throw redis::error("corio::dist: the complete script answered " +
+                                                           std::to_string(written.size()) + " of " +
+                                                           std::to_string(results.size()) + " results");
+  co_return written;
 }
 
 task<void> pool_ensure_group(redis::client& c, const pool_keys& k) {

@@ -4,6 +4,8 @@
 #include "../coro/task_group.hpp"
 #include "../ipc/remote_call.hpp"
 #include "../runtime/errors.hpp"
+#include "../runtime/event.hpp"
+#include "../runtime/loop.hpp"
 #include "../runtime/semaphore.hpp"
 #include "../runtime/timer.hpp"
 
@@ -49,17 +51,56 @@ task<void> worker::run_one(detail::pool_task t) {
     payload = detail::as_string(corio::encode(std::pair<std::string, std::string>(type, message)));
   }
   ++stats_.tasks;
+  const std::string entry = t.entry;
+  // Named first: GCC 12 destroys an aggregate temporary built inside co_await twice.
+  detail::pool_result result{std::move(t), std::move(status), std::move(payload)};
   try {
-    redis::client* c = co_await m_->commands();
-    if (co_await detail::pool_complete(*c, keys_, t, status, payload, options_.result_ttl))
+    if (co_await complete(std::move(result)))
       ++stats_.results;
     else
       ++stats_.duplicates;
   } catch (...) {
-    running_.erase(t.entry);
+    running_.erase(entry);
     throw;
   }
-  running_.erase(t.entry);
+  running_.erase(entry);
+}
+
+// The results finished in one loop turn go to Redis in one script.
+struct worker::completion_batch {
+  std::vector<detail::pool_result> results;
+  std::vector<bool> written;
+  std::exception_ptr failure;
+  event done;
+};
+
+task<bool> worker::complete(detail::pool_result r) {
+  if (!batch_) {
+    batch_ = std::make_shared<completion_batch>();
+    loop::this_loop().spawn(flush_completions());
+  }
+  const std::shared_ptr<completion_batch> b = batch_;
+  const std::size_t index = b->results.size();
+  b->results.push_back(std::move(r));
+  co_await b->done.wait();
+  if (b->failure) std::rethrow_exception(b->failure);
+  co_return b->written[index];
+}
+
+task<void> worker::flush_completions() {
+  try {
+    co_await sleep_for(std::chrono::nanoseconds{0});  // the rest of this turn's results join
+  } catch (...) {  // the loop is stopping: send what there is all the same
+  }
+  const std::shared_ptr<completion_batch> b = std::move(batch_);
+  batch_.reset();
+  try {
+    redis::client* c = co_await m_->commands();
+    b->written = co_await detail::pool_complete(*c, keys_, b->results, options_.result_ttl);
+  } catch (...) {
+    b->failure = std::current_exception();
+  }
+  b->done.set();
 }
 
 task<void> worker::async_run() {

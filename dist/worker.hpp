@@ -135,6 +135,10 @@ class worker {
  private:
   task<void> run_one(detail::pool_task t);
   task<void> renew_leases();
+  struct completion_batch;
+  // Records r with the other results of this loop turn; true if it was recorded.
+  task<bool> complete(detail::pool_result r);
+  task<void> flush_completions();
 
   std::shared_ptr<detail::manager_core> m_;
   detail::pool_keys keys_;
@@ -142,6 +146,7 @@ class worker {
   std::map<std::string, std::function<task<std::string>(std::string)>> fns_;
   worker_stats stats_;
   std::set<std::string> running_;  // stream entries of the tasks in hand
+  std::shared_ptr<completion_batch> batch_;  // results waiting for this turn's flush
 };
 
 }  // namespace corio::dist

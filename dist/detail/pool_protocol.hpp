@@ -62,9 +62,16 @@ std::vector<pool_task> pool_tasks_from_read(const resp::reply& r);
 // Renews the leases of `entries` (one script); returns how many were still ours.
 task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,
                              const std::vector<std::string>& entries);
-// true: this result was recorded; false: one was already (a duplicate, dropped).
-task<bool> pool_complete(redis::client& c, const pool_keys& k, const pool_task& t, std::string_view status,
-                         std::string_view payload, std::chrono::milliseconds result_ttl);
+// A finished task and what to send back: status ok | error, the encoded value or error.
+struct pool_result {
+  pool_task task;
+  std::string status;
+  std::string payload;
+};
+// Records the results of several tasks in one script; per result, true if it was recorded,
+// false if one was already (a duplicate, dropped).
+task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results,
+                                      std::chrono::milliseconds result_ttl);
 task<void> pool_ensure_group(redis::client& c, const pool_keys& k);
 
 }  // namespace corio::dist::detail
