@@ -87,11 +87,19 @@ TARGETS = [
            ("python_threadpool_submit_batch",), ratio=20),
     Target("thread pool submit + get, one at a time", "BM_thread_pool_submit_one",
            ("python_threadpool_submit_one",), ratio=20),
+    Target("distributed round trip via Redis, 1 worker vs Python managers", "BM_remote_roundtrip/1/real_time",
+           ("python_managers_roundtrip/1",), ratio=20),
+    Target("distributed round trip via Redis, 2 workers vs Python managers", "BM_remote_roundtrip/2/real_time",
+           ("python_managers_roundtrip/2",), ratio=20),
+    Target("distributed round trip via Redis, 2 workers vs raw Redis loop", "BM_remote_roundtrip/2/real_time",
+           ("BM_raw_redis_floor/2/real_time",), ratio=0.5),
+    Target("distributed round trips, 2 workers", "BM_remote_roundtrip/2/real_time", ("python_managers_roundtrip/2",),
+           floor=100e3),
 ]
 
 # Google Benchmark programs in <builddir>/bench, run when built. (Not every bench_*
 # program is one: bench_peer_asio_echo is a server.)
-BENCH_PROGRAMS = ["bench_coro", "bench_runtime", "bench_ipc", "bench_peer_asio"]
+BENCH_PROGRAMS = ["bench_coro", "bench_runtime", "bench_ipc", "bench_peer_asio", "bench_distributed"]
 
 # Comparisons written as scripts that measure both sides themselves and write
 # {"rows": [{"work", "benchmark", "corio", "unit", "peer", "peer_value", "target", "extra"}]}.
@@ -282,7 +290,8 @@ class Runner:
     def peers(self, figures: dict) -> None:
         full = self.args.full
         py_args = ["--seconds", "1", "--repeats", "5"] if full else ["--seconds", "0.3", "--repeats", "3"]
-        for script in ("python_generator", "python_mp", "python_mp_lock", "python_threadpool"):
+        for script in ("python_generator", "python_mp", "python_mp_lock", "python_threadpool",
+                       "python_managers"):
             self.peer_json(script, [sys.executable, os.path.join(HERE, "peers", script + ".py"),
                                     *py_args], figures, timeout=600)
         go = shutil.which("go")

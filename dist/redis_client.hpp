@@ -55,6 +55,7 @@
 #include <utility>
 
 #include "../coro/task.hpp"
+#include "redis_endpoint.hpp"
 #include "redis_error.hpp"
 #include "reply_parser.hpp"
 
@@ -177,14 +178,5 @@ class client {
   std::shared_ptr<detail::connection> conn_;
 };
 
-// The address part of options::address parsed (tests, error texts).
-struct endpoint {
-  std::string address;  // for corio::address::parse: "127.0.0.1:6379", "unix:/p"
-  std::string user;
-  std::string password;
-  int db = 0;
-};
-// Throws std::invalid_argument quoting the address without its password.
-endpoint parse_endpoint(std::string_view text);
 
 }  // namespace corio::redis

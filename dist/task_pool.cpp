@@ -85,7 +85,7 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
       if (!c) c.emplace(co_await redis::client::connect(self->m_->options()));
       const resp::reply r = co_await c->command(
           redis::command_options{.deadline = std::chrono::steady_clock::now() + 6s, .idempotent = redis::idempotency::yes},
-          "XREAD", "COUNT", "256", "BLOCK", "1000", "STREAMS", self->results_, last);
+          "XREAD", "COUNT", "4096", "BLOCK", "1000", "STREAMS", self->results_, last);
       if (r.elements.empty() || r.elements[0].elements.size() < 2) continue;
       std::vector<std::string_view> del = {"XDEL", self->results_};
       for (const resp::reply& e : r.elements[0].elements[1].elements) {

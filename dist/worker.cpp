@@ -4,6 +4,8 @@
 #include "../coro/task_group.hpp"
 #include "../ipc/remote_call.hpp"
 #include "../runtime/errors.hpp"
+#include "../runtime/event.hpp"
+#include "../runtime/loop.hpp"
 #include "../runtime/semaphore.hpp"
 #include "../runtime/timer.hpp"
 
@@ -12,24 +14,31 @@ namespace corio::dist {
 using namespace std::chrono_literals;
 using std::chrono::steady_clock;
 
-task<void> worker::renew_while_running(const std::string& entry) {
+// One script every lease/3 renews the leases of every task this worker runs.
+task<void> worker::renew_leases() {
   const auto every = std::max<std::chrono::milliseconds>(options_.lease / 3, 1ms);
-  try {
-    for (;;) {
+  for (;;) {
+    try {
       co_await sleep_for(every);
-      redis::client* c = co_await m_->commands();
-      if (!co_await detail::pool_renew(*c, keys_, m_->consumer(), entry)) {
-        ++stats_.leases_lost;  // taken over: the result, if this run finishes first, still counts once
-        co_return;
-      }
+    } catch (const std::exception&) {  // stopped: the worker is ending
+      co_return;
     }
-  } catch (const std::exception&) {  // stopped (the task ended), or Redis unreachable: the lease lapses
+    if (running_.empty()) continue;
+    const std::vector<std::string> entries(running_.begin(), running_.end());
+    try {
+      redis::client* c = co_await m_->commands();
+      // The ones not renewed were taken over: their results, if these runs finish first,
+      // still count once.
+      stats_.leases_lost += entries.size() - co_await detail::pool_renew(*c, keys_, m_->consumer(), entries);
+    } catch (const operation_cancelled&) {
+      co_return;
+    } catch (const std::exception&) {  // Redis unreachable for now: try again next time
+    }
   }
 }
 
 task<void> worker::run_one(detail::pool_task t) {
-  task_group renewer;
-  renewer.spawn(renew_while_running(t.entry));
+  running_.insert(t.entry);
   std::string status = "ok", payload;
   try {
     auto it = fns_.find(t.fn);
@@ -41,14 +50,57 @@ task<void> worker::run_one(detail::pool_task t) {
     corio::detail::describe_current_exception(type, message);
     payload = detail::as_string(corio::encode(std::pair<std::string, std::string>(type, message)));
   }
-  renewer.request_stop();
-  co_await renewer.wait();
   ++stats_.tasks;
-  redis::client* c = co_await m_->commands();
-  if (co_await detail::pool_complete(*c, keys_, t, status, payload, options_.result_ttl))
-    ++stats_.results;
-  else
-    ++stats_.duplicates;
+  const std::string entry = t.entry;
+  // Named first: GCC 12 destroys an aggregate temporary built inside co_await twice.
+  detail::pool_result result{std::move(t), std::move(status), std::move(payload)};
+  try {
+    if (co_await complete(std::move(result)))
+      ++stats_.results;
+    else
+      ++stats_.duplicates;
+  } catch (...) {
+    running_.erase(entry);
+    throw;
+  }
+  running_.erase(entry);
+}
+
+// The results finished in one loop turn go to Redis in one script.
+struct worker::completion_batch {
+  std::vector<detail::pool_result> results;
+  std::vector<bool> written;
+  std::exception_ptr failure;
+  event done;
+};
+
+task<bool> worker::complete(detail::pool_result r) {
+  if (!batch_) {
+    batch_ = std::make_shared<completion_batch>();
+    loop::this_loop().spawn(flush_completions());
+  }
+  const std::shared_ptr<completion_batch> b = batch_;
+  const std::size_t index = b->results.size();
+  b->results.push_back(std::move(r));
+  co_await b->done.wait();
+  if (b->failure) std::rethrow_exception(b->failure);
+  co_return b->written[index];
+}
+
+task<void> worker::flush_completions() {
+  try {
+    co_await sleep_for(std::chrono::nanoseconds{0});  // the rest of this turn's results join
+  } catch (...) {  // the loop is stopping: send what there is all the same
+  }
+  const std::shared_ptr<completion_batch> b = std::move(batch_);
+  batch_.reset();
+  try {
+    redis::client* c = co_await m_->commands();
+    b->written = co_await detail::pool_complete(*c, keys_, b->results, options_.result_ttl);
+  } catch (...) {
+    b->failure = std::current_exception();
+  }
+  b->done.set();
 }
 
 task<void> worker::async_run() {
@@ -57,8 +109,10 @@ task<void> worker::async_run() {
   co_await detail::pool_ensure_group(*c, keys_);
   // New tasks are waited for on a connection of this worker's own: a blocking read holds it.
   std::optional<redis::client> waiter;
-  semaphore slots(options_.concurrency == 0 ? 1 : options_.concurrency);
-  task_group running;
+  const unsigned concurrency = options_.concurrency == 0 ? 1 : options_.concurrency;
+  semaphore slots(concurrency);
+  task_group running, renewer;
+  renewer.spawn(renew_leases());
   auto serve = [this](detail::pool_task t, semaphore& s) -> task<void> {
     struct release {
       semaphore& s;
@@ -69,6 +123,7 @@ task<void> worker::async_run() {
   const auto wait = std::max<std::chrono::milliseconds>(std::min<std::chrono::milliseconds>(options_.lease / 2, 1000ms), 1ms);
   bool pause = false;
   std::exception_ptr refused;
+  bool stop_now = false;
   while (!stop.stop_requested()) {
     if (std::exchange(pause, false)) co_await sleep_for(200ms);
     try {
@@ -76,48 +131,52 @@ task<void> worker::async_run() {
     } catch (const operation_cancelled&) {
       break;
     }
-    bool started = false;
+    unsigned free = 1;  // take as many tasks as there are free slots, up to 64, in one script
+    while (free < 64 && slots.try_acquire()) ++free;
+    std::vector<detail::pool_task> tasks;
     try {
       detail::fetched f = co_await detail::pool_fetch(*c, keys_, m_->consumer(), options_.lease, options_.max_deliveries,
-                                                      options_.result_ttl);
+                                                      options_.result_ttl, free);
       if (f.what == detail::fetched::kind::group_recreated)
         m_->warn("corio: the consumer group of task pool " + keys_.tasks + " on redis " + m_->where() +
                  " was missing (Redis restarted without persistence?): re-created; tasks queued before are lost");
       if (f.what == detail::fetched::kind::dead_lettered) ++stats_.dead_lettered;
-      if (f.what == detail::fetched::kind::task) {
-        running.spawn(serve(std::move(f.task), slots));
-        started = true;
-      } else if (f.what == detail::fetched::kind::none) {
+      tasks = std::move(f.tasks);
+      if (f.what == detail::fetched::kind::none) {
         if (!waiter) waiter.emplace(co_await redis::client::connect(m_->options()));
-        const resp::reply r = co_await waiter->command(
+        tasks = detail::pool_tasks_from_read(co_await waiter->command(
             redis::command_options{.deadline = steady_clock::now() + wait + 5s}, "XREADGROUP", "GROUP",
-            detail::pool_group, m_->consumer(), "COUNT", "1", "BLOCK", std::to_string(wait.count()), "STREAMS",
-            keys_.tasks, ">");
-        if (auto t = detail::pool_task_from_read(r)) {
-          running.spawn(serve(std::move(*t), slots));
-          started = true;
-        }
+            detail::pool_group, m_->consumer(), "COUNT", std::to_string(free), "BLOCK", std::to_string(wait.count()),
+            "STREAMS", keys_.tasks, ">"));
       }
     } catch (const redis::auth_error&) {
       refused = std::current_exception();
-      slots.release();
-      break;
     } catch (const operation_cancelled&) {
-      slots.release();
-      break;
+      stop_now = true;
+    } catch (const redis::server_error& e) {
+      // NOGROUP or UNBLOCKED from the blocking read: the stream went (Redis restarted without
+      // persistence); the next fetch re-creates it and reports. Anything else: a pause.
+      if (e.code() != "NOGROUP" && e.code() != "UNBLOCKED") {
+        m_->warn(std::string("corio: worker of ") + keys_.tasks + ": " + e.what());
+        pause = true;
+      }
     } catch (const redis::connection_error&) {
-      // A lost read may have handed us a task: it is pending in our name and comes back to
-      // someone (us, likely) after the lease.
+      // A lost read may have handed us tasks: they are pending in our name and come back
+      // to someone (us, likely) after the lease.
       waiter.reset();
       pause = true;
     } catch (const timed_out&) {
       waiter.reset();
       pause = true;
     }
-    if (!started) slots.release();
+    for (auto& t : tasks) running.spawn(serve(std::move(t), slots));
+    for (std::size_t i = tasks.size(); i < free; ++i) slots.release();
+    if (refused || stop_now) break;
   }
   if (refused) running.request_stop();
   co_await running.wait();  // the tasks in hand finish first, whatever ended the loop
+  renewer.request_stop();
+  co_await renewer.wait();
   if (refused) std::rethrow_exception(refused);
 }
 

@@ -13,9 +13,10 @@
 // encoded with corio's codec; an exception becomes the submitter's remote_error.
 //
 // Serving (detail/pool_protocol.hpp has the protocol): up to `concurrency` tasks at a time.
-// A free slot first takes over a task whose lease ran out (its worker died or stalled),
-// else a new task; with nothing to do it waits for a new task on a connection of its own,
-// at most lease/2 at a time. While a task runs its lease is renewed every lease/3. A task
+// Free slots first take over a task whose lease ran out (its worker died or stalled), else
+// new tasks, as many as there are free slots in one script; with nothing to do the worker
+// waits for new tasks on a connection of its own, at most lease/2 at a time. One script
+// every lease/3 renews the leases of all the tasks in hand. A task
 // taken over for the (max_deliveries+1)-th time goes to the dead letters instead of
 // running again. N worker processes per host: start N programs (or fork after defining,
 // before run), each with its own manager.
@@ -28,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -132,13 +134,19 @@ class worker {
 
  private:
   task<void> run_one(detail::pool_task t);
-  task<void> renew_while_running(const std::string& entry);
+  task<void> renew_leases();
+  struct completion_batch;
+  // Records r with the other results of this loop turn; true if it was recorded.
+  task<bool> complete(detail::pool_result r);
+  task<void> flush_completions();
 
   std::shared_ptr<detail::manager_core> m_;
   detail::pool_keys keys_;
   worker_options options_;
   std::map<std::string, std::function<task<std::string>(std::string)>> fns_;
   worker_stats stats_;
+  std::set<std::string> running_;  // stream entries of the tasks in hand
+  std::shared_ptr<completion_batch> batch_;  // results waiting for this turn's flush
 };
 
 }  // namespace corio::dist

@@ -13,8 +13,8 @@
 //   {P}:stats            hash: written, duplicates, dead (counts since the pool began)
 //
 // Delivery (at least once, with leases): a worker takes a task with `fetch` (first a task
-// whose holder has not renewed its lease, XAUTOCLAIM, else a new one, XREADGROUP), renews
-// the lease with `renew` while the function runs (XCLAIM by the holder only: a worker that
+// whose holder has not renewed its lease, XAUTOCLAIM, else new ones, XREADGROUP), renews
+// the leases of all it runs with one `renew` every lease/3 (XCLAIM by the holder only: a worker that
 // lost its task cannot take it back), and finishes with `complete`, which writes the
 // result only if the marker is new, then acknowledges and deletes the task. A stalled
 // worker that wakes after its task was taken over therefore adds no second result. A task
@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "../../coro/task.hpp"
 #include "../redis_client.hpp"
@@ -49,19 +50,28 @@ struct pool_task {
 
 // fetch's outcome.
 struct fetched {
-  enum class kind { task, none, group_recreated, dead_lettered } what = kind::none;
-  pool_task task;
+  enum class kind { tasks, none, group_recreated, dead_lettered } what = kind::none;
+  std::vector<pool_task> tasks;
 };
 
+// One task taken over, or up to `count` new ones.
 task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
-                         unsigned max_deliveries, std::chrono::milliseconds result_ttl);
-// A task from a reply of XREADGROUP (the blocking read of new tasks); none when nil.
-std::optional<pool_task> pool_task_from_read(const resp::reply& r);
-// 1: still ours (renewed); 0: taken over.
-task<bool> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer, const std::string& entry);
-// true: this result was recorded; false: one was already (a duplicate, dropped).
-task<bool> pool_complete(redis::client& c, const pool_keys& k, const pool_task& t, std::string_view status,
-                         std::string_view payload, std::chrono::milliseconds result_ttl);
+                         unsigned max_deliveries, std::chrono::milliseconds result_ttl, unsigned count);
+// The tasks of a reply of XREADGROUP (the blocking read of new tasks); none when nil.
+std::vector<pool_task> pool_tasks_from_read(const resp::reply& r);
+// Renews the leases of `entries` (one script); returns how many were still ours.
+task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,
+                             const std::vector<std::string>& entries);
+// A finished task and what to send back: status ok | error, the encoded value or error.
+struct pool_result {
+  pool_task task;
+  std::string status;
+  std::string payload;
+};
+// Records the results of several tasks in one script; per result, true if it was recorded,
+// false if one was already (a duplicate, dropped).
+task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results,
+                                      std::chrono::milliseconds result_ttl);
 task<void> pool_ensure_group(redis::client& c, const pool_keys& k);
 
 }  // namespace corio::dist::detail

@@ -4,8 +4,8 @@
 // directory removed by the destructor, even when the test fails; the server dies with
 // the test process too (PR_SET_PDEATHSIG), so a crashed test leaves no server behind.
 // No system service is touched. A machine without redis-server makes the test a skip.
-#include <doctest/doctest.h>
-
+// Free of doctest (bench/bench_distributed.cpp starts its server with it too); the
+// SKIP_WITHOUT_REDIS macro needs doctest where it is used.
 #include <corio/dist/redis_client.hpp>
 
 #include <arpa/inet.h>

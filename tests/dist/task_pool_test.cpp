@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -234,6 +235,52 @@ TEST_CASE("a poison task that kills its workers goes to the dead letters; the po
     auto c = co_await corio::redis::client::connect(options_for(server));
     CHECK((co_await c.command("XLEN", "{test}:dead")).integer == 1);
   }());
+}
+
+TEST_CASE("redis-server SIGKILLed and restarted mid-run (AOF always): every task has exactly one result") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  worker_processes workers(server, {.concurrency = 4, .lease = 1000ms});
+  workers.start();
+  workers.start();
+  manager m(options_for(server));
+  task_pool pool(m, "test");
+  std::vector<corio::dist::remote_future<int>> futures;
+  for (int i = 0; i < 120; ++i) futures.push_back(pool.submit<int>("slow", 20));  // 0.3 s of work per worker slot
+  REQUIRE(futures[10].wait_for(10s));
+  const auto ready = std::count_if(futures.begin(), futures.end(), [](const auto& f) { return f.ready(); });
+  CHECK(ready < 120);  // killed mid-run
+  server.restart(SIGKILL);
+  const auto start = steady::now();
+  long sum = 0;
+  for (auto& f : futures) {
+    REQUIRE(f.wait_for(30s));
+    sum += f.get();
+  }
+  MESSAGE("all results " << std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start).count()
+                         << " ms after the restart");
+  CHECK(sum == 120 * 20);
+  const auto stats = pool.stats();
+  CHECK(stats.at("written") == 120);
+}
+
+TEST_CASE("the task stream deleted under idle workers (a restart without persistence) is re-created; tasks flow on") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  worker_processes workers(server, {.concurrency = 2, .lease = 500ms});
+  workers.start();
+  manager m(options_for(server));
+  task_pool pool(m, "test");
+  CHECK(pool.submit<int>("square", 5).get() == 25);
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    co_await c.command("DEL", "{test}:tasks");  // the group goes with it
+  }());
+  std::this_thread::sleep_for(600ms);  // the worker's blocking read meets NOGROUP meanwhile
+  auto f = pool.submit<int>("square", 6);
+  REQUIRE(f.wait_for(10s));
+  CHECK(f.get() == 36);
 }
 
 TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_error within 2 s") {
