@@ -243,12 +243,17 @@ TEST_CASE("a hint that stepped back laps behind still leads to the first free sl
   auto* h = reinterpret_cast<corio::detail::mpmc_ring_header*>(m.span().data());
   corio::detail::store_relaxed(h->enqueue_pos, 3);
   corio::detail::store_relaxed(h->dequeue_pos, 2);
+  CHECK(r.size() == 1);  // found by walking from the hints, not read off them
   CHECK(r.try_push(bytes_of("v41")));
   CHECK(r.try_push(bytes_of("v42")));
   CHECK(r.try_push(bytes_of("v43")));
   CHECK_FALSE(r.try_push(bytes_of("full")));  // v40 .. v43 fill the 4 slots: nothing overwritten
+  CHECK(r.size() == 4);
   for (int i = 40; i < 44; ++i) CHECK(pop_string(r) == "v" + std::to_string(i));
   CHECK(pop_string(r) == "<none>");
+  corio::detail::store_relaxed(h->dequeue_pos, 42);  // a consumer's late store: two behind
+  CHECK(r.size() == 0);
+  CHECK(r.empty());
   CHECK(r.lost() == 0);
 }
 
