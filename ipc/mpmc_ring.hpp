@@ -34,8 +34,9 @@
 //
 // Positions are hints. After its claim, a claimer stores p + 1 into its side's position
 // (a plain store, no read-modify-write). Every position below a stored value was claimed
-// (by induction: a claimer starts at the position it read, and moves past a slot only
-// when the slot's word shows the position taken), so a claimer never leaves a hole. A
+// (or, for consumers, a dead producer's hole stepped over), by induction: a claimer
+// starts at the position it read, and moves past a slot only when the slot's word shows
+// the position taken. So a claimer never leaves a position behind. A
 // hint can lag (its claimer has not stored yet) or even step back (two claimers' stores
 // land out of order); a claimer that reads a stale hint finds the slot taken and moves on,
 // jumping a whole lap at a time when the sequence number shows the slot laps ahead.
@@ -119,9 +120,11 @@
 // 2^22) and a 9-bit token derived from the process start time (/proc/<pid>/stat, field 22,
 // in clock ticks since boot; 0 when /proc cannot tell). A process is dead when its pid has
 // no process (kill(pid, 0) fails with ESRCH), when it is a zombie (killed, not yet reaped
-// by its parent; a zombie leader with live threads is alive), or when the pid now belongs to a process whose start time gives another
-// token (pid reuse). A reused pid whose new start time gives the same token (1 in 511)
-// would be taken for the dead owner, which only delays recovery. The mark is computed once
+// by its parent; a zombie leader with live threads is alive), or when the pid now belongs
+// to a process whose start time gives another token (pid reuse). A reused pid whose new
+// start time gives the same token (1 in 511) would be taken for the dead owner, which
+// only delays recovery. Only owners and recoverers ever write a claim word: the blind
+// claims expect a word without a mark, so they fail on it. The mark is computed once
 // per process and again in a child after fork() (pthread_atfork); processes sharing a
 // ring must see one pid namespace and be made by fork(), not raw clone(). Not detected: a
 // thread that ends inside a claim while its process lives on (another thread's execve).

@@ -221,7 +221,8 @@ TEST_CASE("a corrupt length in shared memory throws runtime_error instead of rea
   aligned_block m(mpmc_ring::bytes_for(2, 16));
   auto r = mpmc_ring::format(m.span(), 2, 16);
   CHECK(r.try_push(bytes_of("abc")));
-  slot_in(m.span(), mpmc_ring::stride_for(16), 0)->state = corio::detail::mpmc_state(1, 1000);  // published, length 1000
+  // Published at position 0 with length 1000.
+  slot_in(m.span(), mpmc_ring::stride_for(16), 0)->state = corio::detail::mpmc_state(1, 1000);
   CHECK_THROWS_WITH_AS(r.try_pop_with([](auto) { FAIL("must not be called"); }),
                        "corio::mpmc_ring: corrupt message length 1000 at position 0 (largest message: 16 bytes; the "
                        "memory is not an mpmc_ring written by its producers)",
@@ -257,7 +258,8 @@ TEST_CASE("a hint that stepped back laps behind still leads to the first free sl
   CHECK(r.lost() == 0);
 }
 
-TEST_CASE("a producer SIGKILLed between claim and publish exposes nothing, and once recovered its position is skipped") {
+TEST_CASE("a producer SIGKILLed between claim and publish exposes nothing, and once recovered its "
+          "position is skipped") {
   auto region = corio::shm_region::create(mpmc_ring::bytes_for(4, 16), "mpmc-dead-producer");
   const std::span<std::byte> memory{region.data(), region.size()};
   auto r = mpmc_ring::format(memory, 4, 16);
