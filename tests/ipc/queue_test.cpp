@@ -684,7 +684,9 @@ TEST_CASE("a producer that crashes inside its put is stepped over by a waiting g
   crash_in_put();  // position 3
   q.put(c);
   q.close();
-  CHECK(letters(q.get()) == letters(c));  // closed: the dead claim is stepped over at once
+  const auto last = q.try_get();  // closed: the dead claim is stepped over at once
+  REQUIRE(last.has_value());
+  CHECK(letters(*last) == letters(c));
   CHECK_THROWS_AS((void)q.get(), corio::queue_closed);
   CHECK(q.lost() == 2);
 }
