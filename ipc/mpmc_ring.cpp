@@ -184,27 +184,46 @@ mpmc_ring mpmc_ring::attach(std::span<std::byte> memory) {
   return mpmc_ring(h, memory.data() + header_bytes, count, stride, max_payload);
 }
 
-std::optional<mpmc_ring::claim> mpmc_ring::blocking_claim(side s) const noexcept {
+mpmc_ring::stop mpmc_ring::walk(side s) const noexcept {
   // The walk of try_push / try_pop without claiming: from the side's hint past taken
   // slots to the first one the side would stop at. At most a lap: each step passes a
   // position that was claimed, or jumps.
   const bool producers = s == side::producers;
   const std::uint64_t& hint = producers ? header_->enqueue_pos : header_->dequeue_pos;
   std::uint64_t pos = detail::load_relaxed(hint);
+  std::uint64_t state = 0;
   for (std::uint64_t step = 0; step <= mask_ + 1; ++step) {
-    const std::uint64_t state = detail::load_acquire(slot_at(pos)->state);  // as try_push / try_pop
+    state = detail::load_acquire(slot_at(pos)->state);  // as the claims
     const std::int32_t diff = detail::mpmc_lap_diff(state, producers ? pos : pos + 1);
     const std::uint32_t tag = detail::mpmc_tag(state);
-    if (diff < 0) {
-      if ((tag & detail::mpmc_claim_bit) == 0)
-        return std::nullopt;  // full of published messages (producers), or empty (consumers)
-      return claim{pos & mask_, state};
+    if (diff < 0)
+      break;  // full (producers) or empty (consumers), maybe because of a claim
+    if (diff == 0 && (tag & detail::mpmc_claim_bit) == 0) {
+      if (producers || tag != detail::mpmc_hole)
+        break;  // free (producers) or published (consumers)
+      ++pos;    // a hole: consumers pass it
+      continue;
     }
-    if (diff == 0 && (tag & detail::mpmc_claim_bit) == 0)
-      return std::nullopt;  // free (producers) or published (consumers): not blocked
     pos = next_position(pos, diff, hint);
   }
-  return std::nullopt;
+  return {pos, state};
+}
+
+std::optional<mpmc_ring::claim> mpmc_ring::blocking_claim(side s) const noexcept {
+  const stop at = walk(s);
+  const bool waits = detail::mpmc_lap_diff(at.state, s == side::producers ? at.pos : at.pos + 1) < 0;
+  if (!waits || (detail::mpmc_tag(at.state) & detail::mpmc_claim_bit) == 0)
+    return std::nullopt;  // free or published: not blocked; or blocked by the other side only
+  return claim{at.pos & mask_, at.state};
+}
+
+std::size_t mpmc_ring::size() const noexcept {
+  const std::uint64_t deq = walk(side::consumers).pos;
+  const std::uint64_t enq = walk(side::producers).pos;
+  const auto diff = static_cast<std::int64_t>(enq - deq);
+  if (diff <= 0)
+    return 0;
+  return static_cast<std::uint64_t>(diff) > mask_ + 1 ? capacity() : static_cast<std::size_t>(diff);
 }
 
 bool mpmc_ring::recover(const claim& c) noexcept {

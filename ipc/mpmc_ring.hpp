@@ -5,9 +5,9 @@
 // in the middle of a push or a pop, never wedges the others: its claim is recovered.
 //
 // The technique: an array of fixed-size slots, each with one 64-bit state word, and two
-// shared positions (enqueue_pos, dequeue_pos) that only grow. The state word holds a
-// sequence number (low 32 bits) and a tag (high 32 bits). The sequence number says whose
-// turn a slot is, for position p (slot p & mask):
+// shared positions (enqueue_pos, dequeue_pos) that say where to start looking. The state
+// word holds a sequence number (low 32 bits) and a tag (high 32 bits). The sequence number
+// says whose turn a slot is, for position p (slot p & mask):
 //     seq == p        the slot is free for the producer of position p
 //     seq == p + 1    it holds the message of position p, for the consumer of p
 //     seq == p + cap  the consumer of p is done: free for the producer of p + cap
@@ -23,10 +23,20 @@
 // is then the slot's only user until it stores the next state ({p + 1, len} after the
 // copy in, {p + cap, 0} after the copy out), so payload bytes are plain memory.
 //
+// Claims without a look first. A claim compare-exchange that follows a load of the same
+// word costs more than one attempted blind (measured: the load takes the line shared, the
+// compare-exchange then upgrades it, and even within one core the pair costs ~3.5 ns more
+// per message on a backlog). So each side attempts its claim with the word it expects and
+// learns the slot's state from a failure: a producer expects {p, 0}; a consumer expects
+// {p + 1, len} with len the length the last message popped through this mpmc_ring object
+// had (for a queue of one type of fixed size, always right). A wrong guess fails with the
+// real word, and the second attempt uses its length.
+//
 // Positions are hints. After its claim, a claimer stores p + 1 into its side's position
 // (a plain store, no read-modify-write). Every position below a stored value was claimed
-// (by induction: a claimer starts at the position it read, and moves past a slot only
-// when the slot's word shows the position taken), so a claimer never leaves a hole. A
+// (or, for consumers, a dead producer's hole stepped over), by induction: a claimer
+// starts at the position it read, and moves past a slot only when the slot's word shows
+// the position taken. So a claimer never leaves a position behind. A
 // hint can lag (its claimer has not stored yet) or even step back (two claimers' stores
 // land out of order); a claimer that reads a stale hint finds the slot taken and moves on,
 // jumping a whole lap at a time when the sequence number shows the slot laps ahead.
@@ -34,8 +44,9 @@
 // Ownership and ordering (style.md, habit 4)
 // - Producers: any number of threads in any processes call try_push. Consumers: any number
 //   call try_pop / try_pop_with. Format once, before anyone else touches the memory; other
-//   processes inherit the ring through fork() or call attach(). An mpmc_ring object is an
-//   immutable view (pointers and sizes): any thread may share one object.
+//   processes inherit the ring through fork() or call attach(). An mpmc_ring object is a
+//   view (pointers and sizes, immutable, and a relaxed atomic length guess): any thread
+//   may share one object.
 // - Shared layout: a 192-byte header, then slot_count slots of slot_stride bytes each.
 //     line 0: magic, slot_count, slot_stride, max_payload — written once by format(),
 //             published by a release store of magic, read by attach() after an acquire
@@ -52,12 +63,11 @@
 //   Both positions are apart from each other and from line 0 so that producers storing
 //   enqueue_pos never invalidate the line consumers read, and vice versa.
 // - Pairing: the producer writes the payload, then store_release({p + 1, len}); the
-//   consumer's load_acquire of that word makes the bytes visible. The consumer reads them,
-//   then store_release({p + cap, 0}); the next producer's load_acquire of that word
-//   guarantees the reads are over before it overwrites the bytes. Each claim
-//   compare-exchange is relaxed: it expects the very value the preceding acquire load
-//   returned, so it only succeeds when nothing was stored in between, and the acquire
-//   already ordered everything before it. The positions carry no data: relaxed.
+//   consumer's claim, an acquire compare-exchange that reads that word, makes the bytes
+//   visible. The consumer reads them, then store_release({p + cap, 0}); the next
+//   producer's claim, acquire again, guarantees the reads are over before it overwrites
+//   the bytes. A failed claim reads no payload: relaxed on failure. The positions carry
+//   no data: relaxed.
 // - Positions are 64-bit counters: they never wrap in practice (centuries at 10^9/s); the
 //   slot of p is p & (slot_count - 1), slot_count a power of two. Sequence numbers keep the
 //   low 32 bits of a position and are compared as signed 32-bit differences, which is
@@ -85,13 +95,14 @@
 //   stopped or descheduled process is slow, not dead). Dead: recover() replaces the word
 //   by a compare-exchange and lost() grows by one. A dead consumer's {p + 1, mark} becomes
 //   {p + cap, 0}, free for the next lap: its message is dropped with it. A dead
-//   producer's {p, mark} becomes {p + 1, hole}: a published hole, which the consumer of p
-//   claims like a message and steps over (its half-written bytes are never read). Why
-//   not free the slot for the next lap at once: then a slot could move a lap on without
-//   a consumer passing its position, and a consumer that read a stale hint could no
+//   producer's {p, mark} becomes {p + 1, hole}: a published hole, which the first
+//   consumer to reach p steps over by one compare-exchange to {p + cap, 0} (no claim, so
+//   no consumer can die holding a hole; its half-written bytes are never read). Why not
+//   free the slot for the next lap at once: then a slot could move a lap on before the
+//   consumers passed its position, and a consumer that read a stale hint could no
 //   longer trust a slot's lap to say that the positions before it were consumed (the
-//   jump in next_position). This way every position goes through one producer claim and
-//   one consumer claim per lap, dead or alive.
+//   jump in next_position). This way consumers pass every position, in order, before
+//   its slot serves the next lap, dead producer or not.
 // - Why a value is delivered once or counted lost, never both, never torn: a live claimer
 //   is never recovered, so only the owner ever moves a word out of a claim while the owner
 //   lives. Death is final: once the owner is dead, nobody but recoverers writes the word.
@@ -109,9 +120,11 @@
 // 2^22) and a 9-bit token derived from the process start time (/proc/<pid>/stat, field 22,
 // in clock ticks since boot; 0 when /proc cannot tell). A process is dead when its pid has
 // no process (kill(pid, 0) fails with ESRCH), when it is a zombie (killed, not yet reaped
-// by its parent; a zombie leader with live threads is alive), or when the pid now belongs to a process whose start time gives another
-// token (pid reuse). A reused pid whose new start time gives the same token (1 in 511)
-// would be taken for the dead owner, which only delays recovery. The mark is computed once
+// by its parent; a zombie leader with live threads is alive), or when the pid now belongs
+// to a process whose start time gives another token (pid reuse). A reused pid whose new
+// start time gives the same token (1 in 511) would be taken for the dead owner, which
+// only delays recovery. Only owners and recoverers ever write a claim word: the blind
+// claims expect a word without a mark, so they fail on it. The mark is computed once
 // per process and again in a child after fork() (pthread_atfork); processes sharing a
 // ring must see one pid namespace and be made by fork(), not raw clone(). Not detected: a
 // thread that ends inside a claim while its process lives on (another thread's execve).
@@ -212,6 +225,11 @@ class mpmc_ring {
   // Uses a ring that format() laid out, e.g. in memory received with shm_region::receive.
   [[nodiscard]] static mpmc_ring attach(std::span<std::byte> memory);
 
+  // A copy is another view of the same ring (it starts with a fresh length guess).
+  mpmc_ring(const mpmc_ring& other) noexcept
+      : mpmc_ring(other.header_, other.slots_, other.mask_ + 1, other.stride_, other.max_payload_) {}
+  mpmc_ring& operator=(const mpmc_ring&) = delete;
+
   [[nodiscard]] std::size_t capacity() const noexcept { return static_cast<std::size_t>(mask_ + 1); }
   [[nodiscard]] std::size_t max_payload() const noexcept { return static_cast<std::size_t>(max_payload_); }
 
@@ -227,17 +245,15 @@ class mpmc_ring {
     detail::mpmc_slot* slot;
     for (;;) {
       slot = slot_at(pos);
-      // Acquire: the previous consumer of this slot finished reading before we overwrite.
-      std::uint64_t state = detail::load_acquire(slot->state);
+      // The claim, attempted blind (see "Claims without a look first"). Acquire: the
+      // previous consumer of this slot finished reading before we overwrite.
+      std::uint64_t state = detail::mpmc_state(pos, 0);
+      if (detail::compare_exchange_acquire(slot->state, state, detail::mpmc_state(pos, mark)))
+        break;
       const std::int32_t diff = detail::mpmc_lap_diff(state, pos);
       if (diff < 0)
         return false;  // the slot still holds the message of pos - capacity (or its claimer): full
-      if (diff == 0 && detail::mpmc_tag(state) == 0) {
-        if (detail::compare_exchange_relaxed(slot->state, state, detail::mpmc_state(pos, mark)))
-          break;  // pos is ours; on failure look at the slot again
-      } else {
-        pos = next_position(pos, diff, header_->enqueue_pos);  // taken by another producer
-      }
+      pos = next_position(pos, diff, header_->enqueue_pos);  // taken by another producer
     }
     detail::store_relaxed(header_->enqueue_pos, pos + 1);
     // The slots a lap ahead were last written by a consumer's core: ask for them in
@@ -256,41 +272,45 @@ class mpmc_ring {
   template <class F>
   bool try_pop_with(F&& f) {
     const std::uint32_t mark = detail::mpmc_claim_mark();
+    std::uint64_t pos = detail::load_relaxed(header_->dequeue_pos);
+    std::uint32_t length = length_guess_.load(std::memory_order_relaxed);
+    detail::mpmc_slot* slot;
+    std::uint64_t state;
     for (;;) {
-      std::uint64_t pos = detail::load_relaxed(header_->dequeue_pos);
-      detail::mpmc_slot* slot;
-      std::uint64_t state;
-      for (;;) {
-        slot = slot_at(pos);
-        // Acquire: the producer's payload is visible once the word says published.
-        state = detail::load_acquire(slot->state);
-        const std::int32_t diff = detail::mpmc_lap_diff(state, pos + 1);
-        if (diff < 0)
-          return false;  // not published yet (or its producer is slow or dead): empty
-        if (diff == 0 && (detail::mpmc_tag(state) & detail::mpmc_claim_bit) == 0) {
-          if (detail::compare_exchange_relaxed(slot->state, state, detail::mpmc_state(pos + 1, mark)))
-            break;  // `state` still holds the published word
-        } else {
-          pos = next_position(pos, diff, header_->dequeue_pos);  // taken by another consumer
+      slot = slot_at(pos);
+      // The claim, attempted blind with the guessed length (see "Claims without a look
+      // first"). Acquire: the producer's payload is visible once we own the published word.
+      state = detail::mpmc_state(pos + 1, length);
+      if (detail::compare_exchange_acquire(slot->state, state, detail::mpmc_state(pos + 1, mark)))
+        break;
+      const std::int32_t diff = detail::mpmc_lap_diff(state, pos + 1);
+      if (diff < 0)
+        return false;  // not published yet (or its producer is slow or dead): empty
+      const std::uint32_t tag = detail::mpmc_tag(state);
+      if (diff == 0 && (tag & detail::mpmc_claim_bit) == 0) {
+        if (tag == detail::mpmc_hole) [[unlikely]] {
+          // A dead producer's position: step over it (one compare-exchange and no claim, so
+          // no consumer can die holding it), then look again: the word now says passed.
+          if (detail::compare_exchange_acquire(slot->state, state, detail::mpmc_state(pos + mask_ + 1, 0)))
+            detail::store_relaxed(header_->dequeue_pos, pos + 1);
+          continue;
         }
+        length = tag;  // published with another length: claim it with that one
+        length_guess_.store(length, std::memory_order_relaxed);
+      } else {
+        pos = next_position(pos, diff, header_->dequeue_pos);  // taken by another consumer
       }
-      detail::store_relaxed(header_->dequeue_pos, pos + 1);
-      const std::uint64_t freed = detail::mpmc_state(pos + mask_ + 1, 0);
-      const std::uint32_t n = detail::mpmc_tag(state);
-      if (n > max_payload_) [[unlikely]] {
-        detail::store_release(slot->state, freed);  // nothing was read
-        if (n == detail::mpmc_hole)
-          continue;  // the position of a dead producer: step over it
-        detail::throw_mpmc_corrupt(n, pos, max_payload());
-      }
-      struct release_guard {
-        detail::mpmc_slot* slot;
-        std::uint64_t next;
-        ~release_guard() { detail::store_release(slot->state, next); }  // release: done reading the bytes
-      } guard{slot, freed};
-      f(std::span<const std::byte>(payload_of(slot), static_cast<std::size_t>(n)));
-      return true;
     }
+    detail::store_relaxed(header_->dequeue_pos, pos + 1);
+    struct release_guard {
+      detail::mpmc_slot* slot;
+      std::uint64_t next;
+      ~release_guard() { detail::store_release(slot->state, next); }  // release: done reading the bytes
+    } guard{slot, detail::mpmc_state(pos + mask_ + 1, 0)};
+    if (length > max_payload_) [[unlikely]]
+      detail::throw_mpmc_corrupt(length, pos, max_payload());
+    f(std::span<const std::byte>(payload_of(slot), static_cast<std::size_t>(length)));
+    return true;
   }
 
   // Copies the oldest published message into `out` and returns its length; nullopt if
@@ -309,17 +329,11 @@ class mpmc_ring {
     return length;
   }
 
-  // Messages claimed by producers and not yet claimed by consumers, in [0, capacity()].
-  // Approximate under concurrency (the two positions are hints, read one after the
-  // other), like Python's qsize(); exact when nobody pushes or pops.
-  [[nodiscard]] std::size_t size() const noexcept {
-    const std::uint64_t deq = detail::load_relaxed(header_->dequeue_pos);
-    const std::uint64_t enq = detail::load_relaxed(header_->enqueue_pos);
-    const auto diff = static_cast<std::int64_t>(enq - deq);
-    if (diff <= 0)
-      return 0;
-    return static_cast<std::uint64_t>(diff) > mask_ + 1 ? capacity() : static_cast<std::size_t>(diff);
-  }
+  // Messages claimed by producers and not yet claimed by consumers, in [0, capacity()]
+  // (a dead producer's hole is not one). Approximate under concurrency (each side's
+  // position is found by a walk from its hint, one after the other), like Python's
+  // qsize(); exact when nobody pushes or pops, even after hints stepped back.
+  [[nodiscard]] std::size_t size() const noexcept;
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
 
   // Hints for spinning waiters, exact only without concurrent peers of the same side:
@@ -371,6 +385,14 @@ class mpmc_ring {
   [[nodiscard]] static std::byte* payload_of(detail::mpmc_slot* s) noexcept {
     return reinterpret_cast<std::byte*>(s) + sizeof(detail::mpmc_slot);
   }
+  // Where side s stops now: the first position from its hint whose slot it would claim or
+  // wait at (free / published, or full / empty), and the word there. Holes are passed.
+  struct stop {
+    std::uint64_t pos;
+    std::uint64_t state;
+  };
+  [[nodiscard]] stop walk(side s) const noexcept;
+
   // Where to look after finding position pos taken, its slot's sequence number `diff`
   // positions past the one expected. Every position below the result was claimed: pos
   // itself; when the slot is more than a lap ahead (a stale hint), the position a lap
@@ -393,6 +415,10 @@ class mpmc_ring {
   std::uint64_t mask_;
   std::uint64_t stride_;
   std::uint64_t max_payload_;
+  // The length the last popped message had, in this process: the consumers' guess (see
+  // "Claims without a look first"). Written only when it changes; a stale or racing
+  // value costs a retry, never correctness.
+  std::atomic<std::uint32_t> length_guess_{0};
 };
 
 }  // namespace corio

@@ -41,10 +41,10 @@ void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional
   if (!block)
     throw_full(std::nullopt);
   // Full: wait briefly for a few lines of room rather than for one slot (the mirror of
-  // spin_for_batch).
+  // spin_for_batch, which also says why each poll looks before it claims).
   const std::uint64_t ahead = batch_for_ring();
   if ((ahead > 1 && spin([&] { return ring_.room_ahead(ahead) && try_push(bytes); }, batch_tries)) ||
-      spin([&] { return try_push(bytes); }))
+      spin([&] { return ring_.room_ahead(0) && try_push(bytes); }))
     return;
   queue_wait wait(*this, mpmc_ring::side::producers, [&] { return try_push(bytes); }, timeout);
   sleep_until(not_full(), wait);

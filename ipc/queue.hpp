@@ -49,8 +49,10 @@
 //   it is dead, frees the slot and carries on. The value in that slot is lost, never
 //   torn and never delivered twice: a get killed while it decoded a value had it in its
 //   hands; a put killed while it copied one never finished. lost() counts them. A get on
-//   a closed queue frees dead claims at once, so it drains every value that was put.
-//   try_put / try_get and block = false never wait, so they never free a claim either.
+//   a closed queue frees dead claims at once, so it drains every value that was put
+//   (try_get and get(false) too). Otherwise try_put / try_get and block = false never
+//   wait, so they never free a claim: a try_get loop behind a dead producer sees "empty"
+//   until a waiting call, a get on the closed queue or lost() frees its slot.
 //
 // Limits: max_message_bytes (queue_options, default 256) bounds one encoded value; the
 // shared memory is capacity x round_up(8 + max_message_bytes, 8) bytes (264 KiB for the

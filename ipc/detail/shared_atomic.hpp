@@ -59,6 +59,15 @@ inline void store_relaxed(std::uint32_t& target, std::uint32_t v) noexcept {
   std::atomic_ref<std::uint32_t>(target).store(v, std::memory_order_relaxed);
 }
 
+// Claims a word (a ring slot) that, on success, hands over data the previous owner
+// published with store_release: the acquire pairs with it. Strong: a false return means
+// the word was not `expected`, which then holds what it was. No ordering on failure.
+[[nodiscard]] inline bool compare_exchange_acquire(std::uint64_t& target, std::uint64_t& expected,
+                                                   std::uint64_t desired) noexcept {
+  return std::atomic_ref<std::uint64_t>(target).compare_exchange_strong(expected, desired, std::memory_order_acquire,
+                                                                        std::memory_order_relaxed);
+}
+
 // Claims a shared counter value (a slot position) when no data is published through the
 // counter itself: the winner of the exchange is unique, and what it then reads or writes
 // is ordered by a separate acquire/release pair (e.g. a slot's sequence number). On

@@ -221,7 +221,8 @@ TEST_CASE("a corrupt length in shared memory throws runtime_error instead of rea
   aligned_block m(mpmc_ring::bytes_for(2, 16));
   auto r = mpmc_ring::format(m.span(), 2, 16);
   CHECK(r.try_push(bytes_of("abc")));
-  slot_in(m.span(), mpmc_ring::stride_for(16), 0)->state = corio::detail::mpmc_state(1, 1000);  // published, length 1000
+  // Published at position 0 with length 1000.
+  slot_in(m.span(), mpmc_ring::stride_for(16), 0)->state = corio::detail::mpmc_state(1, 1000);
   CHECK_THROWS_WITH_AS(r.try_pop_with([](auto) { FAIL("must not be called"); }),
                        "corio::mpmc_ring: corrupt message length 1000 at position 0 (largest message: 16 bytes; the "
                        "memory is not an mpmc_ring written by its producers)",
@@ -243,16 +244,22 @@ TEST_CASE("a hint that stepped back laps behind still leads to the first free sl
   auto* h = reinterpret_cast<corio::detail::mpmc_ring_header*>(m.span().data());
   corio::detail::store_relaxed(h->enqueue_pos, 3);
   corio::detail::store_relaxed(h->dequeue_pos, 2);
+  CHECK(r.size() == 1);  // found by walking from the hints, not read off them
   CHECK(r.try_push(bytes_of("v41")));
   CHECK(r.try_push(bytes_of("v42")));
   CHECK(r.try_push(bytes_of("v43")));
   CHECK_FALSE(r.try_push(bytes_of("full")));  // v40 .. v43 fill the 4 slots: nothing overwritten
+  CHECK(r.size() == 4);
   for (int i = 40; i < 44; ++i) CHECK(pop_string(r) == "v" + std::to_string(i));
   CHECK(pop_string(r) == "<none>");
+  corio::detail::store_relaxed(h->dequeue_pos, 42);  // a consumer's late store: two behind
+  CHECK(r.size() == 0);
+  CHECK(r.empty());
   CHECK(r.lost() == 0);
 }
 
-TEST_CASE("a producer SIGKILLed between claim and publish exposes nothing, and once recovered its position is skipped") {
+TEST_CASE("a producer SIGKILLed between claim and publish exposes nothing, and once recovered its "
+          "position is skipped") {
   auto region = corio::shm_region::create(mpmc_ring::bytes_for(4, 16), "mpmc-dead-producer");
   const std::span<std::byte> memory{region.data(), region.size()};
   auto r = mpmc_ring::format(memory, 4, 16);
