@@ -76,8 +76,7 @@ task<void> pool_core::resend_backlog() {
 void pool_core::fail_backlog(std::exception_ptr e) {
   for (pool_state_base* st : retry_backlog_) {
     st->set_error(e);
-    st->complete();
-    st->release();
+    settle(st);
   }
   retry_backlog_.clear();
 }
