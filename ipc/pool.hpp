@@ -8,15 +8,17 @@
 //     auto f = p.submit(square, 7);                   // Python: apply_async
 //     int v = f.get();                                // 49
 //     std::vector<int> all = p.map(square, std::vector<int>{1, 2, 3});   // {1, 4, 9}
+//     for (int x : p.imap(square, std::views::iota(0))) ...             // input order, lazy
 //     for (int x : p.imap_unordered(square, items)) ...                 // completion order
+//     int s = p.apply(square, 3);                                       // blocking: 9
 //     p.close();                                      // no more submits
 //     p.join();                                       // every task done, workers exited
 //
 // What fn may be: see ipc/remote_call.hpp (a function pointer, a captureless lambda, or a
 // trivially copyable callable capturing plain values; args and results travel through
 // corio::codec). fn may be a coroutine returning task<R> for submit (it runs to completion
-// on a corio::loop inside the worker); map and imap_unordered refuse coroutines at compile
-// time (a chunk is a plain loop over its items).
+// on a corio::loop inside the worker); map, starmap, map_async, imap and imap_unordered
+// refuse coroutines at compile time (a chunk is a plain loop over its items).
 //
 // The model
 // - Workers are fork()ed by the pool's collector thread (below) with parent_death_signal =
@@ -41,7 +43,7 @@
 //   it), up to N times, before it fails; map then returns every result.
 //
 // Lifecycle
-// - close(): no more submits (submit/map/imap_unordered then throw std::logic_error).
+// - close(): no more submits (submit, map and the rest then throw std::logic_error).
 // - join(): after close() (std::logic_error otherwise): waits until every submitted task
 //   has completed and every worker has exited.
 // - terminate(): kills the workers now (SIGKILL). Replies already published are still
@@ -50,9 +52,16 @@
 //   not yet joined is terminated. Call close() + join() first to let the tasks finish.
 //   Futures may outlive the pool; theirs then fail with pool_terminated.
 //
+// - pool_options::initializer runs once in each worker as it starts; with
+//   max_tasks_per_child = N a worker exits after N tasks (replying to the last first, so
+//   nothing is in flight on it) and the collector forks a fresh one into its slot.
+// - Callbacks (apply_async / map_async with corio::callbacks) run on the collector thread
+//   before their future turns ready (detail/pool_state.hpp).
+//
 // Errors
 // - An exception escaping fn: get() throws corio::remote_error ("std::invalid_argument:
-//   bad x": type name and message, see remote_call.hpp).
+//   bad x": type name and message, see remote_call.hpp), or the exception's own type when
+//   it was given to register_remote_exception<E>().
 // - corio::worker_lost: the worker running the task died. corio::pool_terminated: the
 //   pool was terminated (or destroyed) before the task completed.
 // - A request larger than half the task ring (pool_options::task_ring_bytes) throws
@@ -270,7 +279,7 @@ class pool {
 
   // Python's imap: fn(item) for every item; a corio::generator<R> that yields the results
   // in input order, each as soon as it and those before it are done. Lazy: the range is
-  // read as the generator advances, and at most `in_flight` chunks (default: 8 per worker)
+  // read as the generator advances, and at most `in_flight` chunks (default: 32 per worker)
   // are submitted and not yet yielded, so an endless range (a generator, an unbounded
   // iota) runs in bounded memory and stopping the iteration stops the submitting (the
   // chunks in flight still run). The range must outlive the iteration unless passed as an
@@ -280,7 +289,7 @@ class pool {
     using T = std::ranges::range_value_t<Range>;
     using R = detail::map_result_t<F, T>;
     check_chunked<R, T, F>(chunksize);
-    if (in_flight == 0) in_flight = 8 * size();
+    if (in_flight == 0) in_flight = 32 * size();  // measured: 8 per worker halves chunksize-1 throughput
     return imap_ordered<R, T>(core_, fn, std::views::all(std::forward<Range>(items)), chunksize, in_flight);
   }
 

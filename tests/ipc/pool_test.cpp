@@ -633,14 +633,14 @@ TEST_CASE("imap over a lazy range of 10 million items stopped after 1,000 result
                  });
     std::size_t n = 0;
     long long bad = 0;
-    for (int v : p.imap(square, items)) {  // default window: 8 chunks per worker = 16
+    for (int v : p.imap(square, items)) {  // default window: 32 chunks per worker = 64
       if (v != static_cast<int>(n * n)) ++bad;
       if (++n == 1000) break;
     }
     CHECK(bad == 0);
     // The window is refilled before each chunk's results are yielded: when result 1000
-    // (chunk 999) came out, chunks up to 999 + 16 had been submitted.
-    CHECK(pulled == 1000 + 16);
+    // (chunk 999) came out, chunks up to 999 + 64 had been submitted.
+    CHECK(pulled == 1000 + 64);
     // Chunks of 10, at most 4 in flight: 100 chunks yielded, 4 more submitted.
     pulled = 0;
     n = 0;
