@@ -655,6 +655,21 @@ TEST_CASE("imap over a lazy range of 10 million items stopped after 1,000 result
   });
 }
 
+TEST_CASE("imap over an endless corio::generator yields in order until the caller stops") {
+  corio::pool p(2);
+  auto naturals = []() -> corio::generator<int> {
+    for (int i = 0;; ++i) co_yield i;
+  };
+  within(p, 30s, [&] {
+    std::vector<int> got;
+    for (int v : p.imap(square, naturals(), 3)) {  // an rvalue: the generator owns it
+      got.push_back(v);
+      if (got.size() == 10) break;
+    }
+    CHECK(got == std::vector<int>{0, 1, 4, 9, 16, 25, 36, 49, 64, 81});
+  });
+}
+
 TEST_CASE("starmap calls fn with each tuple's elements, in input order") {
   corio::pool p(2);
   const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}};
