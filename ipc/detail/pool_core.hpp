@@ -11,7 +11,10 @@
 //                        a time, serialised by the claim lock
 //   result ring[N]       spsc_ring per worker: the worker produces, the parent consumes
 //                        (serialised by drain_mutex among the parent's threads)
-// Frames: task = [u64 task id][remote_call request], reply = [u64 task id][reply].
+// Frames: task = [u64 task id][remote_call request], reply = [u64 task id][reply]. A
+// worker whose pool_options::initializer threw sends one error reply with id no_task,
+// sets its slot's exit_reason and exits; max_tasks_per_child retires a worker the same
+// way (exit_retired) right after a reply, so it never holds a task when it leaves.
 //
 // Claiming a task (worker, under claim_lock, a process-shared robust mutex)
 //   1. peek the oldest frame; a frame whose id < next_claim was claimed by a worker that
