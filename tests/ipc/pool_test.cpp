@@ -112,8 +112,9 @@ auto within(corio::pool& p, std::chrono::seconds limit, F fn) {
   return done.get();
 }
 
-// map over 0..199 with item 57 killing its worker once, with `retries`.
-std::vector<int> map_200_with_a_kill(unsigned retries) {
+// map over 0..199 with item 57 killing its worker once, with `retries` (and workers
+// retiring after `max_tasks` tasks when not 0).
+std::vector<int> map_200_with_a_kill(unsigned retries, unsigned max_tasks = 0) {
   square_dying_once_at_57 fn{};
   std::snprintf(fn.marker, sizeof fn.marker, "/tmp/corio_pool_retry_%d", static_cast<int>(::getpid()));
   ::unlink(fn.marker);
@@ -123,7 +124,7 @@ std::vector<int> map_200_with_a_kill(unsigned retries) {
   } remove_marker{fn.marker};
   std::vector<int> items(200);
   for (int i = 0; i < 200; ++i) items[static_cast<std::size_t>(i)] = i;
-  corio::pool p(2, {.retries = retries});
+  corio::pool p(2, {.retries = retries, .max_tasks_per_child = max_tasks});
   return within(p, 30s, [&] { return p.map(fn, items); });
 }
 
@@ -876,4 +877,10 @@ TEST_CASE("a registered exception type is caught by type with its message; an un
   // remote_error: the registry is the process's).
   corio::register_remote_exception<std::overflow_error>();
   CHECK_THROWS_WITH_AS(p.apply(throws_overflow, 9), "too big 9", std::overflow_error);
+}
+
+TEST_CASE("max_tasks_per_child = 7 with a worker SIGKILLed and retries = 1: map still returns all 200 results") {
+  const std::vector<int> got = map_200_with_a_kill(1, 7);
+  REQUIRE(got.size() == 200);
+  for (int i = 0; i < 200; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * i);
 }
