@@ -34,6 +34,19 @@ std::string describe_exit(pid_t pid, int code) {
 }
 
 
+// A worker_lost built in place in its exception_ptr. make_exception_ptr(worker_lost(m))
+// copies a temporary that shares its message buffer (libstdc++'s reference-counted
+// string) and destroys it after the future may already be read on another thread:
+// correct, but the count lives in the uninstrumented library, so ThreadSanitizer reports
+// the free as a race. Failure paths only: the throw costs microseconds.
+std::exception_ptr lost(const std::string& message) {
+  try {
+    throw worker_lost(message);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -126,8 +139,11 @@ void pool_core::submit(pool_state_base* st, pool_encoder encode, void* context) 
              broken_.load(std::memory_order_acquire);
     });
     // Terminated while waiting: the task stays pending and terminate() fails it.
-    if (broken_.load(std::memory_order_acquire)) fail(id, std::make_exception_ptr(worker_lost(init_error_)));
   }
+  // The last worker's initializer failed meanwhile: break_pool's fail_all either saw this
+  // task in the table or ran before the push, and then its store of broken_ (before it
+  // took table_mutex_) is visible here.
+  if (broken_.load(std::memory_order_acquire)) fail(id, lost(init_error_));
   event_count(sh_->tasks_ec).notify_all();
 }
 
@@ -252,17 +268,21 @@ void pool_core::fail(std::uint64_t id, std::exception_ptr e) {
 }
 
 void pool_core::fail_all(std::exception_ptr e) {
+  std::vector<pool_state_base*> failed;  // each with the reference the table or backlog had
   {
     std::lock_guard tl(table_mutex_);
-    for (auto*& st : pending_) {
-      if (!st) continue;
-      st->set_error(e);
-      settle(std::exchange(st, nullptr));
-    }
+    for (pool_state_base* st : pending_)
+      if (st) failed.push_back(st);
     base_id_ += pending_.size();
     pending_.clear();
   }
-  fail_backlog(e);
+  take_backlog(failed);
+  for (pool_state_base* st : failed) st->set_error(e);
+  // Our reference goes before any of them turns ready, so this thread never frees the
+  // exception while a get() caller reads it (libstdc++'s count is atomic, but inside the
+  // uninstrumented library: ThreadSanitizer would report the free as a race).
+  e = nullptr;
+  for (pool_state_base* st : failed) settle(st);
   finish_batch();
 }
 
@@ -301,7 +321,7 @@ void pool_core::on_exit(std::size_t index, process& p) {
   unlock_claim();
   const bool terminating = terminating_.load(std::memory_order_acquire);
   if (held != no_task && !terminating && !retry(held))
-    fail(held, std::make_exception_ptr(worker_lost(describe_exit(pid, code) + " while running this task")));
+    fail(held, lost(describe_exit(pid, code) + " while running this task"));
   // A worker that retired after max_tasks_per_child is replaced even after close() while
   // tasks are left; one whose initializer threw is not (its replacement would fail too,
   // forever, as Python's Pool does): the pool runs on with the others.
@@ -316,8 +336,7 @@ void pool_core::on_exit(std::size_t index, process& p) {
     } catch (const std::exception& e) {
       std::lock_guard lk(wait_mutex_);
       if (live_ == 1)  // nobody left to run the queued tasks: fail them rather than hang
-        fail_all(std::make_exception_ptr(worker_lost(std::string("corio::pool: cannot replace a dead worker: ") +
-                                                     e.what())));
+        fail_all(lost(std::string("corio::pool: cannot replace a dead worker: ") + e.what()));
     }
   }
   if (!replaced) {
@@ -341,7 +360,7 @@ void pool_core::break_pool() {
   }
   broken_.store(true, std::memory_order_release);  // publishes init_error_ to submit
   event_count(sh_->space_ec).notify_all();           // a submitter waiting for room gives up
-  fail_all(std::make_exception_ptr(worker_lost(message)));
+  fail_all(lost(message));
 }
 
 task<void> pool_core::collect() {

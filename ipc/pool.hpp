@@ -52,6 +52,7 @@
 //   not yet joined is terminated. Call close() + join() first to let the tasks finish.
 //   Futures may outlive the pool; theirs then fail with pool_terminated.
 //
+// Initializer, retirement, callbacks
 // - pool_options::initializer runs once in each worker as it starts; with
 //   max_tasks_per_child = N a worker exits after N tasks (replying to the last first, so
 //   nothing is in flight on it) and the collector forks a fresh one into its slot.

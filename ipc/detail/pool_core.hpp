@@ -179,7 +179,9 @@ class pool_core {
   bool retry(std::uint64_t id);
   bool try_resend(pool_state_base* st);  // pushes one backlog entry; false: not now
   task<void> resend_backlog();
-  void fail_backlog(std::exception_ptr e);  // collector, or finish() after it stopped
+  // Moves the backlog's entries (and their references) to `out`, for fail_all. Collector,
+  // or finish() after it stopped.
+  void take_backlog(std::vector<pool_state_base*>& out);
 
   struct layout {
     std::size_t task_bytes, result_bytes, slots_at, tasks_at, results_at, total;
