@@ -34,6 +34,19 @@ std::string describe_exit(pid_t pid, int code) {
 }
 
 
+// A worker_lost built in place in its exception_ptr. make_exception_ptr(worker_lost(m))
+// copies a temporary that shares its message buffer (libstdc++'s reference-counted
+// string) and destroys it after the future may already be read on another thread:
+// correct, but the count lives in the uninstrumented library, so ThreadSanitizer reports
+// the free as a race. Failure paths only: the throw costs microseconds.
+std::exception_ptr lost(const std::string& message) {
+  try {
+    throw worker_lost(message);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -57,7 +70,7 @@ pool_core::pool_core(std::size_t workers, pool_options options)
   std::byte* base = shm_.data();
   sh_ = new (base) pool_shared{};
   slots_ = reinterpret_cast<pool_worker_slot*>(base + slots_at);
-  for (std::size_t i = 0; i < workers; ++i) slots_[i] = pool_worker_slot{no_task, 0};
+  for (std::size_t i = 0; i < workers; ++i) slots_[i] = pool_worker_slot{no_task, 0, exit_closing};
 
   pthread_mutexattr_t attr;
   ::pthread_mutexattr_init(&attr);
@@ -104,6 +117,7 @@ void pool_core::submit(pool_state_base* st, pool_encoder encode, void* context) 
   std::lock_guard lk(submit_mutex_);
   if (terminating_.load(std::memory_order_acquire)) throw pool_terminated("corio::pool: the pool was terminated");
   if (closed_) throw std::logic_error("corio::pool: submit after close()");
+  if (broken_.load(std::memory_order_acquire)) throw worker_lost(init_error_);  // written before broken_
   buffer_.resize(sizeof(std::uint64_t));
   encode(context, buffer_);
   if (buffer_.size() > tasks_->max_payload())
@@ -120,10 +134,16 @@ void pool_core::submit(pool_state_base* st, pool_encoder encode, void* context) 
   }
   if (!tasks_->try_send(buffer_)) {
     event_count(sh_->tasks_ec).notify_all();
-    event_count(sh_->space_ec).wait_until(
-        [&] { return tasks_->try_send(buffer_) || terminating_.load(std::memory_order_acquire); });
+    event_count(sh_->space_ec).wait_until([&] {
+      return tasks_->try_send(buffer_) || terminating_.load(std::memory_order_acquire) ||
+             broken_.load(std::memory_order_acquire);
+    });
     // Terminated while waiting: the task stays pending and terminate() fails it.
   }
+  // The last worker's initializer failed meanwhile: break_pool's fail_all either saw this
+  // task in the table or ran before the push, and then its store of broken_ (before it
+  // took table_mutex_) is visible here.
+  if (broken_.load(std::memory_order_acquire)) fail(id, lost(init_error_));
   event_count(sh_->tasks_ec).notify_all();
 }
 
@@ -135,6 +155,8 @@ bool pool_core::wait(pool_state_base& st, const std::chrono::steady_clock::time_
       const bool any = drain_locked();  // a corrupt ring throws: dl unlocks
       dl.unlock();
       if (any) finish_batch();
+      // Continuations run on the collector only: wake it (no system call when it is awake).
+      if (has_deferred_.load(std::memory_order_acquire)) event_count(sh_->results_ec).notify_all();
       if (st.ready()) return true;
     }
     // A yield can take a whole time slice on a loaded machine: honour the deadline here too.
@@ -178,14 +200,51 @@ bool pool_core::drain_locked() {
 std::size_t pool_core::drain_ring(spsc_ring& ring) {
   return ring.drain([&](std::span<const std::byte> frame) {
       const auto [id, reply] = split_id_frame(frame, "corio::pool: a reply from a worker");
+      if (id == no_task) return note_init_failure(reply);
       if (id < base_id_ || id - base_id_ >= pending_.size()) return;  // already failed
       pool_state_base*& slot = pending_[id - base_id_];
       if (!slot) return;
       pool_state_base* st = std::exchange(slot, nullptr);
       st->set_reply(reply);
-      st->complete();
-      st->release();
+      settle(st);
   });
+}
+
+void pool_core::note_init_failure(std::span<const std::byte> reply) {
+  try {
+    take_reply<void>(reply);
+  } catch (const std::exception& e) {
+    if (init_error_.empty()) init_error_ = std::string("corio::pool: the initializer failed in the workers: ") + e.what();
+  }
+}
+
+void pool_core::settle(pool_state_base* st) noexcept {
+  if (!st->deferred()) {
+    st->complete();
+    st->release();
+    return;
+  }
+  {
+    std::lock_guard lk(deferred_mutex_);
+    deferred_.push_back(st);  // noexcept context: out of memory terminates
+  }
+  // release: the collector that sees the flag finds the entry.
+  has_deferred_.store(true, std::memory_order_release);
+  event_count(sh_->results_ec).notify_all();  // a syscall only when the collector sleeps
+}
+
+void pool_core::run_deferred() {
+  std::vector<pool_state_base*> batch;
+  {
+    std::lock_guard lk(deferred_mutex_);
+    batch.swap(deferred_);
+    has_deferred_.store(false, std::memory_order_relaxed);  // under the mutex: no push is lost
+  }
+  for (pool_state_base* st : batch) {
+    st->finish_deferred();
+    st->release();
+  }
+  if (!batch.empty()) finish_batch();
 }
 
 // After completing a batch: wake blocked get() callers and workers waiting for room.
@@ -202,25 +261,27 @@ void pool_core::fail(std::uint64_t id, std::exception_ptr e) {
     pool_state_base* st = std::exchange(pending_[id - base_id_], nullptr);
     if (!st) return;
     st->set_error(std::move(e));
-    st->complete();
-    st->release();
+    settle(st);
   }
   finish_batch();
 }
 
 void pool_core::fail_all(std::exception_ptr e) {
+  std::vector<pool_state_base*> failed;  // each with the reference the table or backlog had
   {
     std::lock_guard tl(table_mutex_);
-    for (auto*& st : pending_) {
-      if (!st) continue;
-      st->set_error(e);
-      st->complete();
-      std::exchange(st, nullptr)->release();
-    }
+    for (pool_state_base* st : pending_)
+      if (st) failed.push_back(st);
     base_id_ += pending_.size();
     pending_.clear();
   }
-  fail_backlog(e);
+  take_backlog(failed);
+  for (pool_state_base* st : failed) st->set_error(e);
+  // Our reference goes before any of them turns ready, so this thread never frees the
+  // exception while a get() caller reads it (libstdc++'s count is atomic, but inside the
+  // uninstrumented library: ThreadSanitizer would report the free as a race).
+  e = nullptr;
+  for (pool_state_base* st : failed) settle(st);
   finish_batch();
 }
 
@@ -253,42 +314,65 @@ void pool_core::on_exit(std::size_t index, process& p) {
   if (drain_all()) finish_batch();  // replies published before the death are not lost
   lock_claim();
   const std::uint64_t held = load_relaxed(slots_[index].current);
+  const std::uint64_t reason = load_relaxed(slots_[index].exit_reason);
   store_relaxed(slots_[index].current, no_task);
+  store_relaxed(slots_[index].exit_reason, exit_closing);  // for the slot's next worker
   unlock_claim();
   const bool terminating = terminating_.load(std::memory_order_acquire);
   if (held != no_task && !terminating && !retry(held))
-    fail(held, std::make_exception_ptr(worker_lost(describe_exit(pid, code) + " while running this task")));
-  const bool finished = code == 0 && load_acquire(sh_->closing) != 0;
+    fail(held, lost(describe_exit(pid, code) + " while running this task"));
+  // A worker that retired after max_tasks_per_child is replaced even after close() while
+  // tasks are left; one whose initializer threw is not (its replacement would fail too,
+  // forever, as Python's Pool does): the pool runs on with the others.
+  const bool retired = code == 0 && reason == exit_retired;
+  const bool init_failed = code == 0 && reason == exit_init_failed;
+  const bool finished = code == 0 && load_acquire(sh_->closing) != 0 && !(retired && tasks_available());
   bool replaced = false;
-  if (!terminating && !finished) {
+  if (!terminating && !finished && !init_failed) {
     try {
       start_worker(index);  // destroys p (already reaped)
       replaced = true;
     } catch (const std::exception& e) {
       std::lock_guard lk(wait_mutex_);
       if (live_ == 1)  // nobody left to run the queued tasks: fail them rather than hang
-        fail_all(std::make_exception_ptr(worker_lost(std::string("corio::pool: cannot replace a dead worker: ") +
-                                                     e.what())));
+        fail_all(lost(std::string("corio::pool: cannot replace a dead worker: ") + e.what()));
     }
   }
   if (!replaced) {
+    bool none_left = false;
     {
       std::lock_guard lk(wait_mutex_);
       pids_[index] = 0;
-      --live_;
+      none_left = --live_ == 0;
     }
+    if (none_left && init_failed && !terminating) break_pool();
     wait_cv_.notify_all();
   }
+}
+
+void pool_core::break_pool() {
+  std::string message;
+  {
+    std::lock_guard tl(table_mutex_);
+    if (init_error_.empty()) init_error_ = "corio::pool: the initializer failed in every worker";
+    message = init_error_;
+  }
+  broken_.store(true, std::memory_order_release);  // publishes init_error_ to submit
+  event_count(sh_->space_ec).notify_all();           // a submitter waiting for room gives up
+  fail_all(lost(message));
 }
 
 task<void> pool_core::collect() {
   std::exception_ptr failed;
   try {
-    for (std::size_t i = 0; i < n_; ++i) {
-      start_worker(i);
+    {
+      // All counted first: a worker that exits at once (its initializer threw) can be
+      // reaped inside start_worker, and its on_exit must not see the last worker gone
+      // while others are still to start. (A failed start fails the constructor.)
       std::lock_guard lk(wait_mutex_);
-      ++live_;
+      live_ = n_;
     }
+    for (std::size_t i = 0; i < n_; ++i) start_worker(i);
   } catch (...) {
     failed = std::current_exception();
   }
@@ -303,6 +387,7 @@ task<void> pool_core::collect() {
   event_count results_ec(sh_->results_ec);
   unsigned batches = 0;
   while (!stopping_.load(std::memory_order_acquire)) {
+    if (has_deferred_.load(std::memory_order_acquire)) run_deferred();
     if (drain_all()) {
       finish_batch();
       if (++batches % 16 == 0) co_await nop();  // let the loop reap pidfd completions
@@ -311,11 +396,14 @@ task<void> pool_core::collect() {
     bool any = false;
     for (unsigned i = 0; !any && i < options_.spin; ++i) {
       spin_pause(i);
-      any = results_available() || stopping_.load(std::memory_order_relaxed);
+      any = results_available() || stopping_.load(std::memory_order_relaxed) ||
+            has_deferred_.load(std::memory_order_relaxed);
     }
     if (!any)
-      co_await results_ec.async_wait_until(
-          [this] { return stopping_.load(std::memory_order_acquire) || results_available(); });
+      co_await results_ec.async_wait_until([this] {
+        return stopping_.load(std::memory_order_acquire) || results_available() ||
+               has_deferred_.load(std::memory_order_acquire);
+      });
   }
   loop::this_loop().request_stop();  // ends the watchers
   while (loop::this_loop().spawned() > 0) co_await sleep_for(std::chrono::milliseconds(1));
@@ -378,6 +466,7 @@ void pool_core::finish(std::exception_ptr (*error)()) {
   stop_collector();
   drain_all();
   fail_all(error());
+  run_deferred();  // the collector has stopped: the continuations left run here
   collector_done_ = true;
 }
 

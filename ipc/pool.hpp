@@ -8,15 +8,17 @@
 //     auto f = p.submit(square, 7);                   // Python: apply_async
 //     int v = f.get();                                // 49
 //     std::vector<int> all = p.map(square, std::vector<int>{1, 2, 3});   // {1, 4, 9}
+//     for (int x : p.imap(square, std::views::iota(0))) ...             // input order, lazy
 //     for (int x : p.imap_unordered(square, items)) ...                 // completion order
+//     int s = p.apply(square, 3);                                       // blocking: 9
 //     p.close();                                      // no more submits
 //     p.join();                                       // every task done, workers exited
 //
 // What fn may be: see ipc/remote_call.hpp (a function pointer, a captureless lambda, or a
 // trivially copyable callable capturing plain values; args and results travel through
 // corio::codec). fn may be a coroutine returning task<R> for submit (it runs to completion
-// on a corio::loop inside the worker); map and imap_unordered refuse coroutines at compile
-// time (a chunk is a plain loop over its items).
+// on a corio::loop inside the worker); map, starmap, map_async, imap and imap_unordered
+// refuse coroutines at compile time (a chunk is a plain loop over its items).
 //
 // The model
 // - Workers are fork()ed by the pool's collector thread (below) with parent_death_signal =
@@ -41,7 +43,7 @@
 //   it), up to N times, before it fails; map then returns every result.
 //
 // Lifecycle
-// - close(): no more submits (submit/map/imap_unordered then throw std::logic_error).
+// - close(): no more submits (submit, map and the rest then throw std::logic_error).
 // - join(): after close() (std::logic_error otherwise): waits until every submitted task
 //   has completed and every worker has exited.
 // - terminate(): kills the workers now (SIGKILL). Replies already published are still
@@ -50,9 +52,17 @@
 //   not yet joined is terminated. Call close() + join() first to let the tasks finish.
 //   Futures may outlive the pool; theirs then fail with pool_terminated.
 //
+// Initializer, retirement, callbacks
+// - pool_options::initializer runs once in each worker as it starts; with
+//   max_tasks_per_child = N a worker exits after N tasks (replying to the last first, so
+//   nothing is in flight on it) and the collector forks a fresh one into its slot.
+// - Callbacks (apply_async / map_async with corio::callbacks) run on the collector thread
+//   before their future turns ready (detail/pool_state.hpp).
+//
 // Errors
 // - An exception escaping fn: get() throws corio::remote_error ("std::invalid_argument:
-//   bad x": type name and message, see remote_call.hpp).
+//   bad x": type name and message, see remote_call.hpp), or the exception's own type when
+//   it was given to register_remote_exception<E>().
 // - corio::worker_lost: the worker running the task died. corio::pool_terminated: the
 //   pool was terminated (or destroyed) before the task completed.
 // - A request larger than half the task ring (pool_options::task_ring_bytes) throws
@@ -70,6 +80,8 @@
 #include <concepts>
 #include <coroutine>
 #include <cstddef>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <ranges>
 #include <stdexcept>
@@ -96,7 +108,24 @@ struct pool_options {
   // it) up to this many times before it fails with worker_lost. Only for tasks that are
   // safe to run twice. Costs a copy of each request, kept until its task completes.
   unsigned retries = 0;
+  // Python's initializer(*initargs): runs once in each worker process as it starts
+  // (replacements included), before its first task. Unlike a task's fn it may be any
+  // callable, capturing anything: the worker gets it as a copy made by fork. Bind initargs
+  // with bind_initializer(fn, args...). If it throws, that worker exits and is not
+  // replaced; when no worker is left, pending tasks and later submits fail with
+  // worker_lost carrying the initializer's error.
+  std::function<void()> initializer = {};
+  // Python's maxtasksperchild: a worker exits after this many tasks (one chunk of map /
+  // imap counts as one task) and a fresh worker (initializer included) takes its slot.
+  // 0 = never.
+  unsigned max_tasks_per_child = 0;
 };
+
+// initializer(initargs...) as a pool_options::initializer; the args are copied.
+template <class F, class... Args>
+std::function<void()> bind_initializer(F fn, Args... initargs) {
+  return [fn = std::move(fn), ... initargs = std::move(initargs)]() mutable { std::invoke(fn, initargs...); };
+}
 
 // The future of a submitted call. Move-only; get() once.
 template <class R>
@@ -159,18 +188,34 @@ class pool {
   // pool_terminated after terminate(), std::length_error / encode_error for a request
   // that cannot travel. Blocks while the task ring is full.
   template <class F, class... Args>
+    requires(!detail::is_callbacks_v<std::decay_t<F>>)
   [[nodiscard]] pool_future<remote_result_t<F, Args...>> submit(F&& fn, Args&&... args) {
-    using R = remote_result_t<F, Args...>;
-    auto st = detail::make_state<detail::pool_state<R>>();
-    // Decayed first: a function named without & must travel as its address, not its code.
-    std::decay_t<F> callable(std::forward<F>(fn));
-    submit_state(st.get(), [&](std::vector<std::byte>& out) { detail::encode_call(out, callable, args...); });
-    return pool_future<R>(std::move(st), core_);
+    return submit_then<remote_result_t<F, Args...>>({}, std::forward<F>(fn), std::forward<Args>(args)...);
   }
   // Python's name for submit.
   template <class F, class... Args>
+    requires(!detail::is_callbacks_v<std::decay_t<F>>)
   [[nodiscard]] pool_future<remote_result_t<F, Args...>> apply_async(F&& fn, Args&&... args) {
     return submit(std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  // Python's apply_async(fn, args, callback=, error_callback=):
+  //   p.apply_async(corio::callbacks(on_value, on_error), fn, args...)
+  // The callbacks run on the pool's collector thread (for tasks that terminate() or a
+  // failed join() ends: on the thread calling it), one at a time, before the future turns
+  // ready. They should be quick: while one runs, no other callback runs and worker deaths
+  // wait. An exception escaping a callback becomes the future's error. A callback may
+  // submit; it must not wait on a future that itself has callbacks.
+  template <class OnValue, class OnError, class F, class... Args>
+  [[nodiscard]] pool_future<remote_result_t<F, Args...>> apply_async(callbacks<OnValue, OnError> cb, F&& fn,
+                                                                     Args&&... args) {
+    using R = remote_result_t<F, Args...>;
+    return submit_then<R>(detail::callback_continuation<R>(std::move(cb)), std::forward<F>(fn),
+                          std::forward<Args>(args)...);
+  }
+  // Python's apply: submit and wait for the value (rethrows as get() does).
+  template <class F, class... Args>
+  remote_result_t<F, Args...> apply(F&& fn, Args&&... args) {
+    return submit(std::forward<F>(fn), std::forward<Args>(args)...).get();
   }
 
   // fn(item) for every item, results in input order. Items travel in chunks of
@@ -180,6 +225,7 @@ class pool {
   [[nodiscard]] auto map(F fn, const Range& items, std::size_t chunksize = 1) {
     using T = std::ranges::range_value_t<Range>;
     using R = detail::map_result_t<F, T>;
+    check_chunked<R, T, F>(chunksize);
     auto futures = submit_chunks<R, T>(fn, items, chunksize, nullptr);
     std::vector<R> out;
     std::exception_ptr first;
@@ -194,6 +240,60 @@ class pool {
     return out;
   }
 
+  // Python's starmap: fn(args...) for every tuple (or pair) of args, results in input order.
+  template <class F, std::ranges::input_range Range>
+  [[nodiscard]] auto starmap(F fn, const Range& items, std::size_t chunksize = 1) {
+    return map(detail::star_runner<F>{fn}, items, chunksize);
+  }
+
+  // Python's map_async: map without waiting; the future's get() returns the vector (or
+  // rethrows the first failed chunk's exception). With callbacks (see apply_async), on_value
+  // gets the whole vector once, on_error the exception once. The items are copied before
+  // this returns.
+  template <class F, std::ranges::input_range Range>
+  [[nodiscard]] auto map_async(F fn, const Range& items, std::size_t chunksize = 1) {
+    return map_async(callbacks(no_callback{}), fn, items, chunksize);
+  }
+  template <class OnValue, class OnError, class F, std::ranges::input_range Range>
+  [[nodiscard]] auto map_async(callbacks<OnValue, OnError> cb, F fn, const Range& items, std::size_t chunksize = 1) {
+    using T = std::ranges::range_value_t<Range>;
+    using R = detail::map_result_t<F, T>;
+    check_chunked<R, T, F>(chunksize);
+    std::vector<std::vector<T>> chunks(1);
+    for (auto&& item : items) {
+      if (chunks.back().size() == chunksize) chunks.emplace_back();
+      chunks.back().push_back(item);
+    }
+    if (chunks.back().empty()) chunks.pop_back();
+    auto outer = detail::make_state<detail::pool_state<std::vector<R>>>();
+    outer->set_continuation(detail::callback_continuation<std::vector<R>>(std::move(cb)));
+    auto join = std::make_shared<detail::map_join<R>>(detail::share_state(outer), chunks.size());
+    if (chunks.empty()) join->finish();
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      detail::pool_continuation<std::vector<R>> gather = [join, i](auto& value, auto& error) {
+        join->chunk_done(i, value, error);
+      };
+      (void)submit_chunk<R, T>(core_, fn, chunks[i], nullptr, 0, std::move(gather));
+    }
+    return pool_future<std::vector<R>>(std::move(outer), core_);
+  }
+
+  // Python's imap: fn(item) for every item; a corio::generator<R> that yields the results
+  // in input order, each as soon as it and those before it are done. Lazy: the range is
+  // read as the generator advances, and at most `in_flight` chunks (default: 32 per worker)
+  // are submitted and not yet yielded, so an endless range (a generator, an unbounded
+  // iota) runs in bounded memory and stopping the iteration stops the submitting (the
+  // chunks in flight still run). The range must outlive the iteration unless passed as an
+  // rvalue (then the generator owns it). A failed chunk throws out of the iteration.
+  template <class F, std::ranges::input_range Range>
+  [[nodiscard]] auto imap(F fn, Range&& items, std::size_t chunksize = 1, std::size_t in_flight = 0) {
+    using T = std::ranges::range_value_t<Range>;
+    using R = detail::map_result_t<F, T>;
+    check_chunked<R, T, F>(chunksize);
+    if (in_flight == 0) in_flight = 32 * size();  // measured: 8 per worker halves chunksize-1 throughput
+    return imap_ordered<R, T>(core_, fn, std::views::all(std::forward<Range>(items)), chunksize, in_flight);
+  }
+
   // fn(item) for every item; returns a corio::generator<R> that yields the results in the
   // order the chunks complete (within a chunk, in input order). Every chunk is submitted before this
   // returns (the items are copied), so the range may die at once. A failed chunk throws
@@ -202,6 +302,7 @@ class pool {
   [[nodiscard]] auto imap_unordered(F fn, const Range& items, std::size_t chunksize = 1) {
     using T = std::ranges::range_value_t<Range>;
     using R = detail::map_result_t<F, T>;
+    check_chunked<R, T, F>(chunksize);
     auto sink = std::make_shared<detail::pool_sink>();
     auto futures = submit_chunks<R, T>(fn, items, chunksize, sink);
     return yield_completed<R>(std::move(sink), std::move(futures));
@@ -216,31 +317,55 @@ class pool {
   [[nodiscard]] std::size_t size() const noexcept;
 
  private:
+  template <class R, class F, class... Args>
+  pool_future<R> submit_then(detail::pool_continuation<R> then, F&& fn, Args&&... args) {
+    auto st = detail::make_state<detail::pool_state<R>>();
+    if (then) st->set_continuation(std::move(then));
+    // Decayed first: a function named without & must travel as its address, not its code.
+    std::decay_t<F> callable(std::forward<F>(fn));
+    submit_state(*core_, st.get(), [&](std::vector<std::byte>& out) { detail::encode_call(out, callable, args...); });
+    return pool_future<R>(std::move(st), core_);
+  }
+
   template <class Encode>
-  void submit_state(detail::pool_state_base* st, Encode&& encode) {
-    detail::pool_submit(*core_, st, &call_encoder<std::remove_reference_t<Encode>>, &encode);
+  static void submit_state(detail::pool_core& core, detail::pool_state_base* st, Encode&& encode) {
+    detail::pool_submit(core, st, &call_encoder<std::remove_reference_t<Encode>>, &encode);
   }
   template <class Encode>
   static void call_encoder(void* ctx, std::vector<std::byte>& out) {
     (*static_cast<Encode*>(ctx))(out);
   }
 
+  template <class R, class T, class F>
+  static void check_chunked(std::size_t chunksize) {
+    static_assert(!detail::unwrap_task<std::invoke_result_t<F&, T&>>::coroutine,
+                  "corio::pool::map / imap / imap_unordered: fn must not be a coroutine (use submit for coroutines)");
+    static_assert(!std::is_void_v<R>, "corio::pool::map / imap / imap_unordered: fn must return a value");
+    if (chunksize == 0) throw std::invalid_argument("corio::pool::map: chunksize must be at least 1");
+  }
+
+  // One request running fn over `chunk`.
+  template <class R, class T, class F>
+  static pool_future<std::vector<R>> submit_chunk(const std::shared_ptr<detail::pool_core>& core, F fn,
+                                                  std::vector<T>& chunk, const std::shared_ptr<detail::pool_sink>& sink,
+                                                  std::size_t sink_index = 0,
+                                                  detail::pool_continuation<std::vector<R>> then = {}) {
+    auto st = detail::make_state<detail::pool_state<std::vector<R>>>();
+    if (sink) st->attach_sink(sink, sink_index);
+    if (then) st->set_continuation(std::move(then));
+    detail::pool_chunk_runner<F, T> runner{fn};
+    submit_state(*core, st.get(), [&](std::vector<std::byte>& out) { detail::encode_call(out, runner, chunk); });
+    return pool_future<std::vector<R>>(std::move(st), core);
+  }
+
   template <class R, class T, class F, class Range>
   std::vector<pool_future<std::vector<R>>> submit_chunks(F fn, const Range& items, std::size_t chunksize,
                                                           const std::shared_ptr<detail::pool_sink>& sink) {
-    static_assert(!detail::unwrap_task<std::invoke_result_t<F&, T&>>::coroutine,
-                  "corio::pool::map / imap_unordered: fn must not be a coroutine (use submit for coroutines)");
-    static_assert(!std::is_void_v<R>, "corio::pool::map / imap_unordered: fn must return a value");
-    if (chunksize == 0) throw std::invalid_argument("corio::pool::map: chunksize must be at least 1");
     std::vector<pool_future<std::vector<R>>> futures;
     std::vector<T> chunk;
     chunk.reserve(chunksize);
     auto flush = [&] {
-      auto st = detail::make_state<detail::pool_state<std::vector<R>>>();
-      if (sink) st->attach_sink(sink, futures.size());
-      detail::pool_chunk_runner<F, T> runner{fn};
-      submit_state(st.get(), [&](std::vector<std::byte>& out) { detail::encode_call(out, runner, chunk); });
-      futures.push_back(pool_future<std::vector<R>>(std::move(st), core_));
+      futures.push_back(submit_chunk<R, T>(core_, fn, chunk, sink, futures.size()));
       chunk.clear();
     };
     for (auto&& item : items) {
@@ -249,6 +374,31 @@ class pool {
     }
     if (!chunk.empty()) flush();
     return futures;
+  }
+
+  // imap: a window of at most `in_flight` chunks, refilled from the range as the oldest is
+  // yielded (refilled before yielding, so the workers keep busy while the caller works).
+  template <class R, class T, class F, class View>
+  static generator<R> imap_ordered(std::shared_ptr<detail::pool_core> core, F fn, View items, std::size_t chunksize,
+                                   std::size_t in_flight) {
+    std::deque<pool_future<std::vector<R>>> window;
+    auto it = std::ranges::begin(items);
+    const auto end = std::ranges::end(items);
+    std::vector<T> chunk;
+    auto refill = [&] {
+      while (window.size() < in_flight && it != end) {
+        chunk.clear();
+        for (; chunk.size() < chunksize && it != end; ++it) chunk.push_back(*it);
+        window.push_back(submit_chunk<R, T>(core, fn, chunk, nullptr));
+      }
+    };
+    refill();
+    while (!window.empty()) {
+      std::vector<R> values = window.front().get();
+      window.pop_front();
+      refill();
+      for (auto& v : values) co_yield static_cast<R>(std::move(v));
+    }
   }
 
   template <class R>

@@ -73,12 +73,8 @@ task<void> pool_core::resend_backlog() {
   resending_ = false;
 }
 
-void pool_core::fail_backlog(std::exception_ptr e) {
-  for (pool_state_base* st : retry_backlog_) {
-    st->set_error(e);
-    st->complete();
-    st->release();
-  }
+void pool_core::take_backlog(std::vector<pool_state_base*>& out) {
+  out.insert(out.end(), retry_backlog_.begin(), retry_backlog_.end());
   retry_backlog_.clear();
 }
 

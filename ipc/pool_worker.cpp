@@ -64,13 +64,35 @@ bool pool_core::claim(std::size_t index, std::vector<std::byte>& request, std::u
   }
 }
 
+// The initializer's error travels as a reply to the task id no_task, then the worker
+// returns with exit_init_failed in its slot; the collector keeps the message for the
+// tasks it then fails (pool.cpp, note_init_failure).
+bool pool_core::run_initializer(spsc_ring& out) {
+  if (!options_.initializer) return true;
+  try {
+    options_.initializer();
+    return true;
+  } catch (...) {
+    std::vector<std::byte> reply(sizeof no_task);
+    std::memcpy(reply.data(), &no_task, sizeof no_task);
+    append_error_reply(reply, sizeof no_task);
+    (void)out.try_send(reply);  // the ring is fresh and empty: it fits (a short message)
+    event_count(sh_->results_ec).notify_all();
+    return false;
+  }
+}
+
 void pool_core::worker_main(std::size_t index) {
   spsc_ring out = spsc_ring::attach(result_mem_[index]);
   const auto* out_header = reinterpret_cast<const spsc_ring_header*>(result_mem_[index].data());
   event_count tasks_ec(sh_->tasks_ec), space_ec(sh_->space_ec), results_ec(sh_->results_ec),
       drained_ec(sh_->drained_ec);
+  if (!run_initializer(out)) {
+    store_release(slots_[index].exit_reason, exit_init_failed);
+    return;
+  }
   std::vector<std::byte> request, reply;
-  for (;;) {
+  for (std::uint64_t done = 1;; ++done) {
     std::uint64_t id = 0;
     bool got = claim(index, request, id);
     for (unsigned i = 0; !got && i < options_.spin; ++i) {
@@ -78,6 +100,7 @@ void pool_core::worker_main(std::size_t index) {
       got = claim(index, request, id);
     }
     if (!got) {
+      --done;  // no task this round
       // closing first (acquire), then the ring: every task pushed before close() is seen.
       if (load_acquire(sh_->closing) != 0 && !tasks_available()) return;
       tasks_ec.wait_until([&] { return tasks_available() || load_acquire(sh_->closing) != 0; });
@@ -108,6 +131,10 @@ void pool_core::worker_main(std::size_t index) {
     // write_index: one of the two sees the other.
     dekker_fence();
     if (load_acquire(out_header->read_index) >= before) results_ec.notify_all();
+    if (done == options_.max_tasks_per_child) {  // replied and cleared current: nothing in flight
+      store_release(slots_[index].exit_reason, exit_retired);
+      return;
+    }
   }
 }
 

@@ -20,9 +20,10 @@
 // Errors that come back
 // - An exception escaping fn in the worker comes back as corio::remote_error, carrying the
 //   demangled type name of the original exception and its what() ("std::invalid_argument:
-//   bad x"). The original type cannot be rebuilt in the caller: C++ has no registry of
-//   exception types. A result or an argument that the codec refuses at run time comes back
-//   the same way (encode_error / decode_error as the type).
+//   bad x"). C++ has no registry of exception types, so corio keeps one: a type given to
+//   register_remote_exception<E>() comes back as E itself, built from the message (below).
+//   A result or an argument that the codec refuses at run time comes back as remote_error
+//   too (encode_error / decode_error as the type).
 // - corio::worker_lost: the worker process died (killed, crashed) while it had the call.
 //
 // Trust: requests carry a code address that the worker jumps to. Requests must only ever
@@ -39,6 +40,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -69,7 +71,46 @@ class worker_lost : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// ---- remote exceptions by type ----------------------------------------------------------
+// register_remote_exception<E>() makes an E thrown (or an exception derived from E) in a
+// worker come back to get() as an E constructed from its what() text, so the caller
+// catches it by type: `catch (const my_error& e)`. Unregistered types stay remote_error.
+// Call it before the pool or executor starts its workers: a worker names the registered
+// type it matched from the registry it inherited at fork (a derived exception is matched
+// through its base); the caller rebuilds from its own registry, read when the reply
+// arrives. E must be constructible from std::string or const char*. Thread-safe; at most
+// 64 types (std::length_error beyond); registering a type twice is harmless.
+template <class E>
+void register_remote_exception();
+
 namespace detail {
+
+// remote_call.cpp. Appends unless a type of that name is already there. The registry is
+// append-only and read without a lock, so a fork()ed child never inherits it locked.
+void register_remote_exception_type(const std::type_info& type, bool (*matches)() noexcept,
+                                    void (*raise)(const std::string&));
+// Throws the registered type of that name with `message`; returns when none is registered.
+void raise_registered(const std::string& type_name, const std::string& message);
+
+template <class E>
+bool current_exception_is() noexcept {
+  try {
+    throw;
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+template <class E>
+[[noreturn]] void raise_remote(const std::string& message) {
+  if constexpr (std::is_constructible_v<E, const std::string&>) {
+    throw E(message);
+  } else {
+    throw E(message.c_str());
+  }
+}
 
 template <class T>
 struct unwrap_task {
@@ -280,6 +321,7 @@ R take_reply(std::span<const std::byte> reply) {
   if (status == reply_status::error) {
     if (payload.empty()) throw remote_error("unknown exception", "(no memory to describe it)");
     auto [type, message] = decode<std::pair<std::string, std::string>>(payload);
+    raise_registered(type, message);
     throw remote_error(std::move(type), std::move(message));
   }
   if (status != reply_status::value) throw decode_error("remote call: unknown reply status");
@@ -291,4 +333,13 @@ R take_reply(std::span<const std::byte> reply) {
 }
 
 }  // namespace detail
+
+template <class E>
+void register_remote_exception() {
+  static_assert(std::is_constructible_v<E, const std::string&> || std::is_constructible_v<E, const char*>,
+                "corio::register_remote_exception<E>: E must be constructible from std::string or const char* "
+                "(the caller rebuilds it from the message)");
+  detail::register_remote_exception_type(typeid(E), &detail::current_exception_is<E>, &detail::raise_remote<E>);
+}
+
 }  // namespace corio

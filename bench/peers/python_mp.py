@@ -10,6 +10,8 @@ Prints JSON to stdout, one entry per figure, each with "items_per_second":
   python_mp_pipe                Pipe() Connection.send / recv of small ints, child -> parent
   python_mp_pool_map_chunk1     Pool(cores).map(noop, range(N), chunksize=1), tasks/s
   python_mp_pool_map_chunk64    the same at chunksize=64 (corio's BM_pool_map_chunk64 beside it)
+  python_mp_pool_imap_chunk1    for _ in Pool(cores).imap(noop, range(N), chunksize=1), tasks/s
+  python_mp_pool_imap_chunk64   the same at chunksize=64 (corio's BM_pool_imap_chunk64 beside it)
   python_mp_apply_async         Pool(cores).apply_async(noop, (i,)) x N, then every .get()
   python_mp_process_start_join  Process(target=noop).start() + .join(), per second
 
@@ -91,6 +93,12 @@ class PoolBench:
         self.pool.map(noop, range(n), chunksize=chunksize)
         return time.perf_counter() - start
 
+    def time_imap(self, n: int, chunksize: int) -> float:
+        start = time.perf_counter()
+        for _ in self.pool.imap(noop, range(n), chunksize=chunksize):
+            pass
+        return time.perf_counter() - start
+
     def time_apply_async(self, n: int) -> float:
         submit = self.pool.apply_async
         start = time.perf_counter()
@@ -132,6 +140,8 @@ def main() -> int:
         for chunk in (1, 64):
             result[f"python_mp_pool_map_chunk{chunk}"] = measure(
                 lambda n, c=chunk: pool.time_map(n, c), s, r, 256)
+            result[f"python_mp_pool_imap_chunk{chunk}"] = measure(
+                lambda n, c=chunk: pool.time_imap(n, c), s, r, 256)
         result["python_mp_apply_async"] = measure(pool.time_apply_async, s, r, 256)
     finally:
         pool.close()

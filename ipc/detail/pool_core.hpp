@@ -12,7 +12,10 @@
 //   result ring[N]       spsc_ring per worker: the worker produces, the parent consumes
 //                        (serialised by drain_mutex among the parent's threads)
 // Frames: task = [u64 task id][remote_call request], reply = [u64 task id][reply]; read
-// only through split_id_frame (id_frame.hpp), which refuses a frame shorter than its id.
+// only through split_id_frame (id_frame.hpp), which refuses a frame shorter than its id. A
+// worker whose pool_options::initializer threw sends one error reply with id no_task,
+// sets its slot's exit_reason and exits; max_tasks_per_child retires a worker the same
+// way (exit_retired) right after a reply, so it never holds a task when it leaves.
 //
 // Claiming a task (worker, under claim_lock, a process-shared robust mutex)
 //   1. peek the oldest frame; a frame whose id < next_claim was claimed by a worker that
@@ -50,6 +53,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -92,11 +96,20 @@ struct pool_shared {
 };
 static_assert(std::is_standard_layout_v<pool_shared>);
 
+// Why a worker returned from worker_main (pool_worker_slot::exit_reason).
+inline constexpr std::uint64_t exit_closing = 0;      // closing and no task left (or still running)
+inline constexpr std::uint64_t exit_retired = 1;      // ran pool_options::max_tasks_per_child tasks
+inline constexpr std::uint64_t exit_init_failed = 2;  // the initializer threw (its error is in the result ring)
+
 // One per worker, written by that worker under claim_lock (current also when clearing
 // after a reply), read by the collector under claim_lock after the worker died.
+// exit_reason is written by the worker just before it returns and read by the collector
+// after the pidfd said the process is gone (the exit orders the two); the collector resets
+// it before forking the slot's next worker.
 struct alignas(64) pool_worker_slot {
   std::uint64_t current;        // id of the task the worker owns, or no_task
   std::uint64_t claim_pending;  // 1 between steps 2 and 6 of a claim
+  std::uint64_t exit_reason;    // exit_closing / exit_retired / exit_init_failed
 };
 static_assert(sizeof(pool_worker_slot) == 64);
 static_assert(std::is_trivially_copyable_v<pool_worker_slot>);
@@ -138,13 +151,20 @@ class pool_core {
 
   // ---- worker process ----
   void worker_main(std::size_t index);
+  bool run_initializer(spsc_ring& out);  // false: it threw, and its error reply is sent
   bool claim(std::size_t index, std::vector<std::byte>& request, std::uint64_t& id);
 
   // ---- parent ----
   bool drain_all();  // takes drain_mutex_
   bool drain_locked();  // drain_mutex_ held
   std::size_t drain_ring(spsc_ring& ring);  // table_mutex_ held too
+  void note_init_failure(std::span<const std::byte> reply);  // table_mutex_ held
+  void break_pool();  // every worker's initializer failed: fail everything, refuse submits
   void finish_batch();
+  // A state leaves the pending table (the caller passes the table's reference): completed
+  // now, or queued for run_deferred when it has a continuation (pool_state.hpp).
+  void settle(pool_state_base* st) noexcept;
+  void run_deferred();  // collector thread (finish() after it stopped), no lock held
   void fail(std::uint64_t id, std::exception_ptr e);
   void fail_all(std::exception_ptr e);
   void start_worker(std::size_t index);
@@ -161,7 +181,9 @@ class pool_core {
   bool retry(std::uint64_t id);
   bool try_resend(pool_state_base* st);  // pushes one backlog entry; false: not now
   task<void> resend_backlog();
-  void fail_backlog(std::exception_ptr e);  // collector, or finish() after it stopped
+  // Moves the backlog's entries (and their references) to `out`, for fail_all. Collector,
+  // or finish() after it stopped.
+  void take_backlog(std::vector<pool_state_base*>& out);
 
   struct layout {
     std::size_t task_bytes, result_bytes, slots_at, tasks_at, results_at, total;
@@ -193,6 +215,16 @@ class pool_core {
   // Consumer side of the result rings (the collector and helping get() callers).
   std::mutex drain_mutex_;
   std::vector<spsc_ring> results_;
+
+  // States with continuations, completed and waiting for the collector (settle).
+  std::mutex deferred_mutex_;
+  std::vector<pool_state_base*> deferred_;
+  std::atomic<bool> has_deferred_{false};
+
+  // The initializer's error (table_mutex_), and broken_ once no worker is left to run
+  // anything because every initializer failed: submit then throws worker_lost.
+  std::string init_error_;
+  std::atomic<bool> broken_{false};
 
   // Blocked get() callers; live worker bookkeeping.
   mutable std::mutex wait_mutex_;

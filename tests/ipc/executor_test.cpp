@@ -137,6 +137,27 @@ TEST_CASE("values, void calls, strings and containers come back intact") {
   run_in_loop(body);
 }
 
+namespace {
+struct executor_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace
+
+TEST_CASE("a registered exception type thrown in the worker is caught by its type") {
+  corio::register_remote_exception<executor_error>();
+  corio::executor ex({.workers = 2});
+  auto body = [&]() -> task<void> {
+    bool caught = false;
+    try {
+      co_await ex.submit(0, [](int x) -> int { throw executor_error("shard says " + std::to_string(x)); }, 3);
+    } catch (const executor_error& e) {
+      caught = std::string(e.what()) == "shard says 3";
+    }
+    CHECK(caught);
+  };
+  run_in_loop(body);
+}
+
 TEST_CASE("an exception in the worker comes back as remote_error with its type name and message") {
   corio::executor ex({.workers = 2});
   auto body = [&]() -> task<void> {

@@ -2,7 +2,9 @@
 // map keeps order, imap_unordered yields everything once; close/join/terminate; a worker
 // SIGKILLed mid-task fails only its own task and is replaced; futures awaited in a loop;
 // 100,000 tiny tasks; a long task never holds up the others; the Python tutorial's
-// scheduling (four start at once, the fifth after one ends, in a pid already seen).
+// scheduling (four start at once, the fifth after one ends, in a pid already seen); the
+// rest of Python's Pool: imap (ordered, lazy, bounded), starmap, apply, map_async and
+// callbacks, initializer, max_tasks_per_child, remote exceptions caught by type.
 #include <doctest/doctest.h>
 
 #include <corio/coro/task.hpp>
@@ -16,17 +18,21 @@
 #include <corio/runtime/timer.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <cstdio>
 #include <chrono>
 #include <cstdint>
 #include <future>
+#include <map>
+#include <ranges>
 #include <memory>
 #include <cstring>
 #include <fstream>
@@ -115,8 +121,9 @@ auto within(corio::pool& p, std::chrono::seconds limit, F fn) {
   return done.get();
 }
 
-// map over 0..199 with item 57 killing its worker once, with `retries`.
-std::vector<int> map_200_with_a_kill(unsigned retries) {
+// map over 0..199 with item 57 killing its worker once, with `retries` (and workers
+// retiring after `max_tasks` tasks when not 0).
+std::vector<int> map_200_with_a_kill(unsigned retries, unsigned max_tasks = 0) {
   square_dying_once_at_57 fn{};
   std::snprintf(fn.marker, sizeof fn.marker, "/tmp/corio_pool_retry_%d", static_cast<int>(::getpid()));
   ::unlink(fn.marker);
@@ -126,9 +133,97 @@ std::vector<int> map_200_with_a_kill(unsigned retries) {
   } remove_marker{fn.marker};
   std::vector<int> items(200);
   for (int i = 0; i < 200; ++i) items[static_cast<std::size_t>(i)] = i;
-  corio::pool p(2, {.retries = retries});
+  corio::pool p(2, {.retries = retries, .max_tasks_per_child = max_tasks});
   return within(p, 30s, [&] { return p.map(fn, items); });
 }
+
+// ---- the rest of Python's Pool -------------------------------------------------------------
+
+// Set by the initializer in each worker; tasks report it with their pid.
+int g_init_tag = 0;
+void record_init(int fd, int tag) {
+  g_init_tag = tag;
+  const pid_t pid = ::getpid();
+  if (::write(fd, &pid, sizeof pid) != sizeof pid) std::abort();  // a pipe write of 4 bytes is atomic
+}
+
+// Pairs of tasks that meet: task i waits (up to 10 s) until task i ^ 1 has started too.
+// With 2 workers the two tasks of a pair therefore run in different workers, so each
+// worker runs exactly one task of each pair: a deterministic share for counting tasks
+// per pid. The counters live in a shared anonymous mapping made before the pool forks.
+std::atomic<int>* g_pairs = nullptr;
+struct pair_counters {
+  static constexpr std::size_t count = 64;
+  void* mem;
+  pair_counters() {
+    mem = ::mmap(nullptr, sizeof(std::atomic<int>) * count, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(mem != MAP_FAILED);
+    g_pairs = new (mem) std::atomic<int>[count]{};
+  }
+  ~pair_counters() { ::munmap(mem, sizeof(std::atomic<int>) * count); }
+};
+bool meet_partner(int i) {
+  std::atomic<int>& c = g_pairs[static_cast<std::size_t>(i / 2)];
+  c.fetch_add(1);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (c.load() < 2)
+    if (std::chrono::steady_clock::now() > deadline) return false;
+  return true;
+}
+pid_t pid_in_pair(int i) { return meet_partner(i) ? ::getpid() : -1; }
+std::pair<pid_t, int> pid_and_tag_in_pair(int i) { return {pid_in_pair(i), g_init_tag}; }
+
+// Every pid written to the pipe `fd` (non-blocking read end) so far.
+std::vector<pid_t> read_pids(int fd) {
+  std::vector<pid_t> out;
+  pid_t pid;
+  while (::read(fd, &pid, sizeof pid) == sizeof pid) out.push_back(pid);
+  return out;
+}
+
+struct pid_pipe {
+  int fds[2];
+  pid_pipe() { REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0); }
+  ~pid_pipe() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+};
+
+// The process's resident set in bytes.
+std::size_t rss_bytes() {
+  long pages_total = 0, pages_resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages_total, &pages_resident) != 2) pages_resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<std::size_t>(pages_resident) * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+struct my_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct my_derived_error : my_error {
+  using my_error::my_error;
+};
+struct unregistered_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+int throws_my_error(int x) { throw my_error("my " + std::to_string(x)); }
+int throws_derived(int x) { throw my_derived_error("derived " + std::to_string(x)); }
+// The what() of the exception p.apply(fn, x) throws when its type is exactly E, else "".
+template <class E, class F>
+std::string what_if_exactly(corio::pool& p, F fn, int x) {
+  try {
+    (void)p.apply(fn, x);
+  } catch (const E& e) {
+    if (typeid(e) == typeid(E)) return e.what();
+  } catch (...) {
+  }
+  return "";
+}
+int throws_overflow(int x) { throw std::overflow_error("too big " + std::to_string(x)); }
+int throws_unregistered(int x) { throw unregistered_error("plain " + std::to_string(x)); }
 
 }  // namespace
 
@@ -579,4 +674,295 @@ TEST_CASE("a reply frame too short to hold its task id is a clear runtime_error,
   said.close_write();
   CHECK(said.read_all() == "corio::pool: a reply from a worker: corrupt frame of 4 bytes (shorter than its 8-byte id)");
   CHECK(corio_test::exit_status(child) == 0);
+}
+
+TEST_CASE("imap yields results in input order while tasks of varying duration finish out of order") {
+  corio::pool p(2);
+  const std::vector<int> ms{400, 1, 250, 2, 120, 3, 60, 4, 5, 6};
+  within(p, 30s, [&] {
+    std::vector<int> got;
+    for (int v : p.imap(sleep_ms, ms)) got.push_back(v);
+    CHECK(got == ms);
+    got.clear();
+    for (int v : p.imap(sleep_ms, ms, 3)) got.push_back(v);
+    CHECK(got == ms);
+    CHECK_THROWS_AS((void)p.imap(square, ms, 0), std::invalid_argument);
+  });
+}
+
+TEST_CASE("imap yields the first result as soon as it is done, before later tasks finish") {
+  corio::pool p(2);
+  within(p, 30s, [&] {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::chrono::steady_clock::duration> at;
+    for (int v : p.imap(sleep_ms, std::vector<int>{10, 1500})) {
+      (void)v;
+      at.push_back(std::chrono::steady_clock::now() - start);
+    }
+    REQUIRE(at.size() == 2);
+    CHECK(at[0] < 1000ms);   // generous: the 10 ms task, not the 1.5 s one
+    CHECK(at[1] >= 1500ms);
+  });
+}
+
+TEST_CASE("imap over a lazy range of 10 million items stopped after 1,000 results pulled exactly 1,000 + in_flight items") {
+  corio::pool p(2);
+  within(p, 60s, [&] {
+    const std::size_t rss_before = rss_bytes();
+    std::size_t pulled = 0;
+    auto items = std::views::iota(0, 10'000'000) | std::views::transform([&pulled](int i) {
+                   ++pulled;
+                   return i;
+                 });
+    std::size_t n = 0;
+    long long bad = 0;
+    for (int v : p.imap(square, items)) {  // default window: 32 chunks per worker = 64
+      if (v != static_cast<int>(n * n)) ++bad;
+      if (++n == 1000) break;
+    }
+    CHECK(bad == 0);
+    // The window is refilled before each chunk's results are yielded: when result 1000
+    // (chunk 999) came out, chunks up to 999 + 64 had been submitted.
+    CHECK(pulled == 1000 + 64);
+    // Chunks of 10, at most 4 in flight: 100 chunks yielded, 4 more submitted.
+    pulled = 0;
+    n = 0;
+    for (int v : p.imap(square, items, 10, 4)) {
+      if (v != static_cast<int>(n * n)) ++bad;
+      if (++n == 1000) break;
+    }
+    CHECK(bad == 0);
+    CHECK(pulled == 1040);
+    // Generous: the eager way (every item submitted up front) needs gigabytes here.
+    CHECK(rss_bytes() < rss_before + (std::size_t{64} << 20));
+  });
+}
+
+TEST_CASE("imap over an endless corio::generator yields in order until the caller stops") {
+  corio::pool p(2);
+  auto naturals = []() -> corio::generator<int> {
+    for (int i = 0;; ++i) co_yield i;
+  };
+  within(p, 30s, [&] {
+    std::vector<int> got;
+    for (int v : p.imap(square, naturals(), 3)) {  // an rvalue: the generator owns it
+      got.push_back(v);
+      if (got.size() == 10) break;
+    }
+    CHECK(got == std::vector<int>{0, 1, 4, 9, 16, 25, 36, 49, 64, 81});
+  });
+}
+
+TEST_CASE("starmap calls fn with each tuple's elements, in input order") {
+  corio::pool p(2);
+  const std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}};
+  CHECK(p.starmap(add, pairs) == std::vector<int>{3, 7, 11, 15, 19});
+  CHECK(p.starmap(add, pairs, 2) == std::vector<int>{3, 7, 11, 15, 19});
+  const std::vector<std::tuple<std::string>> words{{"ab"}, {"cd"}};
+  CHECK(p.starmap(shout, words) == std::vector<std::string>{"AB", "CD"});
+}
+
+TEST_CASE("apply blocks for the value and rethrows the task's exception") {
+  corio::pool p(2);
+  CHECK(p.apply(add, 2, 3) == 5);
+  CHECK(p.apply(shout, std::string("x")) == "X");
+  CHECK_THROWS_WITH_AS(p.apply(fails, 4), "std::invalid_argument: bad x 4", corio::remote_error);
+}
+
+TEST_CASE("map_async returns a future of the whole vector, and the first failed chunk's exception") {
+  corio::pool p(2);
+  std::vector<int> items(100), expected(100);
+  for (int i = 0; i < 100; ++i) {
+    items[static_cast<std::size_t>(i)] = i;
+    expected[static_cast<std::size_t>(i)] = i * i;
+  }
+  auto f = p.map_async(square, items, 7);
+  auto empty = p.map_async(square, std::vector<int>{});
+  auto bad = p.map_async(fails, std::vector<int>{5, 6, 7}, 1);
+  REQUIRE(f.wait_for(30s));
+  CHECK(f.get() == expected);
+  REQUIRE(empty.wait_for(30s));
+  CHECK(empty.get().empty());
+  REQUIRE(bad.wait_for(30s));
+  CHECK_THROWS_WITH_AS(bad.get(), "std::invalid_argument: bad x 5", corio::remote_error);
+}
+
+TEST_CASE("callbacks run once per task on the collector thread, before get() returns; errors go to the error callback") {
+  corio::pool p(2);
+  const auto main_thread = std::this_thread::get_id();
+  std::atomic<int> values{0}, errors{0}, off_main{0};
+  std::atomic<long long> sum{0};
+  auto on_value = [&](const int& v) {
+    sum += v;
+    ++values;
+    if (std::this_thread::get_id() != main_thread) ++off_main;
+  };
+  auto on_error = [&](std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const corio::remote_error& r) {
+      if (r.type_name() == "std::invalid_argument") ++errors;
+    }
+    if (std::this_thread::get_id() != main_thread) ++off_main;
+  };
+  std::vector<corio::pool_future<int>> fs;
+  for (int i = 0; i < 20; ++i) {
+    if (i % 4 == 3)
+      fs.push_back(p.apply_async(corio::callbacks(on_value, on_error), fails, i));
+    else
+      fs.push_back(p.apply_async(corio::callbacks(on_value, on_error), square, i));
+  }
+  long long expected_sum = 0;
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(fs[static_cast<std::size_t>(i)].wait_for(30s));
+    if (i % 4 == 3)
+      CHECK_THROWS_AS(fs[static_cast<std::size_t>(i)].get(), corio::remote_error);
+    else
+      CHECK(fs[static_cast<std::size_t>(i)].get() == i * i);
+    if (i % 4 != 3) expected_sum += i * i;
+  }
+  CHECK(values == 15);  // every callback ran before its future turned ready
+  CHECK(errors == 5);
+  CHECK(sum == expected_sum);
+  CHECK(off_main == 20);
+
+  // map_async: the value callback gets the whole vector once; a failing map calls only
+  // the error callback, once.
+  int map_values = 0, map_errors = 0;
+  std::vector<int> seen;
+  auto good = p.map_async(corio::callbacks(
+                              [&](const std::vector<int>& v) {
+                                seen = v;
+                                ++map_values;
+                              },
+                              [&](std::exception_ptr) { ++map_errors; }),
+                          square, std::vector<int>{1, 2, 3, 4, 5}, 2);
+  REQUIRE(good.wait_for(30s));
+  CHECK(good.get() == std::vector<int>{1, 4, 9, 16, 25});
+  CHECK(seen == std::vector<int>{1, 4, 9, 16, 25});
+  auto failing = p.map_async(corio::callbacks([&](const std::vector<int>&) { ++map_values; },
+                                              [&](std::exception_ptr) { ++map_errors; }),
+                             fails, std::vector<int>{1, 2, 3}, 1);
+  REQUIRE(failing.wait_for(30s));
+  CHECK_THROWS_AS(failing.get(), corio::remote_error);
+  CHECK(map_values == 1);
+  CHECK(map_errors == 1);
+
+  // A callback that throws: its exception is the future's error. A callback may submit.
+  auto thrower = p.apply_async(corio::callbacks([](const int&) { throw std::runtime_error("from the callback"); }),
+                               square, 3);
+  REQUIRE(thrower.wait_for(30s));
+  CHECK_THROWS_WITH_AS(thrower.get(), "from the callback", std::runtime_error);
+  std::optional<corio::pool_future<int>> inner;
+  auto outer = p.apply_async(corio::callbacks([&](const int& v) { inner.emplace(p.submit(square, v)); }), square, 3);
+  REQUIRE(outer.wait_for(30s));
+  CHECK(outer.get() == 9);
+  REQUIRE(inner.has_value());
+  CHECK(inner->get() == 81);
+}
+
+TEST_CASE("terminate runs the callbacks of the tasks it fails, on the terminating thread") {
+  corio::pool p(1);
+  std::atomic<int> errors{0};
+  std::thread::id where;
+  auto f = p.apply_async(corio::callbacks([](const int&) {},
+                                          [&](std::exception_ptr) {
+                                            where = std::this_thread::get_id();
+                                            ++errors;
+                                          }),
+                         sleep_ms, 5000);
+  std::this_thread::sleep_for(50ms);
+  p.terminate();
+  CHECK(errors == 1);
+  CHECK(where == std::this_thread::get_id());
+  CHECK_THROWS_AS(f.get(), corio::pool_terminated);
+}
+
+TEST_CASE("the initializer runs once in every worker, replacements after max_tasks_per_child included") {
+  pid_pipe log;
+  pair_counters pairs;
+  corio::pool p(2, {.initializer = corio::bind_initializer(record_init, log.fds[1], 42), .max_tasks_per_child = 3});
+  std::vector<std::pair<pid_t, int>> got;
+  within(p, 30s, [&] {
+    std::vector<int> items(12);
+    for (int i = 0; i < 12; ++i) items[static_cast<std::size_t>(i)] = i;
+    got = p.map(pid_and_tag_in_pair, items);
+    p.close();
+    p.join();
+  });
+  const std::vector<pid_t> inits = read_pids(log.fds[0]);
+  const std::set<pid_t> init_set(inits.begin(), inits.end());
+  CHECK(init_set.size() == inits.size());  // once per worker
+  std::map<pid_t, int> tasks_per_pid;
+  for (auto [pid, tag] : got) {
+    CHECK(tag == 42);                    // every task ran after its worker's initializer
+    CHECK(init_set.count(pid) == 1);     // ... which that very worker ran
+    ++tasks_per_pid[pid];
+  }
+  CHECK(tasks_per_pid.size() == 4);  // 12 tasks, 3 per worker
+  for (auto [pid, n] : tasks_per_pid) CHECK(n == 3);
+  // 2 first workers + 2 replacements ran tasks; the last two retirements may race close()
+  // and be replaced by workers that run their initializer and exit.
+  CHECK(inits.size() >= 4);
+  CHECK(inits.size() <= 6);
+}
+
+TEST_CASE("max_tasks_per_child = 5 with 2 workers and 50 tasks uses exactly 10 distinct pids, every task completes") {
+  pair_counters pairs;
+  corio::pool p(2, {.max_tasks_per_child = 5});
+  std::vector<pid_t> pids;
+  within(p, 30s, [&] {
+    std::vector<corio::pool_future<pid_t>> fs;
+    for (int i = 0; i < 50; ++i) fs.push_back(p.submit(pid_in_pair, i));
+    for (auto& f : fs) pids.push_back(f.get());  // none failed with worker_lost
+  });
+  std::map<pid_t, int> per_pid;
+  for (pid_t pid : pids) ++per_pid[pid];
+  CHECK(per_pid.size() == 10);
+  CHECK(per_pid.count(-1) == 0);  // no task waited 10 s for its partner
+  for (auto [pid, n] : per_pid) CHECK(n == 5);
+  CHECK(p.worker_pids().size() == 2);
+}
+
+TEST_CASE("with max_tasks_per_child = 1, tasks left after close() still run on replacements and join returns") {
+  corio::pool p(2, {.max_tasks_per_child = 1});
+  std::vector<corio::pool_future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(p.submit(square, i));
+  within(p, 30s, [&] {
+    p.close();
+    p.join();
+  });
+  for (int i = 0; i < 20; ++i) CHECK(fs[static_cast<std::size_t>(i)].get() == i * i);
+}
+
+TEST_CASE("an initializer that throws fails the tasks and later submits with worker_lost naming its error") {
+  corio::pool p(2, {.initializer = [] { throw std::runtime_error("no database"); }});
+  // The workers may all be gone before the submit (it throws) or after (get() throws).
+  CHECK_THROWS_WITH_AS(within(p, 30s, [&] { return p.submit(square, 2).get(); }),
+                       doctest::Contains("std::runtime_error: no database"), corio::worker_lost);
+  CHECK(p.worker_pids().empty());
+  CHECK_THROWS_WITH_AS((void)p.submit(square, 3), doctest::Contains("no database"), corio::worker_lost);
+}
+
+TEST_CASE("a registered exception type is caught by type with its message; an unregistered one is remote_error") {
+  corio::register_remote_exception<my_error>();
+  corio::register_remote_exception<my_error>();  // twice is harmless
+  corio::pool p(2);
+  CHECK(what_if_exactly<my_error>(p, throws_my_error, 3) == "my 3");
+  // Derived from a registered type (and not registered itself): comes back as the base.
+  CHECK(what_if_exactly<my_error>(p, throws_derived, 4) == "derived 4");
+  CHECK(what_if_exactly<corio::remote_error>(p, throws_unregistered, 5) ==
+        "(anonymous namespace)::unregistered_error: plain 5");
+  // map sees the registered type too.
+  CHECK_THROWS_WITH_AS((void)p.map(throws_my_error, std::vector<int>{1, 2}), "my 1", my_error);
+  // Standard types can be registered as well (one no other test of this file expects as
+  // remote_error: the registry is the process's).
+  corio::register_remote_exception<std::overflow_error>();
+  CHECK_THROWS_WITH_AS(p.apply(throws_overflow, 9), "too big 9", std::overflow_error);
+}
+
+TEST_CASE("max_tasks_per_child = 7 with a worker SIGKILLed and retries = 1: map still returns all 200 results") {
+  const std::vector<int> got = map_200_with_a_kill(1, 7);
+  REQUIRE(got.size() == 200);
+  for (int i = 0; i < 200; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * i);
 }
