@@ -23,8 +23,11 @@ for arg in "$@"; do
 done
 
 # The examples a user can read first; each must exit by itself.
-examples=(jumping_range producer_consumer threads_lock thread_local subprocess_communicate
-          fork process pipe queue pool executor)
+# Every example of examples/meson.build's corio_examples (the seed programs and the rest).
+examples=(jumping_range producer_consumer threads_lock threads_loop worker_thread thread_ways
+          thread_pool channel_threads fetch_url thread_local thread_local_main
+          subprocess_communicate fork fork_004 process_list queue_abc subprocess_call process
+          pipe queue pool pool_of_three executor process_sync)
 builddir=build/release
 
 bash scripts/deps.sh
