@@ -26,8 +26,8 @@
 //
 // Shared state: a second, small shm_region (joinable_state below) made by the
 // constructor next to the queue's own, shared the same way (copies share it, children
-// inherit it). queue.hpp is left as it is: the counter does not need to be inside the
-// ring's mapping, only mapped by the same processes.
+// inherit it). The counter does not need to be inside the ring's mapping, only mapped by
+// the same processes; the queue itself only gained a hook its pop calls.
 //
 // No lost wake-up: join sleeps on the event_count all_done. task_done() and every
 // write-off change `unfinished` / `written_off` first (an RMW) and then call
@@ -46,7 +46,8 @@
 // - Each process that holds values (taken by a get but not yet task_done, or inside a
 //   put) has an entry in `holders`: its owner mark (pid and start-time token, the ring's
 //   own, mpmc_ring.hpp "Owners") and how many it holds, in one 64-bit word. get adds one
-//   after the value is out of the ring; task_done subtracts one (its own process's, when
+//   while the value's ring slot is still claimed (a hook in queue_core::try_pop, after
+//   the decode, before the slot is freed); task_done subtracts one (its own process's, when
 //   it has any) after the unfinished count went down; put adds one for its duration. An
 //   entry whose count reaches zero is freed, so only processes holding something use one.
 // - A waiting join, every 10 ms, checks the owners of the entries: a dead owner's entry
@@ -58,9 +59,13 @@
 //   a consumer killed after its task_done's decrement but before it freed its entry, or
 //   a producer killed inside its put (the value may still be delivered, or also counted
 //   by lost()), writes off one value too many. Such an excess stays: a later join may
-//   return while that many tasks are still unfinished. One window is not covered: a
-//   consumer killed in the few instructions between the ring freeing the slot and the
-//   entry's increment (no allocation, no system call in between) is not written off.
+//   return while that many tasks are still unfinished. The same holds for a consumer
+//   killed inside get between the entry's increment and the freeing of the slot (a few
+//   instructions): its entry and lost() both count the value. No window is uncovered: a
+//   get killed before the increment left its claim, which lost() counts. (A hook after
+//   the get instead would leave the get's wake-up of a sleeping producer, a system call,
+//   uncovered: the random-kill test caught that.) A get that throws decode_error consumed
+//   a value without holding it: its task_done may still be called, from any process.
 // - task_done in another process than the get's (a value handed on) is allowed; if the
 //   getter then dies, its entry still counts the value and join writes it off again
 //   (early return, never a hang). With more than 256 processes holding values at once,
@@ -125,7 +130,7 @@ class joinable_core {
     release();
     all_done().notify_all();
   }
-  // A value was taken out of the ring by this process.
+  // A value is being taken out of the ring by this process (its slot still claimed).
   void taken() noexcept { hold(); }
 
   void task_done() {
@@ -232,7 +237,12 @@ class joinable_queue {
 
   // As queue<T>'s constructor; also reserves the task counter's shared memory.
   explicit joinable_queue(std::size_t capacity = 1024, queue_options options = {})
-      : queue_(capacity, options), core_(std::make_shared<detail::joinable_core>()) {}
+      : queue_(capacity, options), core_(std::make_shared<detail::joinable_core>()) {
+    // Both live as long as the last handle of this process (core_ is destroyed first, when
+    // no get can run any more); a fork()ed child inherits both addresses.
+    queue_.core_->set_taken_hook([](void* core) noexcept { static_cast<detail::joinable_core*>(core)->taken(); },
+                                 core_.get());
+  }
 
   // queue<T>::put, counting one unfinished task when the value is queued.
   void put(const T& v, bool block = true, timeout_type timeout = {}) {
@@ -253,22 +263,10 @@ class joinable_queue {
   }
 
   // queue<T>::get; the value is a task until task_done().
-  T get(bool block = true, timeout_type timeout = {}) {
-    T v = queue_.get(block, timeout);
-    core_->taken();
-    return v;
-  }
-  std::optional<T> try_get() {
-    std::optional<T> v = queue_.try_get();
-    if (v)
-      core_->taken();
-    return v;
-  }
-  [[nodiscard]] task<T> async_get(timeout_type timeout = {}) {
-    T v = co_await queue_.async_get(timeout);
-    core_->taken();
-    co_return v;
-  }
+  // (The holder entry is counted by the core's taken hook, inside the pop: see the top.)
+  T get(bool block = true, timeout_type timeout = {}) { return queue_.get(block, timeout); }
+  std::optional<T> try_get() { return queue_.try_get(); }
+  [[nodiscard]] task<T> async_get(timeout_type timeout = {}) { return queue_.async_get(timeout); }
 
   // One task finished. std::logic_error when every value put already had its task_done.
   void task_done() { core_->task_done(); }
