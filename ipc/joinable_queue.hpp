@@ -36,8 +36,9 @@
 // the notifier's data write and the waiter's announcement are each followed by a seq_cst
 // fence, so either join's re-read sees the finished count, or notify_all sees the
 // announced waiter and bumps the epoch, which the futex wait compares atomically.
-// Ordering of what the tasks did: task_done's decrement is preceded by a release fence
-// and join reads the count with an acquire load, so everything a consumer wrote before
+// Ordering of what the tasks did: task_done's decrement is a release compare-exchange
+// and join reads the count with an acquire load (later decrements, read-modify-writes,
+// continue the release sequence), so everything a consumer wrote before
 // its task_done is visible to the code after join returns.
 //
 // Processes that die (SIGKILL, a crash). Python's JoinableQueue hangs join() forever when
@@ -136,11 +137,10 @@ class joinable_core {
   void task_done() {
     std::uint64_t u = load_relaxed(state().unfinished);
     // Release: what the caller did for the task is visible to whoever sees the count drop.
-    std::atomic_thread_fence(std::memory_order_release);
     do {
       if (u == 0)
         throw std::logic_error("corio::joinable_queue::task_done: called more times than values were put");
-    } while (!compare_exchange_relaxed(state().unfinished, u, u - 1));
+    } while (!compare_exchange_release(state().unfinished, u, u - 1));
     release();
     all_done().notify_all();
   }
