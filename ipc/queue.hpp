@@ -98,6 +98,9 @@ struct queue_options {
 };
 
 template <class T>
+class joinable_queue;
+
+template <class T>
 class queue {
  public:
   using timeout_type = std::optional<std::chrono::nanoseconds>;
@@ -214,6 +217,7 @@ class queue {
   [[nodiscard]] std::uint64_t lost() noexcept { return core_->lost(); }
 
  private:
+  friend class joinable_queue<T>;  // sets the core's taken hook
   std::shared_ptr<detail::queue_core> core_;
 };
 

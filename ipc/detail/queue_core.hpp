@@ -73,7 +73,17 @@ class queue_core {
     return ring_.try_pop_with([&](std::span<const std::byte> b) {
       popped = true;
       f(b);
+      if (taken_hook_ != nullptr)
+        taken_hook_(taken_arg_);
     });
+  }
+  // joinable_queue's hook (ipc/joinable_queue.hpp): runs after f while the value's slot is
+  // still claimed, so a consumer that dies before it is counted by the ring's lost() and
+  // one that dies after it by the hook's record. Set once, before the queue is shared.
+  using taken_hook = void (*)(void*) noexcept;
+  void set_taken_hook(taken_hook hook, void* arg) noexcept {
+    taken_hook_ = hook;
+    taken_arg_ = arg;
   }
 
   // Retries try_once for some microseconds before a blocking wait announces itself: the
@@ -203,6 +213,8 @@ class queue_core {
   shm_region region_;
   queue_control* control_;
   mpmc_ring ring_;
+  taken_hook taken_hook_ = nullptr;
+  void* taken_arg_ = nullptr;
 };
 
 [[noreturn]] void throw_queue_decode_size(std::size_t got, std::size_t want);

@@ -78,6 +78,15 @@ inline void store_relaxed(std::uint32_t& target, std::uint32_t v) noexcept {
                                                                       std::memory_order_relaxed);
 }
 
+// Hands over a counter value together with what the caller wrote before (a task's
+// results, joinable_queue::task_done): the release pairs with a load_acquire that reads
+// this value or a later one. Weak, like compare_exchange_relaxed; no ordering on failure.
+[[nodiscard]] inline bool compare_exchange_release(std::uint64_t& target, std::uint64_t& expected,
+                                                   std::uint64_t desired) noexcept {
+  return std::atomic_ref<std::uint64_t>(target).compare_exchange_weak(expected, desired, std::memory_order_release,
+                                                                      std::memory_order_relaxed);
+}
+
 // Read-modify-writes on a shared word (event_count's waiter count and epoch). The order is
 // the caller's to argue: seq_cst where the RMW is one half of a Dekker pair, acq_rel where
 // it publishes and observes, relaxed where it orders nothing.
