@@ -27,7 +27,7 @@ done
 examples=(jumping_range producer_consumer threads_lock threads_loop worker_thread thread_ways
           thread_pool channel_threads fetch_url thread_local thread_local_main
           subprocess_communicate fork fork_004 process_list queue_abc subprocess_call process
-          pipe queue pool pool_of_three executor process_sync)
+          pipe queue joinable_queue pool pool_of_three executor process_sync)
 builddir=build/release
 
 bash scripts/deps.sh
