@@ -671,8 +671,13 @@ usage measure() {
 
 }  // namespace
 
-TEST_CASE("pool, executor and queue under mixed load while one of their processes is SIGKILLed every 200 ms" *
-          doctest::skip(!have_pidfd())) {
+TEST_CASE("pool, executor and queue under mixed load while one of their processes is SIGKILLed every 200 ms") {
+  if (!have_pidfd()) {  // the only case in this binary: 77 makes meson report a skip
+    std::printf("soak: skipped: no pidfd_open / pidfd_send_signal (Linux 5.3), and a kill by pid could hit a "
+                "reused pid\n");
+    std::fflush(nullptr);
+    std::_Exit(77);
+  }
   const auto duration = soak_duration();
   // The first and last tenth of a short run stand for the first and last 10 s of a long one.
   const auto window = std::min<steady::duration>(10s, duration / 6);
