@@ -25,7 +25,9 @@
 //
 // Registered for the normal build only (tests/meson.build): sanitizers would slow the
 // load, not find more, and triple the time; the binary can still be built in a sanitizer
-// build and run shorter by hand. Longer: docs/testing.md.
+// build and run shorter by hand. Under ASan a pool worker forked while another thread
+// held an ASan allocator lock can deadlock (its allocator is not fork-safe; glibc's is),
+// which shows as a task not completing within 30 s: docs/testing.md. Longer runs: there.
 #include <doctest/doctest.h>
 
 #include <corio/coro/task.hpp>
