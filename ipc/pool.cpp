@@ -388,7 +388,15 @@ task<void> pool_core::collect() {
   unsigned batches = 0;
   while (!stopping_.load(std::memory_order_acquire)) {
     if (has_deferred_.load(std::memory_order_acquire)) run_deferred();
-    if (drain_all()) {
+    bool drained = false;
+    if (!corrupt_) {
+      try {
+        drained = drain_all();
+      } catch (const std::runtime_error& e) {
+        break_on_corrupt_ring(e);
+      }
+    }
+    if (drained) {
       finish_batch();
       if (++batches % 16 == 0) co_await nop();  // let the loop reap pidfd completions
       continue;
@@ -396,17 +404,32 @@ task<void> pool_core::collect() {
     bool any = false;
     for (unsigned i = 0; !any && i < options_.spin; ++i) {
       spin_pause(i);
-      any = results_available() || stopping_.load(std::memory_order_relaxed) ||
+      any = (!corrupt_ && results_available()) || stopping_.load(std::memory_order_relaxed) ||
             has_deferred_.load(std::memory_order_relaxed);
     }
     if (!any)
       co_await results_ec.async_wait_until([this] {
-        return stopping_.load(std::memory_order_acquire) || results_available() ||
+        return stopping_.load(std::memory_order_acquire) || (!corrupt_ && results_available()) ||
                has_deferred_.load(std::memory_order_acquire);
       });
   }
   loop::this_loop().request_stop();  // ends the watchers
   while (loop::this_loop().spawned() > 0) co_await sleep_for(std::chrono::milliseconds(1));
+}
+
+// A result ring held a frame no worker of this pool writes (its memory was corrupted, or
+// written by another process): nothing read after it can be trusted. Every pending task
+// fails with the error and later submits throw it (as worker_lost, like a pool whose
+// workers cannot start), instead of the collector ending the program with std::terminate.
+// The ring is not drained again here; a get() that helps drain meets the same error.
+void pool_core::break_on_corrupt_ring(const std::runtime_error& e) {
+  corrupt_ = true;
+  {
+    std::lock_guard tl(table_mutex_);
+    if (init_error_.empty()) init_error_ = e.what();
+  }
+  broken_.store(true, std::memory_order_release);  // after init_error_: submit reads it then
+  fail_all(lost(e.what()));
 }
 
 void pool_core::kill_all() {

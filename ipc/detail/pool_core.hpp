@@ -160,6 +160,7 @@ class pool_core {
   std::size_t drain_ring(spsc_ring& ring);  // table_mutex_ held too
   void note_init_failure(std::span<const std::byte> reply);  // table_mutex_ held
   void break_pool();  // every worker's initializer failed: fail everything, refuse submits
+  void break_on_corrupt_ring(const std::runtime_error& e);  // collector: likewise, with e
   void finish_batch();
   // A state leaves the pending table (the caller passes the table's reference): completed
   // now, or queued for run_deferred when it has a continuation (pool_state.hpp).
@@ -225,6 +226,7 @@ class pool_core {
   // anything because every initializer failed: submit then throws worker_lost.
   std::string init_error_;
   std::atomic<bool> broken_{false};
+  bool corrupt_ = false;  // collector thread only: a result ring was corrupt; drain no more
 
   // Blocked get() callers; live worker bookkeeping.
   mutable std::mutex wait_mutex_;

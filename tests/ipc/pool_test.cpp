@@ -651,7 +651,9 @@ TEST_CASE("a pool or executor frame is split only after checking that it holds i
 }
 
 TEST_CASE("a reply frame too short to hold its task id is a clear runtime_error, not a read past the frame") {
-  // In a child: the pool is unusable afterwards, and the child leaves with _exit.
+  // In a child: the pool is unusable afterwards, and the child leaves with _exit. Whichever
+  // thread meets the frame first (this get() helping drain, or the collector, which then
+  // fails every pending task with the same text) the child must not end in std::terminate.
   corio_test::raw_pipe said;
   const pid_t child = corio_test::fork_child([&] {
     std::string outcome = "<no error>";
