@@ -629,8 +629,9 @@ std::span<std::byte> pool_memory() {
 // as a process that is not the pool would find it: by its magic on a 64-byte boundary.
 std::span<std::byte> nth_ring(std::span<std::byte> memory, int n) {
   for (std::size_t at = 0; at + 64 <= memory.size(); at += 64) {
-    std::uint64_t magic;
-    std::memcpy(&magic, memory.data() + at, 8);
+    // Atomic: the scan passes over words the pool's threads update (its event counts).
+    const std::uint64_t magic =
+        std::atomic_ref(*reinterpret_cast<std::uint64_t*>(memory.data() + at)).load(std::memory_order_acquire);
     if (magic == corio::detail::spsc_ring_magic && n-- == 0) return memory.subspan(at);
   }
   FAIL("no ring found");
