@@ -6,10 +6,10 @@
 
 #include "../needs_feature.hpp"
 #include "ipc_test_support.hpp"
+#include "loop_ticker_support.hpp"
 
 #include <corio/coro/task.hpp>
 #include <corio/coro/task_group.hpp>
-#include <corio/coro/when_all.hpp>
 #include <corio/ipc/event_count.hpp>
 #include <corio/ipc/shm_region.hpp>
 #include <corio/runtime/errors.hpp>
@@ -156,27 +156,13 @@ void sleeps_inside_the_loop(bool fallback) {
       return 0;
     });
 
-    int ticks = 0;
-    bool done = false;
-    corio::loop lp;
-    auto ticker = [&]() -> corio::task<void> {
-      while (!done) {
-        co_await corio::sleep_for(5ms);
-        ++ticks;
-      }
-    };
-    auto waiter = [&]() -> corio::task<std::uint64_t> {
+    const auto [value, ticks] = corio_test::run_beside_ticker<std::uint64_t>([&]() -> corio::task<std::uint64_t> {
       event_count ev(b->ev);
       const bool ok = co_await ev.async_wait_until([&] { return load(b->value) == 42; },
                                                   std::chrono::steady_clock::now() + 60s);
-      done = true;
       co_return ok ? load(b->value) : 0;
-    };
-    auto main = [&]() -> corio::task<std::uint64_t> {
-      auto [value, unused] = co_await corio::when_all(waiter(), ticker());
-      co_return value;
-    };
-    CHECK(lp.run(main()) == 42);
+    });
+    CHECK(value == 42);
     CHECK(ticks >= 3);  // the loop kept running the ticker for ~100 ms
     CHECK(exit_status(child) == 0);
     CHECK(waiters(b->ev) == 0);
