@@ -21,15 +21,13 @@ the producer sends a constant small int (no allocation), the pool is created onc
 warmed up outside the timed region, and apply_async results are collected after all the
 submissions (as a user would, to overlap them).
 """
-import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
 import sys
 import time
 
-from peerlib import measure
+from peerlib import measure, print_json, timing_args
 
 
 def noop(x=None):
@@ -122,12 +120,7 @@ def time_process(ctx, n: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=0.3,
-                        help="target duration of one timed run (default 0.3)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs per figure; the best is kept (default 3)")
-    args = parser.parse_args()
+    args = timing_args(__doc__)
 
     ctx = mp.get_context("fork")
     s, r = args.seconds, args.repeats
@@ -149,8 +142,7 @@ def main() -> int:
     for entry in result.values():
         entry["python"] = f"{platform.python_implementation()} {platform.python_version()}"
         entry["start_method"] = "fork"
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    print_json(result)
     return 0
 
 

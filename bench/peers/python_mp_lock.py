@@ -17,14 +17,12 @@ Each figure is the best of --repeats timed runs of N items, N chosen so one run 
 about --seconds. The peer gets its best idiomatic shot: bound methods, the child forked and
 waiting at a barrier before the clock starts.
 """
-import argparse
-import json
 import multiprocessing as mp
 import platform
 import sys
 import time
 
-from peerlib import measure
+from peerlib import measure, print_json, timing_args
 
 
 def time_uncontended(ctx, n: int) -> float:
@@ -68,12 +66,7 @@ def time_contended(ctx, n: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=0.3,
-                        help="target duration of one timed run (default 0.3)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs per figure; the best is kept (default 3)")
-    args = parser.parse_args()
+    args = timing_args(__doc__)
 
     ctx = mp.get_context("fork")
     s, r = args.seconds, args.repeats
@@ -88,8 +81,7 @@ def main() -> int:
     for entry in result.values():
         entry["python"] = f"{platform.python_implementation()} {platform.python_version()}"
         entry["start_method"] = "fork"
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    print_json(result)
     return 0
 
 
