@@ -44,4 +44,19 @@ class connection_error : public error {
   using error::error;
 };
 
+// Redis Cluster: a MOVED or ASK redirection or a CLUSTER SLOTS reply that cannot be
+// followed (a slot out of range, an address without a port: a broken or lying server), or
+// redirections that do not end (more than the client follows for one command).
+class cluster_error : public error {
+ public:
+  using error::error;
+};
+
+// Redis Cluster: the keys of one command (or one script's KEYS) lie in different hash
+// slots, which no node can serve. Thrown before sending; give the keys one hash tag.
+class cross_slot_error : public error {
+ public:
+  using error::error;
+};
+
 }  // namespace corio::redis
