@@ -35,7 +35,7 @@ manager_core::manager_core(redis::options o)
     : on_warning_(print_warning),
       options_(std::move(o)),
       consumer_(this_consumer()),
-      where_(redis::parse_endpoint(options_.address()).address) {}
+      where_(redis::seeds_text(options_.address())) {}
 
 manager_core::~manager_core() = default;
 
@@ -73,6 +73,15 @@ task<redis::client*> manager_core::blocking() {
     if (!p.blocking) p.blocking.emplace(std::move(c));
   }
   co_return &*p.blocking;
+}
+
+redis::client_stats manager_core::stats() const noexcept {
+  redis::client_stats s;
+  for (const auto& p : loops_) {
+    if (p->commands) s += p->commands->stats();
+    if (p->blocking) s += p->blocking->stats();
+  }
+  return s;
 }
 
 task<void> manager_core::check_server(redis::client& c) {

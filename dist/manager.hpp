@@ -51,6 +51,9 @@ class manager {
   }
   // Connects now and checks the server (otherwise done at first use); blocking form.
   void connect();
+  // What the manager's connections did (commands, writes, reconnects; in a Redis Cluster
+  // the MOVED and ASK redirections followed), summed over the loops that used it.
+  redis::client_stats stats() const noexcept { return core_->stats(); }
 
   // The state the manager's queues, task pools and workers share (for dist's own types).
   const std::shared_ptr<detail::manager_core>& core() const noexcept { return core_; }

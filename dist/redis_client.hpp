@@ -7,9 +7,24 @@
 //     corio::resp::reply r = co_await c.command("GET", "greeting");   // r.str == "hello"
 //
 // Addresses (options::address()): "HOST:PORT" (numeric IPv4, "[IPv6]", or "localhost"),
-// "redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]", "unix:/path/redis.sock" or "/path". Names
-// are not resolved (no blocking DNS on a loop thread). Fields set in options win over the
-// URL's.
+// "redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]", "unix:/path/redis.sock" or "/path"; or a
+// list of them, comma-separated ("10.0.0.5:7000,10.0.0.6:7000"): seeds, tried in order
+// until one answers. Names are not resolved (no blocking DNS on a loop thread). Fields set
+// in options win over the URL's.
+//
+// Redis Cluster: configured the same way (one seed is enough, more survive a seed being
+// down); the client detects it at connect (CLUSTER SLOTS in the handshake) and sends each
+// command to the node serving its keys' hash slot (hash_slot.hpp: CRC16, {hash tags}),
+// one connection per node, made at the node's first command with the same handshake and
+// reconnect rules. It follows `MOVED` (the slot lives elsewhere now: the slot map is
+// corrected and refreshed, the command sent there) and `ASK` (the slot is migrating and
+// the key has left: `ASKING` and the command go to the named node, once; the map stays),
+// at most 16 redirections per command; `TRYAGAIN` (a multi-key command mid-migration) and
+// `CLUSTERDOWN` are retried after a backoff like -LOADING. A redirected command was not
+// run, so it is sent again whatever its idempotency. Keys of one command in different
+// slots: cross_slot_error before sending. SELECT of a database other than 0 is refused by a
+// cluster at connect. Not supported in cluster mode: MULTI/EXEC and WATCH (the client
+// pins no connection), reads from replicas.
 //
 // Handshake, at every (re)connect, pipelined in one write: `AUTH user password` (an ACL
 // user) or `AUTH password` (requirepass) when a password is set, `SELECT db` when db is
@@ -130,10 +145,26 @@ struct client_stats {
   std::uint64_t commands = 0;    // commands sent (a re-send counts again)
   std::uint64_t writes = 0;      // socket writes (batches)
   std::uint64_t reconnects = 0;  // successful reconnects after a loss
+  // Redis Cluster (all 0 for a single Redis, nodes 1):
+  std::uint64_t moved = 0;          // MOVED redirections followed
+  std::uint64_t asked = 0;          // ASK redirections followed
+  std::uint64_t map_refreshes = 0;  // slot maps read again (after a MOVED or a lost node)
+  std::uint64_t nodes = 0;          // connections made, one per node
 };
 
+inline client_stats& operator+=(client_stats& a, const client_stats& b) noexcept {
+  a.commands += b.commands;
+  a.writes += b.writes;
+  a.reconnects += b.reconnects;
+  a.moved += b.moved;
+  a.asked += b.asked;
+  a.map_refreshes += b.map_refreshes;
+  a.nodes += b.nodes;
+  return a;
+}
+
 namespace detail {
-class connection;
+class router;
 }
 
 class client {
@@ -164,18 +195,21 @@ class client {
   // A command whose arguments are only known at run time.
   [[nodiscard]] task<resp::reply> command_argv(std::span<const std::string_view> argv, command_options o = {});
 
-  // The server, without credentials: "127.0.0.1:6379", "unix:/run/redis.sock".
+  // The server (a cluster: the seed that answered), without credentials:
+  // "127.0.0.1:6379", "unix:/run/redis.sock".
   const std::string& address() const noexcept;
+  // Connected to a Redis Cluster?
+  bool cluster() const noexcept;
   client_stats stats() const noexcept;
   // Closes the connection; waiting commands fail with connection_error. Idempotent.
   void close() noexcept;
 
-  // For connect(): wraps a connection made and shaken hands with.
-  static client adopt(std::shared_ptr<detail::connection> c) noexcept { return client(std::move(c)); }
+  // For connect(): wraps a router connected and shaken hands with.
+  static client adopt(std::shared_ptr<detail::router> r) noexcept { return client(std::move(r)); }
 
  private:
-  explicit client(std::shared_ptr<detail::connection> c) noexcept;
-  std::shared_ptr<detail::connection> conn_;
+  explicit client(std::shared_ptr<detail::router> r) noexcept;
+  std::shared_ptr<detail::router> router_;
 };
 
 

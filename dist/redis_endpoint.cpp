@@ -48,4 +48,22 @@ endpoint parse_endpoint(std::string_view text) {
   return e;
 }
 
+std::vector<endpoint> parse_seeds(std::string_view text) {
+  std::vector<endpoint> seeds;
+  for (;;) {
+    const std::size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    if (item.empty()) throw std::invalid_argument("bad redis address list: an empty address (\"a,,b\", or a stray comma)");
+    seeds.push_back(parse_endpoint(item));
+    if (comma == std::string_view::npos) return seeds;
+    text.remove_prefix(comma + 1);
+  }
+}
+
+std::string seeds_text(std::string_view text) {
+  std::string out;
+  for (const endpoint& e : parse_seeds(text)) out += (out.empty() ? "" : ",") + e.address;
+  return out;
+}
+
 }  // namespace corio::redis

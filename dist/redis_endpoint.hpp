@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace corio::redis {
 
@@ -17,5 +18,10 @@ struct endpoint {
 };
 // Throws std::invalid_argument quoting the address without its password.
 endpoint parse_endpoint(std::string_view text);
+// A comma-separated list of addresses (the seeds of a cluster; one for a single Redis).
+// Throws std::invalid_argument for an empty list or item, or a bad address.
+std::vector<endpoint> parse_seeds(std::string_view text);
+// The list without credentials, for messages: "127.0.0.1:7000,127.0.0.1:7001".
+std::string seeds_text(std::string_view text);
 
 }  // namespace corio::redis

@@ -38,6 +38,14 @@ task<void> worker::renew_leases() {
 }
 
 task<void> worker::run_one(detail::pool_task t) {
+  if (!keys_.holds(t.reply)) {  // not from a corio submitter: its result could not be written
+    m_->warn("corio: worker of " + keys_.tasks + ": task " + t.entry + " names a reply stream outside the pool's keys " +
+             "(not \"" + keys_.tasks.substr(0, keys_.tasks.size() - 5) + "...\"): moved to " + keys_.dead);
+    redis::client* c = co_await m_->commands();
+    co_await detail::pool_bury(*c, keys_, t, "its reply stream is not one of the pool's keys", options_.result_ttl);
+    ++stats_.dead_lettered;
+    co_return;
+  }
   running_.insert(t.entry);
   std::string status = "ok", payload;
   try {

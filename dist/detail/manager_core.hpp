@@ -55,6 +55,8 @@ class manager_core {
   std::string next_task_id() { return consumer_ + ":" + std::to_string(tasks_++); }
   const std::string& where() const noexcept { return where_; }
   const redis::options& options() const noexcept { return options_; }
+  // What the clients of every loop did, summed.
+  redis::client_stats stats() const noexcept;
 
   std::function<void(const std::string&)> on_warning_;
 

@@ -20,6 +20,13 @@
 // worker that wakes after its task was taken over therefore adds no second result. A task
 // claimed for the (max_deliveries+1)-th time has killed its worker max_deliveries times:
 // `fetch` moves it to {P}:dead and tells the submitter.
+//
+// Redis Cluster: every key of a script is in its KEYS (a cluster checks only those before
+// running it, and refuses a script reaching a key of another node), all with the hash tag
+// {P}: one slot, one node, one atomic script even while the slot migrates (the node
+// answers ASK or TRYAGAIN before running, and the client follows). A task whose reply
+// stream is not the pool's (not "{P}:...": not from a corio submitter) is buried at once
+// without a reply: its result could not be written in the same script.
 
 #include <chrono>
 #include <cstdint>
@@ -37,6 +44,8 @@ struct pool_keys {
   explicit pool_keys(const std::string& pool);
   std::string tasks, dead, stats, done_prefix;
   std::string results(const std::string& submitter) const;
+  // Is `key` one of the pool's ("{P}:...", so in its cluster slot)?
+  bool holds(std::string_view key) const;
 };
 
 inline constexpr std::string_view pool_group = "workers";
@@ -59,6 +68,10 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
                          unsigned max_deliveries, std::chrono::milliseconds result_ttl, unsigned count);
 // The tasks of a reply of XREADGROUP (the blocking read of new tasks); none when nil.
 std::vector<pool_task> pool_tasks_from_read(const resp::reply& r);
+// Moves t to {P}:dead with `why`, tells its submitter (once; not when its reply stream is
+// not the pool's), acknowledges and deletes it.
+task<void> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why,
+                     std::chrono::milliseconds result_ttl);
 // Renews the leases of `entries` (one script); returns how many were still ours.
 task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,
                              const std::vector<std::string>& entries);

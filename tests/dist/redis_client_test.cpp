@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "fake_redis.hpp"
 #include "redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -44,70 +45,25 @@ void on_loop(F f) {
   lp.run(f());
 }
 
-// A fake server on a thread: answers the first `loading` commands with -LOADING, then
-// every command with "+ok"; counts the commands. Plain blocking sockets, one client.
-class loading_server {
- public:
-  explicit loading_server(int loading) : loading_(loading) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd_, 4) == 0);
-    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~loading_server() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  int commands() const { return commands_.load(); }
-
- private:
-  void serve() {
-    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) return;
-    std::string in;
-    corio::resp::command_parser parser;
-    char buf[4096];
-    for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
-      in.append(buf, static_cast<std::size_t>(n));
-      std::vector<std::string_view> argv;
-      for (;;) {
-        const auto r = parser.parse(in, argv);
-        if (r.status != corio::resp::parse_status::complete) break;
-        const std::string reply = commands_++ < loading_ ? "-LOADING Redis is loading the dataset in memory\r\n" : "+ok\r\n";
-        (void)!::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
-        in.erase(0, r.consumed);
-        if (in.empty()) break;
-      }
-    }
-    ::close(c);
-  }
-  int fd_;
-  int port_ = 0;
-  int loading_;
-  std::atomic<int> commands_{0};
-  std::thread thread_;
-};
+// Answers the first `loading` commands with -LOADING, then every command with "+ok".
+corio_test::fake_redis::answer_fn loading(int n) {
+  return [n](const std::vector<std::string_view>&, int i) -> std::string {
+    return i < n ? "-LOADING Redis is loading the dataset in memory\r\n" : "+ok\r\n";
+  };
+}
 
 }  // namespace
 
 TEST_CASE("-LOADING is retried after a backoff (the command was not run), and given up after reconnect_for") {
   {
-    loading_server fake(3);
+    corio_test::fake_redis fake(loading(3));
     on_loop([&]() -> corio::task<void> {
       client c = co_await client::connect(corio::redis::options(fake.address()));
       CHECK((co_await c.command("INCR", "k")).str == "ok");  // not idempotent, yet sent again: it was not run
     });
     CHECK(fake.commands() == 4);
   }
-  loading_server fake(1000);
+  corio_test::fake_redis fake(loading(1000));
   on_loop([&]() -> corio::task<void> {
     client c = co_await client::connect(corio::redis::options(fake.address()).reconnect_for(100ms));
     try {

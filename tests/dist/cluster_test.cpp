@@ -1,0 +1,342 @@
+// redis::client and dist's queues and task pool on a 3-master Redis Cluster the test starts
+// (redis_cluster.hpp: loopback, free ports, temporary directories, requirepass + masterauth):
+// seeds and cluster detection; key_slot against CLUSTER KEYSLOT; commands routed to the node
+// of their slot; cross-slot misuse refused before sending; ASK followed with ASKING, once,
+// without touching the slot map, MOVED followed and remembered (a slot migrated by hand with
+// CLUSTER SETSLOT and MIGRATE); a lying server's MOVED is a clear error; 8 queues and 8 task
+// pools whose hash tags land on all masters carry every value and task, and a pool's slot
+// migrated mid-run loses no task (each task's result exactly once).
+#include <doctest/doctest.h>
+
+#include <corio/coro/task_group.hpp>
+#include <corio/dist/hash_slot.hpp>
+#include <corio/dist/manager.hpp>
+#include <corio/dist/redis_client.hpp>
+#include <corio/dist/task_pool.hpp>
+#include <corio/dist/worker.hpp>
+#include <corio/runtime/loop.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../ipc/ipc_test_support.hpp"
+#include "fake_redis.hpp"
+#include "redis_cluster.hpp"
+
+using namespace std::chrono_literals;
+using corio::redis::client;
+using corio::redis::key_slot;
+using corio_test::redis_cluster;
+
+namespace {
+
+template <class F>
+void on_loop(F f) {
+  corio::loop lp;
+  lp.run(f());
+}
+
+corio::redis::options options_for(const redis_cluster& c) {
+  return corio::redis::options(c.seeds()).password(c.password());
+}
+
+// Moves `slot` from node `from` to node `to` by hand, as redis-cli --cluster reshard does:
+// IMPORTING on the target, MIGRATING on the source, the slot's keys MIGRATEd one by one
+// with a pause between them (the window where a client meets ASK, and TRYAGAIN for scripts
+// whose keys are split), then SETSLOT NODE on every node (from then on MOVED).
+void migrate_slot(redis_cluster& c, int slot, int from, int to, std::chrono::milliseconds pause) {
+  const std::string s = std::to_string(slot);
+  REQUIRE(c.cli(to, "cluster setslot " + s + " importing " + c.id(from)) == "OK");
+  REQUIRE(c.cli(from, "cluster setslot " + s + " migrating " + c.id(to)) == "OK");
+  std::this_thread::sleep_for(pause);
+  for (;;) {
+    std::istringstream keys(c.cli(from, "cluster getkeysinslot " + s + " 1000"));
+    std::vector<std::string> batch;
+    for (std::string k; std::getline(keys, k);)
+      if (!k.empty()) batch.push_back(k);
+    if (batch.empty()) break;
+    for (const std::string& k : batch) {
+      const std::string r =
+          c.cli(from, "migrate 127.0.0.1 " + std::to_string(c.node(to).port()) + " '" + k + "' 0 5000 AUTH '" +
+                          c.password() + "'");
+      REQUIRE_MESSAGE((r == "OK" || r == "NOKEY"), "MIGRATE " << k << ": " << r);
+      std::this_thread::sleep_for(pause);
+    }
+  }
+  for (int i : {to, from})
+    REQUIRE(c.cli(i, "cluster setslot " + s + " node " + c.id(to)) == "OK");
+  for (int i = 0; i < c.size(); ++i)
+    if (i != to && i != from) (void)c.cli(i, "cluster setslot " + s + " node " + c.id(to));
+}
+
+// `n` names whose hash tags land on every master, at least n / masters on each, with the
+// live server's CLUSTER KEYSLOT checked against key_slot for each.
+std::vector<std::string> names_over_masters(redis_cluster& c, const std::string& prefix, int n) {
+  std::vector<std::string> names;
+  std::map<int, int> per_master;
+  const int each = n / c.size();
+  for (int i = 0; static_cast<int>(names.size()) < n; ++i) {
+    const std::string name = prefix + std::to_string(i);
+    const int slot = key_slot("{" + name + "}:tasks");
+    REQUIRE(c.cli(0, "cluster keyslot '{" + name + "}:tasks'") == std::to_string(slot));
+    const int owner = c.owner(slot);
+    REQUIRE(owner >= 0);
+    if (per_master[owner] >= each && static_cast<int>(names.size()) < each * c.size()) continue;
+    ++per_master[owner];
+    names.push_back(name);
+  }
+  REQUIRE(per_master.size() == static_cast<std::size_t>(c.size()));
+  return names;
+}
+
+// Worker processes serving the pools `names` ("square"), SIGKILLed and reaped at the end.
+class cluster_workers {
+ public:
+  cluster_workers(const redis_cluster& c, std::vector<std::string> names, int processes) {
+    for (int p = 0; p < processes; ++p)
+      pids_.push_back(corio_test::fork_child([&c, names] {
+        corio::dist::manager m(options_for(c));
+        m.on_warning([](const std::string&) {});
+        std::vector<std::unique_ptr<corio::dist::worker>> ws;
+        for (const auto& name : names) {
+          ws.push_back(std::make_unique<corio::dist::worker>(
+              m, name, corio::dist::worker_options{.concurrency = 4, .lease = 20s}));
+          ws.back()->define("square", [](int x) { return x * x; });
+        }
+        corio::loop lp;
+        lp.run([&]() -> corio::task<void> {
+          corio::task_group g;
+          for (auto& w : ws) g.spawn(w->async_run());
+          co_await g.wait();
+        }());
+        return 0;
+      }));
+  }
+  ~cluster_workers() {
+    for (pid_t p : pids_) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+}  // namespace
+
+TEST_CASE("a client given a dead seed first finds the cluster, routes by slot, and key_slot agrees with CLUSTER KEYSLOT") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  redis_cluster cl;
+  const std::string seeds = "127.0.0.1:" + std::to_string(corio_test::free_port()) + "," + cl.seeds();
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(corio::redis::options(seeds).password(cl.password()));
+    CHECK(c.cluster());
+    CHECK(c.address() == cl.node(0).address());
+    std::mt19937 rng(7);
+    for (int i = 0; i < 300; ++i) {
+      std::string key = "k" + std::to_string(rng());
+      if (i % 3 == 0) key = "x{" + std::to_string(rng() % 1000) + "}y";
+      if (i % 7 == 0) key = "{}" + key + "{";
+      CHECK((co_await c.command("CLUSTER", "KEYSLOT", key)).integer == key_slot(key));
+      co_await c.command("SET", key, std::to_string(i));
+      CHECK((co_await c.command("GET", key)).str == std::to_string(i));
+    }
+    CHECK(c.stats().moved == 0);  // the map from the handshake was right
+    CHECK(c.stats().asked == 0);
+    CHECK(c.stats().nodes == 3);
+  });
+  for (int i = 0; i < 3; ++i) CHECK(std::stoi(cl.cli(i, "dbsize")) > 50);  // every master got keys
+}
+
+TEST_CASE("cluster misuse is a clear error: keys of two slots before sending, SELECT at connect, a bad password") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  redis_cluster cl;
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(cl));
+    const auto before = c.stats().commands;
+    CHECK_THROWS_AS(co_await c.command("MGET", "a", "b"), corio::redis::cross_slot_error);
+    CHECK_THROWS_AS(co_await c.command("EVAL", "return 1", "2", "{q}:a", "{r}:b"), corio::redis::cross_slot_error);
+    CHECK(c.stats().commands == before);  // nothing was sent
+    CHECK((co_await c.command("EVAL", "return #KEYS", "2", "{q}:a", "{q}:b")).integer == 2);
+    try {
+      (void)co_await client::connect(options_for(cl).db(1));
+      FAIL("SELECT 1 accepted");
+    } catch (const corio::redis::server_error& e) {
+      CHECK(std::string(e.what()).find("SELECT") != std::string::npos);
+      CHECK(std::string(e.what()).find("cluster") != std::string::npos);
+    }
+    try {
+      (void)co_await client::connect(corio::redis::options(cl.seeds()).password("wrong-pw-123"));
+      FAIL("a wrong password accepted");
+    } catch (const corio::redis::auth_error& e) {
+      CHECK(std::string(e.what()).find("wrong-pw-123") == std::string::npos);
+    }
+  });
+}
+
+TEST_CASE("ASK is followed with ASKING, once, leaving the slot map; MOVED is followed and remembered") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  redis_cluster cl;
+  const int slot = key_slot("ask");
+  const int from = cl.owner(slot);
+  const int to = (from + 1) % 3;
+  const std::string s = std::to_string(slot);
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(cl));
+    co_await c.command("SET", "{ask}:gone", "v1");
+    co_await c.command("SET", "{ask}:stays", "v2");
+    REQUIRE(cl.cli(to, "cluster setslot " + s + " importing " + cl.id(from)) == "OK");
+    REQUIRE(cl.cli(from, "cluster setslot " + s + " migrating " + cl.id(to)) == "OK");
+    const std::string port = std::to_string(cl.node(to).port());
+    REQUIRE(cl.cli(from, "migrate 127.0.0.1 " + port + " '{ask}:gone' 0 5000 AUTH '" + cl.password() + "'") == "OK");
+
+    CHECK((co_await c.command("GET", "{ask}:gone")).str == "v1");  // ASK, then ASKING + GET on `to`
+    CHECK(c.stats().asked == 1);
+    CHECK((co_await c.command("GET", "{ask}:stays")).str == "v2");  // still on `from`: no redirection
+    CHECK(c.stats().asked == 1);
+    CHECK((co_await c.command("GET", "{ask}:gone")).str == "v1");  // the map was not changed by ASK
+    CHECK(c.stats().asked == 2);
+    CHECK(c.stats().moved == 0);
+    // A new key of the migrating slot is made on the target (ASK for a missing key).
+    co_await c.command("SET", "{ask}:new", "v3");
+    CHECK(c.stats().asked == 3);
+    CHECK(cl.cli(to, "cluster countkeysinslot " + s) == "2");
+
+    REQUIRE(cl.cli(from, "migrate 127.0.0.1 " + port + " '{ask}:stays' 0 5000 AUTH '" + cl.password() + "'") == "OK");
+    for (int i : {to, from, 3 - to - from}) REQUIRE(cl.cli(i, "cluster setslot " + s + " node " + cl.id(to)) == "OK");
+    CHECK((co_await c.command("GET", "{ask}:stays")).str == "v2");  // MOVED to `to`
+    CHECK(c.stats().moved == 1);
+    CHECK((co_await c.command("GET", "{ask}:stays")).str == "v2");  // remembered
+    CHECK((co_await c.command("GET", "{ask}:new")).str == "v3");
+    CHECK(c.stats().moved == 1);
+    CHECK(c.stats().asked == 3);
+  });
+  CHECK(cl.owner(slot) == to);
+}
+
+TEST_CASE("a lying server's MOVED is cluster_error, and redirections that never end stop after 16") {
+  int own_port = 0;
+  corio_test::fake_redis garbage([](const std::vector<std::string_view>&, int) -> std::string {
+    return "-MOVED 99999 somewhere\r\n";
+  });
+  corio_test::fake_redis loop_server([&own_port](const std::vector<std::string_view>& argv, int) -> std::string {
+    if (argv[0] == "ASKING") return "+OK\r\n";
+    return "-MOVED 5 127.0.0.1:" + std::to_string(own_port) + "\r\n";
+  });
+  own_port = loop_server.port();
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(corio::redis::options(garbage.address()));
+    CHECK_FALSE(c.cluster());
+    try {
+      co_await c.command("GET", "k");
+      FAIL("no error");
+    } catch (const corio::redis::cluster_error& e) {
+      CHECK(std::string(e.what()).find("MOVED 99999 somewhere") != std::string::npos);
+    }
+    client d = co_await client::connect(corio::redis::options(loop_server.address()));
+    try {
+      co_await d.command("GET", "k");
+      FAIL("no error");
+    } catch (const corio::redis::cluster_error& e) {
+      CHECK(std::string(e.what()).find("redirected 16 times") != std::string::npos);
+    }
+    CHECK(d.cluster());  // the MOVED turned it into a cluster client
+    CHECK(d.stats().moved == 16);
+  });
+  CHECK(loop_server.commands() == 17);
+}
+
+TEST_CASE("8 queues whose hash tags land on all 3 masters carry their values") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  redis_cluster cl;
+  const std::vector<std::string> names = names_over_masters(cl, "queue", 8);
+  corio::dist::manager m(options_for(cl));
+  m.on_warning([](const std::string&) {});
+  for (const auto& name : names) {
+    auto q = m.queue<std::string>(name);
+    for (int i = 0; i < 20; ++i) q.put(name + "/" + std::to_string(i));
+  }
+  for (const auto& name : names) {
+    auto q = m.queue<std::string>(name);
+    CHECK(q.size() == 20);
+    std::set<std::string> got;
+    for (int i = 0; i < 20; ++i) got.insert(q.get(true, std::chrono::seconds(5)));
+    CHECK(got.size() == 20);
+    CHECK(got.count(name + "/19") == 1);
+    CHECK(q.empty());
+  }
+  CHECK(m.stats().moved == 0);
+  for (int i = 0; i < 3; ++i) CHECK(std::stoi(cl.cli(i, "dbsize")) >= 2);
+}
+
+TEST_CASE("8 task pools over 3 masters carry every task, and a slot migrated mid-run loses none") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  redis_cluster cl;
+  const std::vector<std::string> names = names_over_masters(cl, "pool", 8);
+  const std::string victim = names[0];
+  const int slot = key_slot(victim);
+  const int from = cl.owner(slot);
+  const int to = (from + 1) % 3;
+  cluster_workers workers(cl, names, 2);
+
+  corio::dist::manager m(options_for(cl));
+  m.on_warning([](const std::string&) {});
+  std::vector<std::unique_ptr<corio::dist::task_pool>> pools;
+  for (const auto& name : names) pools.push_back(std::make_unique<corio::dist::task_pool>(m, name));
+  std::vector<std::vector<corio::dist::remote_future<int>>> futures(names.size());
+  constexpr int per_round = 1;
+  auto submit_round = [&](int i) {
+    for (std::size_t p = 0; p < pools.size(); ++p)
+      for (int k = 0; k < per_round; ++k) futures[p].push_back(pools[p]->submit<int>("square", i));
+  };
+  int next = 0;
+  for (; next < 60; ++next) submit_round(next);
+  // The slot of the first pool moves while tasks are submitted, run and collected.
+  std::thread mover([&] { migrate_slot(cl, slot, from, to, 15ms); });
+  const auto moving_until = std::chrono::steady_clock::now() + 20s;
+  for (; next < 400 && std::chrono::steady_clock::now() < moving_until; ++next) {
+    if (next >= 120 && cl.owner(slot) == to) break;
+    submit_round(next);
+    std::this_thread::sleep_for(5ms);
+  }
+  mover.join();
+  const int last = next + 20;
+  for (; next < last; ++next) submit_round(next);  // after the move: MOVED for the first pool
+
+  const auto collect_start = std::chrono::steady_clock::now();
+  std::int64_t redelivered = 0;
+  for (std::size_t p = 0; p < pools.size(); ++p) {
+    CAPTURE(names[p]);
+    REQUIRE(futures[p].size() == static_cast<std::size_t>(next * per_round));
+    for (std::size_t i = 0; i < futures[p].size(); ++i) {
+      REQUIRE_MESSAGE(futures[p][i].wait_for(60s), "task " << i << " of pool " << names[p] << " got no result");
+      CHECK(futures[p][i].get() == static_cast<int>(i * i));
+      redelivered += futures[p][i].deliveries() > 1;
+    }
+    const auto stats = pools[p]->stats();
+    CHECK(stats.at("written") == next * per_round);  // each task's result recorded exactly once
+    CHECK(stats.at("dead") == 0);
+  }
+  CHECK(redelivered == 0);  // no script refused mid-migration (its task would wait out a lease)
+  CHECK(cl.owner(slot) == to);
+  const auto s = m.stats();
+  CHECK(s.moved >= 1);
+  MESSAGE("tasks per pool " << next << ", " << redelivered << " redelivered; results collected "
+                            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                                     collect_start).count()
+                            << " ms after the last submit; the submitter's clients followed " << s.moved
+                            << " MOVED and " << s.asked << " ASK, refreshed the slot map " << s.map_refreshes
+                            << " times");
+}
