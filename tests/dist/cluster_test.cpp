@@ -4,8 +4,10 @@
 // of their slot; cross-slot misuse refused before sending; ASK followed with ASKING, once,
 // without touching the slot map, MOVED followed and remembered (a slot migrated by hand with
 // CLUSTER SETSLOT and MIGRATE); a lying server's MOVED is a clear error; 8 queues and 8 task
-// pools whose hash tags land on all masters carry every value and task, and a pool's slot
-// migrated mid-run loses no task (each task's result exactly once).
+// pools whose hash tags land on all masters carry every value and task; `redis-cli --cluster
+// reshard` moving two queues' slots under a producer and a consumer loses and repeats no
+// value; a pool's slot migrated by hand mid-run loses no task (each task's result exactly
+// once, none waiting out a lease).
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
@@ -20,8 +22,10 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <set>
@@ -279,6 +283,68 @@ TEST_CASE("8 queues whose hash tags land on all 3 masters carry their values") {
   }
   CHECK(m.stats().moved == 0);
   for (int i = 0; i < 3; ++i) CHECK(std::stoi(cl.cli(i, "dbsize")) >= 2);
+}
+
+TEST_CASE("8 queues over 3 masters keep every value exactly once while redis-cli --cluster reshard moves two of them") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  redis_cluster cl;
+  // reshard moves the lowest slots of its source first: two queues in slots 0..63 move.
+  const int from = cl.owner(0);
+  const int to = (from + 1) % 3;
+  std::vector<std::string> names;
+  for (int i = 0; names.size() < 2; ++i)
+    if (key_slot("rq" + std::to_string(i)) < 64) names.push_back("rq" + std::to_string(i));
+  for (const auto& name : names_over_masters(cl, "queue", 6)) names.push_back(name);
+  constexpr int rounds = 200;
+  std::atomic<int> produced{0};
+  std::string reshard_out;
+  corio::redis::client_stats producer_stats;
+  std::thread producer([&] {
+    corio::dist::manager p(options_for(cl));
+    p.on_warning([](const std::string&) {});
+    std::vector<corio::dist::queue<std::string>> qs;
+    for (const auto& name : names) qs.push_back(p.queue<std::string>(name));
+    for (int r = 0; r < rounds; ++r) {
+      for (std::size_t q = 0; q < qs.size(); ++q) qs[q].put(names[q] + "/" + std::to_string(r));
+      produced = r + 1;
+      std::this_thread::sleep_for(5ms);
+    }
+    producer_stats = p.stats();
+  });
+  std::thread resharder([&] {
+    while (produced < 50) std::this_thread::sleep_for(1ms);
+    reshard_out = cl.cli(0, "--cluster reshard " + cl.node(0).address() + " --cluster-from " + cl.id(from) +
+                                " --cluster-to " + cl.id(to) + " --cluster-slots 64 --cluster-yes");
+  });
+  corio::dist::manager c(options_for(cl));
+  c.on_warning([](const std::string&) {});
+  std::vector<corio::dist::queue<std::string>> qs;
+  for (const auto& name : names) qs.push_back(c.queue<std::string>(name));
+  std::vector<std::multiset<std::string>> got(names.size());
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  for (bool all = false; !all && std::chrono::steady_clock::now() < give_up;) {
+    all = true;
+    for (std::size_t q = 0; q < qs.size(); ++q) {
+      if (got[q].size() >= static_cast<std::size_t>(rounds)) continue;
+      all = false;
+      if (std::optional<std::string> v = qs[q].try_get()) got[q].insert(std::move(*v));
+    }
+  }
+  producer.join();
+  resharder.join();
+  CHECK(reshard_out.find("Moving slot 63 from") != std::string::npos);
+  for (std::size_t q = 0; q < qs.size(); ++q) {
+    CAPTURE(names[q]);
+    CHECK(got[q].size() == static_cast<std::size_t>(rounds));
+    CHECK(std::set<std::string>(got[q].begin(), got[q].end()).size() == got[q].size());  // no value twice
+    CHECK(got[q].count(names[q] + "/0") == 1);
+    CHECK(got[q].count(names[q] + "/" + std::to_string(rounds - 1)) == 1);
+    CHECK(qs[q].empty());
+  }
+  for (int i = 0; i < 2; ++i) CHECK(cl.owner(key_slot(names[static_cast<std::size_t>(i)])) == to);
+  CHECK(c.stats().moved + producer_stats.moved >= 1);
+  MESSAGE("the consumer followed " << c.stats().moved << " MOVED and " << c.stats().asked << " ASK, the producer "
+                                   << producer_stats.moved << " MOVED and " << producer_stats.asked << " ASK");
 }
 
 TEST_CASE("8 task pools over 3 masters carry every task, and a slot migrated mid-run loses none") {
