@@ -3,12 +3,14 @@
 // (redelivered after the lease, delivery count 2, one result); a worker SIGSTOPped past its
 // lease and continued after another finished the task (no second result); a poison task
 // that kills every worker it reaches (dead-lettered after max_deliveries, the pool flows on);
-// refused credentials and a missing ACL permission (a clear auth_error within 2 s).
+// a foreign task whose reply stream is not the pool's (dead-lettered unrun); refused
+// credentials and a missing ACL permission (a clear auth_error within 2 s).
 #include <doctest/doctest.h>
 
 #include <corio/dist/task_pool.hpp>
 #include <corio/dist/worker.hpp>
 #include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -235,6 +237,39 @@ TEST_CASE("a poison task that kills its workers goes to the dead letters; the po
     auto c = co_await corio::redis::client::connect(options_for(server));
     CHECK((co_await c.command("XLEN", "{test}:dead")).integer == 1);
   }());
+}
+
+TEST_CASE("a task whose reply stream is not its pool's goes to the dead letters unrun, without writing there") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  worker_processes workers(server, {.concurrency = 1, .lease = 1s});
+  workers.start();
+  manager m(options_for(server));
+  task_pool pool(m, "test");
+  CHECK(pool.submit<int>("square", 4).get() == 16);  // the workers are serving
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    // Not from a corio submitter: in a cluster its result could not be written in the
+    // pool's slot, so it is buried at once.
+    co_await c.command("XADD", "{test}:tasks", "*", "tid", "foreign-1", "fn", "square", "args", "x", "reply",
+                       "elsewhere:results");
+    const auto give_up = steady::now() + 10s;
+    while ((co_await c.command("XLEN", "{test}:dead")).integer == 0) {
+      REQUIRE_MESSAGE(steady::now() < give_up, "the foreign task was not dead-lettered within 10 s");
+      co_await corio::sleep_for(20ms);
+    }
+    const corio::resp::reply dead = co_await c.command("XRANGE", "{test}:dead", "-", "+");
+    REQUIRE(dead.elements.size() == 1);
+    const auto& f = dead.elements[0].elements[1].elements;
+    REQUIRE(f.size() == 12);
+    CHECK(f[1].str == "foreign-1");
+    CHECK(f[11].str == "its reply stream is not one of the pool's keys");
+    CHECK((co_await c.command("EXISTS", "elsewhere:results")).integer == 0);
+    CHECK((co_await c.command("XLEN", "{test}:tasks")).integer == 0);
+  }());
+  CHECK(pool.stats().at("dead") == 1);
+  CHECK(pool.submit<int>("square", 5).get() == 25);  // the pool flows on
 }
 
 TEST_CASE("redis-server SIGKILLed and restarted mid-run (AOF always): every task has exactly one result") {
