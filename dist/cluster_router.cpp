@@ -72,11 +72,15 @@ void router::moved(const redirect& r) {
   }
 }
 
-void router::lost_node() {
-  if (map_ && !refreshing_ && !closed_) {
-    refreshing_ = true;
-    loop::this_loop().spawn(refresh(first_));
-  }
+void router::lost_node(const std::shared_ptr<connection>& lost) {
+  if (!map_ || refreshing_ || closed_) return;
+  // Ask another node than the lost one: its connection would only wait to reconnect.
+  std::shared_ptr<connection> via = first_ != lost ? first_ : nullptr;
+  for (const auto& [address, c] : nodes_)
+    if (!via && c != lost) via = c;
+  if (!via) return;  // the only node we know is gone: its reconnect decides
+  refreshing_ = true;
+  loop::this_loop().spawn(refresh(via));
 }
 
 task<void> router::refresh(std::shared_ptr<connection> via) {

@@ -121,7 +121,7 @@ task<resp::reply> run(std::shared_ptr<detail::router> rt, std::shared_ptr<detail
         try {
           std::rethrow_exception(p->error);
         } catch (const connection_error&) {
-          rt->lost_node();
+          rt->lost_node(c);
         } catch (...) {
         }
       }

@@ -47,8 +47,8 @@ class router : public std::enable_shared_from_this<router> {
   // A MOVED answered by `from`: the map says so from now on, and is refreshed.
   void moved(const redirect& r);
   void asked() noexcept { ++asked_; }
-  // A connection of a cluster was lost: refresh the map.
-  void lost_node();
+  // A connection of a cluster was lost: refresh the map through another node.
+  void lost_node(const std::shared_ptr<connection>& lost);
 
   bool cluster() const noexcept { return map_.has_value(); }
   const std::string& where() const noexcept { return first_->where; }

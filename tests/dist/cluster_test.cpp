@@ -17,6 +17,7 @@
 #include <corio/dist/task_pool.hpp>
 #include <corio/dist/worker.hpp>
 #include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -228,6 +229,27 @@ TEST_CASE("ASK is followed with ASKING, once, leaving the slot map; MOVED is fol
     CHECK(c.stats().asked == 3);
   });
   CHECK(cl.owner(slot) == to);
+}
+
+TEST_CASE("a node lost: its command fails as connection_error within reconnect_for and the map is read again elsewhere") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  redis_cluster cl;
+  // A key on a node other than the seed that answers (node 0).
+  std::string key;
+  for (int i = 0; key.empty(); ++i)
+    if (cl.owner(key_slot("lost" + std::to_string(i))) == 2) key = "lost" + std::to_string(i);
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(cl).reconnect_for(300ms).backoff(10ms, 50ms));
+    co_await c.command("SET", key, "v");
+    CHECK(c.stats().map_refreshes == 0);
+    cl.node(2).stop(SIGKILL);
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS_AS(co_await c.command("GET", key), corio::redis::connection_error);
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    for (int i = 0; i < 100 && c.stats().map_refreshes == 0; ++i) co_await corio::sleep_for(10ms);
+    CHECK(c.stats().map_refreshes == 1);
+    CHECK((co_await c.command("PING")).str == "PONG");  // the others still serve
+  });
 }
 
 TEST_CASE("a lying server's MOVED is cluster_error, and redirections that never end stop after 16") {
