@@ -79,7 +79,10 @@ std::vector<std::string_view> command_keys(std::span<const std::string_view> arg
     return from(3, 3 + n);
   }
   if (any_of(name, {"XREAD", "XREADGROUP"})) {
-    const auto streams = std::find_if(argv.begin() + 1, argv.end(), [](std::string_view a) { return is(a, "STREAMS"); });
+    // XREADGROUP GROUP group consumer ...: a group or consumer may be named "streams".
+    const std::size_t options = is(name, "XREADGROUP") ? std::min<std::size_t>(4, argv.size()) : 1;
+    const auto streams =
+        std::find_if(argv.begin() + options, argv.end(), [](std::string_view a) { return is(a, "STREAMS"); });
     const std::size_t first = static_cast<std::size_t>(streams - argv.begin()) + 1;
     if (streams == argv.end() || (argv.size() - first) % 2 != 0 || argv.size() == first)
       throw std::invalid_argument("redis: " + std::string(name) + " without STREAMS key ... id ...");

@@ -64,6 +64,7 @@ TEST_CASE("command_keys finds the keys of EVAL, XREAD, MSET, multi-key and keyle
   CHECK(keys_of({"XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "s1", "s2", ">", ">"}) ==
         std::vector<sv>{"s1", "s2"});
   CHECK(keys_of({"XREAD", "BLOCK", "100", "streams", "s", "0-0"}) == std::vector<sv>{"s"});
+  CHECK(keys_of({"XREADGROUP", "GROUP", "streams", "streams", "STREAMS", "s", ">"}) == std::vector<sv>{"s"});
   CHECK(keys_of({"MSET", "a", "1", "b", "2"}) == std::vector<sv>{"a", "b"});
   CHECK(keys_of({"MGET", "a", "b", "c"}) == std::vector<sv>{"a", "b", "c"});
   CHECK(keys_of({"BLPOP", "a", "b", "0"}) == std::vector<sv>{"a", "b"});
