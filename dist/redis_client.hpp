@@ -28,14 +28,15 @@
 //
 // Handshake, at every (re)connect, pipelined in one write: `AUTH user password` (an ACL
 // user) or `AUTH password` (requirepass) when a password is set, `SELECT db` when db is
-// not 0, `CLIENT SETNAME name` when a name is set.
+// not 0, `CLIENT SETNAME name` when a name is set; at the first connect also
+// `CLUSTER SLOTS` (the cluster probe; its error on a single Redis is the expected answer).
 //
 // Pipelining: commands from any number of coroutines of the client's loop go into one
 // FIFO; everything queued during one loop turn goes out in one write, and replies come
 // back in order to their waiters. So a coroutine that waits does not hold the connection:
 // the next one's command is already on the wire. Blocking commands (BLPOP, XREADGROUP
-// ... BLOCK) hold every later reply back until they return: give them a client of
-// their own.
+// ... BLOCK) hold every later reply back until they return (in a cluster, those of their
+// node): give them a client of their own.
 //
 // Deadlines and cancellation: command_options::deadline, and the awaiting coroutine's
 // stop token, end the wait with timed_out / operation_cancelled. The command itself was
@@ -54,7 +55,8 @@
 //   answered is sent again only if it is idempotent (command_options::idempotent, by
 //   default the read-only commands: GET, XLEN, XRANGE, PING, ...); any other throws
 //   connection_error ("... may or may not have been applied"). The first connect does
-//   not retry: a wrong address fails at once.
+//   not retry: a wrong address fails at once (after the last seed). A cluster node's
+//   connection, made later from the slot map, does retry as a reconnect does.
 //
 // Who may touch it: the thread of the loop it was connected on; all calls, and its
 // destruction, happen there. Destroying (or close()) fails the commands still waiting
