@@ -6,8 +6,15 @@
 //           writes "helper was here" at the start of the region, then sends "done".
 //   expect-int-queue  receives a queue<int> (the parent sent a queue<std::string>) and
 //           prints the handoff_error's message to stdout; exit 0 when it was refused.
+//   stall-in-get  receives a queue<stalling_value> and a connection<std::string>, then
+//           gets a value and stops in the middle of decoding it (inside the slot's claim),
+//           after sending "stalled in get, pid N"; it waits there until it is killed.
 // Exit status: 0 done, 1 a check failed (message on stderr).
+#include "handoff_test_types.hpp"
+
 #include <corio/ipc/handoff.hpp>
+
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -40,6 +47,19 @@ int expect_int_queue() {
   return 1;
 }
 
+int stall_in_get() {
+  corio::unix_stream parent = corio::handoff_from_parent();
+  auto q = corio::receive_handle<corio::queue<corio_test::stalling_value>>(parent);
+  auto c = corio::receive_handle<corio::connection<std::string>>(parent);
+  corio_test::stall_while_decoding = [&] {
+    c.send("stalled in get, pid " + std::to_string(::getpid()));
+    for (;;) ::pause();
+  };
+  (void)q.get();
+  std::fprintf(stderr, "handoff_helper: the get did not stall\n");
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -47,7 +67,8 @@ int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "";
     if (mode == "use") return use();
     if (mode == "expect-int-queue") return expect_int_queue();
-    std::fprintf(stderr, "usage: handoff_helper use|expect-int-queue\n");
+    if (mode == "stall-in-get") return stall_in_get();
+    std::fprintf(stderr, "usage: handoff_helper use|expect-int-queue|stall-in-get\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "handoff_helper: %s\n", e.what());

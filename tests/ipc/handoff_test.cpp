@@ -3,6 +3,7 @@
 // they existed, an exec'd program), and every way a lying peer is refused.
 #include <doctest/doctest.h>
 
+#include "handoff_test_types.hpp"
 #include "ipc_test_support.hpp"
 
 #include <corio/ipc/handoff.hpp>
@@ -20,7 +21,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -177,6 +182,59 @@ TEST_CASE("an exec'd program started through child_handoff receives the objects 
   corio::loop lp;
   CHECK(lp.run(c.wait(corio::within(10s))) == 0);
   CHECK_THROWS_AS((void)h.spawn({helper, "use"}), std::logic_error);
+}
+
+namespace {
+
+// A process's parent pid and state letter from /proc/<pid>/stat; {0, '?'} once it is gone.
+std::pair<pid_t, char> parent_and_state(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto paren = text.rfind(')');
+  if (paren == std::string::npos) return {0, '?'};
+  std::istringstream rest(text.substr(paren + 2));
+  char state = '?';
+  pid_t parent = 0;
+  rest >> state >> parent;
+  return {parent, state};
+}
+
+}  // namespace
+
+TEST_CASE("a consumer in an unrelated program killed inside a get costs one value, and the queue goes on") {
+  const char* helper = std::getenv("CORIO_TEST_HANDOFF_HELPER");
+  REQUIRE(helper != nullptr);
+  // A ring of 2 slots: the third put needs the slot the dead consumer held.
+  corio::queue<corio_test::stalling_value> q(2);
+  auto [here, there] = corio::make_pipe<std::string>();
+  corio::child_handoff h;
+  h.send(q);
+  h.send(there);
+  // sh starts the helper in the background and exits at once: the helper is orphaned, so
+  // it is nobody's child here (its parent becomes init or the nearest subreaper).
+  corio::subprocess::child sh = h.spawn({"sh", "-c", "\"$0\" stall-in-get >/dev/null & echo $!", helper},
+                                        corio::subprocess::options{}.out(corio::subprocess::stdio::pipe()));
+  there.close();
+  corio::loop lp;
+  const auto started = lp.run(sh.communicate({}, corio::within(10s)));
+  REQUIRE(started.returncode == 0);
+  const pid_t pid = std::stoi(started.out);
+  q.put({-1});  // the helper stops while decoding it
+  REQUIRE_MESSAGE(here.poll(10s), "the helper did not report its stall within 10 s");
+  CHECK(here.recv() == "stalled in get, pid " + std::to_string(pid));
+  CHECK(parent_and_state(pid).first != ::getpid());  // not our child
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (parent_and_state(pid).second != '?' && parent_and_state(pid).second != 'Z' &&
+         std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(1ms);
+  const char state = parent_and_state(pid).second;
+  CHECK((state == '?' || state == 'Z'));  // reaped by its new parent, or a zombie there
+  q.put({2});
+  CHECK(q.get(true, 5s).v == 2);
+  q.put({3}, true, 5s);  // blocked by the dead claim until it is recovered
+  CHECK(q.get(true, 5s).v == 3);
+  CHECK(q.lost() == 1);
 }
 
 TEST_CASE("an exec'd program that expects a queue<int> refuses the queue<std::string> it inherits") {
