@@ -119,21 +119,41 @@ void rethrow_as_handoff_error(const received_handoff& m) {
 
 // ---- handoff_reader -------------------------------------------------------------------
 
-handoff_reader::handoff_reader(int socket_fd, handoff_expectation expect)
-    : socket_(socket_fd), expect_(std::move(expect)) {
-  message_.what_ = expect_.what;
-  // Ask for the sender's credentials: the kernel then reports its pid as seen from here.
-  const int on = 1;
-  if (::setsockopt(socket_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
-    throw_errno(errno, expect_.what + ": SO_PASSCRED on fd " + std::to_string(socket_));
+passcred_scope::passcred_scope(int socket_fd, const std::string& what) {
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (::getsockopt(socket_fd, SOL_SOCKET, SO_PASSCRED, &on, &len) != 0)
+    throw_errno(errno, what + ": SO_PASSCRED on fd " + std::to_string(socket_fd));
+  if (on != 0)
+    return;
+  on = 1;
+  if (::setsockopt(socket_fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+    throw_errno(errno, what + ": SO_PASSCRED on fd " + std::to_string(socket_fd));
+  restore_fd_ = socket_fd;
 }
 
-void handoff_reader::keep_fds(int* fds, std::size_t count) {
+passcred_scope::~passcred_scope() {
+  if (restore_fd_ < 0)
+    return;
+  const int off = 0;
+  (void)::setsockopt(restore_fd_, SOL_SOCKET, SO_PASSCRED, &off, sizeof off);
+}
+
+// SO_PASSCRED first: the kernel then reports the sender's pid as seen from here.
+handoff_reader::handoff_reader(int socket_fd, handoff_expectation expect)
+    : socket_(socket_fd), passcred_(socket_fd, expect.what), expect_(std::move(expect)) {
+  message_.what_ = expect_.what;
+}
+
+void handoff_reader::keep_fds(const cmsghdr& rights) {
+  const std::size_t count = (rights.cmsg_len - CMSG_LEN(0)) / sizeof(int);
   for (std::size_t k = 0; k < count; ++k) {
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(&rights) + k * sizeof(int), sizeof fd);
     if (fds_got_ < handoff_max_fds && got_ == 0) {
-      message_.fds_[fds_got_++] = fds[k];
+      message_.fds_[fds_got_++] = fd;
     } else {
-      ::close(fds[k]);  // more than a handoff carries, or fds with a later part of the message
+      ::close(fd);  // more than a handoff carries, or fds with a later part of the message
       extra_fds_ = true;
     }
   }
@@ -158,10 +178,7 @@ bool handoff_reader::step(int flags) {
     if (c->cmsg_level != SOL_SOCKET)
       continue;
     if (c->cmsg_type == SCM_RIGHTS) {
-      int fds[handoff_max_fds + 1];
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      std::memcpy(fds, CMSG_DATA(c), count * sizeof(int));
-      keep_fds(fds, count);
+      keep_fds(*c);
     } else if (c->cmsg_type == SCM_CREDENTIALS && got_ == 0) {
       ucred cred{};
       std::memcpy(&cred, CMSG_DATA(c), sizeof cred);

@@ -63,6 +63,9 @@
 // never sees end of stream (Python's rule for pipe ends). Sending a connection that holds
 // received bytes not yet read as values throws std::logic_error (they would be lost).
 //
+// The receiver turns SO_PASSCRED on for the time of the receive (so that the kernel reports
+// the sender's pid) and puts it back as it was.
+//
 // Blocking: send_handle and receive_handle block the calling thread (one small sendmsg;
 // a recvmsg until the message arrives); async_receive_handle waits inside a corio loop. The
 // socket may be any connected Unix stream socket (unix_stream, a socketpair end) and may be

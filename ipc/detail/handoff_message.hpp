@@ -23,6 +23,7 @@
 
 #include "../../runtime/errors.hpp"
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <array>
@@ -31,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <typeinfo>
+#include <utility>
 
 #include "../shm_region.hpp"
 
@@ -135,6 +137,20 @@ class received_handoff {
   std::string what_;
 };
 
+// SO_PASSCRED on a socket for as long as it lives (the kernel then reports a sender's
+// credentials), put back as it was afterwards: receiving a handle leaves the caller's
+// socket as it found it.
+class passcred_scope {
+ public:
+  passcred_scope(int socket_fd, const std::string& what);
+  passcred_scope(passcred_scope&& o) noexcept : restore_fd_(std::exchange(o.restore_fd_, -1)) {}
+  passcred_scope& operator=(passcred_scope&&) = delete;
+  ~passcred_scope();
+
+ private:
+  int restore_fd_ = -1;  // the socket to turn SO_PASSCRED off on again; -1: nothing to do
+};
+
 // Reads one message from a socket, in steps so that the async receive can wait in the
 // loop between them.
 class handoff_reader {
@@ -150,8 +166,9 @@ class handoff_reader {
   [[nodiscard]] int socket_fd() const noexcept { return socket_; }
 
  private:
-  void keep_fds(int* fds, std::size_t count);
+  void keep_fds(const cmsghdr& rights);
   int socket_;
+  passcred_scope passcred_;
   handoff_expectation expect_;
   received_handoff message_;
   std::size_t got_ = 0;

@@ -69,7 +69,7 @@ corio::detail::handoff_header string_queue_header(std::uint32_t fd_count = 1) {
 void send_raw(int socket_fd, const corio::detail::handoff_header& h, std::vector<int> fds,
               std::size_t bytes = sizeof(corio::detail::handoff_header), bool credentials = true) {
   iovec iov{const_cast<corio::detail::handoff_header*>(&h), bytes};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4) + CMSG_SPACE(sizeof(ucred))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8) + CMSG_SPACE(sizeof(ucred))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -125,6 +125,25 @@ const std::string string_queue = "corio::receive_handle<corio::queue<std::__cxx1
                                  "std::char_traits<char>, std::allocator<char> > >>";
 
 }  // namespace
+
+TEST_CASE("receiving leaves the socket's SO_PASSCRED as it was") {
+  auto passcred = [](const unix_stream& s) {
+    int on = -1;
+    socklen_t len = sizeof on;
+    REQUIRE(::getsockopt(s.fd(), SOL_SOCKET, SO_PASSCRED, &on, &len) == 0);
+    return on;
+  };
+  auto [a, b] = unix_stream::pair();
+  auto region = corio::shm_region::create(4096, "handoff-test");
+  corio::send_handle(a, region);
+  CHECK(corio::receive_handle<corio::shm_region>(b).size() == 4096);
+  CHECK(passcred(b) == 0);
+  const int on = 1;
+  REQUIRE(::setsockopt(b.fd(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) == 0);
+  corio::send_handle(a, region);
+  CHECK(corio::receive_handle<corio::shm_region>(b).size() == 4096);
+  CHECK(passcred(b) == 1);
+}
 
 TEST_CASE("a queue, a connection and a region reach a process forked before they existed, over a socketpair") {
   auto [mine, theirs] = unix_stream::pair();
@@ -417,6 +436,14 @@ TEST_CASE("a message without its fd, with an fd too many, cut short, or never se
     ::close(c);
   };
   CHECK(refusal<corio::queue<std::string>>(three_fds) ==
+        string_queue + ": more fds arrived than the message announces (1)");
+  auto six_fds = [](int s) {  // more than the control buffer holds: the kernel truncates
+    std::vector<int> fds;
+    for (int i = 0; i < 6; ++i) fds.push_back(sealed_memfd(4096));
+    send_raw(s, string_queue_header(), fds);
+    for (int fd : fds) ::close(fd);
+  };
+  CHECK(refusal<corio::queue<std::string>>(six_fds) ==
         string_queue + ": more fds arrived than the message announces (1)");
   auto no_credentials = [](int s) {
     const int fd = sealed_memfd(4096);
