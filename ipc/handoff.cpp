@@ -209,7 +209,8 @@ received_handoff handoff_reader::finish() {
            kind_name(static_cast<std::uint32_t>(expect_.kind)));
   if (std::memchr(h.type_name, '\0', sizeof h.type_name) == nullptr)
     refuse("the element type's name is not terminated");
-  if (h.type_fingerprint != expect_.element.fingerprint || std::strcmp(h.type_name, expect_.element.mangled) != 0)
+  if (h.type_fingerprint != expect_.element.fingerprint ||
+      std::strncmp(h.type_name, expect_.element.mangled, sizeof h.type_name - 1) != 0)
     refuse("type mismatch: the sender's " + kind_name(h.kind) + " carries " +
            readable_type(h.type_name) + ", this receiver expects " + readable_type(expect_.element.mangled));
   if (h.fd_count != expect_.fd_count)
@@ -249,10 +250,8 @@ void send_handoff(int socket_fd, handoff_kind kind, type_identity element, const
   h.sender_pid = ::getpid();
   h.type_fingerprint = element.fingerprint;
   for (std::size_t i = 0; i < parts.params.size(); ++i) h.params[i] = parts.params[i];
-  if (std::strlen(element.mangled) >= sizeof h.type_name)
-    throw std::length_error(what + ": the element type's name is longer than " +
-                            std::to_string(sizeof h.type_name - 1) + " characters");
-  std::strcpy(h.type_name, element.mangled);
+  // A longer name is cut: the fingerprint covers all of it.
+  std::strncpy(h.type_name, element.mangled, sizeof h.type_name - 1);
 
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * handoff_max_fds) + CMSG_SPACE(sizeof(ucred))] = {};
   const auto* bytes = reinterpret_cast<const char*>(&h);

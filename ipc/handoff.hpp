@@ -10,7 +10,7 @@
 //     q.put("hello");
 //
 //     // client, a separate executable
-//     corio::unix_stream s = co_await corio::unix_stream::connect(corio::address::unix_path(path));
+//     corio::unix_stream s = co_await corio::unix_stream::connect(corio::address::parse("unix:" + path));
 //     auto q = co_await corio::async_receive_handle<corio::queue<std::string>>(s);
 //     std::string v = q.get();                        // "hello"
 //
@@ -55,8 +55,9 @@
 // process in another pid namespace (a container) would name itself by a pid that means
 // another process here. So receive_handle compares the pid the sender wrote with the pid the
 // kernel reports for it in the receiver's namespace (SCM_CREDENTIALS) and refuses a queue,
-// a joinable_queue or a process lock when they differ. Regions and connections do not
-// depend on pids and cross pid namespaces freely.
+// a joinable_queue or a process object (locks, and with them every process_* type and
+// shared value, to keep one rule) when they differ. Regions and connections do not depend
+// on pids and cross pid namespaces freely.
 //
 // Ownership: the sender keeps its handle; both now share the object. A connection<T> end
 // that was sent stays open in the sender too: close it there, or the peer of that end

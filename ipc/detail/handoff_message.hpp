@@ -13,7 +13,8 @@
 //   type_fingerprint  FNV-1a of the element type's mangled name, mixed with its size
 //                     (0: untyped, a shm_region)
 //   params            kind-specific: a region's size, a connection's modes
-//   type_name         the element type's mangled name, NUL-terminated (for messages)
+//   type_name         the element type's mangled name, NUL-terminated, cut at 127
+//                     characters (compared too, and shown in messages)
 // The header has a fixed size so that the receiver reads exactly one message from the
 // stream and never a byte of the next one; the control data arrives with its first byte.
 //

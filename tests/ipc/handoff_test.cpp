@@ -28,6 +28,10 @@
 #include <thread>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -416,6 +420,23 @@ TEST_CASE("a queue of another element type, another kind of object or a foreign 
   };
   CHECK(refusal<corio::queue<std::string>>(future_version) ==
         string_queue + ": handoff version 9, this program speaks 1");
+}
+
+TEST_CASE("an element type whose mangled name is longer than the header's field still goes through") {
+  using long_name = std::tuple<std::vector<std::pair<std::string, std::optional<long>>>, std::map<int, std::string>,
+                               std::set<unsigned long long>, std::array<short, 3>, std::vector<std::vector<double>>>;
+  using other = std::tuple<std::vector<std::pair<std::string, std::optional<long>>>, std::map<int, std::string>,
+                           std::set<unsigned long long>, std::array<short, 3>, std::vector<std::vector<float>>>;
+  REQUIRE(std::strlen(typeid(long_name).name()) > 127);
+  REQUIRE(std::strncmp(typeid(long_name).name(), typeid(other).name(), 127) == 0);  // only the tail differs
+  auto [a, b] = unix_stream::pair();
+  corio::queue<long_name> q(2, {.max_message_bytes = 1024});
+  corio::send_handle(a, q);
+  auto got = corio::receive_handle<corio::queue<long_name>>(b);
+  q.put(long_name{{{"x", 5L}}, {{1, "one"}}, {7}, {1, 2, 3}, {{0.5}}});
+  CHECK(std::get<1>(got.get()).at(1) == "one");
+  corio::send_handle(a, q);  // the fingerprint covers the whole name
+  CHECK_THROWS_AS((void)corio::receive_handle<corio::queue<other>>(b), handoff_error);
 }
 
 TEST_CASE("a message without its fd, with an fd too many, cut short, or never sent is refused") {
