@@ -197,6 +197,13 @@ bool handoff_reader::step(int flags) {
   return got_ == sizeof(handoff_header);
 }
 
+void handoff_reader::wait_readable() const {
+  pollfd p{socket_, POLLIN, 0};
+  while (::poll(&p, 1, -1) < 0)
+    if (errno != EINTR)
+      throw_errno(errno, expect_.what + ": poll on fd " + std::to_string(socket_));
+}
+
 received_handoff handoff_reader::finish() {
   const handoff_header& h = message_.header_;
   auto refuse = [this](const std::string& why) { message_.refuse(why); };

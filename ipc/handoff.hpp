@@ -235,8 +235,8 @@ void send_handle(const unix_stream& to, const Object& object) {
 template <class Object>
 [[nodiscard]] Object receive_handle(const unix_stream& from) {
   detail::handoff_reader reader(from.fd(), detail::expectation_for<Object>());
-  while (!reader.step(0)) {
-  }
+  while (!reader.step(0))
+    reader.wait_readable();  // more to come (or a non-blocking socket had nothing yet)
   detail::received_handoff m = reader.finish();
   return detail::handoff_traits<Object>::rebuild(m);
 }

@@ -165,6 +165,8 @@ class handoff_reader {
   // caller.
   [[nodiscard]] received_handoff finish();
   [[nodiscard]] int socket_fd() const noexcept { return socket_; }
+  // Blocks the thread until the socket is readable (poll(2)).
+  void wait_readable() const;
 
  private:
   void keep_fds(const cmsghdr& rights);

@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <ctime>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -321,6 +322,30 @@ TEST_CASE("a process_event and a process_mutex handed over are the same objects 
   CHECK(refusal<corio::process_event>([&](int fd) { corio::send_handle(unix_stream(::dup(fd)), m); }) ==
         "corio::receive_handle<corio::process_event>: type mismatch: the sender's process object carries "
         "corio::process_mutex, this receiver expects corio::process_event");
+}
+
+TEST_CASE("receive_handle on a non-blocking socket waits for a message that comes late, in pieces") {
+  auto [a, b] = unix_stream::pair();
+  REQUIRE(::fcntl(b.fd(), F_SETFL, ::fcntl(b.fd(), F_GETFL) | O_NONBLOCK) == 0);
+  const pid_t pid = fork_child([&, &a = a] {
+    // The header of a real handoff in two writes, 50 ms apart; the fd goes with the first.
+    const auto h = header_for(corio::detail::handoff_kind::region, "", 0, 1);
+    auto region = corio::shm_region::create(4096, "handoff-test");
+    auto full = h;
+    full.params[0] = 4096;
+    ::usleep(50'000);
+    send_raw(a.fd(), full, {region.fd()}, 100);
+    ::usleep(50'000);
+    const auto* rest = reinterpret_cast<const char*>(&full) + 100;
+    return ::send(a.fd(), rest, sizeof full - 100, 0) == static_cast<ssize_t>(sizeof full - 100) ? 0 : 10;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  std::clock_t cpu = std::clock();
+  CHECK(corio::receive_handle<corio::shm_region>(b).size() == 4096);
+  cpu = std::clock() - cpu;
+  CHECK(std::chrono::steady_clock::now() - start >= 90ms);
+  CHECK(cpu < CLOCKS_PER_SEC / 20);  // it slept in poll, it did not spin for 100 ms
+  CHECK(exit_status(pid) == 0);
 }
 
 TEST_CASE("async_receive_handle waits inside a loop while other coroutines run") {
