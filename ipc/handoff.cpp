@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -214,8 +216,19 @@ received_handoff handoff_reader::finish() {
   if (h.kind != static_cast<std::uint32_t>(expect_.kind))
     refuse("the peer sent a " + kind_name(h.kind) + ", expected a " +
            kind_name(static_cast<std::uint32_t>(expect_.kind)));
-  if (std::memchr(h.type_name, '\0', sizeof h.type_name) == nullptr)
+  const char* name_end = static_cast<const char*>(std::memchr(h.type_name, '\0', sizeof h.type_name));
+  if (name_end == nullptr)
     refuse("the element type's name is not terminated");
+  // A corio sender zero-fills what it does not use: anything else there is garbage.
+  const bool name_tail_clear = std::all_of(name_end, h.type_name + sizeof h.type_name, [](char c) { return c == 0; });
+  const std::size_t params_used = h.kind == static_cast<std::uint32_t>(handoff_kind::queue) ||
+                                          h.kind == static_cast<std::uint32_t>(handoff_kind::joinable_queue)
+                                      ? 0
+                                      : 1;
+  const bool params_clear =
+      std::all_of(h.params + params_used, h.params + std::size(h.params), [](std::uint64_t p) { return p == 0; });
+  if (!name_tail_clear || !params_clear)
+    refuse("the header's unused bytes are not zero (a corio sender zero-fills them: this message is corrupt)");
   if (h.type_fingerprint != expect_.element.fingerprint ||
       std::strncmp(h.type_name, expect_.element.mangled, sizeof h.type_name - 1) != 0)
     refuse("type mismatch: the sender's " + kind_name(h.kind) + " carries " +

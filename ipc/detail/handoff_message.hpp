@@ -12,7 +12,8 @@
 //   sender_pid        the sender's getpid(), in its own pid namespace
 //   type_fingerprint  FNV-1a of the element type's mangled name, mixed with its size
 //                     (0: untyped, a shm_region)
-//   params            kind-specific: a region's size, a connection's modes
+//   params            kind-specific: a region's size, a connection's modes; the unused
+//                     ones zero (checked, as the bytes after type_name's NUL)
 //   type_name         the element type's mangled name, NUL-terminated, cut at 127
 //                     characters (compared too, and shown in messages)
 // The header has a fixed size so that the receiver reads exactly one message from the
