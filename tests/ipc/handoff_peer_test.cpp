@@ -21,6 +21,8 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <algorithm>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -410,9 +412,12 @@ TEST_CASE("2,000 randomly spoiled copies of a real queue handoff are each refuse
     auto spoiled = real;
     auto* bytes = reinterpret_cast<unsigned char*>(&spoiled);
     const int flips = std::uniform_int_distribution<int>(1, 3)(rng);
+    // Distinct bytes, each changed: two flips of one byte could cancel out.
+    std::vector<std::size_t> at(sizeof spoiled);
+    std::iota(at.begin(), at.end(), std::size_t{0});
+    std::shuffle(at.begin(), at.end(), rng);
     for (int f = 0; f < flips; ++f)
-      bytes[std::uniform_int_distribution<std::size_t>(0, sizeof spoiled - 1)(rng)] ^=
-          static_cast<unsigned char>(std::uniform_int_distribution<int>(1, 255)(rng));
+      bytes[at[static_cast<std::size_t>(f)]] ^= static_cast<unsigned char>(std::uniform_int_distribution<int>(1, 255)(rng));
     const auto fds = std::uniform_int_distribution<int>(0, 9)(rng) == 0 ? std::vector<int>{} : std::vector<int>{memfd};
     send_raw(a.fd(), spoiled, fds);
     // Every byte is checked: a field, or zero where the sender writes nothing.
