@@ -118,6 +118,10 @@ static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
 class joinable_core {
  public:
   joinable_core() : block_("corio-joinable-queue") {}
+  // The counter in a region another process made (ipc/handoff.hpp); std::invalid_argument
+  // when it is too small.
+  explicit joinable_core(shm_region received) : block_(std::move(received), "corio::joinable_queue") {}
+  [[nodiscard]] const shm_region& region() const { return block_.region("corio::joinable_queue"); }
 
   // A put is about to start: one more unfinished task, held by this process meanwhile.
   void begin_put() noexcept {
@@ -237,12 +241,7 @@ class joinable_queue {
 
   // As queue<T>'s constructor; also reserves the task counter's shared memory.
   explicit joinable_queue(std::size_t capacity = 1024, queue_options options = {})
-      : queue_(capacity, options), core_(std::make_shared<detail::joinable_core>()) {
-    // Both live as long as the last handle of this process (core_ is destroyed first, when
-    // no get can run any more); a fork()ed child inherits both addresses.
-    queue_.core_->set_taken_hook([](void* core) noexcept { static_cast<detail::joinable_core*>(core)->taken(); },
-                                 core_.get());
-  }
+      : joinable_queue(queue<T>(capacity, options), std::make_shared<detail::joinable_core>()) {}
 
   // queue<T>::put, counting one unfinished task when the value is queued.
   void put(const T& v, bool block = true, timeout_type timeout = {}) {
@@ -339,6 +338,16 @@ class joinable_queue {
   bool after_deadline() {
     core_->write_off_dead(queue_.lost());
     return core_->all_finished();
+  }
+
+  template <class Object>
+  friend struct detail::handoff_traits;  // ipc/handoff.hpp rebuilds one from received regions
+  joinable_queue(queue<T> q, std::shared_ptr<detail::joinable_core> core)
+      : queue_(std::move(q)), core_(std::move(core)) {
+    // Both live as long as the last handle of this process (core_ is destroyed first, when
+    // no get can run any more); a fork()ed child inherits both addresses.
+    queue_.core_->set_taken_hook([](void* core) noexcept { static_cast<detail::joinable_core*>(core)->taken(); },
+                                 core_.get());
   }
 
   queue<T> queue_;

@@ -126,7 +126,10 @@
 // only delays recovery. Only owners and recoverers ever write a claim word: the blind
 // claims expect a word without a mark, so they fail on it. The mark is computed once
 // per process and again in a child after fork() (pthread_atfork); processes sharing a
-// ring must see one pid namespace and be made by fork(), not raw clone(). Not detected: a
+// ring must see one pid namespace and be made by fork() or exec, not raw clone(). They
+// need not be related: /proc/<pid>/stat names any process of the machine, so a ring
+// handed to an unrelated program (ipc/handoff.hpp, which refuses a sender from another
+// pid namespace) recovers the same way. Not detected: a
 // thread that ends inside a claim while its process lives on (another thread's execve).
 //
 // Errors: std::length_error (a message larger than max_payload), std::invalid_argument

@@ -93,6 +93,8 @@ class pipe_end {
 
   void close() noexcept;
   int fd() const noexcept { return fd_; }
+  // Bytes received from the socket and not yet handed out as frames.
+  std::size_t buffered() const noexcept { return end_ - begin_; }
   unsigned modes() const noexcept { return modes_; }
   // Throws std::logic_error unless this end is open and may do `mode`.
   void require(unsigned mode, const char* what) const;
@@ -111,6 +113,10 @@ class pipe_end {
 };
 
 std::pair<pipe_end, pipe_end> make_pipe_ends(bool duplex);
+
+
+template <class Object>
+struct handoff_traits;  // ipc/handoff.hpp: sends and rebuilds a connection in another process
 
 }  // namespace detail
 
@@ -159,6 +165,8 @@ class connection {
   [[nodiscard]] bool writable() const noexcept { return (end_.modes() & detail::pipe_end::sends) != 0; }
 
  private:
+  template <class Object>
+  friend struct detail::handoff_traits;
   detail::pipe_end end_;
   std::vector<std::byte> frame_;  // reused by send()
 };

@@ -27,6 +27,17 @@ queue_core::queue_core(std::size_t capacity, std::size_t max_message_bytes)
                                                    region_.size() - sizeof(queue_control)),
                               capacity, max_message_bytes)) {}
 
+queue_core::queue_core(shm_region received)
+    : region_([&] {
+        if (received.size() < sizeof(queue_control) + mpmc_ring::header_bytes)
+          throw std::invalid_argument("corio::queue: the shared memory (" + std::to_string(received.size()) +
+                                      " bytes) is too small for a queue");
+        return std::move(received);
+      }()),
+      control_(reinterpret_cast<queue_control*>(region_.data())),
+      ring_(mpmc_ring::attach(std::span<std::byte>(region_.data() + sizeof(queue_control),
+                                                   region_.size() - sizeof(queue_control)))) {}
+
 void queue_core::close() noexcept {
   store_release(control_->closed, 1);  // waiters that see it also see every value put before
   not_empty().notify_all();

@@ -99,6 +99,10 @@ struct queue_options {
 
 template <class T>
 class joinable_queue;
+namespace detail {
+template <class Object>
+struct handoff_traits;  // ipc/handoff.hpp: sends and rebuilds a queue in another process
+}
 
 template <class T>
 class queue {
@@ -218,6 +222,9 @@ class queue {
 
  private:
   friend class joinable_queue<T>;  // sets the core's taken hook
+  template <class Object>
+  friend struct detail::handoff_traits;
+  explicit queue(std::shared_ptr<detail::queue_core> core) noexcept : core_(std::move(core)) {}
   std::shared_ptr<detail::queue_core> core_;
 };
 

@@ -145,6 +145,10 @@ shm_region shm_region::receive(int unix_socket_fd, std::optional<std::size_t> ex
   if (fd < 0)
     detail::throw_errno(EBADMSG, "receive shm_region on fd " + std::to_string(unix_socket_fd) +
                                      ": the message carried no file descriptor");
+  return adopt(fd, expected_bytes);
+}
+
+shm_region shm_region::adopt(int fd, std::optional<std::size_t> expected_bytes) {
   const std::size_t bytes = checked_size(fd, expected_bytes);
   return shm_region(fd, map_shared(fd, bytes, describe("mmap received", "", bytes)), bytes);
 }

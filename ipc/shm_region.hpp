@@ -48,6 +48,10 @@ class shm_region {
   // an fd that is not a memfd sealed with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL (what
   // create() makes), and one whose size (fstat) is not `expected_bytes` when given.
   [[nodiscard]] static shm_region receive(int unix_socket_fd, std::optional<std::size_t> expected_bytes = std::nullopt);
+  // The checks and the mapping of receive() for an fd that arrived some other way (an
+  // inherited fd, a handoff message: ipc/handoff.hpp). Takes ownership of `fd`: on a
+  // refusal (std::system_error, EINVAL, naming what is wrong) it is closed.
+  [[nodiscard]] static shm_region adopt(int fd, std::optional<std::size_t> expected_bytes = std::nullopt);
 
   shm_region(shm_region&& other) noexcept;
   shm_region& operator=(shm_region&& other) noexcept;

@@ -186,6 +186,10 @@ task<std::string> check_owned(child c, std::vector<std::string> argv, op_options
 // What the child does between fork and exec, decided in the parent.
 struct launch_plan {
   int dup_from[3] = {-1, -1, -1};  // the fd to become 0, 1, 2 in the child; -1: inherit
+  // The fds to become 3, 4, ... (options::pass_fd), each numbered at least 3 + count so
+  // that no dup2 onto a target overwrites the source of a later one.
+  const int* pass_from = nullptr;
+  int pass_count = 0;
   const char* cwd = nullptr;
   bool close_fds = true;
   int death_signal = 0;  // PR_SET_PDEATHSIG; 0: none
@@ -199,8 +203,11 @@ pid_t start_spawned(const launch_plan& plan, const std::string& what) {
   spawn_attr attr;
   for (int i = 0; i < 3; ++i)
     if (plan.dup_from[i] >= 0) check_spawn_call(::posix_spawn_file_actions_adddup2(&actions.fa, plan.dup_from[i], i), what);
+  for (int i = 0; i < plan.pass_count; ++i)
+    check_spawn_call(::posix_spawn_file_actions_adddup2(&actions.fa, plan.pass_from[i], 3 + i), what);
   if (plan.cwd) check_spawn_call(::posix_spawn_file_actions_addchdir_np(&actions.fa, plan.cwd), what);
-  if (plan.close_fds) check_spawn_call(::posix_spawn_file_actions_addclosefrom_np(&actions.fa, 3), what);
+  if (plan.close_fds)
+    check_spawn_call(::posix_spawn_file_actions_addclosefrom_np(&actions.fa, 3 + plan.pass_count), what);
 
   sigset_t none, pipe_only;
   sigemptyset(&none);
@@ -232,8 +239,8 @@ struct launch_failure {
   int error;
 };
 
-// Closes every fd from 3 up except `keep` (close_range, Linux 5.9+; else one by one).
-void close_fds_except(int keep) noexcept {
+// Closes every fd from `first` up except `keep` (close_range, Linux 5.9+; else one by one).
+void close_fds_except(unsigned first, int keep) noexcept {
   auto close_span = [](unsigned first, unsigned last) {
     if (first > last) return;
     if (::syscall(SYS_close_range, first, last, 0) == 0) return;
@@ -241,7 +248,7 @@ void close_fds_except(int keep) noexcept {
     const unsigned top = ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? lim.rlim_cur : 65536;
     for (unsigned fd = first; fd <= std::min(last, top); ++fd) ::close(static_cast<int>(fd));
   };
-  close_span(3, static_cast<unsigned>(keep) - 1);
+  close_span(first, static_cast<unsigned>(keep) - 1);
   close_span(static_cast<unsigned>(keep) + 1, ~0u);
 }
 
@@ -267,8 +274,10 @@ void close_fds_except(int keep) noexcept {
   }
   for (int i = 0; i < 3; ++i)
     if (plan.dup_from[i] >= 0 && ::dup2(plan.dup_from[i], i) < 0) fail(0);
+  for (int i = 0; i < plan.pass_count; ++i)
+    if (::dup2(plan.pass_from[i], 3 + i) < 0) fail(0);
   if (plan.cwd && ::chdir(plan.cwd) != 0) fail(1);
-  if (plan.close_fds) close_fds_except(error_fd);
+  if (plan.close_fds) close_fds_except(static_cast<unsigned>(3 + plan.pass_count), error_fd);
   ::execvpe(plan.argv[0], plan.argv, plan.envp);
   report_launch_failure(error_fd, 0);
 }
@@ -280,6 +289,10 @@ pid_t start_forked(const launch_plan& plan, const std::string& what) {
   int errors[2];
   corio::detail::check_errno(::pipe2(errors, O_CLOEXEC), what + ": pipe");
   fd_guard error_read(errors[0]), error_write(errors[1]);
+  if (errors[1] < 3 + plan.pass_count) {  // out of the way of the passed fds' numbers
+    errors[1] = corio::detail::check_errno(::fcntl(errors[1], F_DUPFD_CLOEXEC, 3 + plan.pass_count), what + ": pipe");
+    error_write.reset(errors[1]);
+  }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) corio::detail::throw_errno(errno, what + ": fork");
@@ -515,6 +528,18 @@ child spawn(std::vector<std::string> argv, options opts) {
     }
     plan.dup_from[i] = child_ends[i].get();
   }
+  // Copies of the passed fds numbered above every target (3 .. 3 + count - 1).
+  const int pass_count = static_cast<int>(opts.pass_fds_.size());
+  std::vector<fd_guard> passed(opts.pass_fds_.size());
+  std::vector<int> pass_from;
+  for (std::size_t k = 0; k < opts.pass_fds_.size(); ++k) {
+    const int fd = opts.pass_fds_[k];
+    passed[k].reset(corio::detail::check_errno(::fcntl(fd, F_DUPFD_CLOEXEC, 3 + pass_count),
+                                               what + ": pass fd " + std::to_string(fd)));
+    pass_from.push_back(passed[k].get());
+  }
+  plan.pass_from = pass_from.data();
+  plan.pass_count = pass_count;
   if (!opts.cwd_.empty()) plan.cwd = opts.cwd_.c_str();
   plan.close_fds = opts.close_fds_;
   plan.death_signal = opts.parent_death_signal_;

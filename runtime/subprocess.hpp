@@ -146,6 +146,17 @@ class options {
     close_fds_ = on;
     return *this;
   }
+  // Hands the child a copy of `fd` (borrowed: duplicated, never closed by corio), as fd
+  // number 3 + k in the child, k counting the earlier pass_fd calls on these options
+  // (first call: 3, then 4, ...), without close-on-exec there. close_fds still closes
+  // every other fd above 2. How the program learns the number is up to the caller (an
+  // argument or an environment variable: ipc/handoff.hpp's child_handoff sets one).
+  options& pass_fd(int fd) {
+    pass_fds_.push_back(fd);
+    return *this;
+  }
+  // How many fds pass_fd has added: the next one becomes fd 3 + passed_fd_count().
+  [[nodiscard]] int passed_fd_count() const noexcept { return static_cast<int>(pass_fds_.size()); }
   // The signal the child gets when its parent dies (prctl(PR_SET_PDEATHSIG), set in the
   // child before exec, then getppid() re-checked so a parent that died during the start is
   // not missed); 0, the default: none, the program outlives its parent. The kernel sends
@@ -166,6 +177,7 @@ class options {
   std::vector<std::string> env_;  // NAME=value, later entries win
   bool inherit_env_ = true;
   bool close_fds_ = true;
+  std::vector<int> pass_fds_;  // the child's fds 3, 4, ...
   int parent_death_signal_ = 0;
 };
 

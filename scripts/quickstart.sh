@@ -105,6 +105,32 @@ run_distributed() {
         return 1
     fi
 }
+# The handoff pair: two programs that were never forked from one another share a queue
+# and a pipe, over a Unix socket (both started here), then by inheritance (the server
+# starts the client through corio::subprocess).
+run_handoff() {
+    local dir rc=0 server
+    dir=$(mktemp -d /tmp/corio-quickstart-handoff-XXXXXX)
+    trap 'rm -rf "$dir"' RETURN
+    echo "handoff_server listen + handoff_client connect (over $dir/handoff.sock):"
+    timeout 60 "$builddir/examples/handoff_server" listen "$dir/handoff.sock" >"$dir/server.out" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do
+        [[ -S $dir/handoff.sock ]] && break
+        sleep 0.05
+    done
+    timeout 60 "$builddir/examples/handoff_client" connect "$dir/handoff.sock" 2>&1 | sed -n '1,3s/^/    /p' || rc=1
+    wait "$server" || rc=$?
+    sed -n '3,5s/^/    /p' "$dir/server.out"
+    echo "handoff_server spawn (hands the queue to the client it starts, by inheritance):"
+    timeout 60 "$builddir/examples/handoff_server" spawn 2>&1 | sed -n '1,5s/^/    /p' || rc=1
+    if [[ $rc -ne 0 ]]; then
+        echo "    (the handoff pair failed: exit status $rc)"
+        return 1
+    fi
+}
+run_handoff || status=1
+
 if command -v redis-server >/dev/null; then
     run_distributed || status=1
 else

@@ -46,6 +46,11 @@ static_assert(std::is_trivially_copyable_v<queue_control>);
 class queue_core {
  public:
   queue_core(std::size_t capacity, std::size_t max_message_bytes);
+  // The queue in a region another process made (ipc/handoff.hpp). Throws
+  // std::invalid_argument when the memory is too small or holds no well-formed ring.
+  explicit queue_core(shm_region received);
+
+  [[nodiscard]] const shm_region& region() const noexcept { return region_; }
 
   [[nodiscard]] bool closed() const noexcept { return load_acquire(control_->closed) != 0; }  // pairs with close()
   void close() noexcept;

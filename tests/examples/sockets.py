@@ -18,6 +18,17 @@ def connect(port: int, timeout: float = 30) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
 
+def report(checks) -> int:
+    """Runs checks(); prints "ok" and returns 0, or prints the Failure and returns 1."""
+    try:
+        checks()
+    except Failure as e:
+        print(f"FAIL: {e}")
+        return 1
+    print("ok")
+    return 0
+
+
 def expect(what: str, got, want) -> None:
     if got != want:
         raise Failure(f"{what}: got {got!r}, want {want!r}")

@@ -522,3 +522,36 @@ TEST_CASE("a program started with parent_death_signal gets its stdio, cwd, env, 
                        "spawn pwd: chdir /no/such/dir: No such file or directory", std::system_error);
   CHECK(open_fds() == before);
 }
+
+TEST_CASE("pass_fd hands fds to the child as 3, 4, ... and close_fds still closes the others") {
+  // Two pipes whose write ends the child gets as fds 3 and 4; a third fd, open in the
+  // parent without close-on-exec, must not reach it. Both posix_spawn and fork + exec.
+  for (const int death_signal : {0, SIGKILL}) {
+    CAPTURE(death_signal);
+    int a[2], b[2];
+    REQUIRE(::pipe2(a, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(b, O_CLOEXEC) == 0);
+    const int stray = ::fcntl(a[1], F_DUPFD, 20);  // not close-on-exec
+    REQUIRE(stray >= 0);
+    corio::loop lp;
+    std::vector<std::string> argv{"sh", "-c", "echo first >&3; echo second >&4; ls -v /proc/$$/fd"};
+    const sp::result r = lp.run([&]() -> task<sp::result> {
+      sp::child c = sp::spawn(argv, sp::options{}.out(sp::stdio::pipe()).pass_fd(a[1]).pass_fd(b[1])
+                                        .parent_death_signal(death_signal));
+      co_return co_await c.communicate({}, corio::within(10s));
+    }());
+    ::close(a[1]);
+    ::close(b[1]);
+    ::close(stray);
+    char buf[64] = {};
+    CHECK(::read(a[0], buf, sizeof buf) == 6);
+    CHECK(std::string(buf) == "first\n");
+    std::fill(std::begin(buf), std::end(buf), '\0');
+    CHECK(::read(b[0], buf, sizeof buf) == 7);
+    CHECK(std::string(buf) == "second\n");
+    CHECK(r.out == "0\n1\n2\n3\n4\n");  // the shell's fds: no other one reached it
+    CHECK(r.returncode == 0);
+    ::close(a[0]);
+    ::close(b[0]);
+  }
+}
