@@ -107,12 +107,14 @@ void thread_pool::work(std::string name) {
   for (;;) {
     detail::pool_job* job = nullptr;
     bool wake_more = false;
+    bool may_spin = true;  // once per idle spell: a spin that found nothing ends in a sleep
     {
       std::unique_lock lock(mutex_);
       for (;;) {
         job = pop_locked(wake_more);
         if (job != nullptr || stopping_) break;
-        if (spinning_.load(std::memory_order_relaxed) == 0) {
+        if (may_spin && spinning_.load(std::memory_order_relaxed) == 0) {
+          may_spin = false;
           // Set and tested under mutex_, so at most one worker spins. Cleared before the
           // re-lock: a submit that saw it set and skipped the wake-up locked mutex_
           // before this worker re-checks the queue under it (see "Idle workers").
@@ -126,6 +128,7 @@ void thread_pool::work(std::string name) {
         ++sleeping_;
         ready_.wait(lock);
         --sleeping_;
+        may_spin = true;  // woken: a new spell (the job may have gone to another worker)
       }
     }
     if (wake_more) ready_.notify_one();

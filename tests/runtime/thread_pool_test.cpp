@@ -15,6 +15,8 @@
 #include <corio/runtime/thread_timer.hpp>
 #include <corio/runtime/timer.hpp>
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -653,4 +655,22 @@ TEST_CASE("batches submitted from two threads at once all complete with their ow
   other.join();
   CHECK(sum_a == 50LL * (199 * 200 / 2));
   CHECK(sum_b == 50LL * (199 * 200 / 2));
+}
+
+TEST_CASE("an idle pool stops polling after its budget and then uses no CPU") {
+  corio::thread_pool pool(2);
+  REQUIRE(pool.submit([] { return 1; }).get() == 1);
+  std::this_thread::sleep_for(20ms);  // far past the 50 us budget: both workers sleep
+  auto process_cpu = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  };
+  const auto before = process_cpu();
+  std::this_thread::sleep_for(500ms);
+  const auto used = process_cpu() - before;
+  // Sleeping threads use none; a worker that kept polling would use a large share of a
+  // core (less when the machine is busy, since it yields every 32 polls, but milliseconds).
+  CHECK_MESSAGE(used < 5ms, "the idle pool used " << std::chrono::duration<double, std::milli>(used).count()
+                                                 << " ms of CPU in 500 ms");
 }
