@@ -234,10 +234,12 @@ class thread_pool {
   std::size_t sleeping_ = 0;  // workers inside ready_.wait; guarded by mutex_
   // head_ != nullptr || stopping_, for spinners to poll without the lock. Written under
   // mutex_; relaxed: a spinner that sees it set takes mutex_ before it touches the queue.
-  std::atomic<bool> has_work_{false};
+  // A line of its own: the spinner's polls then do not pull mutex_'s line away from a
+  // submitter inside its section.
+  alignas(64) std::atomic<bool> has_work_{false};
   // 1 while a worker spins for work (at most one does: the cores are few). Read under
   // mutex_ by whoever decides to wake a sleeper; see "Idle workers".
-  std::atomic<unsigned> spinning_{0};
+  alignas(64) std::atomic<unsigned> spinning_{0};
   std::vector<std::thread> threads_;
 };
 
