@@ -14,8 +14,8 @@
 // - wait() / wait_for(timeout) block without consuming the result; wait_for returns
 //   ready(). ready() (Python's done()) is true once finished or cancelled.
 // - get() and wait() poll for up to 50 us before they sleep (a task of a few
-//   microseconds then costs no system call on either side; thread_pool.hpp, "Idle
-//   workers"); a longer task costs the waiter those 50 us of CPU, then a sleep.
+//   microseconds then costs no futex sleep or wake-up on either side; thread_pool.hpp,
+//   "Idle workers"); a longer task costs the waiter those 50 us of CPU, then a sleep.
 // - cancel() (Python's cancel()): true when the task had not started, which then never
 //   runs (cancelled() is true, waiters wake, get() throws operation_cancelled). False
 //   when it is running or finished; a running task whose function takes a

@@ -39,7 +39,7 @@
 //   prefix "corio-pool-<n>" by default, "corio-offload" for offload's pool.
 // - Idle workers: a worker that finds the queue empty polls it for up to 50 us before it
 //   sleeps, so a submit shortly after the last one (the usual case in a loop of
-//   submit + get) reaches an awake worker without a system call; only one worker polls
+//   submit + get) reaches an awake worker without a futex wake-up; only one worker polls
 //   at a time, so an idle pool burns at most one core for 50 us after its last task,
 //   then nothing. A submit wakes a sleeping worker only when none is polling.
 // - Thread-safety: submit/map/offload from any thread, pool threads included; shutdown()

@@ -4,8 +4,9 @@
 // Why: a futex sleep and wake-up cost a few microseconds each (more in a VM, where
 // waking an idle vCPU is an IPI to the host), so a round trip between two threads that
 // both sleep costs ~10 us even when the work takes nanoseconds. Polling for a few tens
-// of microseconds first catches the common case (the other side answers soon) with no
-// system call at all.
+// of microseconds first catches the common case (the other side answers soon) without
+// the sleep and the wake-up (the yields below are system calls too, but cheap ones that
+// need no other CPU).
 //
 // Policy (why these numbers): the budget bounds the CPU burnt per wait that ends in a
 // sleep anyway; the caller picks it (a few tens of microseconds, comparable to one
