@@ -2,6 +2,12 @@
 // multiprocessing.Lock acquire() + release() (peer: bench/peers/python_mp_lock.py).
 //   BM_process_lock_uncontended — one thread locks and unlocks a lock nobody else touches.
 //                                 items/s = pairs.
+//   BM_process_lock_cas_floor   — the hardware floor of the uncontended row: the same two
+//                                 CAS instructions on one word (take, release), nothing
+//                                 else. items/s = pairs. No correct lock shared by
+//                                 processes does less (the unlock must learn atomically
+//                                 whether someone sleeps), so the uncontended ratio to
+//                                 Python can at most reach the floor's.
 //   BM_process_lock_contended   — a fork()ed child and the benchmark thread, pinned to
 //                                 different cores when two are allowed, each lock, bump a
 //                                 shared counter, and unlock, for the same run. items/s =
@@ -32,6 +38,21 @@ void BM_process_lock_uncontended(benchmark::State& state) {
     for (std::uint64_t k = 0; k < lock_batch; ++k) {
       benchmark::DoNotOptimize(m.lock());
       m.unlock();
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * lock_batch));
+}
+
+void BM_process_lock_cas_floor(benchmark::State& state) {
+  alignas(64) std::uint64_t word = 0;
+  std::atomic_ref<std::uint64_t> w(word);
+  constexpr std::uint64_t token = 1234;
+  for (auto _ : state) {
+    for (std::uint64_t k = 0; k < lock_batch; ++k) {
+      std::uint64_t expected = 0;
+      benchmark::DoNotOptimize(w.compare_exchange_strong(expected, token, std::memory_order_acquire));
+      expected = token;
+      benchmark::DoNotOptimize(w.compare_exchange_strong(expected, 0, std::memory_order_release));
     }
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * lock_batch));
@@ -103,4 +124,5 @@ void BM_process_lock_contended(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_process_lock_uncontended);
+BENCHMARK(BM_process_lock_cas_floor);
 BENCHMARK(BM_process_lock_contended)->UseRealTime();

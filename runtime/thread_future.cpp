@@ -4,11 +4,15 @@
 #include <exception>
 
 #include "../coro/detail/trampoline.hpp"
+#include "detail/bounded_spin.hpp"
 #include "errors.hpp"
 
 namespace corio::detail {
 
 namespace {
+
+// How long get() / wait() poll before they sleep (see the header).
+constexpr std::chrono::microseconds result_spin{50};
 
 void run_callback(const std::function<void()>& fn) noexcept {
   try {
@@ -23,10 +27,11 @@ void run_callback(const std::function<void()>& fn) noexcept {
 }  // namespace
 
 bool future_state_base::try_start() {
-  std::lock_guard lock(mutex_);
-  if (phase_.load(std::memory_order_relaxed) != phase::pending) return false;
-  phase_.store(phase::running, std::memory_order_relaxed);
-  return true;
+  // No lock: this CAS and cancel()'s decide between them who moves pending on. Relaxed:
+  // the task's inputs were published by the pool's queue lock, and nothing is published
+  // with `running`.
+  phase expected = phase::pending;
+  return phase_.compare_exchange_strong(expected, phase::running, std::memory_order_relaxed);
 }
 
 void future_state_base::finish() {
@@ -36,10 +41,15 @@ void future_state_base::finish() {
 
 bool future_state_base::cancel() {
   std::unique_lock lock(mutex_);
-  switch (phase_.load(std::memory_order_relaxed)) {
+  phase seen = phase::pending;
+  // Against try_start's CAS: a task that started meanwhile is cancelled as a running one.
+  if (phase_.compare_exchange_strong(seen, phase::cancelled, std::memory_order_relaxed)) {
+    complete(lock, phase::cancelled);
+    return true;
+  }
+  switch (seen) {
     case phase::pending:
-      complete(lock, phase::cancelled);
-      return true;
+      return false;  // unreachable: the CAS failed, so the phase had moved on
     case phase::running:
       lock.unlock();
       stop_.request_stop();
@@ -67,6 +77,7 @@ void future_state_base::complete(std::unique_lock<std::mutex>& lock, phase to) {
 }
 
 void future_state_base::wait() {
+  if (detail::spin_until([this] { return ready(); }, result_spin)) return;
   std::unique_lock lock(mutex_);
   ready_cv_.wait(lock, [this] { return ready(); });
 }
@@ -97,12 +108,12 @@ bool future_state_base::suspend(std::coroutine_handle<> h, loop& lp) {
 }
 
 void future_state_base::begin_take(const char* what) {
-  std::lock_guard lock(mutex_);
-  if (phase_.load(std::memory_order_relaxed) == phase::cancelled)
+  // Called once ready (final phase), so no lock: the phase no longer changes.
+  if (current() == phase::cancelled)
     throw operation_cancelled(std::string("corio::thread_future::") + what +
                               ": the task was cancelled before it started");
-  if (taken_) throw std::logic_error(std::string("corio::thread_future::") + what + ": the result was already taken");
-  taken_ = true;
+  if (taken_.exchange(true, std::memory_order_relaxed))
+    throw std::logic_error(std::string("corio::thread_future::") + what + ": the result was already taken");
 }
 
 void ready_sink::push(std::size_t index) {

@@ -13,6 +13,9 @@
 //   cancelled before it started; std::logic_error when called a second time.
 // - wait() / wait_for(timeout) block without consuming the result; wait_for returns
 //   ready(). ready() (Python's done()) is true once finished or cancelled.
+// - get() and wait() poll for up to 50 us before they sleep (a task of a few
+//   microseconds then costs no futex sleep or wake-up on either side; thread_pool.hpp,
+//   "Idle workers"); a longer task costs the waiter those 50 us of CPU, then a sleep.
 // - cancel() (Python's cancel()): true when the task had not started, which then never
 //   runs (cancelled() is true, waiters wake, get() throws operation_cancelled). False
 //   when it is running or finished; a running task whose function takes a
@@ -79,6 +82,10 @@ class future_state_base {
   // Registers a coroutine to resume on `lp` when ready; false when already ready.
   bool suspend(std::coroutine_handle<> h, loop& lp);
   [[nodiscard]] std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+  // Gives the task a stop source of its own (an allocation, so only for a task whose
+  // function takes a std::stop_token; the others get a token that never stops). Before
+  // the task is queued.
+  void enable_stop() { stop_ = std::stop_source(); }
 
   // Consumes the result once; throws for a cancelled task or a second call.
   void begin_take(const char* what);
@@ -90,12 +97,13 @@ class future_state_base {
 
   mutable std::mutex mutex_;
   std::condition_variable ready_cv_;
-  std::atomic<phase> phase_{phase::pending};  // written under mutex_
-  bool taken_ = false;                        // guarded by mutex_
+  // Moved on by complete() under mutex_, or by the CAS of try_start / cancel.
+  std::atomic<phase> phase_{phase::pending};
+  std::atomic<bool> taken_{false};  // set by the one get() / co_await that consumes
   std::vector<std::function<void()>> callbacks_;
   loop* waiter_loop_ = nullptr;
   std::coroutine_handle<> waiter_;
-  std::stop_source stop_;
+  std::stop_source stop_{std::nostopstate};
 };
 
 template <class R>

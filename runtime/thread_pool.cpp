@@ -1,7 +1,9 @@
 #include "thread_pool.hpp"
 
 #include <atomic>
+#include <chrono>
 
+#include "detail/bounded_spin.hpp"
 #include "thread.hpp"
 
 namespace corio {
@@ -15,6 +17,9 @@ void throw_dropped_by_shutdown() {
 }  // namespace detail
 
 namespace {
+
+// How long an idle worker polls the queue before it sleeps (see "Idle workers").
+constexpr std::chrono::microseconds idle_spin{50};
 
 std::string default_prefix() {
   static std::atomic<unsigned> pools{0};
@@ -41,14 +46,17 @@ thread_pool::thread_pool(std::size_t threads, std::string thread_name_prefix) {
 thread_pool::~thread_pool() { shutdown(); }
 
 void thread_pool::enqueue(detail::pool_job* job) {
+  bool wake = false;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) throw std::logic_error("corio::thread_pool: submit after shutdown()");
     job->next = nullptr;
     (tail_ ? tail_->next : head_) = job;
     tail_ = job;
+    has_work_.store(true, std::memory_order_relaxed);
+    wake = needs_wake_locked();
   }
-  ready_.notify_one();
+  if (wake) ready_.notify_one();
 }
 
 void thread_pool::shutdown(bool wait, bool cancel_futures) {
@@ -56,6 +64,7 @@ void thread_pool::shutdown(bool wait, bool cancel_futures) {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    has_work_.store(true, std::memory_order_relaxed);
     if (cancel_futures) {
       dropped = std::exchange(head_, nullptr);
       tail_ = nullptr;
@@ -73,18 +82,57 @@ void thread_pool::shutdown(bool wait, bool cancel_futures) {
     if (t.joinable()) t.join();
 }
 
+bool thread_pool::needs_wake_locked() const noexcept {
+  return sleeping_ > 0 && spinning_.load(std::memory_order_relaxed) == 0;
+}
+
+detail::pool_job* thread_pool::pop_locked(bool& wake_more) noexcept {
+  detail::pool_job* job = head_;
+  if (job == nullptr) return nullptr;
+  head_ = job->next;
+  if (head_ == nullptr) tail_ = nullptr;
+  has_work_.store(head_ != nullptr || stopping_, std::memory_order_relaxed);
+  // The submits that queued the rest may have skipped the wake-up because this worker was
+  // spinning; it is busy now, so it passes the wake-up on.
+  wake_more = head_ != nullptr && needs_wake_locked();
+  return job;
+}
+
+void thread_pool::spin_for_work() noexcept {
+  (void)detail::spin_until([this] { return has_work_.load(std::memory_order_relaxed); }, idle_spin);
+}
+
 void thread_pool::work(std::string name) {
   set_current_thread_name(std::move(name));
   for (;;) {
-    detail::pool_job* job;
+    detail::pool_job* job = nullptr;
+    bool wake_more = false;
+    bool may_spin = true;  // once per idle spell: a spin that found nothing ends in a sleep
     {
       std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return head_ != nullptr || stopping_; });
-      if (head_ == nullptr) return;  // stopping, and the queue is drained
-      job = head_;
-      head_ = job->next;
-      if (head_ == nullptr) tail_ = nullptr;
+      for (;;) {
+        job = pop_locked(wake_more);
+        if (job != nullptr || stopping_) break;
+        if (may_spin && spinning_.load(std::memory_order_relaxed) == 0) {
+          may_spin = false;
+          // Set and tested under mutex_, so at most one worker spins. Cleared before the
+          // re-lock: a submit that saw it set and skipped the wake-up locked mutex_
+          // before this worker re-checks the queue under it (see "Idle workers").
+          spinning_.store(1, std::memory_order_relaxed);
+          lock.unlock();
+          spin_for_work();
+          spinning_.store(0, std::memory_order_relaxed);
+          lock.lock();
+          continue;
+        }
+        ++sleeping_;
+        ready_.wait(lock);
+        --sleeping_;
+        may_spin = true;  // woken: a new spell (the job may have gone to another worker)
+      }
     }
+    if (wake_more) ready_.notify_one();
+    if (job == nullptr) return;  // stopping, and the queue is drained
     job->run(job, false);
   }
 }

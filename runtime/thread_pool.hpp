@@ -37,6 +37,11 @@
 //   for every queued task (Python's `with` block).
 // - Threads are named "<prefix>_<i>" (thread.hpp: current_thread_name(), top -H):
 //   prefix "corio-pool-<n>" by default, "corio-offload" for offload's pool.
+// - Idle workers: a worker that finds the queue empty polls it for up to 50 us before it
+//   sleeps, so a submit shortly after the last one (the usual case in a loop of
+//   submit + get) reaches an awake worker without a futex wake-up; only one worker polls
+//   at a time, so an idle pool burns at most one core for 50 us after its last task,
+//   then nothing. A submit wakes a sleeping worker only when none is polling.
 // - Thread-safety: submit/map/offload from any thread, pool threads included; shutdown()
 //   from one thread at a time.
 // - The loop that awaits a job must outlive it (it does whenever the awaiting coroutine
@@ -103,6 +108,7 @@ struct future_job final : pool_job {
   future_job(std::shared_ptr<future_state<R>> st, F f, std::tuple<Args...> a)
       : state(std::move(st)), fn(std::move(f)), args(std::move(a)) {
     run = &run_job;
+    if constexpr (std::is_invocable_v<F&, std::stop_token, Args&...>) state->enable_stop();
   }
 
   static void run_job(pool_job* job, bool cancelled) noexcept {
@@ -201,11 +207,39 @@ class thread_pool {
     for (auto& f : futures) co_yield f.get();
   }
 
+  // Under mutex_: pops the head job, or returns nullptr. Sets wake_more when jobs remain
+  // that no awake worker is about to take.
+  detail::pool_job* pop_locked(bool& wake_more) noexcept;
+  // Under mutex_: whether a new job needs a sleeping worker woken (see "Idle workers").
+  bool needs_wake_locked() const noexcept;
+  // Polls has_work_ for at most idle_spin (thread_pool.cpp). Called without mutex_, by the
+  // one worker that set spinning_.
+  void spin_for_work() noexcept;
+
+  // Why no submit is left unserved while a worker sleeps ("Idle workers"): a job is
+  // queued, and the wake-up decided, under mutex_; a worker goes to sleep only under
+  // mutex_ after it saw the queue empty, counted in sleeping_ in the same section. So a
+  // submit after that sees sleeping_ > 0 and wakes one, unless spinning_ is set. Then the
+  // spinner S either sees has_work_ while it polls, or stops polling: it clears spinning_
+  // and only then takes mutex_ and re-checks the queue. Had S's re-check come before the
+  // submit's section, its clear would happen-before the submit's read (through mutex_),
+  // which would have seen 0: so the re-check comes after, and finds the job. A worker
+  // that pops a job and leaves others queued passes the wake-up on (pop_locked), since
+  // the submits of those may have relied on it while it was the spinner.
   std::mutex mutex_;
   std::condition_variable ready_;
   detail::pool_job* head_ = nullptr;  // guarded by mutex_
   detail::pool_job* tail_ = nullptr;
   bool stopping_ = false;
+  std::size_t sleeping_ = 0;  // workers inside ready_.wait; guarded by mutex_
+  // head_ != nullptr || stopping_, for spinners to poll without the lock. Written under
+  // mutex_; relaxed: a spinner that sees it set takes mutex_ before it touches the queue.
+  // A line of its own: the spinner's polls then do not pull mutex_'s line away from a
+  // submitter inside its section.
+  alignas(64) std::atomic<bool> has_work_{false};
+  // 1 while a worker spins for work (at most one does: the cores are few). Read under
+  // mutex_ by whoever decides to wake a sleeper; see "Idle workers".
+  alignas(64) std::atomic<unsigned> spinning_{0};
   std::vector<std::thread> threads_;
 };
 

@@ -15,6 +15,8 @@
 #include <corio/runtime/thread_timer.hpp>
 #include <corio/runtime/timer.hpp>
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -559,4 +561,116 @@ TEST_CASE("coroutines on two loops in two threads await futures of one pool, eac
   CHECK(sum_b == 1000 * 200 + 199 * 200 / 2);
   CHECK(own_a);
   CHECK(own_b);
+}
+
+// Idle workers poll the queue for 50 us before they sleep, get() polls the result as long
+// (thread_pool.hpp, "Idle workers"): these check the hand-offs between polling and
+// sleeping. Every wait has its own deadline, so a lost wake-up fails in seconds.
+
+TEST_CASE("a submit to a pool whose workers have all gone to sleep wakes one and runs") {
+  corio::thread_pool pool(2);
+  for (int round = 0; round < 20; ++round) {
+    std::this_thread::sleep_for(2ms);  // 40 times the polling budget: both workers sleep
+    auto f = pool.submit([](int x) { return x * 2; }, round);
+    REQUIRE_MESSAGE(f.wait_for(10s), "round " << round << ": the task never ran (a lost wake-up)");
+    CHECK(f.get() == round * 2);
+  }
+}
+
+TEST_CASE("get on a task that outlasts the polling budget sleeps and still returns its value") {
+  corio::thread_pool pool(2);
+  const auto start = steady::now();
+  auto f = pool.submit([] {
+    std::this_thread::sleep_for(20ms);
+    return 42;
+  });
+  CHECK(f.get() == 42);
+  CHECK(steady::now() - start >= 20ms);
+}
+
+TEST_CASE("two tasks submitted while one worker polls and the other sleeps run at the same time") {
+  // After a submit + get, the worker that ran it polls and the other one sleeps. The
+  // submits of a and b may skip the wake-up because of the poller; the poller, once it
+  // took a, must wake the sleeper for b (a and b each wait for the other to start).
+  corio::thread_pool pool(2);
+  for (int round = 0; round < 200; ++round) {
+    REQUIRE(pool.submit([] { return 1; }).get() == 1);
+    std::atomic<int> started{0};
+    auto meet = [&started] {
+      started.fetch_add(1);
+      const auto deadline = steady::now() + 5s;
+      while (started.load() < 2)
+        if (steady::now() > deadline) return false;
+      return true;
+    };
+    auto a = pool.submit(meet);
+    auto b = pool.submit(meet);
+    REQUIRE_MESSAGE(a.get(), "round " << round << ": b never started while a ran (the wake-up was not passed on)");
+    REQUIRE(b.get());
+  }
+}
+
+TEST_CASE("100000 submit + get pairs with pauses around the polling budget each return their own value") {
+  corio::thread_pool pool(2);
+  long long sum = 0;
+  constexpr int n = 100000;
+  for (int i = 0; i < n; ++i) {
+    // Every 1000th pair the submitter idles past the workers' budget (they go to sleep);
+    // every 1000th task outlasts the submitter's get() budget (it goes to sleep).
+    if (i % 1000 == 500) std::this_thread::sleep_for(100us);
+    auto f = pool.submit(
+        [](int v) {
+          if (v % 1000 == 999) std::this_thread::sleep_for(100us);
+          return v;
+        },
+        i);
+    REQUIRE_MESSAGE(f.wait_for(10s), "pair " << i << ": the task never finished (a lost wake-up)");
+    const int v = f.get();
+    REQUIRE(v == i);
+    sum += v;
+  }
+  CHECK(sum == static_cast<long long>(n) * (n - 1) / 2);
+}
+
+TEST_CASE("batches submitted from two threads at once all complete with their own values") {
+  corio::thread_pool pool(2);
+  // Returns the sum of the results minus `base`, or -1 when a task did not finish in time
+  // (no doctest assertion off the main thread).
+  auto submitter = [&pool](int base) -> long long {
+    long long sum = 0;
+    for (int round = 0; round < 50; ++round) {
+      std::vector<corio::thread_future<int>> futures;
+      for (int i = 0; i < 200; ++i) futures.push_back(pool.submit([](int v) { return v; }, base + i));
+      for (auto& f : futures) {
+        if (!f.wait_for(10s)) return -1;
+        sum += f.get() - base;
+      }
+      if (round % 10 == 0) std::this_thread::sleep_for(200us);  // let the workers sleep
+    }
+    return sum;
+  };
+  long long sum_b = 0;
+  std::thread other([&] { sum_b = submitter(1'000'000); });
+  const long long sum_a = submitter(0);
+  other.join();
+  CHECK(sum_a == 50LL * (199 * 200 / 2));
+  CHECK(sum_b == 50LL * (199 * 200 / 2));
+}
+
+TEST_CASE("an idle pool stops polling after its budget and then uses no CPU") {
+  corio::thread_pool pool(2);
+  REQUIRE(pool.submit([] { return 1; }).get() == 1);
+  std::this_thread::sleep_for(20ms);  // far past the 50 us budget: both workers sleep
+  auto process_cpu = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  };
+  const auto before = process_cpu();
+  std::this_thread::sleep_for(500ms);
+  const auto used = process_cpu() - before;
+  // Sleeping threads use none; a worker that kept polling would use a large share of a
+  // core (less when the machine is busy, since it yields every 32 polls, but milliseconds).
+  CHECK_MESSAGE(used < 5ms, "the idle pool used " << std::chrono::duration<double, std::milli>(used).count()
+                                                 << " ms of CPU in 500 ms");
 }

@@ -1,0 +1,46 @@
+#pragma once
+// spin_until(ready, budget): poll `ready` for a bounded time before the caller sleeps.
+//
+// Why: a futex sleep and wake-up cost a few microseconds each (more in a VM, where
+// waking an idle vCPU is an IPI to the host), so a round trip between two threads that
+// both sleep costs ~10 us even when the work takes nanoseconds. Polling for a few tens
+// of microseconds first catches the common case (the other side answers soon) without
+// the sleep and the wake-up (the yields below are system calls too, but cheap ones that
+// need no other CPU).
+//
+// Policy (why these numbers): the budget bounds the CPU burnt per wait that ends in a
+// sleep anyway; the caller picks it (a few tens of microseconds, comparable to one
+// sleep-and-wake, so a spin that fails at most doubles the cost of that wait). Each poll
+// is a PAUSE (cpu_relax); every 32nd poll yields the core instead, because the threads
+// that spin usually outnumber the cores (2 on the reference machine) and the thread the
+// spinner waits for may be the one waiting for that core. The clock is read every 32
+// polls only.
+//
+// `ready` is called from the spinning thread only; it must be cheap (an atomic load) and
+// carry its own memory ordering (acquire where the caller reads what the other side
+// published).
+
+#include <chrono>
+#include <thread>
+
+#include "cpu_relax.hpp"
+
+namespace corio::detail {
+
+// True as soon as ready() is; false when the budget passed without it.
+template <class Ready>
+[[nodiscard]] bool spin_until(Ready&& ready, std::chrono::nanoseconds budget) {
+  using clock = std::chrono::steady_clock;
+  const clock::time_point end = clock::now() + budget;
+  for (unsigned polls = 1;; ++polls) {
+    if (ready()) return true;
+    if (polls % 32 != 0) {
+      cpu_relax();
+      continue;
+    }
+    if (clock::now() >= end) return false;
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace corio::detail
