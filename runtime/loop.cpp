@@ -276,6 +276,14 @@ bool loop::run_drain_hooks() {
 }
 
 void loop::watch_stop(detail::stop_watched_op* op) noexcept {
+  if (watched_count_ >= max_polled_ops) {
+    // Polling it would cost a load per iteration for as long as it stays in flight; a
+    // callback costs a few atomics once. May run at once (token already stopped): it
+    // cancels on this thread.
+    op->register_callback(op);
+    return;
+  }
+  ++watched_count_;
   op->listed = true;
   op->prev = nullptr;
   op->next = watched_;
@@ -286,6 +294,7 @@ void loop::watch_stop(detail::stop_watched_op* op) noexcept {
 void loop::unwatch_stop(detail::stop_watched_op* op) noexcept {
   if (!op->listed) return;
   op->listed = false;
+  --watched_count_;
   if (op->prev != nullptr)
     op->prev->next = op->next;
   else

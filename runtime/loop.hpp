@@ -166,6 +166,12 @@ class loop {
   // the op completed, before its memory is reused.
   void watch_stop(detail::stop_watched_op* op) noexcept;
   void unwatch_stop(detail::stop_watched_op* op) noexcept;
+  // How many ops the loop polls the tokens of at most, each iteration. Beyond that an op
+  // gets its stop callback at once, as before a sleep: a server with thousands of idle
+  // receives in flight must not pay a walk over all of them per iteration.
+  static constexpr std::size_t max_polled_ops = 64;
+  // Ops whose tokens the loop polls now (<= max_polled_ops).
+  std::size_t polled_ops() const noexcept { return watched_count_; }
   // The loop's futex thread (futex_ops.hpp), started at the first call. Loop thread only.
   detail::futex_thread& futex_thread();
 
@@ -234,6 +240,7 @@ class loop {
   // Ops whose stop tokens are polled each iteration; registered with callbacks (and
   // unlisted) when the loop is about to sleep.
   detail::stop_watched_op* watched_ = nullptr;
+  std::size_t watched_count_ = 0;
   bool poll_stop_requests();  // true if it cancelled an op
   void register_stop_callbacks();
 
