@@ -1,0 +1,22 @@
+#include "server_defaults.hpp"
+
+#include <algorithm>
+#include <thread>
+
+#include "detail/cpu_affinity.hpp"
+
+namespace corio {
+
+unsigned default_server_shards(unsigned cpus) noexcept { return cpus <= 2 ? 1u : cpus; }
+
+runtime_options server_runtime_options() {
+  auto cpus = static_cast<unsigned>(detail::allowed_cpus().size());
+  if (cpus == 0) cpus = std::max(1u, std::thread::hardware_concurrency());
+  runtime_options options;
+  options.shards = default_server_shards(cpus);
+  options.pin = true;
+  options.loop.idle_poll = default_server_idle_poll;
+  return options;
+}
+
+}  // namespace corio

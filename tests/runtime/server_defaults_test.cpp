@@ -1,0 +1,48 @@
+// server_defaults: the shard count and idle polling a server starts with.
+#include <doctest/doctest.h>
+
+#include <corio/runtime/runtime.hpp>
+#include <corio/runtime/server_defaults.hpp>
+
+#include <sched.h>
+
+#include <chrono>
+
+using namespace std::chrono_literals;
+
+namespace {
+unsigned cpus_allowed() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
+  return static_cast<unsigned>(CPU_COUNT(&set));
+}
+}  // namespace
+
+TEST_CASE("a server takes one shard on a machine of one or two CPUs and one per CPU above") {
+  CHECK(corio::default_server_shards(0) == 1);
+  CHECK(corio::default_server_shards(1) == 1);
+  CHECK(corio::default_server_shards(2) == 1);
+  CHECK(corio::default_server_shards(3) == 3);
+  CHECK(corio::default_server_shards(64) == 64);
+}
+
+TEST_CASE("server_runtime_options: shards from this process's CPUs, pinned, loops polling 200 us") {
+  const corio::runtime_options o = corio::server_runtime_options();
+  CHECK(o.shards == corio::default_server_shards(cpus_allowed()));
+  CHECK(o.pin);
+  CHECK(o.loop.idle_poll == 200us);
+  CHECK(corio::default_server_idle_poll == 200us);
+  // The rest is runtime_options' own defaults.
+  const corio::runtime_options plain;
+  CHECK(o.queue_capacity == plain.queue_capacity);
+  CHECK(o.use_msg_ring == plain.use_msg_ring);
+  CHECK(o.loop.entries == plain.loop.entries);
+}
+
+TEST_CASE("a runtime built from server_runtime_options runs with that many shards") {
+  corio::runtime rt(corio::server_runtime_options());
+  const unsigned expected = corio::default_server_shards(cpus_allowed());
+  CHECK(rt.shard_count() == expected);
+  CHECK(rt.run([]() -> corio::task<unsigned> { co_return corio::shard_count(); }()) == expected);
+}
