@@ -26,7 +26,9 @@ requests per second of server CPU (1 / CPU per request), corio against Asio (tar
 corio's CPU per request below Asio's), with corio's CPU per request relative to the
 first count in extra (cpu_growth: the goal is at most 1.2 at 5,000 connections).
 
---plain starts every server as a user would: no thread count argument (each picks its own
+Pinned, corio runs with --idle-poll 0: like its peers it sleeps as soon as it runs out of
+work, so its CPU per request counts requests, not polling (corio's servers poll 200 us by
+default, runtime/server_defaults.hpp). --plain starts every server as a user would: no thread count argument (each picks its own
 default: corio's shards, Asio's one io_context per core, Go's GOMAXPROCS) and nothing
 pinned, wrk included. It measures the defaults rather than the servers at equal budgets.
 
@@ -151,9 +153,13 @@ def build_go(threads: str, tmp: str, notes: list):
 def measure_all(args, connections: int, go, server_cpus, wrk_cpus, notes: list) -> dict:
     """Every server at one connection count, one after the other."""
     threads = [] if args.plain else [str(args.server_threads)]
+    # Pinned, at equal budgets, corio sleeps at once like its peers: its CPU per request is
+    # then the cost of the requests, not of polling between them (its default, --plain).
+    no_poll = [] if args.plain else ["--idle-poll", "0"]
     results = {}
     port = free_port()
-    results["corio"] = measure("corio", [os.path.join(args.builddir, "examples", "http_hello"), str(port), *threads],
+    results["corio"] = measure("corio", [os.path.join(args.builddir, "examples", "http_hello"), str(port), *threads,
+                                         *no_poll],
                                port, args, connections, server_cpus, wrk_cpus)
     asio = os.path.join(args.builddir, "bench", "bench_peer_asio_http")
     if os.path.exists(asio):
