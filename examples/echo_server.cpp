@@ -6,7 +6,7 @@
 // Usage: echo_server [ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]
 //   ADDRESS default 127.0.0.1:7000 (port 0 picks a free one). SHARDS and --idle-poll
 //   default to corio::server_runtime_options() (runtime/server_defaults.hpp): one shard
-//   on a machine of one or two CPUs, else one per CPU, each polling 200 us before it sleeps.
+//   per CPU, each polling 200 us (yielding to waiting threads) before it sleeps.
 //
 // Try it: `echo_server &`, then `nc 127.0.0.1 7000`, then `kill -INT %1`.
 #include "server_cli.hpp"
@@ -91,7 +91,8 @@ constexpr std::string_view usage_head =
     "  ADDRESS default 127.0.0.1:7000 (port 0 picks a free one)\n";
 
 int main(int argc, char** argv) {
-  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_defaults);
+  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_shards) +
+                            std::string(examples::server_usage_idle_poll);
   examples::handle_help(argc, argv, usage, {"--idle-poll"});
   try {
     std::vector<std::string> args;

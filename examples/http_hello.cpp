@@ -13,8 +13,8 @@
 //
 // Usage: http_hello [PORT | HOST:PORT] [SHARDS] [--idle-poll MICROSECONDS] [--processes N]
 //   default 127.0.0.1:8080; port 0 picks a free one. SHARDS and --idle-poll default to
-//   corio::server_runtime_options() (runtime/server_defaults.hpp): one shard on a machine
-//   of one or two CPUs, else one per CPU, each polling 200 us before it sleeps.
+//   corio::server_runtime_options() (runtime/server_defaults.hpp): one shard per CPU,
+//   each polling 200 us (yielding to waiting threads) before it sleeps.
 //   --processes N: N forked worker processes of one shard each instead
 //   (corio::serve_in_processes, ipc/prefork.hpp); SHARDS is then ignored, and the
 //   workers poll for --idle-poll (default 200 us) too.
@@ -123,7 +123,8 @@ constexpr std::string_view usage_head =
     "  --processes N  N forked worker processes of one shard each instead of shards\n";
 
 int main(int argc, char** argv) {
-  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_defaults);
+  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_shards) +
+                            std::string(examples::server_usage_idle_poll);
   examples::handle_help(argc, argv, usage, {"--processes", "--idle-poll"});
   try {
     std::vector<std::string> args;

@@ -3,10 +3,12 @@
 //
 // Usage: kv_server [PORT | ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]
 //   PORT default 6380 on 127.0.0.1 (0 picks a free port), or a full ADDRESS such as
-//   0.0.0.0:6380. SHARDS and --idle-poll default to corio::server_runtime_options()
-//   (runtime/server_defaults.hpp): one shard on a machine of one or two CPUs, else one
-//   per CPU; each shard polls 200 us for new work before it sleeps, so its clients'
-//   sends need not wake a sleeping thread (a cost paid on the clients' CPU).
+//   0.0.0.0:6380. SHARDS and --idle-poll default to corio::server_runtime_options(
+//   shard_traffic::cross_shard) (runtime/server_defaults.hpp): one shard on a machine of
+//   one or two CPUs (half the keys would hop to the other shard, and a hop waits while
+//   that shard's CPU runs the clients), else one per CPU; each shard polls 200 us for new
+//   work before it sleeps, yielding to waiting threads, so its clients' sends need not
+//   wake a sleeping thread (a cost paid on the clients' CPU).
 //
 // Try it: `kv_server &`, then `redis-cli -p 6380 set greeting hello`, `redis-cli -p 6380
 // get greeting`, then `kill -INT %1`.
@@ -425,11 +427,12 @@ constexpr std::string_view usage_head =
     "  PORT default 6380 on 127.0.0.1 (0 picks a free port), or a full ADDRESS (0.0.0.0:6380)\n";
 
 int main(int argc, char** argv) {
-  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_defaults);
+  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_shards_hopping) +
+                            std::string(examples::server_usage_idle_poll);
   examples::handle_help(argc, argv, usage, {"--idle-poll"});
   try {
     std::vector<const char*> args;
-    corio::runtime_options options = corio::server_runtime_options();
+    corio::runtime_options options = corio::server_runtime_options(corio::shard_traffic::cross_shard);
     for (int i = 1; i < argc; ++i)
       if (!examples::take_idle_poll(i, argc, argv, options)) args.push_back(argv[i]);
     if (args.size() > 2) throw std::invalid_argument(std::string("unexpected argument \"") + args[2] + "\"");

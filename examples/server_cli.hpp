@@ -47,11 +47,16 @@ inline void handle_help(int argc, char** argv, std::string_view usage,
 }
 
 // The usage lines every example server shares: what SHARDS and --idle-poll mean by default.
-constexpr std::string_view server_usage_defaults =
-    "  SHARDS default: 1 on a machine of 1 or 2 CPUs (the clients and the kernel's network\n"
-    "    processing need the other), else one per CPU; 0: one per CPU\n"
-    "  --idle-poll US  each shard polls this long for new work before it sleeps\n"
-    "    (default 200: a client's send then need not wake a sleeping shard; 0: never poll)\n";
+constexpr std::string_view server_usage_shards =
+    "  SHARDS default: one per CPU; 0: one per CPU\n";
+constexpr std::string_view server_usage_shards_hopping =
+    "  SHARDS default: 1 on a machine of 1 or 2 CPUs (requests hop to the shard owning their\n"
+    "    keys, and a hop waits while that shard's CPU runs the clients), else one per CPU;\n"
+    "    0: one per CPU\n";
+constexpr std::string_view server_usage_idle_poll =
+    "  --idle-poll US  each shard polls this long for new work before it sleeps, yielding\n"
+    "    to waiting threads (default 200: a client's send then need not wake a sleeping\n"
+    "    shard; 0: sleep at once)\n";
 
 // Reads a number in 0..max; else std::invalid_argument `bad WHAT "ARG" (expected 0..MAX NOTE)`.
 inline unsigned long parse_number(std::string_view arg, unsigned long max, std::string_view what,

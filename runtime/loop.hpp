@@ -66,9 +66,10 @@ struct loop_options {
   // What it buys: a peer that sends to a polling loop does not have to wake a sleeping
   // thread, which costs the SENDER's CPU (a wake-up and an IPI inside its send call):
   // a server whose clients are CPU-bound serves them faster. What it costs: up to this
-  // much CPU after every burst of work, taken from whatever else wants the core. For a
-  // loop that owns its core (one shard per CPU, a dedicated server); 0, the default,
-  // sleeps at once.
+  // much CPU after every burst of work. The poll yields the CPU (sched_yield) every few
+  // microseconds, so a thread waiting for it runs first: on a busy machine the poll takes
+  // little from others. Servers poll 200 us by default (server_defaults.hpp); 0, the
+  // loop's default, sleeps at once.
   std::chrono::microseconds idle_poll{0};
   // Lets tests force the fallback paths a kernel without these features would take.
   bool try_defer_taskrun = true;

@@ -7,13 +7,16 @@
 
 namespace corio {
 
-unsigned default_server_shards(unsigned cpus) noexcept { return cpus <= 2 ? 1u : cpus; }
+unsigned default_server_shards(unsigned cpus, shard_traffic traffic) noexcept {
+  if (cpus == 0 || (traffic == shard_traffic::cross_shard && cpus <= 2)) return 1;
+  return cpus;
+}
 
-runtime_options server_runtime_options() {
+runtime_options server_runtime_options(shard_traffic traffic) {
   auto cpus = static_cast<unsigned>(detail::allowed_cpus().size());
   if (cpus == 0) cpus = std::max(1u, std::thread::hardware_concurrency());
   runtime_options options;
-  options.shards = default_server_shards(cpus);
+  options.shards = default_server_shards(cpus, traffic);
   options.pin = true;
   options.loop.idle_poll = default_server_idle_poll;
   return options;

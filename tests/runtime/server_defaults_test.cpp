@@ -19,17 +19,24 @@ unsigned cpus_allowed() {
 }
 }  // namespace
 
-TEST_CASE("a server takes one shard on a machine of one or two CPUs and one per CPU above") {
-  CHECK(corio::default_server_shards(0) == 1);
-  CHECK(corio::default_server_shards(1) == 1);
-  CHECK(corio::default_server_shards(2) == 1);
-  CHECK(corio::default_server_shards(3) == 3);
-  CHECK(corio::default_server_shards(64) == 64);
+TEST_CASE("a server takes one shard per CPU, but one in all on 1-2 CPUs when its requests hop between shards") {
+  using corio::shard_traffic;
+  CHECK(corio::default_server_shards(0, shard_traffic::none) == 1);
+  CHECK(corio::default_server_shards(1, shard_traffic::none) == 1);
+  CHECK(corio::default_server_shards(2, shard_traffic::none) == 2);
+  CHECK(corio::default_server_shards(64, shard_traffic::none) == 64);
+  CHECK(corio::default_server_shards(0, shard_traffic::cross_shard) == 1);
+  CHECK(corio::default_server_shards(1, shard_traffic::cross_shard) == 1);
+  CHECK(corio::default_server_shards(2, shard_traffic::cross_shard) == 1);
+  CHECK(corio::default_server_shards(3, shard_traffic::cross_shard) == 3);
+  CHECK(corio::default_server_shards(64, shard_traffic::cross_shard) == 64);
 }
 
 TEST_CASE("server_runtime_options: shards from this process's CPUs, pinned, loops polling 200 us") {
   const corio::runtime_options o = corio::server_runtime_options();
-  CHECK(o.shards == corio::default_server_shards(cpus_allowed()));
+  CHECK(o.shards == corio::default_server_shards(cpus_allowed(), corio::shard_traffic::none));
+  CHECK(corio::server_runtime_options(corio::shard_traffic::cross_shard).shards ==
+        corio::default_server_shards(cpus_allowed(), corio::shard_traffic::cross_shard));
   CHECK(o.pin);
   CHECK(o.loop.idle_poll == 200us);
   CHECK(corio::default_server_idle_poll == 200us);
@@ -42,7 +49,7 @@ TEST_CASE("server_runtime_options: shards from this process's CPUs, pinned, loop
 
 TEST_CASE("a runtime built from server_runtime_options runs with that many shards") {
   corio::runtime rt(corio::server_runtime_options());
-  const unsigned expected = corio::default_server_shards(cpus_allowed());
+  const unsigned expected = corio::default_server_shards(cpus_allowed(), corio::shard_traffic::none);
   CHECK(rt.shard_count() == expected);
   CHECK(rt.run([]() -> corio::task<unsigned> { co_return corio::shard_count(); }()) == expected);
 }
