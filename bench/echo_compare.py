@@ -74,7 +74,7 @@ def main() -> int:
     out = {}
     port = free_port()
     # --idle-poll 0: like Asio, sleep as soon as the work runs out, so the CPU per round trip
-    # counts round trips, not polling (echo_server polls 200 us by default).
+    # counts round trips, not polling (echo_server polls 50 us by default).
     out.update(measure("corio", [os.path.join(args.builddir, "examples", "echo_server"), f"127.0.0.1:{port}", threads,
                                  "--idle-poll", "0"], port, args, pinning))
     port = free_port()

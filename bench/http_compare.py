@@ -27,7 +27,7 @@ corio's CPU per request below Asio's), with corio's CPU per request relative to 
 first count in extra (cpu_growth: the goal is at most 1.2 at 5,000 connections).
 
 Pinned, corio runs with --idle-poll 0: like its peers it sleeps as soon as it runs out of
-work, so its CPU per request counts requests, not polling (corio's servers poll 200 us by
+work, so its CPU per request counts requests, not polling (corio's servers poll 50 us by
 default, runtime/server_defaults.hpp). --plain starts every server as a user would: no thread count argument (each picks its own
 default: corio's shards, Asio's one io_context per core, Go's GOMAXPROCS) and nothing
 pinned, wrk included. It measures the defaults rather than the servers at equal budgets.

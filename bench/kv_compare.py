@@ -18,7 +18,7 @@ that owns its CPU keeps polling for 50 us before it sleeps, so redis-benchmark's
 have to wake a sleeping thread, a cost paid on the client's CPU (a wake-up and an IPI in each
 send) that made the single-threaded, CPU-bound client slower against kv_server than against
 the busier redis-server. The two-shard run shares its CPUs with the client, where polling
-would take CPU from it, so it does not poll (--idle-poll 0: kv_server's default is 200 us).
+would take CPU from it, so it does not poll (--idle-poll 0: kv_server's default is 50 us).
 --idle-poll 0 measures without polling.
 
 -r 100000 spreads the keys (without it redis-benchmark uses one key, which on two shards

@@ -6,7 +6,7 @@
 // Usage: echo_server [ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]
 //   ADDRESS default 127.0.0.1:7000 (port 0 picks a free one). SHARDS and --idle-poll
 //   default to corio::server_runtime_options() (runtime/server_defaults.hpp): one shard
-//   per CPU, each polling 200 us (yielding to waiting threads) before it sleeps.
+//   per CPU, each polling 50 us (yielding to waiting threads) before it sleeps.
 //
 // Try it: `echo_server &`, then `nc 127.0.0.1 7000`, then `kill -INT %1`.
 #include "server_cli.hpp"

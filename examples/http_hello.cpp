@@ -14,10 +14,10 @@
 // Usage: http_hello [PORT | HOST:PORT] [SHARDS] [--idle-poll MICROSECONDS] [--processes N]
 //   default 127.0.0.1:8080; port 0 picks a free one. SHARDS and --idle-poll default to
 //   corio::server_runtime_options() (runtime/server_defaults.hpp): one shard per CPU,
-//   each polling 200 us (yielding to waiting threads) before it sleeps.
+//   each polling 50 us (yielding to waiting threads) before it sleeps.
 //   --processes N: N forked worker processes of one shard each instead
 //   (corio::serve_in_processes, ipc/prefork.hpp); SHARDS is then ignored, and the
-//   workers poll for --idle-poll (default 200 us) too.
+//   workers poll for --idle-poll (default 50 us) too.
 // It prints `http_hello listening on http://HOST:PORT/ (N shards)` (or `(N processes)`)
 // once it accepts.
 //

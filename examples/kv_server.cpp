@@ -6,7 +6,7 @@
 //   0.0.0.0:6380. SHARDS and --idle-poll default to corio::server_runtime_options(
 //   shard_traffic::cross_shard) (runtime/server_defaults.hpp): one shard on a machine of
 //   one or two CPUs (half the keys would hop to the other shard, and a hop waits while
-//   that shard's CPU runs the clients), else one per CPU; each shard polls 200 us for new
+//   that shard's CPU runs the clients), else one per CPU; each shard polls 50 us for new
 //   work before it sleeps, yielding to waiting threads, so its clients' sends need not
 //   wake a sleeping thread (a cost paid on the clients' CPU).
 //

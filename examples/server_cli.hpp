@@ -55,7 +55,7 @@ constexpr std::string_view server_usage_shards_hopping =
     "    0: one per CPU\n";
 constexpr std::string_view server_usage_idle_poll =
     "  --idle-poll US  each shard polls this long for new work before it sleeps, yielding\n"
-    "    to waiting threads (default 200: a client's send then need not wake a sleeping\n"
+    "    to waiting threads (default 50: a client's send then need not wake a sleeping\n"
     "    shard; 0: sleep at once)\n";
 
 // Reads a number in 0..max; else std::invalid_argument `bad WHAT "ARG" (expected 0..MAX NOTE)`.

@@ -68,7 +68,7 @@ struct loop_options {
   // a server whose clients are CPU-bound serves them faster. What it costs: up to this
   // much CPU after every burst of work. The poll yields the CPU (sched_yield) every few
   // microseconds, so a thread waiting for it runs first: on a busy machine the poll takes
-  // little from others. Servers poll 200 us by default (server_defaults.hpp); 0, the
+  // little from others. Servers poll 50 us by default (server_defaults.hpp); 0, the
   // loop's default, sleeps at once.
   std::chrono::microseconds idle_poll{0};
   // Lets tests force the fallback paths a kernel without these features would take.

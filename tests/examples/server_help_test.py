@@ -20,7 +20,7 @@ def check(exe: str) -> list:
         if r.returncode != 0 or not r.stdout.startswith(f"usage: {name} "):
             problems.append(f"{name} {flag}: exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}")
         shards = "SHARDS default: 1 on a machine of 1 or 2 CPUs" if name == "kv_server" else "SHARDS default: one per CPU"
-        for default in (shards, "--idle-poll US", "(default 200"):
+        for default in (shards, "--idle-poll US", "(default 50"):
             if default not in r.stdout:
                 problems.append(f"{name} {flag}: the usage does not state {default!r}: {r.stdout!r}")
     r = subprocess.run([exe, "0", "--idle-poll", "soon"], capture_output=True, text=True, timeout=30)

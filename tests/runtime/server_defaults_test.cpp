@@ -32,14 +32,15 @@ TEST_CASE("a server takes one shard per CPU, but one in all on 1-2 CPUs when its
   CHECK(corio::default_server_shards(64, shard_traffic::cross_shard) == 64);
 }
 
-TEST_CASE("server_runtime_options: shards from this process's CPUs, pinned, loops polling 200 us") {
+TEST_CASE("server_runtime_options: shards from this process's CPUs, pinned when on every CPU, polling 50 us") {
   const corio::runtime_options o = corio::server_runtime_options();
   CHECK(o.shards == corio::default_server_shards(cpus_allowed(), corio::shard_traffic::none));
-  CHECK(corio::server_runtime_options(corio::shard_traffic::cross_shard).shards ==
-        corio::default_server_shards(cpus_allowed(), corio::shard_traffic::cross_shard));
-  CHECK(o.pin);
-  CHECK(o.loop.idle_poll == 200us);
-  CHECK(corio::default_server_idle_poll == 200us);
+  CHECK(o.pin);  // a shard per CPU
+  const corio::runtime_options hopping = corio::server_runtime_options(corio::shard_traffic::cross_shard);
+  CHECK(hopping.shards == corio::default_server_shards(cpus_allowed(), corio::shard_traffic::cross_shard));
+  CHECK(hopping.pin == (hopping.shards == cpus_allowed()));
+  CHECK(o.loop.idle_poll == 50us);
+  CHECK(corio::default_server_idle_poll == 50us);
   // The rest is runtime_options' own defaults.
   const corio::runtime_options plain;
   CHECK(o.queue_capacity == plain.queue_capacity);
