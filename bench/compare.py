@@ -348,8 +348,11 @@ class Runner:
 # (None: keep the script's default). The quick values keep each script near 30 s on 2 cores.
 # --requests: redis-benchmark's runs at 1.8 M req/s last a quarter of a second at 500,000
 # (at 200,000, a tenth, start-up and one scheduling hiccup moved a row by 10%).
+# --connections: http_compare.py's rows of CPU per request at 1,000 and 5,000 connections
+# (cost must not grow with the connection count), measured against the 64-connection row.
 SCRIPT_OPTIONS = [
     ("--seconds", "3", "10"),
+    ("--connections", "64,1000,5000", "64,1000,5000"),
     ("--duration", "3", "10"),
     ("--requests", "500000", None),
 ]

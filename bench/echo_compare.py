@@ -73,8 +73,10 @@ def main() -> int:
     pinning = cpu_split(args.threads, 1)
     out = {}
     port = free_port()
-    out.update(measure("corio", [os.path.join(args.builddir, "examples", "echo_server"), f"127.0.0.1:{port}", threads],
-                       port, args, pinning))
+    # --idle-poll 0: like Asio, sleep as soon as the work runs out, so the CPU per round trip
+    # counts round trips, not polling (echo_server polls 50 us by default).
+    out.update(measure("corio", [os.path.join(args.builddir, "examples", "echo_server"), f"127.0.0.1:{port}", threads,
+                                 "--idle-poll", "0"], port, args, pinning))
     port = free_port()
     out.update(measure("asio", [os.path.join(args.builddir, "bench", "bench_peer_asio_echo"), str(port), threads],
                        port, args, pinning))

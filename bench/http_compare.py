@@ -20,13 +20,27 @@ Besides wrk's figures it reports each server's CPU time per request (user + syst
 on how much of its CPU the scheduler gives each server (a Go process with several
 threads gets more than a one-thread server), while CPU per request does not.
 
+Cost per connection. --connections takes a list (64,1000,5000): every server is measured
+at every count, and besides the requests/s row of the first count each count gets a row of
+requests per second of server CPU (1 / CPU per request), corio against Asio (target 1.0:
+corio's CPU per request below Asio's), with corio's CPU per request relative to the
+first count in extra (cpu_growth: the goal is at most 1.2 at 5,000 connections).
+
+Pinned, corio runs with --idle-poll 0: like its peers it sleeps as soon as it runs out of
+work, so its CPU per request counts requests, not polling (corio's servers poll 50 us by
+default, runtime/server_defaults.hpp). --plain starts every server as a user would: no thread count argument (each picks its own
+default: corio's shards, Asio's one io_context per core, Go's GOMAXPROCS) and nothing
+pinned, wrk included. It measures the defaults rather than the servers at equal budgets.
+
 Prints a table (requests/s, p99 latency, CPU per request) and, with --json OUT, writes
   {"rows": [{"work": "HTTP hello (wrk, 64 conns)", "benchmark": "http_hello",
              "corio": req/s, "unit": "req/s", "peer": best peer, "peer_value": req/s,
-             "target": 1.2, "extra": {"corio_p99_ms": ..., "asio": ..., "go": ..., ...}}]}
+             "target": 1.2, "extra": {"corio_p99_ms": ..., "asio": ..., "go": ..., ...}},
+            {"work": "HTTP hello, requests per CPU second (wrk, 1000 conns)", ...,
+             "unit": "req/CPU-s", "peer": "asio", "target": 1.0, ...}, ...]}
 
-Usage: http_compare.py [--builddir build/release] [--seconds 5] [--connections 64]
-                       [--server-threads 1] [--wrk-threads 1] [--json OUT]
+Usage: http_compare.py [--builddir build/release] [--seconds 5] [--connections 64[,1000,...]]
+                       [--server-threads 1] [--wrk-threads 1] [--plain] [--json OUT]
 """
 import argparse
 import json
@@ -84,13 +98,13 @@ def parse_wrk(out: str) -> dict:
             "errors": (errors.group(1) if errors else "") + (f" non-2xx {non2xx.group(1)}" if non2xx else "")}
 
 
-def measure(label: str, cmd: list, port: int, args, server_cpus, wrk_cpus, env=None) -> dict:
+def measure(label: str, cmd: list, port: int, args, connections: int, server_cpus, wrk_cpus, env=None) -> dict:
     if server_cpus:
         cmd = ["taskset", "-c", server_cpus] + cmd
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         check_answer(port, proc, label)
-        wrk = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
+        wrk = ["wrk", f"-t{args.wrk_threads}", f"-c{connections}", f"-d{args.seconds}s", "--latency",
                f"http://127.0.0.1:{port}/"]
         if wrk_cpus:
             wrk = ["taskset", "-c", wrk_cpus] + wrk
@@ -107,75 +121,149 @@ def measure(label: str, cmd: list, port: int, args, server_cpus, wrk_cpus, env=N
         stop(proc, signal.SIGTERM)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--builddir", default=os.path.join(ROOT, "build", "release"))
-    p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--server-threads", type=int, default=1)
-    p.add_argument("--wrk-threads", type=int, default=1)
-    p.add_argument("--json", help="write the result row here")
-    args = p.parse_args()
-    args.seconds = max(1, int(round(args.seconds)))
-    if not shutil.which("wrk"):
-        print("http_compare: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
-        return 1
-    server_cpus, wrk_cpus, split = cpu_split(args.server_threads, args.wrk_threads, "wrk")
-    threads = str(args.server_threads)
+def connection_counts(text: str) -> list:
+    try:
+        counts = [int(c) for c in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"bad --connections {text!r} (expected counts such as 64,1000,5000)")
+    return counts
 
+
+def build_go(threads: str, tmp: str, notes: list):
+    """The Go peer's executable and environment, or None (with a note saying why)."""
+    go = shutil.which("go")
+    if not go:
+        notes.append("go skipped: no `go` on PATH")
+        return None
+    env = dict(os.environ)
+    if threads:
+        env["GOMAXPROCS"] = threads
+    env.setdefault("GOCACHE", "/tmp/corio-gocache")
+    exe = os.path.join(tmp, "go_http")
+    built = subprocess.run([go, "build", "-o", exe, os.path.join(HERE, "peers", "go_http.go")],
+                           capture_output=True, text=True, env=env, timeout=600)
+    if built.returncode != 0:
+        notes.append("go skipped: go build failed: " + built.stderr.strip())
+        return None
+    return exe, env
+
+
+def measure_all(args, connections: int, go, server_cpus, wrk_cpus, notes: list) -> dict:
+    """Every server at one connection count, one after the other."""
+    threads = [] if args.plain else [str(args.server_threads)]
+    # Pinned, at equal budgets, corio sleeps at once like its peers: its CPU per request is
+    # then the cost of the requests, not of polling between them (its default, --plain).
+    no_poll = [] if args.plain else ["--idle-poll", "0"]
     results = {}
-    notes = [split]
     port = free_port()
-    results["corio"] = measure("corio", [os.path.join(args.builddir, "examples", "http_hello"), str(port), threads],
-                               port, args, server_cpus, wrk_cpus)
+    results["corio"] = measure("corio", [os.path.join(args.builddir, "examples", "http_hello"), str(port), *threads,
+                                         *no_poll],
+                               port, args, connections, server_cpus, wrk_cpus)
     asio = os.path.join(args.builddir, "bench", "bench_peer_asio_http")
     if os.path.exists(asio):
         port = free_port()
-        results["asio"] = measure("asio", [asio, str(port), threads], port, args, server_cpus, wrk_cpus)
-    else:
+        results["asio"] = measure("asio", [asio, str(port), *threads], port, args, connections, server_cpus, wrk_cpus)
+    elif connections == args.connections[0]:
         notes.append(f"asio skipped: {asio} not built (meson -Dbenchmarks=true)")
-    go = shutil.which("go")
     if go:
-        with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, GOMAXPROCS=threads)
-            env.setdefault("GOCACHE", "/tmp/corio-gocache")
-            exe = os.path.join(tmp, "go_http")
-            built = subprocess.run([go, "build", "-o", exe, os.path.join(HERE, "peers", "go_http.go")],
-                                   capture_output=True, text=True, env=env, timeout=600)
-            if built.returncode == 0:
-                port = free_port()
-                results["go"] = measure("go", [exe, str(port)], port, args, server_cpus, wrk_cpus, env=env)
-            else:
-                notes.append("go skipped: go build failed: " + built.stderr.strip())
-    else:
-        notes.append("go skipped: no `go` on PATH")
+        port = free_port()
+        results["go"] = measure("go", [go[0], str(port)], port, args, connections, server_cpus, wrk_cpus, env=go[1])
+    return results
 
-    print(f"HTTP hello, wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s, "
-          f"{args.server_threads} server thread(s); {'; '.join(notes)}")
+
+def print_table(args, connections: int, results: dict, notes: list) -> None:
+    threads = "default server threads" if args.plain else f"{args.server_threads} server thread(s)"
+    print(f"HTTP hello, wrk -t{args.wrk_threads} -c{connections} -d{args.seconds}s, {threads}; {'; '.join(notes)}")
     print(f"{'server':8} {'req/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}  errors")
     for name, r in results.items():
         p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else "n/a"
         cpu = f"{r['cpu_us_per_request']:.2f}" if r["cpu_us_per_request"] is not None else "n/a"
         print(f"{name:8} {r['rps']:12.0f} {p50:>8} {r['p99_ms']:8.2f} {cpu:>11}  {r['errors'] or '-'}")
     peers = {k: v for k, v in results.items() if k != "corio"}
-    best = max(peers, key=lambda k: peers[k]["rps"]) if peers else None
-    if best:
+    if peers:
+        best = max(peers, key=lambda k: peers[k]["rps"])
         print(f"corio / {best} = {results['corio']['rps'] / peers[best]['rps']:.2f}x (target 1.2x)")
 
+
+def per_cpu_second(r: dict):
+    cpu = r.get("cpu_us_per_request")
+    return 1e6 / cpu if cpu else None
+
+
+def rows_for(args, connections: int, results: dict, basis_cpu, split: str) -> list:
+    """The requests/s row (first count only) and the requests per CPU second row."""
+    corio = results["corio"]
+    peers = {k: v for k, v in results.items() if k != "corio"}
+    extra = {"corio_p99_ms": corio["p99_ms"], "corio_p50_ms": corio["p50_ms"],
+             "corio_cpu_us_per_request": corio["cpu_us_per_request"],
+             "threads": "default" if args.plain else args.server_threads,
+             "wrk_threads": args.wrk_threads, "seconds": args.seconds, "pinning": split}
+    for name, r in peers.items():
+        extra[name] = r["rps"]
+        extra[name + "_p99_ms"] = r["p99_ms"]
+        extra[name + "_cpu_us_per_request"] = r["cpu_us_per_request"]
+    rows = []
+    plain = ", plain start" if args.plain else ""
+    if connections == args.connections[0]:
+        best = max(peers, key=lambda k: peers[k]["rps"]) if peers else None
+        rows.append({"work": f"HTTP hello (wrk, {connections} conns{plain})", "benchmark": "http_hello",
+                     "corio": corio["rps"], "unit": "req/s", "peer": best,
+                     "peer_value": peers[best]["rps"] if best else None, "target": 1.2, "extra": extra})
+    if len(args.connections) > 1:
+        cpu_extra = dict(extra)
+        if basis_cpu and corio["cpu_us_per_request"]:
+            cpu_extra["cpu_growth"] = corio["cpu_us_per_request"] / basis_cpu
+            cpu_extra["cpu_growth_basis_conns"] = args.connections[0]
+        asio = peers.get("asio")
+        rows.append({"work": f"HTTP hello, requests per CPU second (wrk, {connections} conns{plain})",
+                     "benchmark": "http_hello_cpu", "corio": per_cpu_second(corio), "unit": "req/CPU-s",
+                     "peer": "asio" if asio else "", "peer_value": per_cpu_second(asio) if asio else None,
+                     "target": 1.0, "extra": cpu_extra})
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--builddir", default=os.path.join(ROOT, "build", "release"))
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--connections", type=connection_counts, default=[64],
+                   help="a count or a list: 64,1000,5000")
+    p.add_argument("--server-threads", type=int, default=1)
+    p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--plain", action="store_true",
+                   help="start every server with its own defaults, nothing pinned")
+    p.add_argument("--json", help="write the result rows here")
+    args = p.parse_args()
+    args.seconds = max(1, int(round(args.seconds)))
+    if not shutil.which("wrk"):
+        print("http_compare: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    if args.plain:
+        server_cpus, wrk_cpus, split = None, None, "plain start: nothing pinned"
+    else:
+        server_cpus, wrk_cpus, split = cpu_split(args.server_threads, args.wrk_threads, "wrk")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        notes = [split]
+        go = build_go("" if args.plain else str(args.server_threads), tmp, notes)
+        basis_cpu = None
+        for connections in args.connections:
+            results = measure_all(args, connections, go, server_cpus, wrk_cpus, notes)
+            print_table(args, connections, results, notes)
+            if basis_cpu is None:
+                basis_cpu = results["corio"]["cpu_us_per_request"]
+            rows += rows_for(args, connections, results, basis_cpu, split)
+    if len(args.connections) > 1:
+        growth = [f"{r['extra'].get('cpu_growth', 0):.2f}x at {c}" for c, r in
+                  zip(args.connections, [r for r in rows if r["benchmark"] == "http_hello_cpu"])]
+        print(f"corio CPU per request vs {args.connections[0]} connections: {', '.join(growth)} (goal <= 1.2x)")
+
     if args.json:
-        extra = {"corio_p99_ms": results["corio"]["p99_ms"],
-                 "corio_cpu_us_per_request": results["corio"]["cpu_us_per_request"],
-                 "threads": args.server_threads,
-                 "wrk_threads": args.wrk_threads, "seconds": args.seconds, "pinning": split}
-        for name, r in peers.items():
-            extra[name] = r["rps"]
-            extra[name + "_p99_ms"] = r["p99_ms"]
-            extra[name + "_cpu_us_per_request"] = r["cpu_us_per_request"]
-        row = {"work": f"HTTP hello (wrk, {args.connections} conns)", "benchmark": "http_hello",
-               "corio": results["corio"]["rps"], "unit": "req/s", "peer": best,
-               "peer_value": peers[best]["rps"] if best else None, "target": 1.2, "extra": extra}
         with open(args.json, "w") as f:
-            json.dump({"rows": [row]}, f, indent=2)
+            json.dump({"rows": rows}, f, indent=2)
     return 0
 
 

@@ -3,8 +3,10 @@
 // connection, and a graceful shutdown on SIGINT or SIGTERM: stop accepting, ask every
 // connection to stop, wait for them to unwind, exit 0.
 //
-// Usage: echo_server [ADDRESS] [SHARDS]
-//   ADDRESS default 127.0.0.1:7000 (port 0 picks a free one); SHARDS default: one per core
+// Usage: echo_server [ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]
+//   ADDRESS default 127.0.0.1:7000 (port 0 picks a free one). SHARDS and --idle-poll
+//   default to corio::server_runtime_options() (runtime/server_defaults.hpp): one shard
+//   per CPU, each polling 50 us (yielding to waiting threads) before it sleeps.
 //
 // Try it: `echo_server &`, then `nc 127.0.0.1 7000`, then `kill -INT %1`.
 #include "server_cli.hpp"
@@ -21,6 +23,7 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -83,18 +86,25 @@ corio::task<int> run_server(corio::address at, corio::signal_set& signals) {
 
 }  // namespace
 
-constexpr std::string_view usage =
-    "usage: echo_server [ADDRESS] [SHARDS]\n"
-    "  ADDRESS default 127.0.0.1:7000 (port 0 picks a free one); SHARDS default: one per core\n";
+constexpr std::string_view usage_head =
+    "usage: echo_server [ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]\n"
+    "  ADDRESS default 127.0.0.1:7000 (port 0 picks a free one)\n";
 
 int main(int argc, char** argv) {
-  examples::handle_help(argc, argv, usage);
+  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_shards) +
+                            std::string(examples::server_usage_idle_poll);
+  examples::handle_help(argc, argv, usage, {"--idle-poll"});
   try {
-    const corio::address at = corio::address::parse(argc > 1 ? argv[1] : "127.0.0.1:7000");
+    std::vector<std::string> args;
+    corio::runtime_options options = corio::server_runtime_options();
+    for (int i = 1; i < argc; ++i)
+      if (!examples::take_idle_poll(i, argc, argv, options)) args.emplace_back(argv[i]);
+    const corio::address at = corio::address::parse(!args.empty() ? args[0] : "127.0.0.1:7000");
+    if (args.size() > 1) options.shards = examples::parse_shards(args[1]);
     // Block the signals before the runtime starts its threads, so every shard inherits
     // the mask and only the signalfd sees them.
     corio::signal_set signals{SIGINT, SIGTERM};
-    corio::runtime rt({.shards = argc > 2 ? static_cast<unsigned>(std::stoul(argv[2])) : 0u});
+    corio::runtime rt(options);
     const int code = rt.run(run_server(at, signals));
     std::printf("stopped\n");
     return code;

@@ -11,10 +11,13 @@
 // - SIGINT or SIGTERM: graceful shutdown (corio::server: requests in flight are answered,
 //   idle connections closed, at most 5 s), then exit 0.
 //
-// Usage: http_hello [PORT | HOST:PORT] [SHARDS] [--processes N]
-//   default 127.0.0.1:8080; port 0 picks a free one; SHARDS default: one per core.
+// Usage: http_hello [PORT | HOST:PORT] [SHARDS] [--idle-poll MICROSECONDS] [--processes N]
+//   default 127.0.0.1:8080; port 0 picks a free one. SHARDS and --idle-poll default to
+//   corio::server_runtime_options() (runtime/server_defaults.hpp): one shard per CPU,
+//   each polling 50 us (yielding to waiting threads) before it sleeps.
 //   --processes N: N forked worker processes of one shard each instead
-//   (corio::serve_in_processes, ipc/prefork.hpp); SHARDS is then ignored.
+//   (corio::serve_in_processes, ipc/prefork.hpp); SHARDS is then ignored, and the
+//   workers poll for --idle-poll (default 50 us) too.
 // It prints `http_hello listening on http://HOST:PORT/ (N shards)` (or `(N processes)`)
 // once it accepts.
 //
@@ -114,17 +117,21 @@ corio::task<void> serve_http(corio::connection& c) {
 
 }  // namespace
 
-constexpr std::string_view usage =
-    "usage: http_hello [PORT | HOST:PORT] [SHARDS] [--processes N]\n"
-    "  default 127.0.0.1:8080 (port 0 picks a free one); SHARDS default: one per core\n"
+constexpr std::string_view usage_head =
+    "usage: http_hello [PORT | HOST:PORT] [SHARDS] [--idle-poll MICROSECONDS] [--processes N]\n"
+    "  default 127.0.0.1:8080 (port 0 picks a free one)\n"
     "  --processes N  N forked worker processes of one shard each instead of shards\n";
 
 int main(int argc, char** argv) {
-  examples::handle_help(argc, argv, usage, {"--processes"});
+  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_shards) +
+                            std::string(examples::server_usage_idle_poll);
+  examples::handle_help(argc, argv, usage, {"--processes", "--idle-poll"});
   try {
     std::vector<std::string> args;
     unsigned processes = 0;
+    corio::runtime_options options = corio::server_runtime_options();
     for (int i = 1; i < argc; ++i) {
+      if (examples::take_idle_poll(i, argc, argv, options)) continue;
       if (argv[i] == "--processes"sv && i + 1 < argc)
         processes = static_cast<unsigned>(std::stoul(argv[++i]));
       else
@@ -132,7 +139,7 @@ int main(int argc, char** argv) {
     }
     std::string at = !args.empty() ? args[0] : "8080";
     if (at.find(':') == std::string::npos) at = "127.0.0.1:" + at;
-    const unsigned shards = args.size() > 1 ? static_cast<unsigned>(std::stoul(args[1])) : 0u;
+    if (args.size() > 1) options.shards = examples::parse_shards(args[1]);
 
     corio::server srv(corio::address::parse(at), serve_http,
                       {.max_connections = 10'000,
@@ -146,7 +153,9 @@ int main(int argc, char** argv) {
       std::printf("http_hello listening on http://%s/ (%u processes)\n", srv.local_address().to_string().c_str(),
                   processes);
       std::fflush(stdout);  // before the forks: a worker must not print it again
-      const int sig = corio::serve_in_processes(srv, processes);
+      corio::runtime_options per_process{.shards = 1, .pin = false};
+      per_process.loop.idle_poll = options.loop.idle_poll;
+      const int sig = corio::serve_in_processes(srv, processes, per_process);
       if (sig < 0) {
         std::fprintf(stderr, "http_hello: a worker process ended unexpectedly\n");
         return 1;
@@ -156,7 +165,7 @@ int main(int argc, char** argv) {
     }
     // Block the signals before the runtime starts its threads (signal.hpp).
     corio::signal_set signals{SIGINT, SIGTERM};
-    corio::runtime rt({.shards = shards});
+    corio::runtime rt(options);
     std::printf("http_hello listening on http://%s/ (%u shards)\n", srv.local_address().to_string().c_str(),
                 rt.shard_count());
     std::fflush(stdout);

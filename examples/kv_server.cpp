@@ -3,10 +3,12 @@
 //
 // Usage: kv_server [PORT | ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]
 //   PORT default 6380 on 127.0.0.1 (0 picks a free port), or a full ADDRESS such as
-//   0.0.0.0:6380; SHARDS default: one per core.
-//   --idle-poll: each shard keeps polling for new work this long before it sleeps
-//   (corio::loop_options::idle_poll; default 0). For a server that owns its cores: its
-//   clients' sends then need not wake a sleeping thread, which costs the clients' CPU.
+//   0.0.0.0:6380. SHARDS and --idle-poll default to corio::server_runtime_options(
+//   shard_traffic::cross_shard) (runtime/server_defaults.hpp): one shard on a machine of
+//   one or two CPUs (half the keys would hop to the other shard, and a hop waits while
+//   that shard's CPU runs the clients), else one per CPU; each shard polls 50 us for new
+//   work before it sleeps, yielding to waiting threads, so its clients' sends need not
+//   wake a sleeping thread (a cost paid on the clients' CPU).
 //
 // Try it: `kv_server &`, then `redis-cli -p 6380 set greeting hello`, `redis-cli -p 6380
 // get greeting`, then `kill -INT %1`.
@@ -412,20 +414,6 @@ corio::task<int> run_server(corio::address at, corio::signal_set& signals, serve
   co_return 0;  // the runtime now stops every shard's loop and waits for serve() to end
 }
 
-std::chrono::microseconds parse_idle_poll(const char* arg) {
-  std::int64_t us = 0;
-  if (!kv::resp::parse_int64(arg, us) || us < 0 || us > 1'000'000)
-    throw std::invalid_argument(std::string("bad --idle-poll \"") + arg + "\" (expected 0..1000000 microseconds)");
-  return std::chrono::microseconds(us);
-}
-
-unsigned parse_shards(const char* arg) {
-  std::int64_t n = 0;
-  if (!kv::resp::parse_int64(arg, n) || n < 0 || n > 4096)
-    throw std::invalid_argument(std::string("bad shard count \"") + arg + "\" (expected 0..4096; 0: one per CPU)");
-  return static_cast<unsigned>(n);
-}
-
 corio::address parse_listen(const char* arg) {
   const std::string s = arg;
   if (s.find(':') != std::string::npos) return corio::address::parse(s);
@@ -434,28 +422,22 @@ corio::address parse_listen(const char* arg) {
 
 }  // namespace
 
-constexpr std::string_view usage =
+constexpr std::string_view usage_head =
     "usage: kv_server [PORT | ADDRESS] [SHARDS] [--idle-poll MICROSECONDS]\n"
-    "  PORT default 6380 on 127.0.0.1 (0 picks a free port), or a full ADDRESS (0.0.0.0:6380)\n"
-    "  SHARDS default: one per core\n"
-    "  --idle-poll US  each shard polls this long for new work before it sleeps (default 0)\n";
+    "  PORT default 6380 on 127.0.0.1 (0 picks a free port), or a full ADDRESS (0.0.0.0:6380)\n";
 
 int main(int argc, char** argv) {
+  const std::string usage = std::string(usage_head) + std::string(examples::server_usage_shards_hopping) +
+                            std::string(examples::server_usage_idle_poll);
   examples::handle_help(argc, argv, usage, {"--idle-poll"});
   try {
     std::vector<const char*> args;
-    corio::runtime_options options;
-    for (int i = 1; i < argc; ++i) {
-      if (std::strcmp(argv[i], "--idle-poll") == 0) {
-        if (i + 1 == argc) throw std::invalid_argument("--idle-poll needs a value (microseconds)");
-        options.loop.idle_poll = parse_idle_poll(argv[++i]);
-      } else {
-        args.push_back(argv[i]);
-      }
-    }
+    corio::runtime_options options = corio::server_runtime_options(corio::shard_traffic::cross_shard);
+    for (int i = 1; i < argc; ++i)
+      if (!examples::take_idle_poll(i, argc, argv, options)) args.push_back(argv[i]);
     if (args.size() > 2) throw std::invalid_argument(std::string("unexpected argument \"") + args[2] + "\"");
     const corio::address at = parse_listen(!args.empty() ? args[0] : "6380");
-    options.shards = args.size() > 1 ? parse_shards(args[1]) : 0u;
+    if (args.size() > 1) options.shards = examples::parse_shards(args[1]);
     // Block the signals before the runtime starts its threads, so every shard inherits
     // the mask and only the signalfd sees them.
     corio::signal_set signals{SIGINT, SIGTERM};

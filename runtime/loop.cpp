@@ -1,5 +1,6 @@
 #include "loop.hpp"
 
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -276,6 +277,14 @@ bool loop::run_drain_hooks() {
 }
 
 void loop::watch_stop(detail::stop_watched_op* op) noexcept {
+  if (watched_count_ >= max_polled_ops) {
+    // Polling it would cost a load per iteration for as long as it stays in flight; a
+    // callback costs a few atomics once. May run at once (token already stopped): it
+    // cancels on this thread.
+    op->register_callback(op);
+    return;
+  }
+  ++watched_count_;
   op->listed = true;
   op->prev = nullptr;
   op->next = watched_;
@@ -286,6 +295,7 @@ void loop::watch_stop(detail::stop_watched_op* op) noexcept {
 void loop::unwatch_stop(detail::stop_watched_op* op) noexcept {
   if (!op->listed) return;
   op->listed = false;
+  --watched_count_;
   if (op->prev != nullptr)
     op->prev->next = op->next;
   else
@@ -391,6 +401,11 @@ bool loop::poll_for_work() {
     if (spins % 64 == 0) {
       if (poll_stop_requests()) return true;  // its cancel request waits to be submitted
       if (clock::now() >= deadline) return false;
+      // Polite polling: a thread waiting for this CPU (a client on a small machine, a
+      // build) runs now instead of after our time slice. Without it a polling server on a
+      // busy machine took CPU its clients needed: kv_server at 0.2-0.6x redis-server
+      // under a load average of 15 on 2 cores, against 1.1-1.7x sleeping at once.
+      sched_yield();
     }
   }
 }

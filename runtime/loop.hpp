@@ -66,9 +66,10 @@ struct loop_options {
   // What it buys: a peer that sends to a polling loop does not have to wake a sleeping
   // thread, which costs the SENDER's CPU (a wake-up and an IPI inside its send call):
   // a server whose clients are CPU-bound serves them faster. What it costs: up to this
-  // much CPU after every burst of work, taken from whatever else wants the core. For a
-  // loop that owns its core (one shard per CPU, a dedicated server); 0, the default,
-  // sleeps at once.
+  // much CPU after every burst of work. The poll yields the CPU (sched_yield) every few
+  // microseconds, so a thread waiting for it runs first: on a busy machine the poll takes
+  // little from others. Servers poll 50 us by default (server_defaults.hpp); 0, the
+  // loop's default, sleeps at once.
   std::chrono::microseconds idle_poll{0};
   // Lets tests force the fallback paths a kernel without these features would take.
   bool try_defer_taskrun = true;
@@ -166,6 +167,12 @@ class loop {
   // the op completed, before its memory is reused.
   void watch_stop(detail::stop_watched_op* op) noexcept;
   void unwatch_stop(detail::stop_watched_op* op) noexcept;
+  // How many ops the loop polls the tokens of at most, each iteration. Beyond that an op
+  // gets its stop callback at once, as before a sleep: a server with thousands of idle
+  // receives in flight must not pay a walk over all of them per iteration.
+  static constexpr std::size_t max_polled_ops = 64;
+  // Ops whose tokens the loop polls now (<= max_polled_ops).
+  std::size_t polled_ops() const noexcept { return watched_count_; }
   // The loop's futex thread (futex_ops.hpp), started at the first call. Loop thread only.
   detail::futex_thread& futex_thread();
 
@@ -234,6 +241,7 @@ class loop {
   // Ops whose stop tokens are polled each iteration; registered with callbacks (and
   // unlisted) when the loop is about to sleep.
   detail::stop_watched_op* watched_ = nullptr;
+  std::size_t watched_count_ = 0;
   bool poll_stop_requests();  // true if it cancelled an op
   void register_stop_callbacks();
 

@@ -12,7 +12,7 @@
 //                         }
 //                       });
 //     std::printf("listening on %s\n", srv.local_address().to_string().c_str());
-//     srv.run();        // a runtime on every core until SIGINT or SIGTERM, then shutdown
+//     srv.run();        // a server's runtime (server_defaults.hpp) until SIGINT or SIGTERM
 //
 // The model
 // - The constructor binds the address (port 0 picks a free one: local_address() tells
@@ -75,6 +75,7 @@
 #include "address.hpp"
 #include "buffered_stream.hpp"
 #include "runtime.hpp"
+#include "server_defaults.hpp"
 #include "signal.hpp"
 #include "stream.hpp"
 
@@ -171,10 +172,11 @@ class server {
   // or when called twice.
   [[nodiscard]] task<int> serve(signal_set* signals = nullptr);
 
-  // Convenience: blocks SIGINT and SIGTERM, runs a runtime (`options`) serving until one
-  // of them or stop(), and returns the signal number (or 0). Call it from main() before
-  // starting other threads (signal.hpp explains why).
-  int run(runtime_options options = {});
+  // Convenience: blocks SIGINT and SIGTERM, runs a runtime (`options`; by default a
+  // server's, server_defaults.hpp) serving until one of them or stop(), and returns the
+  // signal number (or 0). Call it from main() before starting other threads (signal.hpp
+  // explains why).
+  int run(runtime_options options = server_runtime_options());
 
   // Thread-safe; starts the graceful shutdown (or makes serve() return at once if it has
   // not started yet).

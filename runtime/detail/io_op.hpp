@@ -30,7 +30,10 @@ struct io_op {
 // op: while it is busy it polls the tokens of the ops on its list (one load each per
 // iteration), and only before it goes to sleep, when a stop request from another thread
 // could otherwise go unnoticed, does it call `register_callback` for each op still
-// listed. Linked into the loop's list on the loop thread only.
+// listed. The list is bounded (loop::max_polled_ops): an op started while it is full gets
+// its callback at once, so a loop with thousands of receives in flight (a server's idle
+// connections) does not walk them all every iteration. Linked into the loop's list on
+// the loop thread only.
 struct stop_watched_op : io_op {
   const std::stop_token* token = nullptr;
   // Registers the op's std::stop_callback (which then cancels it from any thread).

@@ -107,6 +107,10 @@ class ScriptRowsTest(unittest.TestCase):
                          ["--json", "o.json", "--builddir", "/b", "--seconds", "10"])
         self.assertEqual(compare.script_args_from_help("", "o.json", "/b", full=False),
                          ["--json", "o.json"])
+        http = "usage: h.py [-h] [--builddir BUILDDIR] [--seconds SECONDS] [--connections CONNECTIONS]\n"
+        self.assertEqual(compare.script_args_from_help(http, "o.json", "/b", full=False),
+                         ["--json", "o.json", "--builddir", "/b", "--seconds", "3",
+                          "--connections", "64,1000,5000"])
 
     def test_an_empty_document_gives_no_rows(self):
         self.assertEqual(compare.rows_from_script_output({}, "s"), [])

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../coro/abandoned_consumer.hpp"
@@ -412,6 +414,22 @@ CORIO_TEST_NEEDS("a default loop on this kernel cancels everything at once with 
   CHECK(lp.features().cancel_any);
 }
 
+namespace {
+
+// Runs `main` on `lp` while another thread, once `ready`, requests a stop on `src`.
+void run_then_stop_from_another_thread(corio::loop& lp, task<void> main, const std::atomic<bool>& ready,
+                                       std::stop_source& src) {
+  std::thread stopper([&] {
+    while (!ready) std::this_thread::yield();
+    std::this_thread::sleep_for(20ms);
+    src.request_stop();
+  });
+  lp.run(std::move(main));
+  stopper.join();
+}
+
+}  // namespace
+
 TEST_CASE("a stop requested from another thread reaches an op while the loop never sleeps") {
   // A busy loop polls the tokens of its in-flight ops instead of registering callbacks;
   // the stop must still cancel the pending read.
@@ -438,16 +456,54 @@ TEST_CASE("a stop requested from another thread reaches an op while the loop nev
     });
     co_await g.wait();
   };
-  std::thread stopper([&] {
-    while (!reading) std::this_thread::yield();
-    std::this_thread::sleep_for(20ms);
-    src.request_stop();
-  });
-  lp.run(main());
-  stopper.join();
+  run_then_stop_from_another_thread(lp, main(), reading, src);
   ::close(fds[0]);
   ::close(fds[1]);
   CHECK(cancelled);
+}
+
+TEST_CASE("with 1,000 cancellable reads in flight the loop polls only max_polled_ops tokens, and a stop cancels all") {
+  // The poll is per iteration: a list as long as the ops in flight made a server's CPU
+  // per request grow with its connection count. Ops beyond the bound get callbacks, so a
+  // stop from another thread still reaches every one while the loop never sleeps.
+  corio::loop lp;
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  std::stop_source src;
+  const std::stop_token token = src.get_token();
+  constexpr int reads = 1000;
+  int cancelled = 0;
+  int started = 0;
+  std::size_t most_polled = 0;
+  std::atomic<bool> all_started{false};
+  auto main = [&]() -> task<void> {
+    corio::task_group g;
+    for (int i = 0; i < reads; ++i) {
+      g.spawn([&]() -> task<void> {
+        std::byte buf[8];
+        ++started;
+        try {
+          co_await corio::read(fds[0], buf, corio::at_current_position, {.token = &token, .deadline = {}});
+        } catch (const corio::operation_cancelled&) {
+          ++cancelled;
+        }
+      });
+    }
+    g.spawn([&]() -> task<void> {
+      all_started = started == reads;
+      while (cancelled < reads) {  // keeps the loop from ever sleeping
+        most_polled = std::max(most_polled, corio::loop::this_loop().polled_ops());
+        co_await corio::nop();
+      }
+    });
+    co_await g.wait();
+  };
+  run_then_stop_from_another_thread(lp, main(), all_started, src);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(most_polled == corio::loop::max_polled_ops);
+  CHECK(cancelled == reads);
+  CHECK(lp.polled_ops() == 0);
 }
 
 TEST_CASE("an async generator destroyed inside a read is orphaned; ~loop cancels the read and frees the frame") {
