@@ -25,6 +25,12 @@
 // with IORING_ASYNC_CANCEL_ANY (5.19+), else one cancel per request, from a table of the
 // requests in flight that the loop keeps only on such kernels. Waits on the loop's futex
 // thread (futex_ops.hpp) are cancelled too, and the thread is joined.
+//
+// While run() runs, the ring's fd is registered with the running thread
+// (io_uring_register_ring_fd, 5.18: kernel_feature::registered_ring), so each
+// io_uring_enter skips the kernel's fd lookup. The registration belongs to that thread,
+// which is why it is made by run() and undone when run() returns, never by the
+// constructor.
 
 #include <liburing.h>
 
@@ -50,6 +56,7 @@ namespace corio {
 
 namespace detail {
 class futex_thread;
+class buffer_ring;
 // For fork() (ipc/process.hpp): in the child, forgets the loop this thread was running,
 // so the child may build its own loop and never touches the parent's io_uring, whose
 // rings are MAP_SHARED with the parent. Call only in a freshly forked child.
@@ -85,6 +92,7 @@ struct loop_features {
   bool sqpoll = false;
   bool taskrun_flag = false;  // asked for only with idle_poll: pending kernel work shows in sq.kflags
   bool cancel_any = false;    // IORING_ASYNC_CANCEL_ANY: ~loop cancels everything in one request
+  bool registered_ring = false;  // run() registers the ring fd with its thread (see above)
 };
 
 class loop {
@@ -168,6 +176,12 @@ class loop {
   void unwatch_stop(detail::stop_watched_op* op) noexcept;
   // The loop's futex thread (futex_ops.hpp), started at the first call. Loop thread only.
   detail::futex_thread& futex_thread();
+  // The liburing ring, for operations that register resources with it (buffer_ring.hpp).
+  io_uring& native_ring() noexcept { return ring_; }
+  // The loop's shared ring of provided receive buffers (buffer_ring.hpp), set up at the
+  // first call; nullptr when the kernel lacks provided buffer rings or refuses one. It is
+  // freed by ~loop after the drain, so no request still uses it. Loop thread only.
+  const std::shared_ptr<detail::buffer_ring>& receive_buffers();
 
  private:
   struct remote_queue {
@@ -188,6 +202,7 @@ class loop {
   void drain_remote();
   void arm_wakeup();
   void bind_to_this_thread();
+  void unbind_from_this_thread() noexcept;
   void on_spawned_exit(std::exception_ptr e) noexcept;
 
   // The read on wake_fd_ that ends the loop's sleep when another thread posts.
@@ -209,6 +224,9 @@ class loop {
   // several, e.g. a multishot accept re-armed), so ~loop can cancel each one.
   std::unordered_map<detail::io_op*, unsigned> tracked_;
   std::unique_ptr<detail::futex_thread> futex_thread_;
+  std::shared_ptr<detail::buffer_ring> receive_buffers_;
+  bool receive_buffers_tried_ = false;
+  bool ring_fd_registered_ = false;  // by the thread now in run()
   // ~loop: queues cancels for everything in flight, plus a NOP so the drain's wait ends.
   void cancel_everything();
   void untrack(detail::io_op* op) noexcept;
@@ -245,8 +263,9 @@ template <class T>
 T loop::run(task<T> main, std::stop_token token) {
   bind_to_this_thread();
   struct unbind {
-    ~unbind() { current_ = nullptr; }
-  } guard;
+    loop* self;
+    ~unbind() { self->unbind_from_this_thread(); }
+  } guard{this};
   detail::result_slot<T> slot;
   bool done = false;
   auto hook = [](void* flag, std::size_t) noexcept -> std::coroutine_handle<> {
