@@ -134,7 +134,9 @@ loop::~loop() {
     std::fprintf(stderr, "corio::loop: draining in-flight operations failed: %s\n", e.what());
   }
   futex_thread_.reset();  // joins: it posts nothing more, every wait has finished
-  receive_buffers_.reset();  // no request uses it any more: unregistered while the ring lives
+  // No request uses it any more; readers that outlive the loop may still hold it.
+  if (receive_buffers_) receive_buffers_->forget_loop();
+  receive_buffers_.reset();
   if (bound) current_ = nullptr;
   io_uring_queue_exit(&ring_);
   ::close(wake_fd_);

@@ -15,8 +15,9 @@
 //
 // Who may touch it: the thread of the loop it is registered with. It is freed when the
 // last shared_ptr goes, on that thread, while the loop still lives: the loop's own ring
-// (loop::receive_buffers) is freed by ~loop after its drain; a ring made with create()
-// must be released before its loop is destroyed. Receivers hold a reference until their
+// (loop::receive_buffers) is let go by ~loop after its drain (forget_loop: readers that
+// outlive the loop may still hold it, and only free its memory); a ring made with
+// create() must be released before its loop is destroyed. Receivers hold a reference until their
 // request's final CQE, so the memory outlives every request that may write into it.
 
 #include <liburing.h>
@@ -62,6 +63,13 @@ class buffer_ring {
   const std::byte* bytes(std::uint16_t id) const noexcept { return data_ + static_cast<std::size_t>(id) * size_; }
   // Gives buffer `id` back to the kernel. Its bytes must not be read after this.
   void recycle(std::uint16_t id) noexcept;
+  // ~loop, after its drain: the ring's registration ends with the io_uring itself, so the
+  // destructor must not unregister through a loop that is gone (a reader that outlives
+  // its loop still holds this ring).
+  void forget_loop() noexcept {
+    registered_ = false;
+    loop_ = nullptr;
+  }
 
  private:
   buffer_ring(loop& lp, unsigned count, std::size_t size);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -200,4 +201,22 @@ CORIO_TEST_NEEDS("a reader destroyed while its multishot receive is armed leaves
     CHECK(corio::loop::this_loop().in_flight() == 1);  // only the loop's own wake-up read
   };
   lp.run(body());
+}
+
+CORIO_TEST_NEEDS("a reader on the loop's ring may outlive the loop", corio::kernel_feature::recv_multishot) {
+  auto ends = unix_stream::pair();
+  std::optional<buffered_reader> in;
+  {
+    corio::loop lp;
+    auto body = [&]() -> task<void> {
+      in.emplace(ends.first, 64);
+      REQUIRE(in->use_provided_buffers());
+      co_await ends.second.write_all(bytes_of("abc"));
+      CHECK(co_await in->fill() == 3);
+      co_await ends.second.write_all(bytes_of("queued"));  // may arrive after the loop is gone
+    };
+    lp.run(body());
+  }  // ~loop cancels the armed receive and drains it
+  CHECK(in->buffered_text() == "abc");
+  in.reset();  // frees the state and the last reference to the ring, without the loop
 }
