@@ -167,6 +167,8 @@ class loop {
   // when the op has completed, before its memory is reused.
   void cancel_from_any_thread(detail::io_op* op);
   void forget_cancel(detail::io_op* op) noexcept;
+  // True while ~loop drains: a completion must not re-arm its request.
+  bool closing() const noexcept { return closing_; }
   // Requests in flight (SQEs tracked whose final CQE has not arrived).
   std::size_t in_flight() const noexcept { return in_flight_; }
   // Watches op->token for as long as the op is in flight (see stop_watched_op): cancels

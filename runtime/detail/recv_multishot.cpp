@@ -83,10 +83,11 @@ void recv_multishot::arm_for_waiter() {
     arm_plain();
 }
 
-void recv_multishot::start_wait(std::coroutine_handle<> h, std::span<std::byte> space,
+void recv_multishot::start_wait(std::coroutine_handle<> h, std::span<std::byte> space, const std::stop_token* token,
                                 std::optional<std::chrono::steady_clock::time_point> deadline) {
   if (lp_ == nullptr) lp_ = &loop::this_loop();
   wait_space_ = space;
+  wait_token_ = token;
   plain_result_ = -1;
   signalled_ = cancelled_ = timed_out_ = timer_cancel_sent_ = false;
   if (in_flight_ == request::none) arm_for_waiter();
@@ -158,7 +159,11 @@ void recv_multishot::on_complete(io_op* self, int res, unsigned flags) noexcept 
   } else if (res == -ENOBUFS) {
     ++s->stats_.enobufs;
   } else if (res == -ECANCELED) {
-    if (s->waiter_) s->cancelled_ = true;  // without a waiter: re-armed at the next wait
+    // For this wait only if its stop, its deadline or the loop's drain asked for it: a
+    // cancel sent for an earlier wait (its deadline raced with bytes) or by a test ends
+    // the request like any other end, and it is re-armed (below, or at the next wait).
+    if (s->waiter_ && (s->timed_out_ || s->wait_token_->stop_requested() || s->lp_->closing()))
+      s->cancelled_ = true;
   } else if (res < 0) {
     s->error_ = -res;
   }
@@ -216,7 +221,7 @@ bool multishot_wait::suspend(std::coroutine_handle<> h) {
     stopped_early_ = true;
     return false;
   }
-  state_->start_wait(h, space_, options_.deadline);
+  state_->start_wait(h, space_, token_, options_.deadline);
   if (token_->stop_possible()) {
     state_->token = token_;
     state_->wait_ = this;

@@ -83,7 +83,7 @@ class recv_multishot : public stop_watched_op {
   // --- The wait (fill_awaiter in buffered_stream.hpp) --------------------------------
   // Waits until ready() or a plain receive into `space` completed, the token stops or
   // the deadline passes; resumes `h`. Throws (nothing suspended) when no SQE is free.
-  void start_wait(std::coroutine_handle<> h, std::span<std::byte> space,
+  void start_wait(std::coroutine_handle<> h, std::span<std::byte> space, const std::stop_token* token,
                   std::optional<std::chrono::steady_clock::time_point> deadline);
   // After the resumption: bytes of a plain receive (>= 0), or -1 when there was none.
   int take_plain_result() noexcept { return std::exchange(plain_result_, -1); }
@@ -125,6 +125,7 @@ class recv_multishot : public stop_watched_op {
   multishot_wait* wait_ = nullptr;  // for the stop callback registered before a sleep
   std::coroutine_handle<> waiter_;
   std::span<std::byte> wait_space_;
+  const std::stop_token* wait_token_ = &never_stop;
   int plain_result_ = -1;
   bool signalled_ = false;  // the wait's outcome is known; resume once the timer is back
   bool cancelled_ = false;  // the receive ended with -ECANCELED during the wait
