@@ -1,5 +1,6 @@
 #include "buffered_stream.hpp"
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -74,6 +75,14 @@ bool buffered_reader::use_provided_buffers(std::shared_ptr<detail::buffer_ring> 
   if (multishot_ != nullptr) return true;
   if (!detail::kernel_feature_on_noexcept(kernel_feature::provided_buffers) ||
       !detail::kernel_feature_on_noexcept(kernel_feature::recv_multishot))
+    return false;
+  // TCP only: on an AF_UNIX stream socket Linux 6.18 was seen to never report the end of
+  // stream when it arrived together with more data than one wake-up's receives take
+  // (the multishot request then waited forever; tests/runtime/recv_multishot_test.cpp).
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(stream_.fd(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      (domain != AF_INET && domain != AF_INET6))
     return false;
   if (!ring) ring = loop::this_loop().receive_buffers();
   if (!ring) return false;

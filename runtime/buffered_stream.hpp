@@ -37,7 +37,9 @@
 //   without a system call or a suspension when it is already there, and gives the ring's
 //   buffers back at once. From the first fill() on, the socket's bytes belong to the
 //   reader: receiving on the stream directly as well would take bytes out of order.
-//   Without the features the reader receives with one recv per fill(), as before.
+//   Without the features, and on sockets other than TCP (on AF_UNIX streams Linux 6.18 was
+//   seen to lose the end of stream after a burst), the reader receives with one recv per
+//   fill(), as before.
 //
 // buffered_writer
 // - write() copies into a fixed buffer; when the data does not fit, the buffer is flushed
@@ -117,7 +119,8 @@ class buffered_reader {
 
   // Receives through a multishot receive into `ring` (the loop's own ring when null)
   // from the next fill() on; see the contract above. Returns false, and changes nothing,
-  // when the kernel lacks the features (or they are disabled) or the loop has no ring.
+  // when the kernel lacks the features (or they are disabled), the socket is not TCP, or
+  // the loop has no ring.
   // Call it on the loop's thread, before the first fill().
   bool use_provided_buffers(std::shared_ptr<detail::buffer_ring> ring = nullptr);
   // The multishot receive, or nullptr (for tests and statistics).

@@ -123,7 +123,10 @@ void recv_multishot::on_complete(io_op* self, int res, unsigned flags) noexcept 
   auto* s = static_cast<recv_multishot*>(self);
   const bool final = (flags & IORING_CQE_F_MORE) == 0;
   const request kind = s->in_flight_;
-  if (final) s->in_flight_ = request::none;
+  if (final) {
+    s->in_flight_ = request::none;
+    s->pause_sent_ = false;
+  }
   ++s->stats_.completions;
   if (kind == request::plain) {
     if (s->orphaned_) {
@@ -153,6 +156,16 @@ void recv_multishot::on_complete(io_op* self, int res, unsigned flags) noexcept 
   if (s->orphaned_) {
     if (s->can_free()) delete s;
     return;
+  }
+  if (!final && !s->pause_sent_ && !s->waiter_ && s->chunks_.size() >= s->pause_at()) {
+    // Nobody reads: stop taking the shared ring's buffers (see the header).
+    try {
+      s->lp_->cancel(s);
+      s->pause_sent_ = true;
+      ++s->stats_.pauses;
+    } catch (...) {
+      // No SQE: the ring's -ENOBUFS ends the request instead.
+    }
   }
   if (res == 0) {
     s->at_end_ = true;

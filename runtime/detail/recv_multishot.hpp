@@ -14,6 +14,9 @@
 //   the reader's own free space, so a starved connection still makes progress;
 // - any other end (a cancel, a final CQE with data): re-armed at the next wait, never
 //   from the completion (a loop draining at its destruction must not see it come back);
+// - a reader that does not come back pauses it: once `pause_at()` buffers wait in its
+//   queue the request is cancelled (TCP flow control then holds the peer), so one slow
+//   or lingering connection cannot take the whole shared ring; the next wait re-arms;
 // - end of stream (res 0) and errors are kept: every later wait ends at once with them,
 //   after the bytes queued before them.
 //
@@ -32,6 +35,7 @@
 
 #include <liburing.h>
 
+#include <algorithm>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
@@ -59,7 +63,10 @@ class recv_multishot : public stop_watched_op {
     std::size_t plain_receives = 0;  // starved waits served by one plain recv
     std::size_t enobufs = 0;         // requests ended by an empty ring
     std::size_t completions = 0;     // CQEs of the receive
+    std::size_t pauses = 0;          // requests cancelled for a full queue
   };
+  // Queued buffers at which the request pauses: a sixteenth of the ring, at least 4.
+  std::size_t pause_at() const noexcept { return std::max<std::size_t>(4, ring_->count() / 16); }
 
   // On the heap, owned through release().
   static recv_multishot* make(int fd, std::shared_ptr<buffer_ring> ring) {
@@ -133,6 +140,7 @@ class recv_multishot : public stop_watched_op {
   timer_op timer_{};
   bool timer_armed_ = false;
   bool timer_cancel_sent_ = false;
+  bool pause_sent_ = false;  // cancelled for a full queue; cleared at the final CQE
   __kernel_timespec timeout_{};
   counters stats_;
 };

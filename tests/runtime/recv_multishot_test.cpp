@@ -45,6 +45,27 @@ task<std::string> read_to_end(buffered_reader& in) {
   co_return got;
 }
 
+// A connected TCP pair on the loopback: multishot receives are for TCP sockets only
+// (buffered_stream.hpp says why).
+struct tcp_pair {
+  corio::tcp_stream first;   // accepted: the side that reads
+  corio::tcp_stream second;  // the client: the side that writes
+};
+task<tcp_pair> connected_pair() {
+  auto listener = corio::tcp_listener::bind(corio::address::parse("127.0.0.1:0"));
+  corio::tcp_stream client = co_await corio::tcp_stream::connect(listener.local_address());
+  corio::tcp_stream accepted = co_await listener.accept();
+  co_return tcp_pair{std::move(accepted), std::move(client)};
+}
+
+// Sends `first` and receives it: the reader's multishot receive is armed from then on.
+task<void> arm(buffered_reader& in, corio::tcp_stream& peer, std::string_view first) {
+  co_await peer.write_all(bytes_of(first));
+  CHECK(co_await in.fill() == static_cast<int>(first.size()));
+  CHECK(in.buffered_text() == first);
+  in.consume(first.size());
+}
+
 std::string pattern(std::size_t n) {
   std::string s(n, '\0');
   for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
@@ -55,9 +76,9 @@ std::string pattern(std::size_t n) {
 
 TEST_CASE("use_provided_buffers is on exactly when the kernel features are, and both paths read the same bytes") {
   corio::loop lp;
-  auto ends = unix_stream::pair();
   const std::string sent = pattern(10'000);
   auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
     buffered_reader in(ends.first, 512);
     CHECK(in.use_provided_buffers() == multishot_on());
     CHECK((in.multishot() != nullptr) == multishot_on());
@@ -83,9 +104,9 @@ TEST_CASE("use_provided_buffers is on exactly when the kernel features are, and 
 CORIO_TEST_NEEDS("an empty buffer ring ends the multishot receive with ENOBUFS and the next wait re-arms it",
                  corio::kernel_feature::recv_multishot) {
   corio::loop lp;
-  auto ends = unix_stream::pair();
   const std::string sent = pattern(300);
   auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
     // Two buffers of 16 bytes: the peer's 300 bytes cannot all fit.
     auto ring = corio::detail::buffer_ring::create(corio::loop::this_loop(), 2, 16);
     {
@@ -112,13 +133,11 @@ CORIO_TEST_NEEDS("an empty buffer ring ends the multishot receive with ENOBUFS a
 CORIO_TEST_NEEDS("a multishot receive the kernel ended without F_MORE is re-armed at the next wait",
                  corio::kernel_feature::recv_multishot) {
   corio::loop lp;
-  auto ends = unix_stream::pair();
   auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
     buffered_reader in(ends.first, 64);
     REQUIRE(in.use_provided_buffers());
-    co_await ends.second.write_all(bytes_of("one"));
-    CHECK(co_await in.fill() == 3);
-    in.consume(3);
+    co_await arm(in, ends.second, "one");
     // Its final CQE (-ECANCELED, no F_MORE) comes while the next fill already waits:
     // that wait neither fails nor hangs, the request is re-armed for it.
     in.cancel_multishot_for_test();
@@ -166,8 +185,8 @@ CORIO_TEST_NEEDS("a peer's reset in the middle of a multishot receive fails the 
 CORIO_TEST_NEEDS("a deadline or a stop request ends a multishot wait, and later bytes still arrive",
                  corio::kernel_feature::recv_multishot) {
   corio::loop lp;
-  auto ends = unix_stream::pair();
   auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
     buffered_reader in(ends.first, 64);
     REQUIRE(in.use_provided_buffers());
     CHECK_THROWS_AS((void)co_await in.fill(corio::within(20ms)), corio::timed_out);
@@ -190,14 +209,13 @@ CORIO_TEST_NEEDS("a deadline or a stop request ends a multishot wait, and later 
 CORIO_TEST_NEEDS("a reader destroyed while its multishot receive is armed leaves nothing behind",
                  corio::kernel_feature::recv_multishot) {
   corio::loop lp;
-  auto ends = unix_stream::pair();
   auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
     auto ring = corio::detail::buffer_ring::create(corio::loop::this_loop(), 4, 64);
     {
       buffered_reader in(ends.first, 64);
       REQUIRE(in.use_provided_buffers(ring));
-      co_await ends.second.write_all(bytes_of("x"));
-      CHECK(co_await in.fill() == 1);
+      co_await arm(in, ends.second, "x");
       co_await ends.second.write_all(bytes_of("queued, never read"));
       co_await corio::sleep_for(5ms);
     }  // the armed request is cancelled; its state frees itself at the final CQE
@@ -209,19 +227,59 @@ CORIO_TEST_NEEDS("a reader destroyed while its multishot receive is armed leaves
 }
 
 CORIO_TEST_NEEDS("a reader on the loop's ring may outlive the loop", corio::kernel_feature::recv_multishot) {
-  auto ends = unix_stream::pair();
+  std::optional<tcp_pair> ends;
   std::optional<buffered_reader> in;
   {
     corio::loop lp;
     auto body = [&]() -> task<void> {
-      in.emplace(ends.first, 64);
+      ends.emplace(co_await connected_pair());
+      in.emplace(ends->first, 64);
       REQUIRE(in->use_provided_buffers());
-      co_await ends.second.write_all(bytes_of("abc"));
+      co_await ends->second.write_all(bytes_of("abc"));
       CHECK(co_await in->fill() == 3);
-      co_await ends.second.write_all(bytes_of("queued"));  // may arrive after the loop is gone
+      co_await ends->second.write_all(bytes_of("queued"));  // may arrive after the loop is gone
     };
     lp.run(body());
   }  // ~loop cancels the armed receive and drains it
   CHECK(in->buffered_text() == "abc");
-  in.reset();  // frees the state and the last reference to the ring, without the loop
+  in.reset();  // before the streams it reads  // frees the state and the last reference to the ring, without the loop
+}
+
+CORIO_TEST_NEEDS("a reader that does not read pauses its multishot receive before it takes the whole ring",
+                 corio::kernel_feature::recv_multishot) {
+  corio::loop lp;
+  const std::string sent = pattern(8192);  // 512 buffers' worth
+  auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
+    auto ring = corio::detail::buffer_ring::create(corio::loop::this_loop(), 256, 16);
+    buffered_reader in(ends.first, 64);
+    REQUIRE(in.use_provided_buffers(ring));
+    co_await arm(in, ends.second, "go");
+    for (std::size_t i = 0; i < sent.size(); i += 64) {
+      co_await ends.second.write_all(bytes_of(std::string_view(sent).substr(i, 64)));
+      if (i % 1024 == 0) co_await corio::sleep_for(1ms);  // the loop reaps meanwhile
+    }
+    co_await corio::sleep_for(20ms);
+    CHECK(in.multishot()->stats().pauses >= 1);
+    CHECK(ring->available() > 0);  // the rest waits in the socket, not in the ring
+    ends.second.shutdown(SHUT_WR);
+    CHECK(co_await read_to_end(in) == sent);
+    CHECK(ring->available() == 256);
+  };
+  lp.run(body());
+}
+
+
+TEST_CASE("a Unix-domain stream keeps plain receives") {
+  corio::loop lp;
+  auto ends = unix_stream::pair();
+  auto body = [&]() -> task<void> {
+    buffered_reader in(ends.first, 64);
+    CHECK_FALSE(in.use_provided_buffers());
+    CHECK(in.multishot() == nullptr);
+    co_await ends.second.write_all(bytes_of("plain"));
+    CHECK(co_await in.fill() == 5);
+    co_return;
+  };
+  lp.run(body());
 }
