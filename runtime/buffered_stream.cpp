@@ -1,9 +1,15 @@
 #include "buffered_stream.hpp"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <algorithm>
 #include <cstdio>
 
+#include "detail/buffer_ring.hpp"
+#include "errors.hpp"
 #include "kernel_features.hpp"
+#include "loop.hpp"
 
 namespace corio {
 namespace detail {
@@ -59,6 +65,41 @@ buffered_reader::buffered_reader(stream_socket& stream, std::size_t capacity)
 buffered_reader::buffered_reader(stream_socket& stream, std::span<std::byte> storage)
     : stream_(stream), data_(storage.data()), capacity_(storage.size()) {
   check_capacity(capacity_, "buffered_reader");
+}
+
+buffered_reader::~buffered_reader() {
+  if (multishot_ != nullptr) multishot_->release();
+}
+
+bool buffered_reader::use_provided_buffers(std::shared_ptr<detail::buffer_ring> ring) {
+  if (multishot_ != nullptr) return true;
+  if (!detail::kernel_feature_on_noexcept(kernel_feature::provided_buffers) ||
+      !detail::kernel_feature_on_noexcept(kernel_feature::recv_multishot))
+    return false;
+  // TCP only: on an AF_UNIX stream socket Linux 6.18 was seen to never report the end of
+  // stream when it arrived together with more data than one wake-up's receives take
+  // (the multishot request then waited forever; tests/runtime/recv_multishot_test.cpp).
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(stream_.fd(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      (domain != AF_INET && domain != AF_INET6))
+    return false;
+  if (!ring) ring = loop::this_loop().receive_buffers();
+  if (!ring) return false;
+  multishot_ = detail::recv_multishot::make(stream_.fd(), std::move(ring));
+  return true;
+}
+
+int buffered_reader::fill_awaiter::await_resume() {
+  if (single_) return reader_->filled(single_->await_resume());
+  wait_->await_resume();  // throws for a stop or a deadline
+  detail::recv_multishot& ms = *reader_->multishot_;
+  int n = ms.take_plain_result();
+  if (n < 0) {
+    n = static_cast<int>(ms.copy_out(space_));
+    if (n == 0 && ms.error() != 0) detail::throw_errno(ms.error(), "recv fd " + std::to_string(ms.fd()));
+  }
+  return reader_->filled(n);
 }
 
 void buffered_reader::consume(std::size_t n) noexcept {
@@ -125,7 +166,7 @@ task<void> buffered_reader::read_exact(std::span<std::byte> out, op_options opti
     got += take;
     if (got == want) co_return;
     int n;
-    if (want - got >= capacity_) {
+    if (want - got >= capacity_ && multishot_ == nullptr) {
       // Large remainder: receive straight into the caller's memory, no double copy.
       n = co_await stream_.read_some(out.subspan(got), effective(options));
       received();
@@ -172,9 +213,40 @@ buffered_writer::buffered_writer(stream_socket& stream, std::span<std::byte> sto
 
 task<void> buffered_writer::write(std::span<const std::byte> data, op_options options) {
   if (try_append(data)) co_return;
-  co_await flush(options);
-  if (try_append(data)) co_return;
-  co_await stream_.write_all(data, options);  // larger than the whole buffer
+  if (data.size() < capacity_) {
+    // Fits once the buffer is empty: flush, then keep it for later writes to join.
+    co_await flush(options);
+    (void)try_append(data);
+    co_return;
+  }
+  if (size_ == 0) {
+    co_await stream_.write_all(data, options);
+    co_return;
+  }
+  // Larger than the whole buffer: the pending bytes and `data` go out together, gathered,
+  // one request per send instead of a flush and a second send. Like a flush, a failure
+  // drops the pending bytes.
+  const std::span<const std::byte> pending(data_, size_);
+  size_ = 0;
+  co_await send_gathered(pending, data, options);
+}
+
+task<void> buffered_writer::send_gathered(std::span<const std::byte> first, std::span<const std::byte> second,
+                                          op_options options) {
+  // A short send leaves the rest of the two spans; each turn sends what is left of them.
+  while (!first.empty() || !second.empty()) {
+    iovec iov[2];
+    std::size_t count = 0;
+    for (std::span<const std::byte> s : {first, second})
+      if (!s.empty()) iov[count++] = {const_cast<std::byte*>(s.data()), s.size()};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    std::size_t sent = static_cast<std::size_t>(co_await corio::sendmsg(stream_.fd(), &msg, 0, options));
+    const std::size_t from_first = std::min(sent, first.size());
+    first = first.subspan(from_first);
+    second = second.subspan(sent - from_first);
+  }
 }
 
 task<void> buffered_writer::flush(op_options options) {

@@ -30,10 +30,22 @@
 //   server uses them for idle and read timeouts and shutdown (server.hpp). Without
 //   either, receives borrow the awaiting coroutine's stop token, like every operation.
 //
+// - Provided buffers (use_provided_buffers; kernel_feature::provided_buffers and
+//   recv_multishot, Linux 6.0): the reader keeps one multishot receive armed on the
+//   socket, into a ring of buffers shared by the loop's connections
+//   (detail/recv_multishot.hpp). fill() then copies what arrived into the reader's buffer,
+//   without a system call or a suspension when it is already there, and gives the ring's
+//   buffers back at once. From the first fill() on, the socket's bytes belong to the
+//   reader: receiving on the stream directly as well would take bytes out of order.
+//   Without the features, and on sockets other than TCP (on AF_UNIX streams Linux 6.18 was
+//   seen to lose the end of stream after a burst), the reader receives with one recv per
+//   fill(), as before.
+//
 // buffered_writer
 // - write() copies into a fixed buffer; when the data does not fit, the buffer is flushed
-//   first, and data at least as large as the buffer is sent straight from the caller's
-//   memory after that. flush() sends every pending byte with one write_all. Nothing is
+//   first. Data at least as large as the buffer is sent straight from the caller's memory,
+//   together with the pending bytes: gathered sends (sendmsg of two buffers), one request
+//   per send where a flush and a separate send took two. flush() sends every pending byte with one write_all. Nothing is
 //   sent until flush() or a full buffer: call flush() before waiting for the peer.
 // - try_append() copies all of the data or none, without I/O (for hot paths that batch
 //   responses and flush once).
@@ -54,6 +66,7 @@
 #include <string_view>
 
 #include "../coro/task.hpp"
+#include "detail/recv_multishot.hpp"
 #include "detail/uring_awaiter.hpp"
 #include "stream.hpp"
 
@@ -64,6 +77,18 @@ namespace detail {
 // (kernel_feature::recv_poll_first, decided from the kernel version: io_uring's probe does
 // not report op flags).
 bool recv_poll_first_supported() noexcept;
+
+// A plain receive into the reader's free space.
+struct recv_prep {
+  int fd;
+  std::span<std::byte> space;
+  bool poll_first;
+  void operator()(io_uring_sqe* sqe) const {
+    io_uring_prep_recv(sqe, fd, space.data(), space.size(), 0);
+    if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+  }
+};
+using describe_socket_fn = decltype(describe_socket("", 0));
 }  // namespace detail
 
 // read_until found no delimiter within max_bytes.
@@ -90,6 +115,20 @@ class buffered_reader {
   buffered_reader(stream_socket& stream, std::span<std::byte> storage);
   buffered_reader(const buffered_reader&) = delete;
   buffered_reader& operator=(const buffered_reader&) = delete;
+  ~buffered_reader();
+
+  // Receives through a multishot receive into `ring` (the loop's own ring when null)
+  // from the next fill() on; see the contract above. Returns false, and changes nothing,
+  // when the kernel lacks the features (or they are disabled), the socket is not TCP, or
+  // the loop has no ring.
+  // Call it on the loop's thread, before the first fill().
+  bool use_provided_buffers(std::shared_ptr<detail::buffer_ring> ring = nullptr);
+  // The multishot receive, or nullptr (for tests and statistics).
+  const detail::recv_multishot* multishot() const noexcept { return multishot_; }
+  // Tests: ends the multishot receive in flight as the kernel may (the next wait re-arms).
+  void cancel_multishot_for_test() {
+    if (multishot_ != nullptr) multishot_->cancel_for_test();
+  }
 
   // The unconsumed bytes; consume(n) drops the first n of them (n <= buffered().size()).
   std::span<const std::byte> buffered() const noexcept { return {data_ + begin_, end_ - begin_}; }
@@ -105,24 +144,8 @@ class buffered_reader {
   // One receive into the free tail of the buffer (moving unconsumed bytes to the front
   // first when that frees space); yields how many bytes arrived, 0 at end of stream.
   // Throws std::length_error when the buffer is full of unconsumed bytes.
-  auto fill(op_options options = {}) {
-    const std::span<std::byte> space = prepare_space();
-    // With nothing buffered, the next bytes are usually not here yet (a request/response
-    // peer waits for our answer): IORING_RECVSEND_POLL_FIRST (Linux 5.19) skips the
-    // receive attempt that would fail with EAGAIN and arms the poll at once.
-    const bool poll_first = begin_ == end_ && detail::recv_poll_first_supported();
-    const int fd = stream_.fd();
-    auto prep = [fd, space, poll_first](io_uring_sqe* sqe) {
-      io_uring_prep_recv(sqe, fd, space.data(), space.size(), 0);
-      if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    };
-    return detail::map_awaiter(detail::uring_awaiter(prep, detail::describe_socket("recv", fd), effective(options)),
-                               [this](int n) {
-                                 received();
-                                 end_ += static_cast<std::size_t>(n);
-                                 return n;
-                               });
-  }
+  class fill_awaiter;
+  fill_awaiter fill(op_options options = {});
 
   // Up to and including the first `delimiter` (not empty); see the contract above.
   [[nodiscard]] task<std::string_view> read_until(std::string_view delimiter, std::size_t max_bytes,
@@ -140,6 +163,11 @@ class buffered_reader {
 
  private:
   std::span<std::byte> prepare_space();
+  int filled(int n) noexcept {
+    received();
+    end_ += static_cast<std::size_t>(n);
+    return n;
+  }
   op_options effective(const op_options& given) const {
     if (given.token != nullptr || given.deadline || hooks_ == nullptr) return given;
     return hooks_->before(hooks_context_, *this, begin_ == end_);
@@ -157,7 +185,46 @@ class buffered_reader {
   std::size_t consumed_total_ = 0;
   const receive_hooks* hooks_ = nullptr;
   void* hooks_context_ = nullptr;
+  detail::recv_multishot* multishot_ = nullptr;  // owned: release() in the destructor
 };
+
+// What fill() returns: one plain recv, or a wait on the multishot receive (which ends at
+// once when bytes are already queued).
+class [[nodiscard]] buffered_reader::fill_awaiter {
+ public:
+  fill_awaiter(buffered_reader& reader, std::span<std::byte> space, op_options options)
+      : reader_(&reader), space_(space) {
+    if (reader.multishot_ != nullptr) {
+      wait_.emplace(reader.multishot_, space, options);
+    } else {
+      // With nothing buffered, the next bytes are usually not here yet (a request/response
+      // peer waits for our answer): IORING_RECVSEND_POLL_FIRST (Linux 5.19) skips the
+      // receive attempt that would fail with EAGAIN and arms the poll at once.
+      const bool poll_first = reader.begin_ == reader.end_ && detail::recv_poll_first_supported();
+      const int fd = reader.fd();
+      single_.emplace(detail::recv_prep{fd, space, poll_first}, detail::describe_socket("recv", fd), options);
+    }
+  }
+
+  bool await_ready() const noexcept { return wait_ && reader_->multishot_->ready(); }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    if (single_) return single_->await_suspend(h);
+    return wait_->await_suspend(h);
+  }
+  int await_resume();
+
+ private:
+  buffered_reader* reader_;
+  std::span<std::byte> space_;
+  std::optional<detail::uring_awaiter<detail::recv_prep, detail::describe_socket_fn>> single_;
+  std::optional<detail::multishot_wait> wait_;
+};
+
+inline buffered_reader::fill_awaiter buffered_reader::fill(op_options options) {
+  const std::span<std::byte> space = prepare_space();
+  return fill_awaiter(*this, space, effective(options));
+}
 
 class buffered_writer {
  public:
@@ -195,6 +262,8 @@ class buffered_writer {
   std::byte* data_;
   std::size_t capacity_;
   std::size_t size_ = 0;
+  [[nodiscard]] task<void> send_gathered(std::span<const std::byte> first, std::span<const std::byte> second,
+                                         op_options options);
 };
 
 }  // namespace corio

@@ -33,8 +33,11 @@ constexpr std::array<feature_info, kernel_feature_count> infos{{
     {"futex_waitv", "Linux 5.16"},
     {"rwf_nosignal", "Linux 6.14"},
     {"pidfd", "Linux 5.3"},
+    {"registered_ring", "Linux 5.18"},
+    {"provided_buffers", "Linux 5.19"},
+    {"recv_multishot", "Linux 6.0"},
 }};
-static_assert(static_cast<std::size_t>(kernel_feature::pidfd) + 1 == kernel_feature_count);
+static_assert(static_cast<std::size_t>(kernel_feature::recv_multishot) + 1 == kernel_feature_count);
 
 constexpr std::uint8_t op_futex_wait = 51;  // IORING_OP_FUTEX_WAIT; Debian 12's headers predate it
 
@@ -126,6 +129,33 @@ bool pidfd_supported() noexcept {
   return true;
 }
 
+// Registers the scratch ring's own fd (5.18); older kernels answer -EINVAL.
+bool registered_ring_supported() noexcept {
+  io_uring ring;
+  if (io_uring_queue_init(2, &ring, 0) != 0) return false;
+  const bool ok = io_uring_register_ring_fd(&ring) == 1;
+  io_uring_queue_exit(&ring);  // unregisters it too
+  return ok;
+}
+
+// Registers a one-entry buffer ring on a scratch ring (5.19); older kernels answer -EINVAL.
+bool provided_buffers_supported() noexcept {
+  io_uring ring;
+  if (io_uring_queue_init(2, &ring, 0) != 0) return false;
+  void* mem = nullptr;
+  bool ok = false;
+  if (::posix_memalign(&mem, 4096, 4096) == 0) {
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
+    reg.ring_entries = 1;
+    reg.bgid = 0;
+    ok = io_uring_register_buf_ring(&ring, &reg, 0) == 0;
+  }
+  io_uring_queue_exit(&ring);  // frees the registration before the memory goes
+  std::free(mem);
+  return ok;
+}
+
 bool probe(kernel_feature f) noexcept {
   switch (f) {
     case kernel_feature::single_issuer: return ring_accepts(IORING_SETUP_SINGLE_ISSUER);
@@ -142,6 +172,10 @@ bool probe(kernel_feature f) noexcept {
     case kernel_feature::futex_wait: return opcode_supported(op_futex_wait);
     case kernel_feature::futex_waitv: return futex_waitv_supported();
     case kernel_feature::pidfd: return pidfd_supported();
+    case kernel_feature::registered_ring: return registered_ring_supported();
+    case kernel_feature::provided_buffers: return provided_buffers_supported();
+    // Multishot recv (IORING_RECV_MULTISHOT) is an op flag: by the kernel version.
+    case kernel_feature::recv_multishot: return kernel_at_least(6, 0);
   }
   return false;
 }

@@ -32,6 +32,9 @@
 // | futex_waitv      | 5.16   | that thread sleeps on many words | it polls every millisecond      |
 // | rwf_nosignal     | 6.14   | pipe writes without SIGPIPE      | SIGPIPE held back around writes |
 // | pidfd            | 5.3    | pidfd_open: child exit in the ring | waitpid polled with a timer   |
+// | registered_ring  | 5.18   | io_uring_enter by registered index | by fd (an fdget per enter)     |
+// | provided_buffers | 5.19   | buffer rings the kernel picks from | each recv names its own buffer |
+// | recv_multishot   | 6.0    | one recv request, many CQEs      | one recv request per receive    |
 //
 // Probes: ring setup flags by setting up a small scratch ring, opcodes through
 // io_uring's probe, cancel flags by a cancel request on a scratch ring, syscalls by
@@ -61,8 +64,11 @@ enum class kernel_feature : unsigned char {
   futex_waitv,
   rwf_nosignal,
   pidfd,
+  registered_ring,
+  provided_buffers,
+  recv_multishot,
 };
-inline constexpr std::size_t kernel_feature_count = 12;
+inline constexpr std::size_t kernel_feature_count = 15;
 
 struct kernel_feature_status {
   kernel_feature feature;

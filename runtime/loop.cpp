@@ -12,6 +12,7 @@
 #include <string>
 #include <system_error>
 
+#include "detail/buffer_ring.hpp"
 #include "detail/cpu_relax.hpp"
 #include "detail/futex_thread.hpp"
 #include "errors.hpp"
@@ -101,6 +102,7 @@ loop::loop(loop_options options) : idle_poll_(options.idle_poll), unhandled_(&pr
                                 std::to_string(idle_poll_.count()) + " us");
   features_ = init_ring(ring_, options);  // first: throws on a bad CORIO_DISABLE_FEATURES
   features_.cancel_any = options.try_cancel_any && kernel_feature_on(kernel_feature::cancel_any);
+  features_.registered_ring = kernel_feature_on(kernel_feature::registered_ring);
   // Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd with -EAGAIN
   // at once instead of waiting for a write.
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -133,6 +135,9 @@ loop::~loop() {
     std::fprintf(stderr, "corio::loop: draining in-flight operations failed: %s\n", e.what());
   }
   futex_thread_.reset();  // joins: it posts nothing more, every wait has finished
+  // No request uses it any more; readers that outlive the loop may still hold it.
+  if (receive_buffers_) receive_buffers_->forget_loop();
+  receive_buffers_.reset();
   if (bound) current_ = nullptr;
   io_uring_queue_exit(&ring_);
   ::close(wake_fd_);
@@ -170,6 +175,23 @@ void loop::bind_to_this_thread() {
     throw std::logic_error("corio::loop::run: this thread already runs another loop");
   if (current_ == this) throw std::logic_error("corio::loop::run: the loop is already running");
   current_ = this;
+  // A refusal (the thread's table of registered rings is full) only costs the fd lookup.
+  if (features_.registered_ring) ring_fd_registered_ = io_uring_register_ring_fd(&ring_) == 1;
+}
+
+void loop::unbind_from_this_thread() noexcept {
+  current_ = nullptr;
+  // Registered by this thread in bind_to_this_thread; liburing then enters by fd again.
+  if (ring_fd_registered_) io_uring_unregister_ring_fd(&ring_);
+  ring_fd_registered_ = false;
+}
+
+const std::shared_ptr<detail::buffer_ring>& loop::receive_buffers() {
+  if (!receive_buffers_tried_) {
+    receive_buffers_tried_ = true;
+    receive_buffers_ = detail::buffer_ring::create_for(*this);
+  }
+  return receive_buffers_;
 }
 
 void loop::spawn(task<void> t) {

@@ -25,6 +25,12 @@
 // with IORING_ASYNC_CANCEL_ANY (5.19+), else one cancel per request, from a table of the
 // requests in flight that the loop keeps only on such kernels. Waits on the loop's futex
 // thread (futex_ops.hpp) are cancelled too, and the thread is joined.
+//
+// While run() runs, the ring's fd is registered with the running thread
+// (io_uring_register_ring_fd, 5.18: kernel_feature::registered_ring), so each
+// io_uring_enter skips the kernel's fd lookup. The registration belongs to that thread,
+// which is why it is made by run() and undone when run() returns, never by the
+// constructor.
 
 #include <liburing.h>
 
@@ -50,6 +56,7 @@ namespace corio {
 
 namespace detail {
 class futex_thread;
+class buffer_ring;
 // For fork() (ipc/process.hpp): in the child, forgets the loop this thread was running,
 // so the child may build its own loop and never touches the parent's io_uring, whose
 // rings are MAP_SHARED with the parent. Call only in a freshly forked child.
@@ -86,6 +93,7 @@ struct loop_features {
   bool sqpoll = false;
   bool taskrun_flag = false;  // asked for only with idle_poll: pending kernel work shows in sq.kflags
   bool cancel_any = false;    // IORING_ASYNC_CANCEL_ANY: ~loop cancels everything in one request
+  bool registered_ring = false;  // run() registers the ring fd with its thread (see above)
 };
 
 class loop {
@@ -160,6 +168,8 @@ class loop {
   // when the op has completed, before its memory is reused.
   void cancel_from_any_thread(detail::io_op* op);
   void forget_cancel(detail::io_op* op) noexcept;
+  // True while ~loop drains: a completion must not re-arm its request.
+  bool closing() const noexcept { return closing_; }
   // Requests in flight (SQEs tracked whose final CQE has not arrived).
   std::size_t in_flight() const noexcept { return in_flight_; }
   // Watches op->token for as long as the op is in flight (see stop_watched_op): cancels
@@ -175,6 +185,12 @@ class loop {
   std::size_t polled_ops() const noexcept { return watched_count_; }
   // The loop's futex thread (futex_ops.hpp), started at the first call. Loop thread only.
   detail::futex_thread& futex_thread();
+  // The liburing ring, for operations that register resources with it (buffer_ring.hpp).
+  io_uring& native_ring() noexcept { return ring_; }
+  // The loop's shared ring of provided receive buffers (buffer_ring.hpp), set up at the
+  // first call; nullptr when the kernel lacks provided buffer rings or refuses one. It is
+  // freed by ~loop after the drain, so no request still uses it. Loop thread only.
+  const std::shared_ptr<detail::buffer_ring>& receive_buffers();
 
  private:
   struct remote_queue {
@@ -195,6 +211,7 @@ class loop {
   void drain_remote();
   void arm_wakeup();
   void bind_to_this_thread();
+  void unbind_from_this_thread() noexcept;
   void on_spawned_exit(std::exception_ptr e) noexcept;
 
   // The read on wake_fd_ that ends the loop's sleep when another thread posts.
@@ -216,6 +233,9 @@ class loop {
   // several, e.g. a multishot accept re-armed), so ~loop can cancel each one.
   std::unordered_map<detail::io_op*, unsigned> tracked_;
   std::unique_ptr<detail::futex_thread> futex_thread_;
+  std::shared_ptr<detail::buffer_ring> receive_buffers_;
+  bool receive_buffers_tried_ = false;
+  bool ring_fd_registered_ = false;  // by the thread now in run()
   // ~loop: queues cancels for everything in flight, plus a NOP so the drain's wait ends.
   void cancel_everything();
   void untrack(detail::io_op* op) noexcept;
@@ -253,8 +273,9 @@ template <class T>
 T loop::run(task<T> main, std::stop_token token) {
   bind_to_this_thread();
   struct unbind {
-    ~unbind() { current_ = nullptr; }
-  } guard;
+    loop* self;
+    ~unbind() { self->unbind_from_this_thread(); }
+  } guard{this};
   detail::result_slot<T> slot;
   bool done = false;
   auto hook = [](void* flag, std::size_t) noexcept -> std::coroutine_handle<> {

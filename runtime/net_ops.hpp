@@ -80,6 +80,15 @@ inline auto send(int fd, std::span<const std::byte> data, int flags = 0, op_opti
       detail::describe_socket("send", fd), std::move(options));
 }
 
+// Sends the buffers of `msg` (a gathered write: several buffers, one request); returns
+// how many bytes went, possibly fewer than all. `msg` and its iovecs must stay valid until
+// the awaitable completes.
+inline auto sendmsg(int fd, const msghdr* msg, int flags = 0, op_options options = {}) {
+  return detail::uring_awaiter(
+      [=](io_uring_sqe* sqe) { io_uring_prep_sendmsg(sqe, fd, msg, static_cast<unsigned>(flags | MSG_NOSIGNAL)); },
+      detail::describe_socket("sendmsg", fd), std::move(options));
+}
+
 // shutdown(2) through the ring (Linux 5.11); `how` is SHUT_RD, SHUT_WR or SHUT_RDWR.
 inline auto shutdown(int fd, int how, op_options options = {}) {
   return detail::uring_awaiter([fd, how](io_uring_sqe* sqe) { io_uring_prep_shutdown(sqe, fd, how); },

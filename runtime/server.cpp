@@ -272,6 +272,7 @@ task<void> server::run_connection(detail::server_shard& sh, tcp_stream stream) {
     co_return;
   }
   connection conn(stream, buffers.get(), options_, sh);
+  if (options_.provided_buffers) (void)conn.reader().use_provided_buffers();
   bool timed_out_here = false;
   try {
     co_await handler_(conn);

@@ -25,6 +25,11 @@
 //   shared state is).
 // - Memory per connection: the coroutine frames (recycled) and one allocation holding the
 //   read and write buffers (server_options sizes). Nothing else.
+// - Receives (server_options::provided_buffers, on by default): each connection's reader
+//   keeps one multishot receive armed into the shard loop's ring of provided buffers
+//   (buffered_stream.hpp), one SQE per connection instead of one per receive, where the
+//   kernel has it (kernel_feature::provided_buffers and recv_multishot, Linux 6.0);
+//   elsewhere one recv per fill(). Either way the handler sees the same bytes.
 // - Connection limit (max_connections, all shards together): a connection beyond it is
 //   accepted and closed at once, so its client sees the close (EOF, or a reset if it had
 //   sent data) instead of hanging in the backlog; stats().rejected counts them.
@@ -88,6 +93,8 @@ struct server_options {
   std::chrono::milliseconds shutdown_grace{5'000};
   std::size_t read_buffer_size = buffered_reader::default_capacity;
   std::size_t write_buffer_size = buffered_writer::default_capacity;
+  // Multishot receives into provided buffers where the kernel has them (see above).
+  bool provided_buffers = true;
   int backlog = SOMAXCONN;
 };
 

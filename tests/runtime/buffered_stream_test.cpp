@@ -9,6 +9,7 @@
 #include <corio/runtime/timer.hpp>
 
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <stdexcept>
@@ -211,6 +212,41 @@ TEST_CASE("a buffered_writer whose buffer fills flushes before taking more") {
     co_await out.write("6789");  // does not fit: "12345" goes out, "6789" waits
     CHECK(out.pending() == 4);
     CHECK(unread_bytes(b.fd()) == 5);
+  };
+  lp.run(body());
+}
+
+TEST_CASE("a write larger than the buffer goes out with the pending bytes, in order, across short sends") {
+  corio::loop lp;
+  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
+  unix_stream& a = ends.first;
+  unix_stream& b = ends.second;
+  // A small send buffer: the 256 KiB cannot go in one send, so sends come back short.
+  const int small = 4096;
+  REQUIRE(::setsockopt(a.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+  std::string big(256 * 1024, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('A' + (i * 7) % 26);
+  auto body = [&]() -> task<void> {
+    corio::task_group g;
+    std::string got;
+    g.spawn([&]() -> task<void> {
+      std::array<std::byte, 1000> chunk;
+      for (;;) {
+        const int n = co_await b.read_some(chunk);
+        if (n == 0) break;
+        got += text_of(std::span(chunk).first(static_cast<std::size_t>(n)));
+      }
+    });
+    buffered_writer out(a, 64);
+    co_await out.write("head:");
+    co_await out.write(big);  // gathered with "head:"
+    CHECK(out.pending() == 0);
+    co_await out.write(":tail");
+    co_await out.flush();
+    a.shutdown(SHUT_WR);
+    co_await g.wait();
+    CHECK(got.size() == big.size() + 10);
+    CHECK(got == "head:" + big + ":tail");
   };
   lp.run(body());
 }

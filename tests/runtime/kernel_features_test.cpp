@@ -15,7 +15,7 @@ namespace {
 
 constexpr std::string_view valid_names =
     "all, single_issuer, defer_taskrun, coop_taskrun, taskrun_flag, cancel_any, msg_ring, multishot_accept, "
-    "recv_poll_first, futex_wait, futex_waitv, rwf_nosignal, pidfd";
+    "recv_poll_first, futex_wait, futex_waitv, rwf_nosignal, pidfd, registered_ring, provided_buffers, recv_multishot";
 
 // What the process's variable says, parsed independently of the library.
 std::string_view variable() {
@@ -31,6 +31,7 @@ TEST_CASE("parse_disabled_features reads names, commas, spaces and `all`") {
   CHECK(parse_disabled_features("single_issuer") == 1u);
   CHECK(parse_disabled_features("futex_wait, msg_ring") == ((1u << 8) | (1u << 5)));
   CHECK(parse_disabled_features(",pidfd,,") == (1u << 11));
+  CHECK(parse_disabled_features("recv_multishot") == (1u << 14));
   CHECK(parse_disabled_features("all") == (1u << corio::kernel_feature_count) - 1);
 }
 
@@ -80,4 +81,5 @@ TEST_CASE("the loop and kernel_features() follow this process's CORIO_DISABLE_FE
   if (off(kernel_feature::single_issuer)) CHECK_FALSE(granted.single_issuer);
   if (off(kernel_feature::coop_taskrun)) CHECK_FALSE(granted.coop_taskrun);
   CHECK(granted.cancel_any == corio::kernel_feature_on(kernel_feature::cancel_any));
+  CHECK(granted.registered_ring == corio::kernel_feature_on(kernel_feature::registered_ring));
 }

@@ -542,3 +542,19 @@ TEST_CASE("an async generator destroyed inside a read is orphaned; ~loop cancels
   ::close(fds[0]);
   ::close(fds[1]);
 }
+
+TEST_CASE("run() enters the ring through a registered fd where the kernel has it, and unregisters when it returns") {
+  corio::loop lp;
+  const bool on = corio::kernel_feature_on(corio::kernel_feature::registered_ring);
+  CHECK(lp.features().registered_ring == on);
+  const io_uring& ring = lp.native_ring();
+  CHECK(ring.enter_ring_fd == ring.ring_fd);  // not registered before run()
+  auto body = [&]() -> corio::task<int> {
+    co_await corio::sleep_for(std::chrono::milliseconds(1));  // a few io_uring_enter calls
+    co_return ring.enter_ring_fd != ring.ring_fd ? 1 : 0;
+  };
+  CHECK(lp.run(body()) == (on ? 1 : 0));
+  CHECK(ring.enter_ring_fd == ring.ring_fd);
+  // A second run registers again (the registration belongs to the running thread).
+  CHECK(lp.run(body()) == (on ? 1 : 0));
+}
