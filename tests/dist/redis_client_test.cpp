@@ -323,6 +323,40 @@ TEST_CASE("a reconnect looks the name up again and follows it to the server it n
   corio::detail::getaddrinfo_hook = &::getaddrinfo;
 }
 
+namespace {
+
+std::atomic<int> loopback_lookups{0};
+// Every name is 127.0.0.1 (the port comes from the address text).
+int loopback_resolver(const char*, const char* service, const addrinfo* hints, addrinfo** out) {
+  ++loopback_lookups;
+  return ::getaddrinfo("127.0.0.1", service, hints, out);
+}
+
+}  // namespace
+
+TEST_CASE("a cluster node announced by a host name is resolved and reached") {
+  corio_test::fake_redis node([](const std::vector<std::string_view>&, int) -> std::string { return "+ok\r\n"; });
+  const std::string port = std::to_string(node.port());
+  // The seed says every slot lives on "node.test:PORT" (cluster-preferred-endpoint-type hostname).
+  corio_test::fake_redis seed(
+      [port](const std::vector<std::string_view>& argv, int) -> std::string {
+        if (argv[0] == "CLUSTER")
+          return "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\nnode.test\r\n:" + port + "\r\n";
+        return "-ERR not the owner\r\n";
+      },
+      true);
+  corio::detail::getaddrinfo_hook = &loopback_resolver;
+  loopback_lookups = 0;
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(corio::redis::options(seed.address()));
+    CHECK((co_await c.command("SET", "k", "v")).str == "ok");
+    CHECK(c.stats().nodes == 2);
+  });
+  corio::detail::getaddrinfo_hook = &::getaddrinfo;
+  CHECK(loopback_lookups == 1);
+  CHECK(node.commands() == 1);
+}
+
 TEST_CASE("a server restarted with AOF: the client reconnects and finds the data") {
   SKIP_WITHOUT_REDIS();
   redis_server server({.aof = true});
