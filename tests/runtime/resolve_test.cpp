@@ -9,6 +9,8 @@
 #include <corio/runtime/stream.hpp>
 
 #include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -308,4 +310,70 @@ TEST_CASE("tcp_stream::connect by a name that does not resolve is resolve_error;
                          std::system_error);
   });
   CHECK(hook_calls == 1);
+}
+
+namespace {
+
+// A listener whose accept queue is full: a connect to it hangs (the kernel drops the SYN).
+struct hanging_listener {
+  corio::tcp_listener listener =
+      corio::tcp_listener::bind(address::parse("127.0.0.1:0"), {.reuse_port = false, .reuse_address = true, .backlog = 0});
+  int filler = -1;
+
+  hanging_listener() {
+    filler = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const address& a = listener.local_address();
+    REQUIRE(::connect(filler, a.data(), a.size()) == 0);
+  }
+  ~hanging_listener() { ::close(filler); }
+  address where() const { return listener.local_address(); }
+};
+
+}  // namespace
+
+TEST_CASE("connect_any gives an address that does not answer per_try, then connects to the next") {
+  hanging_listener hang;
+  auto server = corio::tcp_listener::bind(address::parse("127.0.0.1:0"));
+  const auto start = steady::now();
+  on_loop([&]() -> corio::task<void> {
+    std::vector<address> both{hang.where(), server.local_address()};
+    corio::tcp_stream c = co_await corio::tcp_stream::connect_any(std::move(both), corio::within(10s), 200ms);
+    CHECK(c.peer_address() == server.local_address());
+  });
+  CHECK(steady::now() - start >= 200ms);
+  CHECK(steady::now() - start < 5s);
+}
+
+TEST_CASE("connect_any ends with timed_out when the whole deadline passes, naming the address that hung") {
+  hanging_listener hang;
+  on_loop([&]() -> corio::task<void> {
+    try {
+      std::vector<address> one{hang.where()};
+      co_await corio::tcp_stream::connect_any(std::move(one), corio::within(300ms));
+      FAIL("no error");
+    } catch (const corio::timed_out& e) {
+      const std::string what = e.what();
+      CHECK(what.starts_with("connect (tried " + hang.where().to_string() + ": no answer within "));
+      CHECK(what.ends_with(" ms): Connection timed out"));
+    }
+  });
+}
+
+TEST_CASE("a stop request ends connect_any at once, without trying the addresses left") {
+  hanging_listener hang;
+  auto server = corio::tcp_listener::bind(address::parse("127.0.0.1:0"));
+  std::stop_source stop;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(200ms);
+    stop.request_stop();
+  });
+  const auto start = steady::now();
+  on_loop(
+      [&]() -> corio::task<void> {
+        std::vector<address> both{hang.where(), server.local_address()};
+        CHECK_THROWS_AS(co_await corio::tcp_stream::connect_any(std::move(both), {}, 10s), corio::operation_cancelled);
+      },
+      stop.get_token());
+  stopper.join();
+  CHECK(steady::now() - start < 5s);  // per_try is 10 s: the stop, not a timeout, ended it
 }
