@@ -163,9 +163,10 @@ class tcp_stream : public stream_socket {
                                                 std::chrono::milliseconds per_try = default_per_try);
   // Tries each address in order until one connects: Happy Eyeballs (RFC 8305) without the
   // racing, in the order given (getaddrinfo's sorting prefers what is likely to work).
-  // Each address but the last gets at most per_try, the last what is left of
-  // options.deadline. A stop request ends it at once (operation_cancelled). When every
-  // address fails, the error is the last one's (timed_out when the deadline ended it),
+  // Each address but the last gets at most per_try, and at most its share of what is left
+  // of options.deadline (the time left over the addresses left); the last gets all that
+  // is left. A stop request ends it at once (operation_cancelled). When every address
+  // fails, the error is the last one's (timed_out when the deadline ended it),
   // its message lists every address tried with why it failed:
   //   "connect localhost:6379 (tried [::1]:6379: Connection refused; 127.0.0.1:6379: no
   //   answer within 3000 ms): Connection timed out"

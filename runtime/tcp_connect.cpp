@@ -32,8 +32,12 @@ task<tcp_stream> connect_in_turn(std::vector<address> to, std::string label, op_
     op_options one = options;
     std::chrono::milliseconds limit{0};
     if (!final_try) {
-      const auto until = steady_clock::now() + per_try;
-      one.deadline = options.deadline ? std::min(*options.deadline, until) : until;
+      // A fair share of what is left, so one silent address cannot starve the others.
+      const auto now = steady_clock::now();
+      auto share = std::chrono::duration_cast<steady_clock::duration>(per_try);
+      if (options.deadline)
+        share = std::min(share, (*options.deadline - now) / static_cast<long>(to.size() - i));
+      one.deadline = now + share;
     }
     if (one.deadline)
       limit = std::chrono::ceil<std::chrono::milliseconds>(*one.deadline - steady_clock::now());

@@ -377,3 +377,17 @@ TEST_CASE("a stop request ends connect_any at once, without trying the addresses
   stopper.join();
   CHECK(steady::now() - start < 5s);  // per_try is 10 s: the stop, not a timeout, ended it
 }
+
+TEST_CASE("under a deadline, a silent first address takes only its share and the next still connects") {
+  hanging_listener hang;
+  auto server = corio::tcp_listener::bind(address::parse("127.0.0.1:0"));
+  const auto start = steady::now();
+  on_loop([&]() -> corio::task<void> {
+    std::vector<address> both{hang.where(), server.local_address()};
+    // per_try (10 s) is longer than the whole deadline: the first address gets half of 2 s,
+    // so the second connects before the deadline (else this throws timed_out).
+    corio::tcp_stream c = co_await corio::tcp_stream::connect_any(std::move(both), corio::within(2s), 10s);
+    CHECK(c.peer_address() == server.local_address());
+  });
+  CHECK(steady::now() - start >= 900ms);
+}
