@@ -86,7 +86,6 @@ task<client> client::connect(const options& given) {
     if (o.user().empty()) o.user(ep.user);
     if (o.password().empty()) o.password(ep.password);
     if (o.db() < 0 && ep.db > 0) o.db(ep.db);
-    (void)address::parse(ep.address);  // std::invalid_argument for a bad host now, not later
   }
   if (o.db() < 0) o.db(0);
   return open_client(std::make_shared<detail::router>(std::move(o), std::move(seeds)));

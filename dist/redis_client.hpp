@@ -6,11 +6,17 @@
 //     co_await c.command("SET", "greeting", "hello");
 //     corio::resp::reply r = co_await c.command("GET", "greeting");   // r.str == "hello"
 //
-// Addresses (options::address()): "HOST:PORT" (numeric IPv4, "[IPv6]", or "localhost"),
+// Addresses (options::address()): "HOST:PORT" (a name, a numeric IPv4 or "[IPv6]"),
 // "redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]", "unix:/path/redis.sock" or "/path"; or a
 // list of them, comma-separated ("10.0.0.5:7000,10.0.0.6:7000"): seeds, tried in order
-// until one answers. Names are not resolved (no blocking DNS on a loop thread). Fields set
-// in options win over the URL's.
+// until one answers. Fields set in options win over the URL's. A name ("localhost",
+// "redis.internal") is resolved off the loop thread (runtime/resolve.hpp) at the connect
+// and again at every reconnect, so a server whose name now points elsewhere is followed;
+// its addresses are tried in turn (tcp_stream::connect by name), all within
+// connect_timeout. A name that does not resolve fails the connect like a refused one
+// (connection_error quoting resolve's text). Cluster nodes that announce host names
+// (cluster-announce-hostname, cluster-preferred-endpoint-type hostname) are resolved the
+// same way. Numeric hosts need no lookup.
 //
 // Redis Cluster: configured the same way (one seed is enough, more survive a seed being
 // down); the client detects it at connect (CLUSTER SLOTS in the handshake) and sends each

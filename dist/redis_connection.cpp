@@ -11,6 +11,7 @@
 #include "../runtime/address.hpp"
 #include "../runtime/errors.hpp"
 #include "../runtime/loop.hpp"
+#include "../runtime/resolve.hpp"
 #include "../runtime/timer.hpp"
 #include "resp.hpp"
 
@@ -53,13 +54,16 @@ task<resp::reply> connection::read_reply(link& l, op_options deadline) {
 }
 
 task<void> connection::open() {
-  const address to = address::parse(where);
   const op_options deadline = within(opts.connect_timeout());
   std::shared_ptr<link> l;
-  if (to.domain() == AF_UNIX)
-    l = std::make_shared<link>(co_await unix_stream::connect(to, deadline));
-  else
-    l = std::make_shared<link>(co_await tcp_stream::connect(to, deadline));
+  if (is_unix_address(where)) {
+    l = std::make_shared<link>(co_await unix_stream::connect(address::parse(where), deadline));
+  } else {
+    // A name is looked up again at every (re)connect: a moved server is followed. A
+    // numeric host connects at once, without a lookup.
+    const host_port hp = split_host_port(where);
+    l = std::make_shared<link>(co_await tcp_stream::connect(hp.host, hp.port, deadline));
+  }
 
   // The handshake, in one write.
   std::string out;

@@ -4,7 +4,25 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "../runtime/address.hpp"
+#include "../runtime/resolve.hpp"
+
 namespace corio::redis {
+
+bool is_unix_address(std::string_view address) noexcept {
+  return address.starts_with("unix:") || address.starts_with("/") || address.starts_with("./");
+}
+
+namespace {
+
+// The why of corio's `bad address "TEXT": WHY`, for a message that quotes TEXT already.
+std::string reason(const std::invalid_argument& err) {
+  const std::string what = err.what();
+  const std::size_t cut = what.find("\": ");
+  return cut == std::string::npos ? what : what.substr(cut + 3);
+}
+
+}  // namespace
 
 endpoint parse_endpoint(std::string_view text) {
   endpoint e;
@@ -15,7 +33,12 @@ endpoint parse_endpoint(std::string_view text) {
   };
   if (text.starts_with("rediss://"))
     throw bad("TLS (rediss://) is not built in: put stunnel in front (docs/distributed.md)");
-  if (text.starts_with("unix:") || text.starts_with("/") || text.starts_with("./")) {
+  if (is_unix_address(text)) {
+    try {
+      (void)address::parse(text);
+    } catch (const std::invalid_argument& err) {
+      throw bad(reason(err));
+    }
     e.address = std::string(text);
     return e;
   }
@@ -43,7 +66,11 @@ endpoint parse_endpoint(std::string_view text) {
   const std::size_t bracket = hp.rfind(']');
   const std::size_t colon = hp.rfind(':');
   if (colon == std::string::npos || (bracket != std::string::npos && colon < bracket)) hp += ":6379";
-  if (hp.starts_with("localhost:")) hp.replace(0, 9, "127.0.0.1");
+  try {
+    (void)split_host_port(hp);
+  } catch (const std::invalid_argument& err) {
+    throw bad(reason(err));
+  }
   e.address = std::move(hp);
   return e;
 }

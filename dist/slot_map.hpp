@@ -8,7 +8,8 @@
 //                                ASKING then the command to that node, once; the map stays
 //
 // Addresses come as the node announces them: "IP:PORT" ("::1:6381" for IPv6, last colon
-// first), or ":PORT" / "?:PORT" when the node does not know its own endpoint (the host is then
+// first), "NAME:PORT" (cluster-preferred-endpoint-type hostname; the connection to the
+// node resolves it, runtime/resolve.hpp), or ":PORT" / "?:PORT" when the node does not know its own endpoint (the host is then
 // the one of the node that answered). Anything else (a slot out of range, no port, a port
 // that is not a number) is cluster_error quoting the text: a lying server gets a clear
 // error, never a crash or a connection to a made-up place.
@@ -29,7 +30,7 @@ namespace corio::redis {
 struct redirect {
   enum class kind { moved, ask } what;
   int slot;
-  std::string address;  // "HOST:PORT", "[IPv6]:PORT": ready for corio::address::parse
+  std::string address;  // "HOST:PORT" (HOST an IPv4 or a name), "[IPv6]:PORT": for split_host_port
 };
 
 // Parses the text of a MOVED or ASK error reply (without the '-'). `asked_host` stands in

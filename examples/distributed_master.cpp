@@ -3,6 +3,7 @@
 // Redis holds the queues (docs/distributed.md); start workers with distributed_worker.
 //
 // Usage: distributed_master [--address HOST:PORT] [--password PW]
+//   HOST: a name (localhost, redis.internal) or a number, resolved at every connect
 //   defaults: 127.0.0.1:6379, the password from REDISCLI_AUTH
 #include <corio/dist/manager.hpp>
 

@@ -4,6 +4,7 @@
 // for the queue pair. docs/distributed.md explains leases, takeover and dead letters.
 //
 // Usage: distributed_pool [--address HOST:PORT] [--password PW]
+//   HOST: a name (localhost, redis.internal) or a number, resolved at every connect
 //   defaults: 127.0.0.1:6379, the password from REDISCLI_AUTH
 #include <corio/dist/task_pool.hpp>
 #include <corio/dist/worker.hpp>

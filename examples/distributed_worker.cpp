@@ -4,6 +4,7 @@
 //
 // Usage: distributed_worker [--address HOST:PORT] [--password PW] [--host-name NAME]
 //                           [--timeout SECONDS]
+//   HOST: a name (localhost, redis.internal) or a number, resolved at every connect
 //   defaults: 127.0.0.1:6379, the password from REDISCLI_AUTH, the address, 10
 #include <corio/dist/manager.hpp>
 

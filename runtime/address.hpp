@@ -10,7 +10,8 @@
 //
 // Grammar (parse): `IPV4:PORT`, `[IPV6]:PORT`, `unix:PATH`, or a PATH starting with '/'
 // or "./". Hosts are numeric only: parse never resolves names (no blocking DNS on a
-// loop thread); "localhost:80" is refused with a message that says so. IPv6 scope ids
+// loop thread); "localhost:80" is refused with a message that says so. For names use
+// corio::resolve (resolve.hpp), or tcp_stream::connect(host, port) (stream.hpp). IPv6 scope ids
 // ("%eth0") are not supported. PORT is decimal 0..65535 (0: the kernel picks one at bind).
 // A Unix path must fit sun_path (at most 107 bytes); "@name" is the abstract namespace.
 //

@@ -35,10 +35,12 @@
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../coro/task.hpp"
 #include "address.hpp"
@@ -149,6 +151,28 @@ class tcp_stream : public stream_socket {
 
   // Connects to an IPv4 or IPv6 address (std::invalid_argument for a Unix address).
   [[nodiscard]] static task<tcp_stream> connect(address to, op_options options = {});
+
+  // How long connect_any gives each address but the last.
+  static constexpr std::chrono::milliseconds default_per_try{3000};
+  // Connects to `host`, a name or a number, on `port`: resolve(host, port) (resolve.hpp),
+  // then connect_any over what it gives. A numeric host takes connect(address)'s path (no
+  // lookup, the same errors). options.deadline bounds the whole call, lookup included;
+  // the lookup follows the coroutine's own stop token, options.token the connects. A
+  // failed lookup is resolve_error.
+  [[nodiscard]] static task<tcp_stream> connect(std::string host, std::uint16_t port, op_options options = {},
+                                                std::chrono::milliseconds per_try = default_per_try);
+  // Tries each address in order until one connects: Happy Eyeballs (RFC 8305) without the
+  // racing, in the order given (getaddrinfo's sorting prefers what is likely to work).
+  // Each address but the last gets at most per_try, and at most its share of what is left
+  // of options.deadline (the time left over the addresses left); the last gets all that
+  // is left. A stop request ends it at once (operation_cancelled). When every address
+  // fails, the error is the last one's (timed_out when the deadline ended it),
+  // its message lists every address tried with why it failed:
+  //   "connect localhost:6379 (tried [::1]:6379: Connection refused; 127.0.0.1:6379: no
+  //   answer within 3000 ms): Connection timed out"
+  // std::invalid_argument for an empty list or a Unix address.
+  [[nodiscard]] static task<tcp_stream> connect_any(std::vector<address> to, op_options options = {},
+                                                    std::chrono::milliseconds per_try = default_per_try);
 
   // TCP_NODELAY, on by default: small writes go out at once instead of waiting for the
   // peer's ACK (Nagle), which request/response protocols need.

@@ -1,6 +1,7 @@
 #pragma once
 // The command line of the distributed examples: --address HOST:PORT (default
-// 127.0.0.1:6379; a redis:// URL or unix:/path works too), --password PW (default: the
+// 127.0.0.1:6379; HOST may be a name such as localhost or redis.internal, resolved off the
+// loop thread at every (re)connect; a redis:// URL or unix:/path works too), --password PW (default: the
 // REDISCLI_AUTH environment variable, as redis-cli reads it), and the options a program
 // adds (--host-name NAME, --timeout SECONDS).
 #include <corio/dist/redis_client.hpp>
@@ -29,7 +30,13 @@ inline args parse_args(int argc, char** argv, const char* usage, std::map<std::s
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
     if (flag == "-h" || flag == "--help") {
-      std::printf("usage: %s %s\n", argv[0], usage);
+      std::printf("usage: %s %s\n"
+                  "  --address HOST:PORT  where Redis is (default 127.0.0.1:6379): a host name (localhost,\n"
+                  "                       redis.internal), an IPv4 address or [IPv6]; also\n"
+                  "                       redis://[USER@]HOST[:PORT][/DB], unix:/path, or a comma-separated\n"
+                  "                       list of cluster seeds\n"
+                  "  --password PW        Redis' password (default: $REDISCLI_AUTH, as redis-cli reads it)\n",
+                  argv[0], usage);
       std::exit(0);
     }
     const bool known = flag == "--address" || flag == "--password" ||

@@ -9,10 +9,12 @@
 #include <corio/dist/redis_client.hpp>
 #include <corio/runtime/errors.hpp>
 #include <corio/runtime/loop.hpp>
+#include <corio/runtime/resolve.hpp>
 #include <corio/runtime/timer.hpp>
 
 #include <corio/dist/command_parser.hpp>
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -79,7 +81,7 @@ TEST_CASE("-LOADING is retried after a backoff (the command was not run), and gi
 
 TEST_CASE("parse_endpoint reads host:port, redis:// URLs and unix paths") {
   auto e = corio::redis::parse_endpoint("redis://worker:s3cret@localhost:7000/2");
-  CHECK(e.address == "127.0.0.1:7000");
+  CHECK(e.address == "localhost:7000");  // resolved at connect, not here
   CHECK(e.user == "worker");
   CHECK(e.password == "s3cret");
   CHECK(e.db == 2);
@@ -92,6 +94,39 @@ TEST_CASE("parse_endpoint reads host:port, redis:// URLs and unix paths") {
   } catch (const std::invalid_argument& err) {
     CHECK(std::string(err.what()) == "bad redis address \"redis://u:***@host/x\": the database \"x\" is not a number");
   }
+  CHECK(corio::redis::parse_endpoint("redis.internal").address == "redis.internal:6379");
+  CHECK(corio::redis::parse_endpoint("redis://cache.test:7001/1").address == "cache.test:7001");
+  CHECK_THROWS_WITH_AS((void)corio::redis::parse_endpoint("redis.internal:99999"),
+                       "bad redis address \"redis.internal:99999\": the port \"99999\" is not a number in 0..65535",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)corio::redis::parse_endpoint("::1:6379"),
+                       "bad redis address \"::1:6379\": an IPv6 host needs brackets: [HOST]:PORT", std::invalid_argument);
+}
+
+TEST_CASE("the client connects through a host name, and a name that does not resolve fails the connect naming it") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(
+        corio::redis::options("localhost:" + std::to_string(server.port())).password(server.password()));
+    CHECK(c.address() == "localhost:" + std::to_string(server.port()));
+    co_await c.command("SET", "named", "yes");
+    CHECK((co_await c.command("GET", "named")).str == "yes");
+    client u = co_await client::connect(corio::redis::options("redis://localhost:" + std::to_string(server.port()) + "/3")
+                                            .password(server.password()));
+    CHECK((co_await u.command("GET", "named")).is_nil());  // database 3, not 0
+  });
+  corio::detail::getaddrinfo_hook = [](const char*, const char*, const addrinfo*, addrinfo**) { return EAI_NONAME; };
+  on_loop([&]() -> corio::task<void> {
+    try {
+      co_await client::connect(corio::redis::options("redis.test:6379"));
+      FAIL("no error");
+    } catch (const connection_error& e) {
+      CHECK(std::string(e.what()) ==
+            "redis redis.test:6379: cannot connect: resolve \"redis.test\": Name or service not known");
+    }
+  });
+  corio::detail::getaddrinfo_hook = &::getaddrinfo;
 }
 
 TEST_CASE("commands of a thousand coroutines share one connection and go out in one write") {
@@ -254,6 +289,72 @@ TEST_CASE("a killed connection reconnects: idempotent commands are sent again, o
     CHECK(c.stats().reconnects == 1);
     CHECK((co_await c.command("CLIENT", "ID")).integer != id);
   });
+}
+
+namespace {
+
+// "moving.test" stands for 127.0.0.1 at whatever port the test points it to.
+std::atomic<int> moving_port{0};
+int moving_resolver(const char*, const char*, const addrinfo* hints, addrinfo** out) {
+  return ::getaddrinfo("127.0.0.1", std::to_string(moving_port.load()).c_str(), hints, out);
+}
+
+}  // namespace
+
+TEST_CASE("a reconnect looks the name up again and follows it to the server it names now") {
+  SKIP_WITHOUT_REDIS();
+  redis_server a;
+  redis_server b;
+  corio::detail::getaddrinfo_hook = &moving_resolver;
+  moving_port = a.port();
+  on_loop([&]() -> corio::task<void> {
+    client on_a = co_await client::connect(options_for(a));
+    client on_b = co_await client::connect(options_for(b));
+    co_await on_a.command("SET", "where", "a");
+    co_await on_b.command("SET", "where", "b");
+    client c = co_await client::connect(corio::redis::options("moving.test:6379").password(a.password()));
+    CHECK((co_await c.command("GET", "where")).str == "a");
+    const std::int64_t id = (co_await c.command("CLIENT", "ID")).integer;
+    moving_port = b.port();
+    co_await on_a.command("CLIENT", "KILL", "ID", std::to_string(id));
+    CHECK((co_await c.command("GET", "where")).str == "b");
+    CHECK(c.stats().reconnects == 1);
+  });
+  corio::detail::getaddrinfo_hook = &::getaddrinfo;
+}
+
+namespace {
+
+std::atomic<int> loopback_lookups{0};
+// Every name is 127.0.0.1 (the port comes from the address text).
+int loopback_resolver(const char*, const char* service, const addrinfo* hints, addrinfo** out) {
+  ++loopback_lookups;
+  return ::getaddrinfo("127.0.0.1", service, hints, out);
+}
+
+}  // namespace
+
+TEST_CASE("a cluster node announced by a host name is resolved and reached") {
+  corio_test::fake_redis node([](const std::vector<std::string_view>&, int) -> std::string { return "+ok\r\n"; });
+  const std::string port = std::to_string(node.port());
+  // The seed says every slot lives on "node.test:PORT" (cluster-preferred-endpoint-type hostname).
+  corio_test::fake_redis seed(
+      [port](const std::vector<std::string_view>& argv, int) -> std::string {
+        if (argv[0] == "CLUSTER")
+          return "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\nnode.test\r\n:" + port + "\r\n";
+        return "-ERR not the owner\r\n";
+      },
+      true);
+  corio::detail::getaddrinfo_hook = &loopback_resolver;
+  loopback_lookups = 0;
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(corio::redis::options(seed.address()));
+    CHECK((co_await c.command("SET", "k", "v")).str == "ok");
+    CHECK(c.stats().nodes == 2);
+  });
+  corio::detail::getaddrinfo_hook = &::getaddrinfo;
+  CHECK(loopback_lookups == 1);
+  CHECK(node.commands() == 1);
 }
 
 TEST_CASE("a server restarted with AOF: the client reconnects and finds the data") {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the seeds' distributed pair (examples/distributed_master, distributed_worker) against
 a redis-server of its own (password, AOF, free port) and checks their exact output: one
-worker takes every task in order; two workers ("hosts" A and B) share the tasks, each
+worker, pointed at the server by name (localhost:PORT), takes every task in order; two workers ("hosts" A and B) share the tasks, each
 exactly once; a wrong or missing password is a clear error, exit 1 within 2 s, with the
 password nowhere in the output; a bad command line is exit 2. Then the reliable pool
 example: 1,000 tasks through two worker processes, the exact sum. Exit 77 (skip) without
@@ -58,11 +58,13 @@ def finish(p, what, timeout=60):
 
 
 def one_worker(master, worker, server):
+    """The worker reaches Redis by name: localhost (resolved by the worker, /etc/hosts)."""
     m = start_master(master, server)
-    w = subprocess.Popen([worker, "--address", server.address, "--password", server.password, "--timeout", "1"],
+    by_name = f"localhost:{server.port}"
+    w = subprocess.Popen([worker, "--address", by_name, "--password", server.password, "--timeout", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with(None))
     expect("worker output", finish(w, "worker"),
-           [f"try to connect to {server.address}"] + [f"run task download {u}" for u in URLS] + ["worker exit!"])
+           [f"try to connect to {by_name}"] + [f"run task download {u}" for u in URLS] + ["worker exit!"])
     expect("master's results", finish(m, "master"), [f"result is {u}------>completed!" for u in URLS])
 
 
@@ -99,6 +101,10 @@ def refused(worker, server):
 
 
 def bad_command_line(worker):
+    r = subprocess.run([worker, "--help"], capture_output=True, text=True, timeout=30)
+    expect("exit code for --help", r.returncode, 0)
+    if "a host name (localhost," not in r.stdout:
+        raise Failure(f"--help does not say that --address takes a host name: {r.stdout!r}")
     r = subprocess.run([worker, "--port", "1"], capture_output=True, text=True, timeout=30)
     expect("exit code for an unknown flag", r.returncode, 2)
     expect("stderr's first line", r.stderr.splitlines()[0], f"{worker}: unknown argument --port")
