@@ -44,6 +44,7 @@
 #include "../coro/detail/result_slot.hpp"
 #include "../coro/detail/runner.hpp"
 #include "../coro/task.hpp"
+#include "detail/backend.hpp"
 #include "detail/io_op.hpp"
 
 namespace corio {
@@ -141,12 +142,12 @@ class loop {
   // What the kernel granted this loop's ring; kernel_features() (kernel_features.hpp)
   // lists every feature corio probes, for the whole process.
   const loop_features& features() const noexcept { return features_; }
-  int ring_fd() const noexcept { return ring_.ring_fd; }
+  int ring_fd() const noexcept { return backend_->ring_fd(); }
 
   // --- For operation awaiters (runtime/ internals) -------------------------------------
   // A free SQE. When the SQ is full, the queued SQEs are submitted first. `needed` SQEs
   // are guaranteed contiguous in one submission (for linked requests).
-  io_uring_sqe* get_sqe(unsigned needed = 1);
+  io_uring_sqe* get_sqe(unsigned needed = 1) { return backend_->get_sqe(needed); }
   // Called once per request whose CQE will be delivered to an io_op, right after prep.
   // Without CANCEL_ANY it records the op in a table; running out of memory for that
   // table terminates (the prepared SQE could not be taken back safely).
@@ -195,7 +196,7 @@ class loop {
     loop* owner;
   };
 
-  io_uring ring_{};
+  std::unique_ptr<detail::backend> backend_;
   loop_features features_;
   std::chrono::microseconds idle_poll_;
   int wake_fd_ = -1;
