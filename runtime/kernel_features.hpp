@@ -33,6 +33,13 @@
 // | rwf_nosignal     | 6.14   | pipe writes without SIGPIPE      | SIGPIPE held back around writes |
 // | pidfd            | 5.3    | pidfd_open: child exit in the ring | waitpid polled with a timer   |
 //
+// The epoll backend (backend.hpp): when this process's loops run on epoll by default
+// (CORIO_BACKEND=epoll, or io_uring_setup refused) the features of io_uring itself, the
+// first nine rows, report unsupported and the operations take their fallback paths,
+// except cancel_any and multishot_accept, which that backend emulates; the last three
+// are system calls, probed as usual. A single loop put on epoll by
+// loop_options::backend says what it has in loop::features().
+//
 // Probes: ring setup flags by setting up a small scratch ring, opcodes through
 // io_uring's probe, cancel flags by a cancel request on a scratch ring, syscalls by
 // calling them, and what io_uring cannot report (op flags) from the kernel version.
@@ -70,6 +77,7 @@ struct kernel_feature_status {
   std::string_view needs;  // the first kernel that has it: "Linux 6.7"
   bool supported;          // this kernel has it
   bool disabled;           // CORIO_DISABLE_FEATURES turns it off
+  bool io_uring;           // io_uring's own, not emulated: absent on the epoll backend (above)
   bool on() const noexcept { return supported && !disabled; }
 };
 
