@@ -23,6 +23,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -122,6 +123,29 @@ TEST_CASE("CORIO_BACKEND values: io_uring, epoll, automatic or empty; anything e
   }
   CHECK(corio::to_string(backend_kind::epoll) == "epoll");
   CHECK(corio::to_string(backend_kind::io_uring) == "io_uring");
+}
+
+// Registered a second time in tests/meson.build with CORIO_BACKEND=kqueue; in the normal
+// runs (CORIO_BACKEND unset or valid) it checks that the value is accepted.
+TEST_CASE("a bad CORIO_BACKEND makes every loop constructor throw invalid_argument naming the valid values") {
+  const char* value = std::getenv("CORIO_BACKEND");
+  bool valid = true;
+  try {
+    (void)corio::detail::parse_backend(value != nullptr ? value : "");
+  } catch (const std::invalid_argument&) {
+    valid = false;
+  }
+  if (valid) {
+    CHECK_NOTHROW((void)corio::backend_from_environment());
+    CHECK_NOTHROW(corio::loop{});
+    return;
+  }
+  const std::string expected = "CORIO_BACKEND: unknown backend \"" + std::string(value) +
+                               "\"; valid values: io_uring, epoll, automatic (or unset)";
+  CHECK_THROWS_WITH_AS((void)corio::backend_from_environment(), expected.c_str(), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(corio::loop{}, expected.c_str(), std::invalid_argument);
+  // Whatever the options ask for: the variable is wrong either way.
+  CHECK_THROWS_WITH_AS(corio::loop(on(backend_kind::epoll)), expected.c_str(), std::invalid_argument);
 }
 
 TEST_CASE("epoll: a recv waits for data, gets it, and sees end of stream (0) when the peer closes") {
