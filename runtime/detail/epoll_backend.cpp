@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -9,6 +10,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -106,18 +111,133 @@ void make_nonblocking(int fd) noexcept {
 // waiters run; the (level-triggered) re-arm reports the rest.
 constexpr int accepts_per_turn = 64;
 
+// The plain, blocking form of a file read or write (offloaded to a worker).
+int blocking_rw(const io_uring_sqe& sqe) noexcept {
+  void* const addr = pointer(sqe.addr);
+  iovec one{addr, sqe.len};
+  const bool vectored = sqe.opcode == IORING_OP_READV || sqe.opcode == IORING_OP_WRITEV;
+  const auto* iov = vectored ? static_cast<const iovec*>(addr) : &one;
+  const int count = vectored ? static_cast<int>(sqe.len) : 1;
+  const auto offset = static_cast<off_t>(sqe.off);
+  const int flags = static_cast<int>(sqe.rw_flags);
+  const bool reading = sqe.opcode == IORING_OP_READ || sqe.opcode == IORING_OP_READV;
+  return result(reading ? ::preadv2(sqe.fd, iov, count, offset, flags) : ::pwritev2(sqe.fd, iov, count, offset, flags));
+}
+
+int run_offloaded(const io_uring_sqe& sqe) noexcept {
+  switch (sqe.opcode) {
+    case IORING_OP_READ:
+    case IORING_OP_READV:
+    case IORING_OP_WRITE:
+    case IORING_OP_WRITEV: return blocking_rw(sqe);
+    default: return run_blocking(sqe);
+  }
+}
+
+bool offloads(std::uint8_t opcode) noexcept {
+  return opcode == IORING_OP_OPENAT || opcode == IORING_OP_STATX || opcode == IORING_OP_UNLINKAT ||
+         opcode == IORING_OP_FSYNC;
+}
+
+constexpr unsigned file_worker_threads = 2;
+
 }  // namespace
+
+// Jobs go in under `mutex`; each finished job's completions (its own, and its linked
+// timeout's) come out under it, and the eventfd wakes the loop's epoll_wait. The loop
+// drains every job before ~epoll_backend (~loop waits for every request in flight), so
+// the threads are only told to stop and joined.
+struct epoll_backend::file_workers {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"  // io_uring_sqe's cmd[0], as in the header
+  struct job {
+    io_uring_sqe sqe;
+    std::uint64_t link_user_data;
+    bool has_link;
+  };
+#pragma GCC diagnostic pop
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<job> jobs;
+  std::vector<completion> done;
+  std::size_t finished = 0;  // jobs whose completions are in `done`
+  bool stop = false;
+  std::vector<std::thread> threads;
+
+  explicit file_workers(int done_fd) {
+    for (unsigned i = 0; i < file_worker_threads; ++i) threads.emplace_back([this, done_fd] { work(done_fd); });
+  }
+  ~file_workers() {
+    {
+      std::lock_guard lock(mutex);
+      stop = true;
+    }
+    wake.notify_all();
+    for (std::thread& t : threads) t.join();
+  }
+  void work(int done_fd) {
+    std::unique_lock lock(mutex);
+    for (;;) {
+      wake.wait(lock, [this] { return stop || !jobs.empty(); });
+      if (jobs.empty()) return;  // stopping
+      const job j = jobs.front();
+      jobs.pop_front();
+      lock.unlock();
+      const int res = run_offloaded(j.sqe);
+      lock.lock();
+      done.push_back({j.sqe.user_data, res, 0});
+      if (j.has_link) done.push_back({j.link_user_data, -ECANCELED, 0});
+      ++finished;
+      const std::uint64_t one = 1;
+      [[maybe_unused]] const ssize_t n = ::write(done_fd, &one, sizeof one);
+    }
+  }
+};
 
 epoll_backend::epoll_backend(unsigned entries) : sq_(entries), events_(256) {
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) throw_errno(errno, "epoll_create1 for the loop's epoll backend");
+  offload_done_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = offload_done_fd_;
+  if (offload_done_fd_ < 0 || ::epoll_ctl(epfd_, EPOLL_CTL_ADD, offload_done_fd_, &ev) < 0) {
+    const int e = errno;
+    if (offload_done_fd_ >= 0) ::close(offload_done_fd_);
+    ::close(epfd_);
+    throw_errno(e, "eventfd for the epoll backend's file workers");
+  }
   cq_.reserve(std::size_t{entries} * 2);
 }
 
 epoll_backend::~epoll_backend() {
+  workers_.reset();  // joins
   for (auto& [user_data, r] : waiting_) delete r;
   for (request* r : free_) delete r;
+  ::close(offload_done_fd_);
   ::close(epfd_);
+}
+
+void epoll_backend::offload(const io_uring_sqe& sqe, const request* link_of) {
+  if (!workers_) workers_ = std::make_unique<file_workers>(offload_done_fd_);
+  {
+    std::lock_guard lock(workers_->mutex);
+    workers_->jobs.push_back({sqe, link_of != nullptr ? link_of->link_user_data : 0,
+                              link_of != nullptr && link_of->has_link});
+  }
+  workers_->wake.notify_one();
+  ++offloaded_;
+}
+
+void epoll_backend::take_offloaded() {
+  std::uint64_t count;
+  [[maybe_unused]] const ssize_t n = ::read(offload_done_fd_, &count, sizeof count);
+  if (!workers_) return;
+  std::lock_guard lock(workers_->mutex);
+  cq_.insert(cq_.end(), workers_->done.begin(), workers_->done.end());
+  workers_->done.clear();
+  offloaded_ -= workers_->finished;
+  workers_->finished = 0;
 }
 
 io_uring_sqe* epoll_backend::get_sqe(unsigned needed) {
@@ -140,7 +260,7 @@ void epoll_backend::submit(bool wait_for_one) {
   if (wait_for_one) {
     while (cq_head_ == cq_.size())
       if (!collect(-1)) break;  // interrupted by a signal, as io_uring_enter would be
-  } else if (fd_waiting_ > 0 || !timers_.empty()) {
+  } else if (fd_waiting_ > 0 || offloaded_ > 0 || !timers_.empty()) {
     collect(0);
   }
 }
@@ -157,7 +277,7 @@ unsigned epoll_backend::reap(completion* out, unsigned max) {
 }
 
 bool epoll_backend::work_pending() {
-  if (cq_head_ == cq_.size() && (fd_waiting_ > 0 || !timers_.empty())) collect(0);
+  if (cq_head_ == cq_.size() && (fd_waiting_ > 0 || offloaded_ > 0 || !timers_.empty())) collect(0);
   return cq_head_ < cq_.size();
 }
 
@@ -194,6 +314,11 @@ void epoll_backend::start(const io_uring_sqe& sqe, const io_uring_sqe* link) {
       // A closed fd leaves the epoll set; a later fd with its number starts afresh.
       const auto it = fds_.find(sqe.fd);
       if (it != fds_.end() && it->second.head == nullptr) fds_.erase(it);
+    }
+    if (offloads(sqe.opcode)) {
+      request link_only;
+      if (link != nullptr) set_link(link_only, *link, link_deadline);
+      return offload(sqe, link != nullptr ? &link_only : nullptr);
     }
     return done_now(run_blocking(sqe));
   }
@@ -303,9 +428,22 @@ void epoll_backend::wait_on_fd(request& r) {
   if (error == 0) return;
   if (error == EPERM) {
     // A regular file (RWF_NOWAIT found its data not cached) or another fd epoll cannot
-    // watch, which is always ready: the blocking call, now, on the loop's thread.
-    r.plain_when_ready = true;
-    return finish(r, attempt(r), -ECANCELED);
+    // watch, which is always ready: the blocking call, on a file worker.
+    detach_from_fd(r);
+    switch (r.sqe.opcode) {
+      case IORING_OP_READ:
+      case IORING_OP_READV:
+      case IORING_OP_WRITE:
+      case IORING_OP_WRITEV: {
+        offload(r.sqe, &r);  // the worker posts its completion and its linked timeout's
+        r.events = 0;
+        return release(r);
+      }
+      default:
+        r.events = 0;
+        r.plain_when_ready = true;
+        return finish(r, attempt(r), -ECANCELED);
+    }
   }
   finish(r, -error, -ECANCELED);
 }
@@ -470,7 +608,7 @@ bool epoll_backend::collect(std::int64_t timeout_ns) {
     const std::int64_t until = std::max<std::int64_t>(0, timers_.front().deadline_ns - monotonic_ns());
     if (timeout_ns < 0 || until < timeout_ns) timeout_ns = until;
   }
-  if (fd_waiting_ == 0 && timeout_ns == 0) return true;  // nothing to poll
+  if (fd_waiting_ == 0 && offloaded_ == 0 && timeout_ns == 0) return true;  // nothing to poll
   int n;
   if (pwait2_) {
     timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000), static_cast<long>(timeout_ns % 1'000'000'000)};
@@ -487,7 +625,12 @@ bool epoll_backend::collect(std::int64_t timeout_ns) {
     if (errno == EINTR) return false;
     throw_errno(errno, "epoll_wait");
   }
-  for (int i = 0; i < n; ++i) retry_waiters(events_[i].data.fd, events_[i].events);
+  for (int i = 0; i < n; ++i) {
+    if (events_[i].data.fd == offload_done_fd_)
+      take_offloaded();
+    else
+      retry_waiters(events_[i].data.fd, events_[i].events);
+  }
   expire_timers();
   return true;
 }

@@ -13,9 +13,13 @@
 //   fails with ENOENT: it is added again). Several requests may wait on one fd, each for
 //   its own events (a reader and a writer on one socket); each readiness report retries
 //   the waiters it concerns in the order they came.
-// - Files epoll refuses (regular files, directories: EPERM), and every path operation
-//   (openat, statx, unlinkat, fsync, close, shutdown): the blocking call, at once, on the
-//   loop's thread. A slow disk stalls the loop there; io_uring would not (docs/backends.md).
+// - Files epoll refuses (regular files: EPERM) whose data is not cached (RWF_NOWAIT says
+//   EAGAIN), and the path operations (openat, statx, unlinkat, fsync): the blocking call
+//   on one of two file worker threads, started at the first such request, as io_uring's
+//   io-wq would; the completion comes back through an eventfd in the epoll set. Such a
+//   request cannot be cancelled once handed over (io_uring's -EALREADY case): it ends with
+//   its real result, and a linked timeout with -ECANCELED. close and shutdown run at once
+//   on the loop's thread (they do not block).
 // - IORING_OP_TIMEOUT: a heap of deadlines; the earliest bounds epoll_pwait2's timeout.
 //   An expiring timeout completes with -ETIME, a cancelled one with -ECANCELED.
 // - IOSQE_IO_LINK followed by IORING_OP_LINK_TIMEOUT: the timeout is a deadline on the
@@ -39,6 +43,7 @@
 #include <sys/epoll.h>
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -119,7 +124,15 @@ class epoll_backend final : public backend {
   bool collect(std::int64_t timeout_ns);
   void post(std::uint64_t user_data, int res, unsigned flags = 0) { cq_.push_back({user_data, res, flags}); }
 
+  // The blocking file work (see the top): jobs in, completions out, under one mutex.
+  struct file_workers;
+  void offload(const io_uring_sqe& sqe, const request* link_of);
+  void take_offloaded();
+
   int epfd_ = -1;
+  int offload_done_fd_ = -1;    // eventfd the workers write; in the epoll set for good
+  std::size_t offloaded_ = 0;   // handed to the workers, completion not yet taken
+  std::unique_ptr<file_workers> workers_;
   std::vector<io_uring_sqe> sq_;
   unsigned queued_ = 0;
   std::vector<completion> cq_;  // posted, not yet reaped from cq_head_ on

@@ -20,7 +20,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -370,4 +373,36 @@ TEST_CASE("epoll: post from another thread wakes the sleeping loop at once") {
   }(), stop.get_token());
   t.join();
   CHECK(std::chrono::steady_clock::now() - start < 10s);
+}
+
+TEST_CASE("epoll: a blocking openat (a FIFO without a writer) runs on a file worker; the loop's timers go on") {
+  corio::loop lp(on(backend_kind::epoll));
+  const std::string path = "/tmp/corio_epoll_fifo_" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  // The writer appears from another thread after the loop ticked, or after 10 s at the
+  // latest, so a loop blocked in open(2) fails this test instead of hanging it.
+  std::atomic<int> ticks{0};
+  std::thread writer([&] {
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (ticks.load() < 3 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+  });
+  lp.run([&]() -> task<void> {
+    auto ticker = [&]() -> task<void> {
+      for (int i = 0; i < 3; ++i) {
+        co_await corio::sleep_for(2ms);
+        ++ticks;
+      }
+    };
+    corio::task_group g;
+    g.spawn(ticker());
+    const int fd = co_await corio::openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    CHECK(ticks.load() == 3);  // the open ended only after the loop ticked three times
+    ::close(fd);
+    co_await g.wait();
+  }());
+  writer.join();
+  ::unlink(path.c_str());
 }
