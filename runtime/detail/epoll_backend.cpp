@@ -4,21 +4,17 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <functional>
 
 #include "../errors.hpp"
+#include "file_workers.hpp"
 
 namespace corio::detail {
 namespace {
@@ -54,24 +50,6 @@ std::uint32_t events_for(const io_uring_sqe& sqe) noexcept {
 int result(long r) noexcept { return r >= 0 ? static_cast<int>(r) : -errno; }
 
 void* pointer(std::uint64_t v) noexcept { return reinterpret_cast<void*>(static_cast<std::uintptr_t>(v)); }
-
-// The path operations and fsync / close / shutdown: the blocking call, now.
-int run_blocking(const io_uring_sqe& sqe) noexcept {
-  const auto* path = static_cast<const char*>(pointer(sqe.addr));
-  switch (sqe.opcode) {
-    case IORING_OP_OPENAT:
-      return result(::openat(sqe.fd, path, static_cast<int>(sqe.open_flags), static_cast<mode_t>(sqe.len)));
-    case IORING_OP_STATX:
-      return result(::statx(sqe.fd, path, static_cast<int>(sqe.statx_flags), sqe.len,
-                            static_cast<struct statx*>(pointer(sqe.off))));
-    case IORING_OP_UNLINKAT: return result(::unlinkat(sqe.fd, path, static_cast<int>(sqe.unlink_flags)));
-    case IORING_OP_FSYNC:
-      return result((sqe.fsync_flags & IORING_FSYNC_DATASYNC) ? ::fdatasync(sqe.fd) : ::fsync(sqe.fd));
-    case IORING_OP_CLOSE: return result(::close(sqe.fd));
-    case IORING_OP_SHUTDOWN: return result(::shutdown(sqe.fd, static_cast<int>(sqe.len)));
-    default: return -EINVAL;
-  }
-}
 
 bool runs_blocking(std::uint8_t opcode) noexcept {
   switch (opcode) {
@@ -111,88 +89,12 @@ void make_nonblocking(int fd) noexcept {
 // waiters run; the (level-triggered) re-arm reports the rest.
 constexpr int accepts_per_turn = 64;
 
-// The plain, blocking form of a file read or write (offloaded to a worker).
-int blocking_rw(const io_uring_sqe& sqe) noexcept {
-  void* const addr = pointer(sqe.addr);
-  iovec one{addr, sqe.len};
-  const bool vectored = sqe.opcode == IORING_OP_READV || sqe.opcode == IORING_OP_WRITEV;
-  const auto* iov = vectored ? static_cast<const iovec*>(addr) : &one;
-  const int count = vectored ? static_cast<int>(sqe.len) : 1;
-  const auto offset = static_cast<off_t>(sqe.off);
-  const int flags = static_cast<int>(sqe.rw_flags);
-  const bool reading = sqe.opcode == IORING_OP_READ || sqe.opcode == IORING_OP_READV;
-  return result(reading ? ::preadv2(sqe.fd, iov, count, offset, flags) : ::pwritev2(sqe.fd, iov, count, offset, flags));
-}
-
-int run_offloaded(const io_uring_sqe& sqe) noexcept {
-  switch (sqe.opcode) {
-    case IORING_OP_READ:
-    case IORING_OP_READV:
-    case IORING_OP_WRITE:
-    case IORING_OP_WRITEV: return blocking_rw(sqe);
-    default: return run_blocking(sqe);
-  }
-}
-
 bool offloads(std::uint8_t opcode) noexcept {
   return opcode == IORING_OP_OPENAT || opcode == IORING_OP_STATX || opcode == IORING_OP_UNLINKAT ||
          opcode == IORING_OP_FSYNC;
 }
 
-constexpr unsigned file_worker_threads = 2;
-
 }  // namespace
-
-// Jobs go in under `mutex`; each finished job's completions (its own, and its linked
-// timeout's) come out under it, and the eventfd wakes the loop's epoll_wait. The loop
-// drains every job before ~epoll_backend (~loop waits for every request in flight), so
-// the threads are only told to stop and joined.
-struct epoll_backend::file_workers {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpedantic"  // io_uring_sqe's cmd[0], as in the header
-  struct job {
-    io_uring_sqe sqe;
-    std::uint64_t link_user_data;
-    bool has_link;
-  };
-#pragma GCC diagnostic pop
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<job> jobs;
-  std::vector<completion> done;
-  std::size_t finished = 0;  // jobs whose completions are in `done`
-  bool stop = false;
-  std::vector<std::thread> threads;
-
-  explicit file_workers(int done_fd) {
-    for (unsigned i = 0; i < file_worker_threads; ++i) threads.emplace_back([this, done_fd] { work(done_fd); });
-  }
-  ~file_workers() {
-    {
-      std::lock_guard lock(mutex);
-      stop = true;
-    }
-    wake.notify_all();
-    for (std::thread& t : threads) t.join();
-  }
-  void work(int done_fd) {
-    std::unique_lock lock(mutex);
-    for (;;) {
-      wake.wait(lock, [this] { return stop || !jobs.empty(); });
-      if (jobs.empty()) return;  // stopping
-      const job j = jobs.front();
-      jobs.pop_front();
-      lock.unlock();
-      const int res = run_offloaded(j.sqe);
-      lock.lock();
-      done.push_back({j.sqe.user_data, res, 0});
-      if (j.has_link) done.push_back({j.link_user_data, -ECANCELED, 0});
-      ++finished;
-      const std::uint64_t one = 1;
-      [[maybe_unused]] const ssize_t n = ::write(done_fd, &one, sizeof one);
-    }
-  }
-};
 
 epoll_backend::epoll_backend(unsigned entries) : sq_(entries), events_(256) {
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -220,24 +122,14 @@ epoll_backend::~epoll_backend() {
 
 void epoll_backend::offload(const io_uring_sqe& sqe, const request* link_of) {
   if (!workers_) workers_ = std::make_unique<file_workers>(offload_done_fd_);
-  {
-    std::lock_guard lock(workers_->mutex);
-    workers_->jobs.push_back({sqe, link_of != nullptr ? link_of->link_user_data : 0,
-                              link_of != nullptr && link_of->has_link});
-  }
-  workers_->wake.notify_one();
+  workers_->push(sqe, link_of != nullptr ? link_of->link_user_data : 0, link_of != nullptr && link_of->has_link);
   ++offloaded_;
 }
 
 void epoll_backend::take_offloaded() {
   std::uint64_t count;
   [[maybe_unused]] const ssize_t n = ::read(offload_done_fd_, &count, sizeof count);
-  if (!workers_) return;
-  std::lock_guard lock(workers_->mutex);
-  cq_.insert(cq_.end(), workers_->done.begin(), workers_->done.end());
-  workers_->done.clear();
-  offloaded_ -= workers_->finished;
-  workers_->finished = 0;
+  if (workers_) offloaded_ -= workers_->take(cq_);
 }
 
 io_uring_sqe* epoll_backend::get_sqe(unsigned needed) {

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "file_workers.hpp"
 
 namespace corio::detail {
 
@@ -124,8 +125,7 @@ class epoll_backend final : public backend {
   bool collect(std::int64_t timeout_ns);
   void post(std::uint64_t user_data, int res, unsigned flags = 0) { cq_.push_back({user_data, res, flags}); }
 
-  // The blocking file work (see the top): jobs in, completions out, under one mutex.
-  struct file_workers;
+  // The blocking file work (see the top), on file_workers.hpp's threads.
   void offload(const io_uring_sqe& sqe, const request* link_of);
   void take_offloaded();
 
