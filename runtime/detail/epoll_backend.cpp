@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,20 +234,15 @@ int epoll_backend::attempt(request& r) {
   const io_uring_sqe& sqe = r.sqe;
   const int fd = sqe.fd;
   void* const addr = pointer(sqe.addr);
-  const auto offset = static_cast<off_t>(sqe.off);
   switch (sqe.opcode) {
     case IORING_OP_READ:
     case IORING_OP_READV:
     case IORING_OP_WRITE:
     case IORING_OP_WRITEV: {
-      iovec one{addr, sqe.len};
-      const bool vectored = sqe.opcode == IORING_OP_READV || sqe.opcode == IORING_OP_WRITEV;
-      const auto* iov = vectored ? static_cast<const iovec*>(addr) : &one;
-      const int count = vectored ? static_cast<int>(sqe.len) : 1;
-      const int flags = static_cast<int>(sqe.rw_flags) | (r.plain_when_ready ? 0 : RWF_NOWAIT);
-      const bool reading = sqe.opcode == IORING_OP_READ || sqe.opcode == IORING_OP_READV;
-      int res = result(reading ? ::preadv2(fd, iov, count, offset, flags) : ::pwritev2(fd, iov, count, offset, flags));
-      if (res == -ESPIPE && offset != -1) {
+      io_uring_sqe call = sqe;  // the same read or write, made non-blocking
+      if (!r.plain_when_ready) call.rw_flags |= RWF_NOWAIT;
+      const int res = run_blocking(call);
+      if (res == -ESPIPE && sqe.off != static_cast<std::uint64_t>(-1)) {
         // io_uring ignores the offset of a file that has none (a pipe, an eventfd): so
         // does the emulation, for this try and the next.
         r.sqe.off = static_cast<std::uint64_t>(-1);
