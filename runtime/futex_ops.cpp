@@ -9,7 +9,6 @@
 
 #include "../coro/stop.hpp"
 #include "detail/futex_thread.hpp"
-#include "kernel_features.hpp"
 
 namespace corio {
 namespace {
@@ -78,7 +77,7 @@ class thread_futex_wait {
 task<bool> futex_wait(std::uint32_t* address, std::uint32_t expected, op_options options) {
   const std::stop_token ambient = co_await this_coro::stop_token;
   const std::stop_token& token = options.token != nullptr ? *options.token : ambient;
-  if (forced_thread.load(std::memory_order_relaxed) || !kernel_feature_on(kernel_feature::futex_wait))
+  if (forced_thread.load(std::memory_order_relaxed) || !loop::this_loop().features().futex_wait)
     co_return co_await thread_futex_wait(address, expected, options, token);
   try {
     co_await detail::uring_awaiter(uring_futex_wait_prep{address, expected},

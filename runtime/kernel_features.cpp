@@ -12,30 +12,33 @@
 #include <stdexcept>
 #include <string>
 
+#include "backend.hpp"
+
 namespace corio {
 namespace {
 
 struct feature_info {
   std::string_view name;
   std::string_view needs;
+  bool io_uring;  // io_uring's own and not emulated: absent where the epoll backend runs
 };
 
 constexpr std::array<feature_info, kernel_feature_count> infos{{
-    {"single_issuer", "Linux 6.0"},
-    {"defer_taskrun", "Linux 6.1"},
-    {"coop_taskrun", "Linux 5.19"},
-    {"taskrun_flag", "Linux 5.19"},
-    {"cancel_any", "Linux 5.19"},
-    {"msg_ring", "Linux 5.18"},
-    {"multishot_accept", "Linux 5.19"},
-    {"recv_poll_first", "Linux 5.19"},
-    {"futex_wait", "Linux 6.7"},
-    {"futex_waitv", "Linux 5.16"},
-    {"rwf_nosignal", "Linux 6.14"},
-    {"pidfd", "Linux 5.3"},
-    {"registered_ring", "Linux 5.18"},
-    {"provided_buffers", "Linux 5.19"},
-    {"recv_multishot", "Linux 6.0"},
+    {"single_issuer", "Linux 6.0", true},
+    {"defer_taskrun", "Linux 6.1", true},
+    {"coop_taskrun", "Linux 5.19", true},
+    {"taskrun_flag", "Linux 5.19", true},
+    {"cancel_any", "Linux 5.19", false},
+    {"msg_ring", "Linux 5.18", true},
+    {"multishot_accept", "Linux 5.19", false},
+    {"recv_poll_first", "Linux 5.19", true},
+    {"futex_wait", "Linux 6.7", true},
+    {"futex_waitv", "Linux 5.16", false},
+    {"rwf_nosignal", "Linux 6.14", false},
+    {"pidfd", "Linux 5.3", false},
+    {"registered_ring", "Linux 5.18", true},
+    {"provided_buffers", "Linux 5.19", true},
+    {"recv_multishot", "Linux 6.0", true},
 }};
 static_assert(static_cast<std::size_t>(kernel_feature::recv_multishot) + 1 == kernel_feature_count);
 
@@ -156,17 +159,27 @@ bool provided_buffers_supported() noexcept {
   return ok;
 }
 
+// Whether this process's loops run on io_uring by default: not when CORIO_BACKEND=epoll,
+// nor when the kernel (or a seccomp filter) refuses io_uring_setup.
+bool io_uring_runs() noexcept {
+  static const bool runs =
+      detail::backend_from_environment_noexcept() != backend_kind::epoll && ring_accepts(0);
+  return runs;
+}
+
 bool probe(kernel_feature f) noexcept {
+  if (infos[static_cast<std::size_t>(f)].io_uring && !io_uring_runs()) return false;
   switch (f) {
     case kernel_feature::single_issuer: return ring_accepts(IORING_SETUP_SINGLE_ISSUER);
     case kernel_feature::defer_taskrun:
       return ring_accepts(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
     case kernel_feature::coop_taskrun: return ring_accepts(IORING_SETUP_COOP_TASKRUN);
     case kernel_feature::taskrun_flag: return ring_accepts(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
-    case kernel_feature::cancel_any: return cancel_any_supported();
+    // The epoll backend emulates this one and multishot accept (epoll_backend.hpp).
+    case kernel_feature::cancel_any: return !io_uring_runs() || cancel_any_supported();
     case kernel_feature::msg_ring: return opcode_supported(IORING_OP_MSG_RING);
     // io_uring's probe reports opcodes, not their flags: these go by the kernel version.
-    case kernel_feature::multishot_accept:
+    case kernel_feature::multishot_accept: return !io_uring_runs() || kernel_at_least(5, 19);  // emulated on epoll
     case kernel_feature::recv_poll_first: return kernel_at_least(5, 19);
     case kernel_feature::rwf_nosignal: return kernel_at_least(6, 14);
     case kernel_feature::futex_wait: return opcode_supported(op_futex_wait);
@@ -203,7 +216,7 @@ std::vector<kernel_feature_status> kernel_features() {
   all.reserve(kernel_feature_count);
   for (std::size_t i = 0; i < kernel_feature_count; ++i) {
     const auto f = static_cast<kernel_feature>(i);
-    all.push_back({f, infos[i].name, infos[i].needs, supported(f), (off & bit(f)) != 0});
+    all.push_back({f, infos[i].name, infos[i].needs, supported(f), (off & bit(f)) != 0, infos[i].io_uring});
   }
   return all;
 }

@@ -36,6 +36,13 @@
 // | provided_buffers | 5.19   | buffer rings the kernel picks from | each recv names its own buffer |
 // | recv_multishot   | 6.0    | one recv request, many CQEs      | one recv request per receive    |
 //
+// The epoll backend (backend.hpp): when this process's loops run on epoll by default
+// (CORIO_BACKEND=epoll, or io_uring_setup refused) the features of io_uring itself, the
+// first nine rows, report unsupported and the operations take their fallback paths,
+// except cancel_any and multishot_accept, which that backend emulates; the last three
+// are system calls, probed as usual. A single loop put on epoll by
+// loop_options::backend says what it has in loop::features().
+//
 // Probes: ring setup flags by setting up a small scratch ring, opcodes through
 // io_uring's probe, cancel flags by a cancel request on a scratch ring, syscalls by
 // calling them, and what io_uring cannot report (op flags) from the kernel version.
@@ -76,6 +83,7 @@ struct kernel_feature_status {
   std::string_view needs;  // the first kernel that has it: "Linux 6.7"
   bool supported;          // this kernel has it
   bool disabled;           // CORIO_DISABLE_FEATURES turns it off
+  bool io_uring;           // io_uring's own, not emulated: absent on the epoll backend (above)
   bool on() const noexcept { return supported && !disabled; }
 };
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <system_error>
 
+#include "detail/backend.hpp"
 #include "detail/buffer_ring.hpp"
 #include "detail/cpu_relax.hpp"
 #include "detail/futex_thread.hpp"
@@ -36,79 +37,21 @@ void print_unhandled(std::exception_ptr e) noexcept {
   }
 }
 
-[[noreturn]] void throw_setup_error(int error) {
-  std::string what = "io_uring_queue_init";
-  if (error == EPERM || error == ENOSYS) {
-    what +=
-        " (io_uring is refused on this system: check `sysctl kernel.io_uring_disabled` (must be "
-        "0, or 1 with this user in the io_uring group) and, in a container, the seccomp profile "
-        "(Docker's default blocks io_uring: run with --security-opt seccomp=unconfined or a "
-        "profile that allows io_uring_setup, io_uring_enter and io_uring_register))";
-  } else if (error == ENOMEM) {
-    what += " (not enough locked memory for the rings: raise `ulimit -l` or use fewer entries)";
-  }
-  detail::throw_errno(error, what);
-}
-
-// Tries the setups from most to least capable; returns the first the kernel accepts.
-loop_features init_ring(io_uring& ring, const loop_options& o) {
-  const bool single_issuer = o.try_single_issuer && !kernel_feature_disabled(kernel_feature::single_issuer);
-  const bool defer_taskrun = o.try_defer_taskrun && !kernel_feature_disabled(kernel_feature::defer_taskrun);
-  const bool coop_taskrun = !kernel_feature_disabled(kernel_feature::coop_taskrun);
-  const bool taskrun_flag = o.try_taskrun_flag && !kernel_feature_disabled(kernel_feature::taskrun_flag);
-  struct candidate {
-    unsigned flags;
-    loop_features features;
-  };
-  std::vector<candidate> candidates;
-  if (o.sqpoll) {
-    candidates.push_back({IORING_SETUP_SQPOLL, {.sqpoll = true}});
-  } else {
-    // DEFER_TASKRUN requires SINGLE_ISSUER.
-    if (single_issuer && defer_taskrun)
-      candidates.push_back({IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-                            {.single_issuer = true, .defer_taskrun = true}});
-    if (single_issuer && coop_taskrun)
-      candidates.push_back({IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
-                            {.single_issuer = true, .coop_taskrun = true}});
-    if (single_issuer) candidates.push_back({IORING_SETUP_SINGLE_ISSUER, {.single_issuer = true}});
-    if (coop_taskrun) candidates.push_back({IORING_SETUP_COOP_TASKRUN, {.coop_taskrun = true}});
-  }
-  candidates.push_back({0, {}});
-  int res = -EINVAL;
-  for (candidate c : candidates) {
-    // Idle polling reads pending kernel work from the SQ ring's flags. TASKRUN_FLAG came
-    // with COOP_TASKRUN (5.19) and is refused with SQPOLL and on plain rings.
-    if (o.idle_poll.count() > 0 && taskrun_flag && (c.features.defer_taskrun || c.features.coop_taskrun)) {
-      c.flags |= IORING_SETUP_TASKRUN_FLAG;
-      c.features.taskrun_flag = true;
-    }
-    io_uring_params p{};
-    p.flags = c.flags | IORING_SETUP_CQSIZE;
-    p.cq_entries = o.entries * 2;
-    res = io_uring_queue_init_params(o.entries, &ring, &p);
-    if (res == 0) return c.features;
-    // EINVAL: this kernel does not know a flag; try the next setup. Anything else is final.
-    if (res != -EINVAL) break;
-  }
-  throw_setup_error(-res);
-}
-
 }  // namespace
 
 loop::loop(loop_options options) : idle_poll_(options.idle_poll), unhandled_(&print_unhandled) {
   if (idle_poll_.count() < 0)
     throw std::invalid_argument("corio::loop: idle_poll must not be negative, got " +
                                 std::to_string(idle_poll_.count()) + " us");
-  features_ = init_ring(ring_, options);  // first: throws on a bad CORIO_DISABLE_FEATURES
-  features_.cancel_any = options.try_cancel_any && kernel_feature_on(kernel_feature::cancel_any);
-  features_.registered_ring = kernel_feature_on(kernel_feature::registered_ring);
+  backend_ = detail::make_backend(options, features_);  // first: throws on a bad CORIO_DISABLE_FEATURES
+  features_.registered_ring =
+      backend_->native_ring() != nullptr && kernel_feature_on(kernel_feature::registered_ring);
   // Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd with -EAGAIN
   // at once instead of waiting for a write.
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
   if (wake_fd_ < 0) {
     const int e = errno;
-    io_uring_queue_exit(&ring_);
+    backend_.reset();
     detail::throw_errno(e, "eventfd for the loop's wake-up");
   }
   wake_op_.owner = this;
@@ -139,7 +82,7 @@ loop::~loop() {
   if (receive_buffers_) receive_buffers_->forget_loop();
   receive_buffers_.reset();
   if (bound) current_ = nullptr;
-  io_uring_queue_exit(&ring_);
+  backend_.reset();
   ::close(wake_fd_);
 }
 
@@ -176,13 +119,13 @@ void loop::bind_to_this_thread() {
   if (current_ == this) throw std::logic_error("corio::loop::run: the loop is already running");
   current_ = this;
   // A refusal (the thread's table of registered rings is full) only costs the fd lookup.
-  if (features_.registered_ring) ring_fd_registered_ = io_uring_register_ring_fd(&ring_) == 1;
+  if (features_.registered_ring) ring_fd_registered_ = io_uring_register_ring_fd(native_ring()) == 1;
 }
 
 void loop::unbind_from_this_thread() noexcept {
   current_ = nullptr;
   // Registered by this thread in bind_to_this_thread; liburing then enters by fd again.
-  if (ring_fd_registered_) io_uring_unregister_ring_fd(&ring_);
+  if (ring_fd_registered_) io_uring_unregister_ring_fd(native_ring());
   ring_fd_registered_ = false;
 }
 
@@ -205,18 +148,6 @@ void loop::spawn(task<void> t) {
 void loop::on_spawned_exit(std::exception_ptr e) noexcept {
   --spawned_;
   if (e) unhandled_(std::move(e));
-}
-
-io_uring_sqe* loop::get_sqe(unsigned needed) {
-  if (io_uring_sq_space_left(&ring_) < needed) io_uring_submit(&ring_);
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe == nullptr) [[unlikely]] {
-    // Still full: the kernel has not consumed the SQ (only possible with SQPOLL). Wait.
-    io_uring_sqring_wait(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
-    if (sqe == nullptr) throw std::runtime_error("corio::loop: no free SQE after waiting");
-  }
-  return sqe;
 }
 
 void loop::track(io_uring_sqe* sqe, detail::io_op* op) noexcept {
@@ -348,17 +279,7 @@ void loop::register_stop_callbacks() {
   }
 }
 
-void loop::submit(bool wait_for_one) {
-  int res;
-  if (wait_for_one && io_uring_cq_ready(&ring_) == 0)
-    res = io_uring_submit_and_wait(&ring_, 1);
-  else if (features_.defer_taskrun)
-    res = io_uring_submit_and_get_events(&ring_);  // DEFER_TASKRUN posts CQEs only on enter
-  else
-    res = io_uring_submit(&ring_);
-  if (res < 0 && res != -EINTR && res != -EAGAIN && res != -EBUSY) [[unlikely]]
-    detail::throw_errno(-res, "io_uring_enter");
-}
+void loop::submit(bool wait_for_one) { backend_->submit(wait_for_one); }
 
 void loop::run_once(const bool* finished) {
   drain_remote();
@@ -404,16 +325,7 @@ bool loop::poll_for_work() {
   using clock = std::chrono::steady_clock;
   const clock::time_point deadline = clock::now() + idle_poll_;
   for (unsigned spins = 1;; ++spins) {
-    if (io_uring_cq_ready(&ring_) > 0 || remote_pending_.load(std::memory_order_acquire)) return true;
-    if (features_.taskrun_flag) {
-      // Set by the kernel when it queues work for this ring that only an io_uring_enter
-      // runs (with DEFER_TASKRUN: every completion, before it becomes a CQE).
-      if (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) return true;
-    } else {
-      // No flag to read: ask the kernel. GETEVENTS runs its pending work (COOP and
-      // DEFER_TASKRUN rings run completions only on entering) without waiting.
-      io_uring_get_events(&ring_);
-    }
+    if (remote_pending_.load(std::memory_order_acquire) || backend_->work_pending()) return true;
     // Hooks drain what they find (the runtime's cross-shard queues): work done is work found.
     if (run_drain_hooks()) return true;
     detail::cpu_relax();
@@ -434,22 +346,15 @@ bool loop::poll_for_work() {
 
 std::size_t loop::reap() {
   std::size_t reaped = 0;
-  // Copy a batch out and advance first: completions resume coroutines, which may submit
-  // (and, without DEFER_TASKRUN, make the kernel post) more CQEs while we dispatch.
+  // Copy a batch out (the backend consumes it) before dispatching: completions resume
+  // coroutines, which may submit (and, without DEFER_TASKRUN, make the kernel post) more
+  // CQEs while we dispatch.
   constexpr unsigned batch = 256;
-  struct completion {
-    std::uint64_t user_data;
-    int res;
-    unsigned flags;
-  };
-  completion done[batch];
-  io_uring_cqe* cqes[batch];
+  detail::completion done[batch];
   for (;;) {
-    const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, batch);
+    const unsigned n = backend_->reap(done, batch);
     if (n == 0) return reaped;
     reaped += n;
-    for (unsigned i = 0; i < n; ++i) done[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
-    io_uring_cq_advance(&ring_, n);
     for (unsigned i = 0; i < n; ++i) {
       if (done[i].user_data == 0) continue;
       detail::io_op* op = detail::from_user_data(done[i].user_data);

@@ -1,5 +1,5 @@
 #pragma once
-// loop: one io_uring event loop, owned by one thread.
+// loop: one event loop, owned by one thread, on io_uring (or on epoll where io_uring is refused).
 //
 //     corio::loop lp;
 //     int n = lp.run(main_task());      // runs until main_task ends; returns its value
@@ -10,14 +10,19 @@
 // batch and resumes their coroutines. With nothing to do it sleeps in the kernel; it
 // spins only if asked to (loop_options::idle_poll), and then only for a bounded time.
 //
-// Setup (probed once per loop, see features()): SINGLE_ISSUER | DEFER_TASKRUN where the
-// kernel accepts it (6.1+), else SINGLE_ISSUER | COOP_TASKRUN (6.0), else COOP_TASKRUN
-// (5.19), else none. CORIO_DISABLE_FEATURES (kernel_features.hpp) removes setups from
-// that list as if the kernel refused them; a bad value makes the constructor throw
-// std::invalid_argument naming the valid feature names. SQPOLL is off unless asked for: it made real workloads slower
-// (design.md). When io_uring itself is refused (EPERM / ENOSYS: kernel.io_uring_disabled
-// or a seccomp profile such as Docker's default) the constructor throws a
-// std::system_error that names the cause and the fix.
+// The backend (backend.hpp): io_uring unless loop_options::backend or CORIO_BACKEND asks
+// for epoll, or io_uring_setup is refused with EPERM / ENOSYS / EINVAL (Docker's default
+// seccomp profile, kernel.io_uring_disabled, a kernel without io_uring) and nothing forces
+// io_uring. On epoll the same SQEs are interpreted by a user-space emulation of the ring
+// (detail/epoll_backend.hpp); backend() says which one runs. A loop forced onto io_uring
+// that the kernel refuses throws a std::system_error naming the cause and the fix.
+//
+// io_uring setup (probed once per loop, see features()): SINGLE_ISSUER | DEFER_TASKRUN
+// where the kernel accepts it (6.1+), else SINGLE_ISSUER | COOP_TASKRUN (6.0), else
+// COOP_TASKRUN (5.19), else none. CORIO_DISABLE_FEATURES (kernel_features.hpp) removes
+// setups from that list as if the kernel refused them; a bad value (of it or of
+// CORIO_BACKEND) makes the constructor throw std::invalid_argument naming the valid
+// values. SQPOLL is off unless asked for: it made real workloads slower (design.md).
 //
 // Who may touch it: everything except post() and wake() must be called on the loop's
 // thread, the one that calls run(). A loop is destroyed on that thread, after run()
@@ -50,6 +55,8 @@
 #include "../coro/detail/result_slot.hpp"
 #include "../coro/detail/runner.hpp"
 #include "../coro/task.hpp"
+#include "backend.hpp"
+#include "detail/backend.hpp"
 #include "detail/io_op.hpp"
 
 namespace corio {
@@ -64,6 +71,9 @@ void forget_loop_after_fork() noexcept;
 }  // namespace detail
 
 struct loop_options {
+  // io_uring, epoll, or automatic: the environment's CORIO_BACKEND decides, and without
+  // it io_uring unless the kernel refuses it (backend.hpp).
+  backend_kind backend = backend_kind::automatic;
   unsigned entries = 1024;  // submission queue size (power of two); the CQ is twice this
   bool sqpoll = false;      // kernel submission thread: opt-in, see above
   // Idle polling, opt-in: when the loop runs out of work it keeps looking for new work
@@ -94,6 +104,8 @@ struct loop_features {
   bool taskrun_flag = false;  // asked for only with idle_poll: pending kernel work shows in sq.kflags
   bool cancel_any = false;    // IORING_ASYNC_CANCEL_ANY: ~loop cancels everything in one request
   bool registered_ring = false;  // run() registers the ring fd with its thread (see above)
+  bool futex_wait = false;    // IORING_OP_FUTEX_WAIT: futex_wait sleeps in the ring (futex_ops.hpp)
+  bool msg_ring = false;      // IORING_OP_MSG_RING: other loops may wake this one through its ring
 };
 
 class loop {
@@ -147,15 +159,19 @@ class loop {
   // The loop running on this thread; throws std::logic_error when there is none.
   static loop& this_loop();
 
-  // What the kernel granted this loop's ring; kernel_features() (kernel_features.hpp)
-  // lists every feature corio probes, for the whole process.
+  // What the kernel granted this loop's ring (on epoll all false but cancel_any, which the
+  // emulation provides); kernel_features() (kernel_features.hpp) lists every feature
+  // corio probes, for the whole process.
   const loop_features& features() const noexcept { return features_; }
-  int ring_fd() const noexcept { return ring_.ring_fd; }
+  // The backend this loop chose (never `automatic`).
+  backend_kind backend() const noexcept { return backend_->kind(); }
+  // The io_uring's fd, -1 on the epoll backend.
+  int ring_fd() const noexcept { return backend_->ring_fd(); }
 
   // --- For operation awaiters (runtime/ internals) -------------------------------------
   // A free SQE. When the SQ is full, the queued SQEs are submitted first. `needed` SQEs
   // are guaranteed contiguous in one submission (for linked requests).
-  io_uring_sqe* get_sqe(unsigned needed = 1);
+  io_uring_sqe* get_sqe(unsigned needed = 1) { return backend_->get_sqe(needed); }
   // Called once per request whose CQE will be delivered to an io_op, right after prep.
   // Without CANCEL_ANY it records the op in a table; running out of memory for that
   // table terminates (the prepared SQE could not be taken back safely).
@@ -185,10 +201,12 @@ class loop {
   std::size_t polled_ops() const noexcept { return watched_count_; }
   // The loop's futex thread (futex_ops.hpp), started at the first call. Loop thread only.
   detail::futex_thread& futex_thread();
-  // The liburing ring, for operations that register resources with it (buffer_ring.hpp).
-  io_uring& native_ring() noexcept { return ring_; }
+  // The liburing ring, for operations that register resources with it (buffer_ring.hpp);
+  // nullptr on the epoll backend.
+  io_uring* native_ring() noexcept { return backend_->native_ring(); }
   // The loop's shared ring of provided receive buffers (buffer_ring.hpp), set up at the
-  // first call; nullptr when the kernel lacks provided buffer rings or refuses one. It is
+  // first call; nullptr when the kernel lacks provided buffer rings or refuses one, and
+  // on the epoll backend. It is
   // freed by ~loop after the drain, so no request still uses it. Loop thread only.
   const std::shared_ptr<detail::buffer_ring>& receive_buffers();
 
@@ -219,7 +237,7 @@ class loop {
     loop* owner;
   };
 
-  io_uring ring_{};
+  std::unique_ptr<detail::backend> backend_;
   loop_features features_;
   std::chrono::microseconds idle_poll_;
   int wake_fd_ = -1;

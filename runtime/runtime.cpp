@@ -15,7 +15,6 @@
 
 #include "detail/cpu_affinity.hpp"
 #include "detail/shard_mesh.hpp"
-#include "kernel_features.hpp"
 #include "timer.hpp"
 
 namespace corio {
@@ -198,8 +197,7 @@ void runtime::run_erased(task<void> main) {
   auto st = std::make_unique<runtime_state>(shards_, options_.queue_capacity, options_.use_msg_ring);
   loop lp0(options_.loop);
   detail::install(*st, 0, lp0);
-  st->msg_ring = options_.use_msg_ring && !kernel_feature_disabled(kernel_feature::msg_ring) &&
-                 detail::probe_msg_ring(lp0.ring_fd());
+  st->msg_ring = options_.use_msg_ring && lp0.features().msg_ring && detail::probe_msg_ring(lp0.ring_fd());
   used_msg_ring_ = st->msg_ring;
 
   // Pinning: shard k on the k-th allowed CPU. Shard 0 is this thread: remember its mask.

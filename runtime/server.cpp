@@ -151,6 +151,10 @@ task<int> server::serve(signal_set* signals) {
 
   int sig = 0;
   if (!error) {
+    // Once per serve: which backend the shards run on (docs/backends.md), so a server in a
+    // container that refuses io_uring says it runs on epoll.
+    std::fprintf(stderr, "corio::server: serving %s on %u shard%s, %s backend\n", local_.to_string().c_str(), n,
+                 n == 1 ? "" : "s", std::string(to_string(loop::this_loop().backend())).c_str());
     const std::stop_token outer = co_await this_coro::stop_token;
     auto forward = [this]() noexcept { stop(); };
     const std::stop_callback<decltype(forward)> on_outer_stop(outer, forward);

@@ -55,6 +55,9 @@
 //   (their stop token: pending I/O throws operation_cancelled); (4) serve() returns when
 //   every connection coroutine has ended. Handlers must honour their stop token
 //   (corio I/O and timers do); one that ignores it delays (4).
+// - At start, serve() prints one line to stderr: the address, the shard count and the
+//   backend the shards run on ("corio::server: serving 127.0.0.1:8080 on 2 shards,
+//   io_uring backend"; epoll where io_uring is refused, see backend.hpp).
 // - Errors in handlers: operation_cancelled, timed_out, end_of_stream and
 //   std::system_error (peer reset...) close the connection quietly; any other exception
 //   closes it, counts in stats().failed and is printed to stderr. Accept errors such as

@@ -234,6 +234,21 @@ if [[ $normal_built -eq 1 ]]; then
         failures+=("no-features: meson test produced no readable build/debug/meson-logs/no-features.json")
     fi
 fi
+
+# The same tests again on the epoll backend (runtime/backend.hpp): the user-space emulation
+# of the ring that runs where io_uring is refused (Docker's default seccomp profile). Every
+# test passes there or skips with a reason (io_uring-only features). Counted as "epoll".
+if [[ $normal_built -eq 1 ]]; then
+    echo "== normal build, CORIO_BACKEND=epoll (build/debug)"
+    rm -f build/debug/meson-logs/epoll.json
+    # The soak is left out, as above.
+    CORIO_BACKEND=epoll meson test -C build/debug --no-rebuild --print-errorlogs \
+        --num-processes "$jobs" --logbase epoll --no-suite soak || true
+    if [[ ! -f build/debug/meson-logs/epoll.json ]] || ! count_results "epoll" build/debug epoll; then
+        failed=$((failed + 1))
+        failures+=("epoll: meson test produced no readable build/debug/meson-logs/epoll.json")
+    fi
+fi
 if [[ $fast -eq 0 ]]; then
     # Benchmarks are compiled (and so checked) by the normal build already.
     # No vptr check: libsanitizer proves a vtable readable by writing it into a pipe(2), so

@@ -3,8 +3,8 @@
 //
 //     CORIO_TEST_NEEDS("async_wait sleeps in the ring", corio::kernel_feature::futex_wait) { ... }
 //
-// Decided when the test binary starts: without the feature (the kernel lacks it, or
-// CORIO_DISABLE_FEATURES turns it off) doctest skips the case, and the reason is printed
+// Decided when the test binary starts: without the feature (the kernel lacks it,
+// CORIO_DISABLE_FEATURES turns it off, or it is io_uring's and CORIO_BACKEND=epoll) doctest skips the case, and the reason is printed
 // to stderr. Never a pass. CORIO_TEST_IF(name, ok, reason) does the same for a condition
 // of the host.
 #include <doctest/doctest.h>
@@ -18,9 +18,11 @@ namespace corio_test {
 inline doctest::skip needs(corio::kernel_feature f, const char* test) {
   for (const corio::kernel_feature_status& s : corio::kernel_features()) {
     if (s.feature != f || s.on()) continue;
+    const char* why = s.disabled  ? "disabled by CORIO_DISABLE_FEATURES"
+                      : s.io_uring ? "which this kernel lacks, or io_uring does not run here (the epoll backend)"
+                                   : "which this kernel lacks";
     std::fprintf(stderr, "SKIP \"%s\": needs %.*s (%.*s), %s\n", test, static_cast<int>(s.name.size()),
-                 s.name.data(), static_cast<int>(s.needs.size()), s.needs.data(),
-                 s.disabled ? "disabled by CORIO_DISABLE_FEATURES" : "which this kernel lacks");
+                 s.name.data(), static_cast<int>(s.needs.size()), s.needs.data(), why);
     return doctest::skip(true);
   }
   return doctest::skip(false);

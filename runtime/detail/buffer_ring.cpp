@@ -33,6 +33,8 @@ buffer_ring::buffer_ring(loop& lp, unsigned count, std::size_t size) : loop_(&lp
     throw std::invalid_argument("buffer_ring: the count must be a power of two in 1..32768, got " +
                                 std::to_string(count));
   if (size == 0 || size > (1u << 31)) throw std::invalid_argument("buffer_ring: bad buffer size " + std::to_string(size));
+  if (lp.native_ring() == nullptr)
+    throw std::logic_error("buffer_ring: the loop runs on the epoll backend, which has no provided buffers");
   // Freed by the destructor whatever is set up when a later step throws.
   struct guard {
     buffer_ring* self;
@@ -51,7 +53,7 @@ buffer_ring::buffer_ring(loop& lp, unsigned count, std::size_t size) : loop_(&lp
   for (unsigned tries = 0; res == -EEXIST && tries < 65536; ++tries) {
     group_ = next_group();
     reg.bgid = group_;
-    res = io_uring_register_buf_ring(&loop_->native_ring(), &reg, 0);
+    res = io_uring_register_buf_ring(loop_->native_ring(), &reg, 0);
   }
   if (res < 0) throw_errno(-res, "register buffer ring of " + std::to_string(count) + " buffers");
   registered_ = true;
@@ -66,7 +68,7 @@ buffer_ring::buffer_ring(loop& lp, unsigned count, std::size_t size) : loop_(&lp
 buffer_ring::~buffer_ring() { free_all(); }
 
 void buffer_ring::free_all() noexcept {
-  if (registered_) io_uring_unregister_buf_ring(&loop_->native_ring(), group_);
+  if (registered_) io_uring_unregister_buf_ring(loop_->native_ring(), group_);
   registered_ = false;
   if (data_ != nullptr) ::munmap(data_, count_ * size_);
   if (ring_ != nullptr) ::munmap(ring_, count_ * sizeof(io_uring_buf));
@@ -79,7 +81,8 @@ std::shared_ptr<buffer_ring> buffer_ring::create(loop& lp, unsigned count, std::
 }
 
 std::shared_ptr<buffer_ring> buffer_ring::create_for(loop& lp) noexcept {
-  if (!kernel_feature_on_noexcept(kernel_feature::provided_buffers) ||
+  if (lp.native_ring() == nullptr ||  // the epoll backend: plain receives
+      !kernel_feature_on_noexcept(kernel_feature::provided_buffers) ||
       !kernel_feature_on_noexcept(kernel_feature::recv_multishot))
     return nullptr;
   try {

@@ -8,6 +8,7 @@ CORIO_FUZZ_SEED to replay a seed), curl when it is installed, and SIGTERM: exit 
 
 Usage: http_hello_test.py HTTP_HELLO_EXECUTABLE
 """
+import os
 import re
 import shutil
 import signal
@@ -140,6 +141,14 @@ def serve_and_check(exe: str, args: list, mode: str, last_line: str) -> int:
         lines = out.splitlines()
         if proc.returncode != 0 or len(lines) != 1 or not re.fullmatch(last_line, lines[0]):
             raise Failure(f"{args}: exit {proc.returncode}, output {lines!r}, stderr {err!r}")
+        # corio::server names its backend once per serve, on stderr: the one CORIO_BACKEND
+        # forces, if any (one line per worker process with --processes).
+        forced = os.environ.get("CORIO_BACKEND", "")
+        backend = forced if forced in ("io_uring", "epoll") else "(?:io_uring|epoll)"
+        announced = re.findall(r"^corio::server: serving \S+ on \d+ shards?, " + backend + r" backend$", err, re.MULTILINE)
+        servers = int(m.group(2).split()[0]) if "processes" in m.group(2) else 1
+        if len(announced) != servers:
+            raise Failure(f"{args}: stderr names the backend {len(announced)} times, want {servers} ({backend}): {err!r}")
     except (Failure, OSError, subprocess.TimeoutExpired) as e:
         return fail(proc, e)
     print(f"http_hello_test: OK (port {port}, {m.group(2)})")

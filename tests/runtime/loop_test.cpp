@@ -547,7 +547,11 @@ TEST_CASE("run() enters the ring through a registered fd where the kernel has it
   corio::loop lp;
   const bool on = corio::kernel_feature_on(corio::kernel_feature::registered_ring);
   CHECK(lp.features().registered_ring == on);
-  const io_uring& ring = lp.native_ring();
+  if (lp.native_ring() == nullptr) {
+    MESSAGE("skipped: the loop runs on the epoll backend (no kernel ring to register)");
+    return;
+  }
+  const io_uring& ring = *lp.native_ring();
   CHECK(ring.enter_ring_fd == ring.ring_fd);  // not registered before run()
   auto body = [&]() -> corio::task<int> {
     co_await corio::sleep_for(std::chrono::milliseconds(1));  // a few io_uring_enter calls
