@@ -1,8 +1,12 @@
 #include "detail/pool_protocol.hpp"
 
 #include "detail/lua_claim.hpp"
+#include "detail/lua_script.hpp"
 
+#include <algorithm>
 #include <string>
+
+#include "../coro/when_all.hpp"
 
 namespace corio::dist::detail {
 
@@ -11,50 +15,26 @@ namespace {
 using redis::command_options;
 using redis::idempotency;
 
-// KEYS tasks, dead, stats; ARGV group, consumer, lease ms, max deliveries, done prefix,
-// result ttl ms, count. {1, then per task: entry, tid, fn, args, reply, deliveries} (one
-// task taken over, or up to `count` new ones) | {0} | {2} (group re-created) | {3} (a
-// task moved to the dead letters).
-constexpr std::string_view fetch_script_rest = R"lua(
-local function fields(e)
-  local t = {}
-  for i = 1, #e[2], 2 do t[e[2][i]] = e[2][i + 1] end
-  return t
-end
+// KEYS tasks, dead, stats; ARGV group, consumer, lease ms, max deliveries. {1, deliveries,
+// {entry}} (a task taken over; the entry as XAUTOCLAIM gives it) | {0} | {2} (group
+// re-created) | {3} (a task moved to the dead letters). The entry of a task is pending
+// until its result is written, so a task taken over has no result yet: the dead letter's
+// result is written unconditionally.
+constexpr std::string_view claim_script_rest = R"lua(
 local e = c[2][1]
-local n = 1
-if e then
-  n = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)[1][4]
-  if n > tonumber(ARGV[4]) then
-    local f = fields(e)
-    local why = 'the task was delivered ' .. n .. ' times and its worker died each time (moved to ' .. KEYS[2] .. ')'
-    redis.call('XADD', KEYS[2], '*', 'tid', f.tid, 'fn', f.fn, 'args', f.args, 'reply', f.reply, 'deliveries', n, 'error', why)
-    if redis.call('SET', ARGV[5] .. f.tid, '1', 'NX', 'PX', ARGV[6]) then
-      redis.call('XADD', f.reply, '*', 'tid', f.tid, 'status', 'dead', 'v', why, 'n', n)
-    end
-    redis.call('XACK', KEYS[1], ARGV[1], e[1])
-    redis.call('XDEL', KEYS[1], e[1])
-    redis.call('HINCRBY', KEYS[3], 'dead', 1)
-    return {3}
-  end
-  local f = fields(e)
-  return {1, e[1], f.tid, f.fn, f.args, f.reply, n}
-end
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[7], 'STREAMS', KEYS[1], '>')
-if not r then return {0} end
-local out = {1}
-for _, e in ipairs(r[1][2]) do
-  local f = fields(e)
-  for _, v in ipairs({e[1], f.tid, f.fn, f.args, f.reply, 1}) do out[#out + 1] = v end
-end
-return out
+if not e then return {0} end
+local n = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)[1][4]
+if n <= tonumber(ARGV[4]) then return {1, n, {e}} end
+local f = {}
+for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+local why = 'the task was delivered ' .. n .. ' times and its worker died each time (moved to ' .. KEYS[2] .. ')'
+redis.call('XADD', KEYS[2], '*', 'tid', f.tid, 'fn', f.fn, 'args', f.args, 'reply', f.reply, 'deliveries', n, 'error', why)
+redis.call('XADD', f.reply, '*', f.tid, 'dead ' .. n .. ' ' .. why)
+redis.call('XACK', KEYS[1], ARGV[1], e[1])
+redis.call('XDEL', KEYS[1], e[1])
+redis.call('HINCRBY', KEYS[3], 'dead', 1)
+return {3}
 )lua";
-
-// The whole script: claim_lapsed_lua, then the rest.
-const std::string& fetch_script() {
-  static const std::string script = std::string(claim_lapsed_lua) + std::string(fetch_script_rest);
-  return script;
-}
 
 // KEYS tasks; ARGV group, consumer, entries... The number of entries renewed; the others
 // are not ours any more.
@@ -70,67 +50,53 @@ end
 return renewed
 )lua";
 
-// KEYS tasks, stats; ARGV group, ttl ms, then per task: entry, reply stream, done marker,
-// tid, status, payload, deliveries. Per task 1 (written) or 0 (a result was there).
+// KEYS tasks, stats; ARGV group, then per reply stream: the stream, k, and k times entry,
+// tid, result (pool_protocol.hpp's "STATUS N PAYLOAD"). Per task 1 (written) or 0
+// (dropped). The XACK decides: it answers 1 only for the first completion of an entry
+// still pending, whoever holds it now, so a worker that wakes after its task was taken
+// over and finished elsewhere adds nothing. The results for one stream share entries (256
+// results each: unpack stays far below Lua's stack limit); the finished tasks are deleted.
 constexpr std::string_view complete_script = R"lua(
 local out, ids = {}, {}
-local written, duplicates = 0, 0
-for i = 3, #ARGV, 7 do
-  if redis.call('SET', ARGV[i + 2], '1', 'NX', 'PX', ARGV[2]) then
-    redis.call('XADD', ARGV[i + 1], '*', 'tid', ARGV[i + 3], 'status', ARGV[i + 4], 'v', ARGV[i + 5], 'n', ARGV[i + 6])
-    written = written + 1
-    out[#out + 1] = 1
-  else
-    duplicates = duplicates + 1
-    out[#out + 1] = 0
+local written = 0
+local i = 2
+while i <= #ARGV do
+  local stream, last = ARGV[i], i + 1 + 3 * tonumber(ARGV[i + 1])
+  local r = {}
+  for j = i + 2, last, 3 do
+    ids[#ids + 1] = ARGV[j]
+    if redis.call('XACK', KEYS[1], ARGV[1], ARGV[j]) == 1 then
+      r[#r + 1] = ARGV[j + 1]
+      r[#r + 1] = ARGV[j + 2]
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
   end
-  ids[#ids + 1] = ARGV[i]
+  for x = 1, #r, 512 do redis.call('XADD', stream, '*', unpack(r, x, math.min(x + 511, #r))) end
+  written = written + #r / 2
+  i = last + 1
 end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
+for j = 1, #ids, 512 do redis.call('XDEL', KEYS[1], unpack(ids, j, math.min(j + 511, #ids))) end
 if written > 0 then redis.call('HINCRBY', KEYS[2], 'written', written) end
-if duplicates > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', duplicates) end
+if written < #ids then redis.call('HINCRBY', KEYS[2], 'duplicates', #ids - written) end
 return out
 )lua";
 
+const lua_script& claim_script() {
+  static const lua_script script(std::string(claim_lapsed_lua) + std::string(claim_script_rest));
+  return script;
+}
+
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count() > 0 ? d.count() : 1); }
 
-}  // namespace
-
-pool_keys::pool_keys(const std::string& pool)
-    : tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats"),
-      done_prefix("{" + pool + "}:done:") {}
-
-std::string pool_keys::results(const std::string& submitter) const {
-  return tasks.substr(0, tasks.size() - 5) + "results:" + submitter;
-}
-
-task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
-                         unsigned max_deliveries, std::chrono::milliseconds result_ttl, unsigned count) {
-  resp::reply r = co_await c.command("EVAL", fetch_script(), "3", k.tasks, k.dead, k.stats, pool_group, consumer, ms(lease),
-                                     std::to_string(max_deliveries), k.done_prefix, ms(result_ttl), std::to_string(count));
-  fetched out;
-  const std::int64_t status = r.elements.empty() ? 0 : r.elements[0].integer;
-  if (status == 2) out.what = fetched::kind::group_recreated;
-  if (status == 3) out.what = fetched::kind::dead_lettered;
-  if (status == 1) {
-    out.what = fetched::kind::tasks;
-    auto& e = r.elements;
-    for (std::size_t i = 1; i + 6 <= e.size(); i += 6)
-      out.tasks.push_back({std::move(e[i].str), std::move(e[i + 1].str), std::move(e[i + 2].str), std::move(e[i + 3].str),
-                           std::move(e[i + 4].str), e[i + 5].integer});
-  }
-  co_return out;
-}
-
-std::vector<pool_task> pool_tasks_from_read(const resp::reply& r) {
-  // [[stream, [[id, [field, value, ...]], ...]]]
-  std::vector<pool_task> out;
-  if (r.elements.empty() || r.elements[0].elements.size() < 2) return out;
-  for (const resp::reply& e : r.elements[0].elements[1].elements) {
+// Entries as XREADGROUP and XAUTOCLAIM give them: [[id, [field, value, ...]], ...].
+void append_tasks(std::vector<pool_task>& out, const resp::reply& entries, std::int64_t deliveries) {
+  for (const resp::reply& e : entries.elements) {
     if (e.elements.size() < 2) continue;
     pool_task& t = out.emplace_back();
     t.entry = e.elements[0].str;
+    t.deliveries = deliveries;
     const auto& f = e.elements[1].elements;
     for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
       const std::string& name = f[i].str;
@@ -139,35 +105,103 @@ std::vector<pool_task> pool_tasks_from_read(const resp::reply& r) {
       if (field) *field = f[i + 1].str;
     }
   }
+}
+
+}  // namespace
+
+pool_keys::pool_keys(const std::string& pool)
+    : tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats") {}
+
+std::string pool_keys::results(const std::string& submitter) const {
+  return tasks.substr(0, tasks.size() - 5) + "results:" + submitter;
+}
+
+task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
+                         unsigned max_deliveries, unsigned count) {
+  const std::string lease_ms = ms(lease), max = std::to_string(max_deliveries), n = std::to_string(count);
+  const std::string_view args[] = {"3", k.tasks, k.dead, k.stats, pool_group, consumer, lease_ms, max};
+  // One write: the claim first (Redis runs them in order, so a group it re-creates is
+  // there for the read), then a plain read of new tasks, which costs no Lua per task.
+  auto [claimed, read] = co_await when_all(
+      claim_script().run(c, args),
+      c.command("XREADGROUP", "GROUP", pool_group, consumer, "COUNT", n, "STREAMS", k.tasks, ">"));
+  fetched out;
+  const std::int64_t status = claimed.elements.empty() ? 0 : claimed.elements[0].integer;
+  if (status == 2) out.what = fetched::kind::group_recreated;
+  if (status == 3) out.what = fetched::kind::dead_lettered;
+  if (status == 1 && claimed.elements.size() == 3) append_tasks(out.tasks, claimed.elements[2], claimed.elements[1].integer);
+  if (!read.elements.empty() && read.elements[0].elements.size() >= 2) append_tasks(out.tasks, read.elements[0].elements[1], 1);
+  if (!out.tasks.empty() && out.what == fetched::kind::none) out.what = fetched::kind::tasks;
+  co_return out;
+}
+
+std::vector<pool_task> pool_tasks_from_read(const resp::reply& r) {
+  // [[stream, entries]]
+  std::vector<pool_task> out;
+  if (!r.elements.empty() && r.elements[0].elements.size() >= 2) append_tasks(out, r.elements[0].elements[1], 1);
   return out;
 }
 
 task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,
                              const std::vector<std::string>& entries) {
-  std::vector<std::string_view> argv = {"EVAL", renew_script, "1", k.tasks, pool_group, consumer};
-  argv.insert(argv.end(), entries.begin(), entries.end());
-  const resp::reply r = co_await c.command_argv(argv, {.idempotent = idempotency::yes});
+  static const lua_script script{std::string(renew_script)};
+  std::vector<std::string_view> args = {"1", k.tasks, pool_group, consumer};
+  args.insert(args.end(), entries.begin(), entries.end());
+  const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
   co_return static_cast<std::size_t>(r.integer);
 }
 
-task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results,
-                                      std::chrono::milliseconds result_ttl) {
-  const std::string ttl = ms(result_ttl);
-  std::vector<std::string> counts, markers;
-  counts.reserve(results.size());
-  markers.reserve(results.size());
-  std::vector<std::string_view> argv = {"EVAL", complete_script, "2", k.tasks, k.stats, pool_group, ttl};
-  for (const pool_result& r : results) {
-    counts.push_back(std::to_string(r.task.deliveries));
-    markers.push_back(k.done_prefix + r.task.tid);
-    argv.insert(argv.end(), {r.task.entry, r.task.reply, markers.back(), r.task.tid, r.status, r.payload, counts.back()});
+std::string pool_result_value(const std::string& status, std::int64_t deliveries, std::string_view payload) {
+  std::string v = status + " " + std::to_string(deliveries) + " ";
+  v.append(payload);
+  return v;
+}
+
+parsed_result pool_parse_result(std::string_view value) {
+  parsed_result r;
+  const auto a = value.find(' ');
+  const auto b = a == std::string_view::npos ? a : value.find(' ', a + 1);
+  if (b == std::string_view::npos) {  // not ours: reported as a result that makes no sense
+    r.status = "error";
+    return r;
   }
-  const resp::reply r = co_await c.command_argv(argv, {.idempotent = idempotency::yes});
-  std::vector<bool> written;
-  for (const resp::reply& e : r.elements) written.push_back(e.integer == 1);
-  if (written.size() != results.size()) throw redis::error("corio::dist: the complete script answered " +
-                                                           std::to_string(written.size()) + " of " +
-                                                           std::to_string(results.size()) + " results");
+  r.status = value.substr(0, a);
+  std::int64_t n = 0;
+  for (char ch : value.substr(a + 1, b - a - 1)) n = n * 10 + (ch - '0');
+  r.deliveries = n;
+  r.payload = value.substr(b + 1);
+  return r;
+}
+
+task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results) {
+  static const lua_script script{std::string(complete_script)};
+  // Grouped by reply stream (one, usually: the one submitter), in the order given.
+  std::vector<std::size_t> order(results.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return results[a].task.reply < results[b].task.reply; });
+  std::vector<std::string> values, counts;
+  values.reserve(results.size());
+  counts.reserve(results.size());
+  std::vector<std::string_view> args = {"2", k.tasks, k.stats, pool_group};
+  for (std::size_t i = 0; i < order.size();) {
+    const std::string& stream = results[order[i]].task.reply;
+    std::size_t j = i;
+    while (j < order.size() && results[order[j]].task.reply == stream) ++j;
+    counts.push_back(std::to_string(j - i));
+    args.insert(args.end(), {stream, counts.back()});
+    for (; i < j; ++i) {
+      const pool_result& r = results[order[i]];
+      values.push_back(pool_result_value(r.status, r.task.deliveries, r.payload));
+      args.insert(args.end(), {r.task.entry, r.task.tid, values.back()});
+    }
+  }
+  const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
+  if (r.elements.size() != results.size()) throw redis::error("corio::dist: the complete script answered " +
+                                                              std::to_string(r.elements.size()) + " of " +
+                                                              std::to_string(results.size()) + " results");
+  std::vector<bool> written(results.size());
+  for (std::size_t i = 0; i < order.size(); ++i) written[order[i]] = r.elements[i].integer == 1;
   co_return written;
 }
 

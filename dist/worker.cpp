@@ -96,7 +96,7 @@ task<void> worker::flush_completions() {
   batch_.reset();
   try {
     redis::client* c = co_await m_->commands();
-    b->written = co_await detail::pool_complete(*c, keys_, b->results, options_.result_ttl);
+    b->written = co_await detail::pool_complete(*c, keys_, b->results);
   } catch (...) {
     b->failure = std::current_exception();
   }
@@ -135,8 +135,8 @@ task<void> worker::async_run() {
     while (free < 64 && slots.try_acquire()) ++free;
     std::vector<detail::pool_task> tasks;
     try {
-      detail::fetched f = co_await detail::pool_fetch(*c, keys_, m_->consumer(), options_.lease, options_.max_deliveries,
-                                                      options_.result_ttl, free);
+      detail::fetched f =
+          co_await detail::pool_fetch(*c, keys_, m_->consumer(), options_.lease, options_.max_deliveries, free);
       if (f.what == detail::fetched::kind::group_recreated)
         m_->warn("corio: the consumer group of task pool " + keys_.tasks + " on redis " + m_->where() +
                  " was missing (Redis restarted without persistence?): re-created; tasks queued before are lost");
@@ -169,7 +169,25 @@ task<void> worker::async_run() {
       waiter.reset();
       pause = true;
     }
-    for (auto& t : tasks) running.spawn(serve(std::move(t), slots));
+    // A fetch may bring one task more than there were free slots (a task taken over besides
+    // `free` new ones): it waits for a slot, its lease renewed meanwhile (running_).
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (i < free) {
+        running.spawn(serve(std::move(tasks[i]), slots));
+      } else {
+        running_.insert(tasks[i].entry);
+        // Captureless, its state in parameters: the frame outlives this expression.
+        running.spawn([](worker& w, semaphore& s, decltype(serve)& sv, detail::pool_task t) -> task<void> {
+          try {
+            co_await s.acquire();
+          } catch (...) {  // stopping: the task goes back to the others after its lease
+            w.running_.erase(t.entry);
+            throw;
+          }
+          co_await sv(std::move(t), s);
+        }(*this, slots, serve, std::move(tasks[i])));
+      }
+    }
     for (std::size_t i = tasks.size(); i < free; ++i) slots.release();
     if (refused || stop_now) break;
   }

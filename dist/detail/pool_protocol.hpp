@@ -5,19 +5,22 @@
 //
 //   {P}:tasks            stream of tasks; fields tid, fn, args, reply; consumer group
 //                        "workers" (created from id 0 at first use)
-//   {P}:results:S        results for submitter S; fields tid, status (ok | error | dead),
-//                        v (the value's or the error's bytes), n (deliveries)
-//   {P}:done:TID         marker that TID's result was written (SET NX, expires after
-//                        result_ttl): the dedupe that makes a result exactly once
+//   {P}:results:S        results for submitter S; an entry holds one or more results,
+//                        each a field TID whose value is "STATUS N PAYLOAD": status ok |
+//                        error | dead, N deliveries, then the value's or the error's
+//                        bytes; the submitter trims what it has read (XTRIM MINID)
 //   {P}:dead             dead-letter stream: tasks that killed their worker too often
 //   {P}:stats            hash: written, duplicates, dead (counts since the pool began)
 //
 // Delivery (at least once, with leases): a worker takes a task with `fetch` (first a task
 // whose holder has not renewed its lease, XAUTOCLAIM, else new ones, XREADGROUP), renews
 // the leases of all it runs with one `renew` every lease/3 (XCLAIM by the holder only: a worker that
-// lost its task cannot take it back), and finishes with `complete`, which writes the
-// result only if the marker is new, then acknowledges and deletes the task. A stalled
-// worker that wakes after its task was taken over therefore adds no second result. A task
+// lost its task cannot take it back), and finishes with `complete`, which acknowledges
+// the task and writes the result only if the XACK found the entry pending (the first
+// completion of a task; the consumer group's pending list is the dedupe, no key per
+// task), then deletes the task. A stalled worker that wakes after its task was taken
+// over and finished therefore adds no second result. The scripts run by SHA1
+// (detail/lua_script.hpp). A task
 // claimed for the (max_deliveries+1)-th time has killed its worker max_deliveries times:
 // `fetch` moves it to {P}:dead and tells the submitter.
 
@@ -35,7 +38,7 @@ namespace corio::dist::detail {
 
 struct pool_keys {
   explicit pool_keys(const std::string& pool);
-  std::string tasks, dead, stats, done_prefix;
+  std::string tasks, dead, stats;
   std::string results(const std::string& submitter) const;
 };
 
@@ -54,9 +57,10 @@ struct fetched {
   std::vector<pool_task> tasks;
 };
 
-// One task taken over, or up to `count` new ones.
+// A task taken over (if one's lease ran out) and up to `count` new ones, in one write: a
+// claim script and a plain XREADGROUP (no Lua per task). So up to count + 1 tasks.
 task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
-                         unsigned max_deliveries, std::chrono::milliseconds result_ttl, unsigned count);
+                         unsigned max_deliveries, unsigned count);
 // The tasks of a reply of XREADGROUP (the blocking read of new tasks); none when nil.
 std::vector<pool_task> pool_tasks_from_read(const resp::reply& r);
 // Renews the leases of `entries` (one script); returns how many were still ours.
@@ -70,8 +74,15 @@ struct pool_result {
 };
 // Records the results of several tasks in one script; per result, true if it was recorded,
 // false if one was already (a duplicate, dropped).
-task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results,
-                                      std::chrono::milliseconds result_ttl);
+task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results);
+// A result as the results stream holds it, and back.
+std::string pool_result_value(const std::string& status, std::int64_t deliveries, std::string_view payload);
+struct parsed_result {
+  std::string_view status, payload;
+  std::int64_t deliveries = 0;
+};
+parsed_result pool_parse_result(std::string_view value);
+
 task<void> pool_ensure_group(redis::client& c, const pool_keys& k);
 
 }  // namespace corio::dist::detail
