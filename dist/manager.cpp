@@ -13,7 +13,7 @@ namespace detail {
 namespace {
 
 // host:pid:random. The random part keeps names unique across time too (a pid is reused,
-// and task ids, made from this name, key result markers that live for a day).
+// and task ids and a submitter's results stream are made from this name).
 std::string this_consumer() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = '?';
