@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
+#include <corio/dist/detail/pool_protocol.hpp>
 #include <corio/dist/hash_slot.hpp>
 #include <corio/dist/manager.hpp>
 #include <corio/dist/redis_client.hpp>
@@ -427,4 +428,82 @@ TEST_CASE("8 task pools over 3 masters carry every task, and a slot migrated mid
                             << " ms after the last submit; the submitter's clients followed " << s.moved
                             << " MOVED and " << s.asked << " ASK, refreshed the slot map " << s.map_refreshes
                             << " times");
+}
+
+// The pool's scripts name every key they write in KEYS. A script whose KEYS were only the
+// tasks stream would run on the old node of a half-migrated slot and fail there writing the
+// results stream ("Script attempted to access a non local key"); with the results stream in
+// KEYS the node answers TRYAGAIN before running, and the client retries until the move ends.
+TEST_CASE("pool scripts declare their reply streams: a completion while only the results stream has migrated waits and "
+          "writes once; a task taken over too often is buried with its reply on every master") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  namespace pd = corio::dist::detail;
+  redis_cluster cl;
+  const std::vector<std::string> names = names_over_masters(cl, "proto", 3);
+  const pd::pool_keys moving(names[0]);
+  const int slot = key_slot(moving.tasks);
+  const int from = cl.owner(slot);
+  const int to = (from + 1) % 3;
+  std::jthread mover;  // joined however the loop ends
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(cl));
+    // Half a migration: the results stream is on `to`, the tasks stream still on `from`.
+    co_await pd::pool_ensure_group(c, moving);
+    co_await c.command("XADD", moving.tasks, "*", "tid", "t0", "fn", "square", "args", "a", "reply", moving.results("s1"));
+    const pd::fetched held = co_await pd::pool_fetch(c, moving, "A", 20s, 1, 1);
+    REQUIRE(held.tasks.size() == 1);
+    co_await c.command("XADD", moving.results("s1"), "*", "before", "1");
+    const std::string s = std::to_string(slot);
+    REQUIRE(cl.cli(to, "cluster setslot " + s + " importing " + cl.id(from)) == "OK");
+    REQUIRE(cl.cli(from, "cluster setslot " + s + " migrating " + cl.id(to)) == "OK");
+    REQUIRE(cl.cli(from, "migrate 127.0.0.1 " + std::to_string(cl.node(to).port()) + " '" + moving.results("s1") +
+                             "' 0 5000 AUTH '" + cl.password() + "'") == "OK");
+    mover = std::jthread([&] {
+      std::this_thread::sleep_for(500ms);
+      migrate_slot(cl, slot, from, to, 1ms);
+    });
+    const auto asked = c.stats().asked;
+    // Named first: GCC 12 destroys an aggregate temporary built inside co_await twice.
+    const std::vector<pd::pool_result> done{pd::pool_result{held.tasks[0], "ok", "v0"}};
+    const std::vector<bool> first = co_await pd::pool_complete(c, moving, done);
+    CHECK(first == std::vector<bool>{true});
+    const std::vector<bool> again = co_await pd::pool_complete(c, moving, done);
+    CHECK(again == std::vector<bool>{false});  // the XACK found it acknowledged: no second result
+    const corio::resp::reply results = co_await c.command("XRANGE", moving.results("s1"), "-", "+");
+    REQUIRE(results.elements.size() == 2);
+    const auto& f = results.elements[1].elements[1].elements;
+    REQUIRE(f.size() == 2);
+    CHECK(f[0].str == "t0");
+    CHECK(f[1].str == "ok 1 v0");
+    MESSAGE("the completion met " << c.stats().asked - asked << " ASK while the slot moved");
+
+    // A task delivered once too often, on each master: buried by a second script naming its
+    // reply stream (EVALSHA there; NOSCRIPT then EVAL on a node the seed's SCRIPT LOAD missed).
+    for (const std::string& name : names) {
+      CAPTURE(name);
+      const pd::pool_keys k(name);
+      co_await pd::pool_ensure_group(c, k);
+      co_await c.command("XADD", k.tasks, "*", "tid", "poison", "fn", "square", "args", "a", "reply", k.results("s1"));
+      REQUIRE((co_await pd::pool_fetch(c, k, "A", 20s, 1, 1)).tasks.size() == 1);  // delivery 1, A "dies"
+      co_await corio::sleep_for(20ms);
+      const pd::fetched f2 = co_await pd::pool_fetch(c, k, "B", 1ms, 1, 1);  // delivery 2 > max 1
+      CHECK(f2.what == pd::fetched::kind::dead_lettered);
+      CHECK(f2.tasks.empty());
+      CHECK((co_await c.command("XLEN", k.dead)).integer == 1);
+      CHECK((co_await c.command("XLEN", k.tasks)).integer == 0);
+      const corio::resp::reply told = co_await c.command("XRANGE", k.results("s1"), "-", "+");
+      REQUIRE(told.elements.size() >= 1);
+      const auto& t = told.elements.back().elements[1].elements;
+      REQUIRE(t.size() == 2);
+      CHECK(t[0].str == "poison");
+      CHECK(t[1].str.starts_with("dead 2 the task was delivered 2 times"));
+      CHECK((co_await c.command("HGET", k.stats, "dead")).str == "1");
+    }
+  });
+  if (mover.joinable()) mover.join();
+  CHECK(cl.owner(slot) == to);
+  for (int i = 0; i < 3; ++i) {  // every master ran scripts by SHA1
+    CAPTURE(i);
+    CHECK(cl.cli(i, "info commandstats").find("cmdstat_evalsha:calls=") != std::string::npos);
+  }
 }
