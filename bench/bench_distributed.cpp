@@ -8,13 +8,16 @@
 //
 // Redis: CORIO_REDIS=HOST:PORT (and REDISCLI_AUTH) when set, otherwise a redis-server of
 // the benchmark's own (temporary directory, free port, password; no persistence, the
-// setting a throughput run is made with).
+// setting a throughput run is made with), ready once it answers with its pid
+// (tests/dist/redis_server.hpp). Connects wait up to 10 s: the machine may be busy. A
+// round that has not finished in 60 s (a worker died) fails the run instead of hanging it.
 #include <benchmark/benchmark.h>
 
 #include <corio/coro/task_group.hpp>
 #include <corio/dist/task_pool.hpp>
 #include <corio/dist/worker.hpp>
 #include <corio/runtime/loop.hpp>
+#include <corio/runtime/timer.hpp>
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -22,6 +25,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,12 +34,13 @@
 namespace {
 
 constexpr int batch = 2000;  // round trips in flight per benchmark iteration
+constexpr std::chrono::seconds round_limit{60};
 
 corio::redis::options redis_options() {
   static std::unique_ptr<corio_test::redis_server> own;
   if (const char* at = std::getenv("CORIO_REDIS")) {
     const char* pw = std::getenv("REDISCLI_AUTH");
-    return corio::redis::options(at).password(pw ? pw : "");
+    return corio::redis::options(at).password(pw ? pw : "").connect_timeout(std::chrono::seconds(10));
   }
   if (!own) own = std::make_unique<corio_test::redis_server>(corio_test::redis_server::config{});
   return corio_test::options_for(*own);
@@ -95,8 +100,8 @@ void BM_remote_roundtrip(benchmark::State& state) {
       });
     co_await g.wait();
   };
-  lp.run(round());  // warm-up: workers connected, group made
-  for (auto _ : state) lp.run(round());
+  lp.run(corio::with_timeout(round(), round_limit));  // warm-up: workers connected, group made
+  for (auto _ : state) lp.run(corio::with_timeout(round(), round_limit));
   lp.run(pool.async_close());
   state.SetItemsProcessed(state.iterations() * batch);
 }
@@ -141,9 +146,11 @@ void BM_raw_redis_floor(benchmark::State& state) {
     }());
   });
   corio::loop lp;
+  std::optional<corio::redis::client> client;
   std::string last_result = "0-0";
   auto round = [&]() -> corio::task<void> {
-    auto c = co_await corio::redis::client::connect(opts);
+    if (!client) client.emplace(co_await corio::redis::client::connect(opts));
+    corio::redis::client& c = *client;
     corio::task_group g;
     for (long i = 0; i < batch; ++i)
       g.spawn([&c, &tasks, i]() -> corio::task<void> { co_await c.command("XADD", tasks, "*", "v", std::to_string(i)); });
@@ -156,8 +163,12 @@ void BM_raw_redis_floor(benchmark::State& state) {
       got += static_cast<int>(r.elements[0].elements[1].elements.size());
     }
   };
-  lp.run(round());
-  for (auto _ : state) lp.run(round());
+  lp.run(corio::with_timeout(round(), round_limit));
+  for (auto _ : state) lp.run(corio::with_timeout(round(), round_limit));
+  lp.run([&]() -> corio::task<void> {  // closed on its loop
+    client.reset();
+    co_return;
+  }());
   state.SetItemsProcessed(state.iterations() * batch);
 }
 BENCHMARK(BM_raw_redis_floor)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);

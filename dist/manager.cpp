@@ -13,7 +13,7 @@ namespace detail {
 namespace {
 
 // host:pid:random. The random part keeps names unique across time too (a pid is reused,
-// and task ids, made from this name, key result markers that live for a day).
+// and task ids and a submitter's results stream are made from this name).
 std::string this_consumer() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = '?';
@@ -49,30 +49,44 @@ manager_core::per_loop& manager_core::here() {
   loop* lp = &loop::this_loop();
   for (auto& p : loops_)
     if (p->owner == lp) return *p;
-  loops_.push_back(std::make_unique<per_loop>(per_loop{lp, std::nullopt, std::nullopt}));
+  loops_.push_back(std::make_unique<per_loop>(per_loop{lp, std::nullopt, std::nullopt, nullptr, nullptr}));
   return *loops_.back();
 }
 
-task<redis::client*> manager_core::commands() {
+task<redis::client*> manager_core::connected(std::optional<redis::client> per_loop::*slot,
+                                              std::shared_ptr<connecting> per_loop::*attempt, bool check) {
   per_loop& p = here();
-  if (!p.commands) {
-    redis::client c = co_await redis::client::connect(options_);
-    if (!checked_) {
-      checked_ = true;
-      co_await check_server(c);
+  while (!(p.*slot)) {
+    if (const std::shared_ptr<connecting> a = p.*attempt) {  // another coroutine connects
+      co_await a->done.wait();
+      if (a->failure) std::rethrow_exception(a->failure);
+      continue;
     }
-    if (!p.commands) p.commands.emplace(std::move(c));
+    const auto a = std::make_shared<connecting>();
+    p.*attempt = a;
+    try {
+      redis::client c = co_await redis::client::connect(options_);
+      if (check && !checked_) {
+        checked_ = true;
+        co_await check_server(c);
+      }
+      p.*slot = std::move(c);
+    } catch (...) {
+      a->failure = std::current_exception();
+    }
+    p.*attempt = nullptr;  // the next caller after a failure tries again
+    a->done.set();
+    if (a->failure) std::rethrow_exception(a->failure);
   }
-  co_return &*p.commands;
+  co_return &*(p.*slot);
+}
+
+task<redis::client*> manager_core::commands() {
+  return connected(&per_loop::commands, &per_loop::commands_attempt, true);
 }
 
 task<redis::client*> manager_core::blocking() {
-  per_loop& p = here();
-  if (!p.blocking) {
-    redis::client c = co_await redis::client::connect(options_);
-    if (!p.blocking) p.blocking.emplace(std::move(c));
-  }
-  co_return &*p.blocking;
+  return connected(&per_loop::blocking, &per_loop::blocking_attempt, false);
 }
 
 redis::client_stats manager_core::stats() const noexcept {

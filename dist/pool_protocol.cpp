@@ -1,8 +1,13 @@
 #include "detail/pool_protocol.hpp"
 
 #include "detail/lua_claim.hpp"
+#include "detail/lua_script.hpp"
 
+#include <algorithm>
+#include <stdexcept>
 #include <string>
+
+#include "../coro/when_all.hpp"
 
 namespace corio::dist::detail {
 
@@ -11,41 +16,34 @@ namespace {
 using redis::command_options;
 using redis::idempotency;
 
-// KEYS tasks; ARGV group, consumer, lease ms, max deliveries, count. {1, then per task:
-// entry, tid, fn, args, reply, deliveries} (one task taken over, or up to `count` new ones)
-// | {0} | {2} (group re-created) | {3, entry, tid, fn, args, reply, deliveries} (a task
-// taken over once too often: the caller buries it, with the keys it names, in bury_script).
-// Every key it touches is in KEYS: a cluster checks only those before running a script, so
-// a script that reached further could meet a key already migrated to another node.
-constexpr std::string_view fetch_script_rest = R"lua(
-local function fields(e)
-  local t = {}
-  for i = 1, #e[2], 2 do t[e[2][i]] = e[2][i + 1] end
-  return t
-end
+// KEYS tasks; ARGV group, consumer, lease ms, max deliveries. {1, deliveries, {entry}}
+// (a task taken over; the entry as XAUTOCLAIM gives it) | {0} | {2} (group re-created) |
+// {3, deliveries, {entry}} (a task taken over once too often: the caller buries it with
+// bury_script, whose KEYS name its reply stream). Only KEYS[1] is touched: a cluster checks
+// only KEYS before running a script, and the reply stream is known only after the claim.
+constexpr std::string_view claim_script_rest = R"lua(
 local e = c[2][1]
-local n = 1
-if e then
-  n = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)[1][4]
-  local f = fields(e)
-  if n > tonumber(ARGV[4]) then return {3, e[1], f.tid, f.fn, f.args, f.reply, n} end
-  return {1, e[1], f.tid, f.fn, f.args, f.reply, n}
-end
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[5], 'STREAMS', KEYS[1], '>')
-if not r then return {0} end
-local out = {1}
-for _, e in ipairs(r[1][2]) do
-  local f = fields(e)
-  for _, v in ipairs({e[1], f.tid, f.fn, f.args, f.reply, 1}) do out[#out + 1] = v end
-end
-return out
+if not e then return {0} end
+local n = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)[1][4]
+if n <= tonumber(ARGV[4]) then return {1, n, {e}} end
+return {3, n, {e}}
 )lua";
 
-// The whole script: claim_lapsed_lua, then the rest.
-const std::string& fetch_script() {
-  static const std::string script = std::string(claim_lapsed_lua) + std::string(fetch_script_rest);
-  return script;
-}
+// KEYS tasks, dead, stats, then the reply stream when it is the pool's; ARGV group,
+// entry, tid, fn, args, reply, deliveries, why, result value. 1: moved to the dead letters
+// (and the submitter told); 0: the XACK found the entry no longer pending (its holder
+// finished it after all, and that result counts), so nothing is written. The XACK decides,
+// as in complete_script: a task gets exactly one result, its own or the dead letter's.
+constexpr std::string_view bury_script = R"lua(
+local buried = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if buried == 1 then
+  redis.call('XADD', KEYS[2], '*', 'tid', ARGV[3], 'fn', ARGV[4], 'args', ARGV[5], 'reply', ARGV[6], 'deliveries', ARGV[7], 'error', ARGV[8])
+  if #KEYS == 4 then redis.call('XADD', KEYS[4], '*', ARGV[3], ARGV[9]) end
+  redis.call('HINCRBY', KEYS[3], 'dead', 1)
+end
+redis.call('XDEL', KEYS[1], ARGV[2])
+return buried
+)lua";
 
 // KEYS tasks; ARGV group, consumer, entries... The number of entries renewed; the others
 // are not ours any more.
@@ -61,104 +59,58 @@ end
 return renewed
 )lua";
 
-// KEYS tasks, dead, stats, then (when the reply stream is the pool's) done marker, reply
-// stream; ARGV group, entry, tid, fn, args, reply, deliveries, why, ttl ms. Moves the task
-// to the dead letters, tells its submitter once, acknowledges and deletes it.
-constexpr std::string_view bury_script = R"lua(
-redis.call('XADD', KEYS[2], '*', 'tid', ARGV[3], 'fn', ARGV[4], 'args', ARGV[5], 'reply', ARGV[6], 'deliveries', ARGV[7], 'error', ARGV[8])
-if #KEYS == 5 and redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[9]) then
-  redis.call('XADD', KEYS[5], '*', 'tid', ARGV[3], 'status', 'dead', 'v', ARGV[8], 'n', ARGV[7])
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'dead', 1)
-return 1
-)lua";
-
-// KEYS tasks, stats, then per task: reply stream, done marker; ARGV group, ttl ms, then
-// per task: entry, tid, status, payload, deliveries. Per task 1 (written) or 0 (a result
-// was there).
+// KEYS tasks, stats, then the reply streams (each the pool's: one slot); ARGV group, then
+// per reply stream (in KEYS' order): k, and k times entry, tid, result (pool_protocol.hpp's
+// "STATUS N PAYLOAD"). Per task 1 (written) or 0 (dropped). The XACK decides: it answers 1 only for the first completion of an entry
+// still pending, whoever holds it now, so a worker that wakes after its task was taken
+// over and finished elsewhere adds nothing. The results for one stream share entries (256
+// results each: unpack stays far below Lua's stack limit); the finished tasks are deleted.
 constexpr std::string_view complete_script = R"lua(
 local out, ids = {}, {}
-local written, duplicates = 0, 0
-for i = 3, #ARGV, 5 do
-  local k = 3 + 2 * (i - 3) / 5
-  if redis.call('SET', KEYS[k + 1], '1', 'NX', 'PX', ARGV[2]) then
-    redis.call('XADD', KEYS[k], '*', 'tid', ARGV[i + 1], 'status', ARGV[i + 2], 'v', ARGV[i + 3], 'n', ARGV[i + 4])
-    written = written + 1
-    out[#out + 1] = 1
-  else
-    duplicates = duplicates + 1
-    out[#out + 1] = 0
+local written = 0
+local i, s = 2, 3
+while i <= #ARGV do
+  local stream, last = KEYS[s], i + 3 * tonumber(ARGV[i])
+  local r = {}
+  for j = i + 1, last, 3 do
+    ids[#ids + 1] = ARGV[j]
+    if redis.call('XACK', KEYS[1], ARGV[1], ARGV[j]) == 1 then
+      r[#r + 1] = ARGV[j + 1]
+      r[#r + 1] = ARGV[j + 2]
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
   end
-  ids[#ids + 1] = ARGV[i]
+  for x = 1, #r, 512 do redis.call('XADD', stream, '*', unpack(r, x, math.min(x + 511, #r))) end
+  written = written + #r / 2
+  i, s = last + 1, s + 1
 end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
+for j = 1, #ids, 512 do redis.call('XDEL', KEYS[1], unpack(ids, j, math.min(j + 511, #ids))) end
 if written > 0 then redis.call('HINCRBY', KEYS[2], 'written', written) end
-if duplicates > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', duplicates) end
+if written < #ids then redis.call('HINCRBY', KEYS[2], 'duplicates', #ids - written) end
 return out
 )lua";
 
+std::string dead_why(const pool_keys& k, std::int64_t deliveries) {
+  return "the task was delivered " + std::to_string(deliveries) + " times and its worker died each time (moved to " +
+         k.dead + ")";
+}
+
+const lua_script& claim_script() {
+  static const lua_script script(std::string(claim_lapsed_lua) + std::string(claim_script_rest));
+  return script;
+}
+
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count() > 0 ? d.count() : 1); }
 
-}  // namespace
-
-pool_keys::pool_keys(const std::string& pool)
-    : tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats"),
-      done_prefix("{" + pool + "}:done:") {}
-
-bool pool_keys::holds(std::string_view key) const { return key.starts_with(tasks.substr(0, tasks.size() - 5)); }
-
-std::string pool_keys::results(const std::string& submitter) const {
-  return tasks.substr(0, tasks.size() - 5) + "results:" + submitter;
-}
-
-task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
-                         unsigned max_deliveries, std::chrono::milliseconds result_ttl, unsigned count) {
-  resp::reply r = co_await c.command("EVAL", fetch_script(), "1", k.tasks, pool_group, consumer, ms(lease),
-                                     std::to_string(max_deliveries), std::to_string(count));
-  fetched out;
-  const std::int64_t status = r.elements.empty() ? 0 : r.elements[0].integer;
-  if (status == 2) out.what = fetched::kind::group_recreated;
-  if (status == 1 || status == 3) {
-    out.what = fetched::kind::tasks;
-    auto& e = r.elements;
-    for (std::size_t i = 1; i + 6 <= e.size(); i += 6)
-      out.tasks.push_back({std::move(e[i].str), std::move(e[i + 1].str), std::move(e[i + 2].str), std::move(e[i + 3].str),
-                           std::move(e[i + 4].str), e[i + 5].integer});
-  }
-  if (status == 3 && !out.tasks.empty()) {
-    const pool_task t = std::move(out.tasks.front());
-    out.tasks.clear();
-    co_await pool_bury(c, k, t,
-                       "the task was delivered " + std::to_string(t.deliveries) +
-                           " times and its worker died each time (moved to " + k.dead + ")",
-                       result_ttl);
-    out.what = fetched::kind::dead_lettered;
-  }
-  co_return out;
-}
-
-task<void> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why,
-                     std::chrono::milliseconds result_ttl) {
-  const std::string n = std::to_string(t.deliveries), marker = k.done_prefix + t.tid;
-  const bool tell = k.holds(t.reply);
-  std::vector<std::string_view> argv = {"EVAL", bury_script, tell ? "5" : "3", k.tasks, k.dead, k.stats};
-  if (tell) argv.insert(argv.end(), {marker, t.reply});
-  const std::string ttl = ms(result_ttl);
-  argv.insert(argv.end(), {pool_group, t.entry, t.tid, t.fn, t.args, t.reply, n, why, ttl});
-  co_await c.command_argv(argv);
-}
-
-std::vector<pool_task> pool_tasks_from_read(const resp::reply& r) {
-  // [[stream, [[id, [field, value, ...]], ...]]]
-  std::vector<pool_task> out;
-  if (r.elements.empty() || r.elements[0].elements.size() < 2) return out;
-  for (const resp::reply& e : r.elements[0].elements[1].elements) {
+// Entries as XREADGROUP and XAUTOCLAIM give them: [[id, [field, value, ...]], ...].
+void append_tasks(std::vector<pool_task>& out, const resp::reply& entries, std::int64_t deliveries) {
+  for (const resp::reply& e : entries.elements) {
     if (e.elements.size() < 2) continue;
     pool_task& t = out.emplace_back();
     t.entry = e.elements[0].str;
+    t.deliveries = deliveries;
     const auto& f = e.elements[1].elements;
     for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
       const std::string& name = f[i].str;
@@ -167,40 +119,133 @@ std::vector<pool_task> pool_tasks_from_read(const resp::reply& r) {
       if (field) *field = f[i + 1].str;
     }
   }
+}
+
+}  // namespace
+
+pool_keys::pool_keys(const std::string& pool)
+    : tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats") {}
+
+bool pool_keys::holds(std::string_view key) const { return key.starts_with(tasks.substr(0, tasks.size() - 5)); }
+
+std::string pool_keys::results(const std::string& submitter) const {
+  return tasks.substr(0, tasks.size() - 5) + "results:" + submitter;
+}
+
+task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
+                         unsigned max_deliveries, unsigned count) {
+  const std::string lease_ms = ms(lease), max = std::to_string(max_deliveries), n = std::to_string(count);
+  const std::string_view args[] = {"1", k.tasks, pool_group, consumer, lease_ms, max};
+  // One write: the claim first (Redis runs them in order, so a group it re-creates is
+  // there for the read), then a plain read of new tasks, which costs no Lua per task.
+  auto [claimed, read] = co_await when_all(
+      claim_script().run(c, args),
+      c.command("XREADGROUP", "GROUP", pool_group, consumer, "COUNT", n, "STREAMS", k.tasks, ">"));
+  fetched out;
+  const std::int64_t status = claimed.elements.empty() ? 0 : claimed.elements[0].integer;
+  if (status == 2) out.what = fetched::kind::group_recreated;
+  if ((status == 1 || status == 3) && claimed.elements.size() == 3)
+    append_tasks(out.tasks, claimed.elements[2], claimed.elements[1].integer);
+  if (status == 3 && !out.tasks.empty()) {  // buried before the new tasks are appended
+    const pool_task t = std::move(out.tasks.front());
+    out.tasks.clear();
+    if (co_await pool_bury(c, k, t, dead_why(k, t.deliveries))) out.what = fetched::kind::dead_lettered;
+  }
+  if (!read.elements.empty() && read.elements[0].elements.size() >= 2) append_tasks(out.tasks, read.elements[0].elements[1], 1);
+  if (!out.tasks.empty() && out.what == fetched::kind::none) out.what = fetched::kind::tasks;
+  co_return out;
+}
+
+task<bool> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why) {
+  static const lua_script script{std::string(bury_script)};
+  const std::string n = std::to_string(t.deliveries), value = pool_result_value("dead", t.deliveries, why);
+  const bool tell = k.holds(t.reply);  // a foreign stream may live on another node
+  std::vector<std::string_view> args = {tell ? "4" : "3", k.tasks, k.dead, k.stats};
+  if (tell) args.push_back(t.reply);
+  args.insert(args.end(), {pool_group, t.entry, t.tid, t.fn, t.args, t.reply, n, why, value});
+  const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
+  co_return r.integer == 1;
+}
+
+std::vector<pool_task> pool_tasks_from_read(const resp::reply& r) {
+  // [[stream, entries]]
+  std::vector<pool_task> out;
+  if (!r.elements.empty() && r.elements[0].elements.size() >= 2) append_tasks(out, r.elements[0].elements[1], 1);
   return out;
 }
 
 task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,
                              const std::vector<std::string>& entries) {
-  std::vector<std::string_view> argv = {"EVAL", renew_script, "1", k.tasks, pool_group, consumer};
-  argv.insert(argv.end(), entries.begin(), entries.end());
-  const resp::reply r = co_await c.command_argv(argv, {.idempotent = idempotency::yes});
+  static const lua_script script{std::string(renew_script)};
+  std::vector<std::string_view> args = {"1", k.tasks, pool_group, consumer};
+  args.insert(args.end(), entries.begin(), entries.end());
+  const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
   co_return static_cast<std::size_t>(r.integer);
 }
 
-task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results,
-                                      std::chrono::milliseconds result_ttl) {
-  const std::string ttl = ms(result_ttl);
-  std::vector<std::string> counts, markers;
-  counts.reserve(results.size());
-  markers.reserve(results.size());
-  const std::string numkeys = std::to_string(2 + 2 * results.size());
-  std::vector<std::string_view> argv = {"EVAL", complete_script, numkeys, k.tasks, k.stats};
-  for (const pool_result& r : results) {
-    markers.push_back(k.done_prefix + r.task.tid);
-    argv.insert(argv.end(), {r.task.reply, markers.back()});
+std::string pool_result_value(const std::string& status, std::int64_t deliveries, std::string_view payload) {
+  std::string v = status + " " + std::to_string(deliveries) + " ";
+  v.append(payload);
+  return v;
+}
+
+parsed_result pool_parse_result(std::string_view value) {
+  parsed_result r;
+  const auto a = value.find(' ');
+  const auto b = a == std::string_view::npos ? a : value.find(' ', a + 1);
+  if (b == std::string_view::npos) {  // not ours: reported as a result that makes no sense
+    r.status = "error";
+    return r;
   }
-  argv.insert(argv.end(), {pool_group, ttl});
-  for (const pool_result& r : results) {
-    counts.push_back(std::to_string(r.task.deliveries));
-    argv.insert(argv.end(), {r.task.entry, r.task.tid, r.status, r.payload, counts.back()});
+  r.status = value.substr(0, a);
+  std::int64_t n = 0;
+  for (char ch : value.substr(a + 1, b - a - 1)) n = n * 10 + (ch - '0');
+  r.deliveries = n;
+  r.payload = value.substr(b + 1);
+  return r;
+}
+
+task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results) {
+  static const lua_script script{std::string(complete_script)};
+  // Grouped by reply stream (one, usually: the one submitter), in the order given.
+  std::vector<std::size_t> order(results.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return results[a].task.reply < results[b].task.reply; });
+  std::vector<std::string> values, counts;
+  values.reserve(results.size());
+  counts.reserve(results.size() + 1);
+  // The reply streams are KEYS (a cluster routes and checks by them), so they come first.
+  std::vector<std::string_view> streams;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const std::string& stream = results[order[i]].task.reply;
+    if (!k.holds(stream))
+      throw std::invalid_argument("corio::dist: a result for reply stream \"" + stream + "\", not one of " + k.tasks +
+                                  "'s keys (the worker buries such tasks unrun)");
+    if (streams.empty() || streams.back() != stream) streams.push_back(stream);
   }
-  const resp::reply r = co_await c.command_argv(argv, {.idempotent = idempotency::yes});
-  std::vector<bool> written;
-  for (const resp::reply& e : r.elements) written.push_back(e.integer == 1);
-  if (written.size() != results.size()) throw redis::error("corio::dist: the complete script answered " +
-                                                           std::to_string(written.size()) + " of " +
-                                                           std::to_string(results.size()) + " results");
+  counts.push_back(std::to_string(2 + streams.size()));
+  std::vector<std::string_view> args = {counts.back(), k.tasks, k.stats};
+  args.insert(args.end(), streams.begin(), streams.end());
+  args.push_back(pool_group);
+  for (std::size_t i = 0; i < order.size();) {
+    const std::string& stream = results[order[i]].task.reply;
+    std::size_t j = i;
+    while (j < order.size() && results[order[j]].task.reply == stream) ++j;
+    counts.push_back(std::to_string(j - i));
+    args.push_back(counts.back());
+    for (; i < j; ++i) {
+      const pool_result& r = results[order[i]];
+      values.push_back(pool_result_value(r.status, r.task.deliveries, r.payload));
+      args.insert(args.end(), {r.task.entry, r.task.tid, values.back()});
+    }
+  }
+  const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
+  if (r.elements.size() != results.size()) throw redis::error("corio::dist: the complete script answered " +
+                                                              std::to_string(r.elements.size()) + " of " +
+                                                              std::to_string(results.size()) + " results");
+  std::vector<bool> written(results.size());
+  for (std::size_t i = 0; i < order.size(); ++i) written[order[i]] = r.elements[i].integer == 1;
   co_return written;
 }
 

@@ -10,11 +10,11 @@ namespace {
 
 std::string_view as_chars(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
-// The value of `name` among a stream entry's [field, value, ...].
-const std::string* field(const resp::reply& fields, std::string_view name) {
-  for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2)
-    if (fields.elements[i].str == name) return &fields.elements[i + 1].str;
-  return nullptr;
+// The smallest stream id after `id` ("ms-seq"): XTRIM MINID of it removes `id` and all before.
+std::string id_after(const std::string& id) {
+  const auto dash = id.find('-');
+  if (dash == std::string::npos) return id;
+  return id.substr(0, dash + 1) + std::to_string(std::stoull(id.substr(dash + 1)) + 1);
 }
 
 }  // namespace
@@ -83,26 +83,21 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
     if (std::exchange(pause, false)) co_await sleep_for(200ms);  // after a failure: no busy retry
     try {
       if (!c) c.emplace(co_await redis::client::connect(self->m_->options()));
-      const resp::reply r = co_await c->command(
-          redis::command_options{.deadline = std::chrono::steady_clock::now() + 6s, .idempotent = redis::idempotency::yes},
-          "XREAD", "COUNT", "4096", "BLOCK", "1000", "STREAMS", self->results_, last);
+      const auto within = redis::command_options{.deadline = std::chrono::steady_clock::now() + 6s,
+                                                 .idempotent = redis::idempotency::yes};
+      self->reading_ = true;
+      const resp::reply r = co_await c->command(within, "XREAD", "COUNT", "4096", "BLOCK", "1000", "STREAMS",
+                                                self->results_, last);
+      self->reading_ = false;
       if (r.elements.empty() || r.elements[0].elements.size() < 2) continue;
-      std::vector<std::string_view> del = {"XDEL", self->results_};
       for (const resp::reply& e : r.elements[0].elements[1].elements) {
         if (e.elements.size() < 2) continue;
         last = e.elements[0].str;
-        del.push_back(e.elements[0].str);
-        const std::string* tid = field(e.elements[1], "tid");
-        auto it = tid ? self->waiting_.find(*tid) : self->waiting_.end();
-        if (it == self->waiting_.end()) continue;  // a future nobody holds any more
-        remote_result& res = *it->second;
-        if (const std::string* s = field(e.elements[1], "status")) res.status = *s;
-        if (const std::string* v = field(e.elements[1], "v")) res.payload = *v;
-        if (const std::string* n = field(e.elements[1], "n")) res.deliveries = std::stoll(*n);
-        res.done.set();
-        self->waiting_.erase(it);
+        self->deliver(e.elements[1]);
       }
-      if (del.size() > 2) co_await c->command_argv(del, {.idempotent = redis::idempotency::yes});
+      // Only this collector reads the stream, in order: everything up to `last` is done.
+      // (A stop waits for this: it closes the connection only under the blocking read.)
+      co_await c->command(within, "XTRIM", self->results_, "MINID", id_after(last));
     } catch (const redis::auth_error&) {
       self->fail_waiting(std::current_exception());
       co_return;
@@ -110,6 +105,7 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
       self->fail_waiting(std::current_exception());
       co_return;
     } catch (const std::exception&) {
+      self->reading_ = false;
       if (self->stopping_) co_return;
       c.reset();  // reconnect after a pause; the results wait in their stream
       pause = true;
@@ -117,9 +113,25 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
   }
 }
 
+// An entry's fields: one or more results, TID and "STATUS N PAYLOAD" (pool_protocol.hpp).
+void pool_submitter::deliver(const resp::reply& fields) {
+  const auto& f = fields.elements;
+  for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
+    const auto it = waiting_.find(f[i].str);
+    if (it == waiting_.end()) continue;  // a future nobody holds any more
+    const std::shared_ptr<remote_result> res = std::move(it->second);
+    waiting_.erase(it);
+    const parsed_result p = pool_parse_result(f[i + 1].str);
+    res->status = p.status;
+    res->payload = p.payload;
+    res->deliveries = p.deliveries;
+    res->done.set();
+  }
+}
+
 void pool_submitter::begin_stop() noexcept {
   stopping_ = true;
-  if (collector_client_) collector_client_->close();  // its read fails at once
+  if (collector_client_ && reading_) collector_client_->close();  // its read fails at once
 }
 
 task<void> pool_submitter::close(std::shared_ptr<pool_submitter> self) {

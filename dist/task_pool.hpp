@@ -70,7 +70,8 @@ struct remote_result {
 };
 task<void> wait_result(std::shared_ptr<remote_result> r);
 
-// The untyped submitter: XADD, and one collector per pool reading its results stream.
+// The untyped submitter: XADD, and one collector per pool reading its results stream (and
+// trimming what it read).
 class pool_submitter : public std::enable_shared_from_this<pool_submitter> {
  public:
   ~pool_submitter();
@@ -88,6 +89,8 @@ class pool_submitter : public std::enable_shared_from_this<pool_submitter> {
 
  private:
   static task<void> collect(std::shared_ptr<pool_submitter> self);
+  // Hands the results of one entry of the results stream to their futures.
+  void deliver(const resp::reply& fields);
   void begin_stop() noexcept;
   void fail_waiting(std::exception_ptr e);
 
@@ -97,6 +100,7 @@ class pool_submitter : public std::enable_shared_from_this<pool_submitter> {
   std::unordered_map<std::string, std::shared_ptr<remote_result>> waiting_;
   bool collecting_ = false;
   bool stopping_ = false;
+  bool reading_ = false;  // the collector waits in its blocking read (else it trims)
   loop* collector_loop_ = nullptr;
   std::optional<redis::client> collector_client_;  // the collector's own connection
   event collector_done_;

@@ -42,8 +42,7 @@ task<void> worker::run_one(detail::pool_task t) {
     m_->warn("corio: worker of " + keys_.tasks + ": task " + t.entry + " names a reply stream outside the pool's keys " +
              "(not \"" + keys_.tasks.substr(0, keys_.tasks.size() - 5) + "...\"): moved to " + keys_.dead);
     redis::client* c = co_await m_->commands();
-    co_await detail::pool_bury(*c, keys_, t, "its reply stream is not one of the pool's keys", options_.result_ttl);
-    ++stats_.dead_lettered;
+    if (co_await detail::pool_bury(*c, keys_, t, "its reply stream is not one of the pool's keys")) ++stats_.dead_lettered;
     co_return;
   }
   running_.insert(t.entry);
@@ -104,7 +103,7 @@ task<void> worker::flush_completions() {
   batch_.reset();
   try {
     redis::client* c = co_await m_->commands();
-    b->written = co_await detail::pool_complete(*c, keys_, b->results, options_.result_ttl);
+    b->written = co_await detail::pool_complete(*c, keys_, b->results);
   } catch (...) {
     b->failure = std::current_exception();
   }
@@ -143,8 +142,8 @@ task<void> worker::async_run() {
     while (free < 64 && slots.try_acquire()) ++free;
     std::vector<detail::pool_task> tasks;
     try {
-      detail::fetched f = co_await detail::pool_fetch(*c, keys_, m_->consumer(), options_.lease, options_.max_deliveries,
-                                                      options_.result_ttl, free);
+      detail::fetched f =
+          co_await detail::pool_fetch(*c, keys_, m_->consumer(), options_.lease, options_.max_deliveries, free);
       if (f.what == detail::fetched::kind::group_recreated)
         m_->warn("corio: the consumer group of task pool " + keys_.tasks + " on redis " + m_->where() +
                  " was missing (Redis restarted without persistence?): re-created; tasks queued before are lost");
@@ -177,7 +176,25 @@ task<void> worker::async_run() {
       waiter.reset();
       pause = true;
     }
-    for (auto& t : tasks) running.spawn(serve(std::move(t), slots));
+    // A fetch may bring one task more than there were free slots (a task taken over besides
+    // `free` new ones): it waits for a slot, its lease renewed meanwhile (running_).
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (i < free) {
+        running.spawn(serve(std::move(tasks[i]), slots));
+      } else {
+        running_.insert(tasks[i].entry);
+        // Captureless, its state in parameters: the frame outlives this expression.
+        running.spawn([](worker& w, semaphore& s, decltype(serve)& sv, detail::pool_task t) -> task<void> {
+          try {
+            co_await s.acquire();
+          } catch (...) {  // stopping: the task goes back to the others after its lease
+            w.running_.erase(t.entry);
+            throw;
+          }
+          co_await sv(std::move(t), s);
+        }(*this, slots, serve, std::move(tasks[i])));
+      }
+    }
     for (std::size_t i = tasks.size(); i < free; ++i) slots.release();
     if (refused || stop_now) break;
   }

@@ -13,10 +13,12 @@
 // encoded with corio's codec; an exception becomes the submitter's remote_error.
 //
 // Serving (detail/pool_protocol.hpp has the protocol): up to `concurrency` tasks at a time.
-// Free slots first take over a task whose lease ran out (its worker died or stalled), else
-// new tasks, as many as there are free slots in one script; with nothing to do the worker
-// waits for new tasks on a connection of its own, at most lease/2 at a time. One script
-// every lease/3 renews the leases of all the tasks in hand. A task
+// Each fetch takes over one task whose lease ran out (its worker died or stalled), if any,
+// and reads as many new tasks as there are free slots, in one write (a task taken over
+// beyond the free slots waits for one, its lease renewed); with nothing to do the worker
+// waits for new tasks on a connection of its own, at most lease/2 at a time. The results
+// finished in one loop turn are recorded by one script; one script every lease/3 renews
+// the leases of all the tasks in hand. A task
 // taken over for the (max_deliveries+1)-th time goes to the dead letters instead of
 // running again. N worker processes per host: start N programs (or fork after defining,
 // before run), each with its own manager.
@@ -49,7 +51,6 @@ struct worker_options {
   unsigned concurrency = 4;                   // tasks at a time in this process
   std::chrono::milliseconds lease{30000};     // a silent worker's task is taken over after this
   unsigned max_deliveries = 3;                // then a task that kills its worker is dead-lettered
-  std::chrono::milliseconds result_ttl{86400000};  // how long a result's dedupe marker lives
 };
 
 struct worker_stats {

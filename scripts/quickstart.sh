@@ -87,10 +87,17 @@ run_distributed() {
     redis-server "$dir/redis.conf" &
     server=$!
     trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' RETURN
-    for _ in $(seq 100); do
-        REDISCLI_AUTH=$pw redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    # Ready when it answers PING (up to 30 s: a busy machine starts it slowly).
+    local ready=0
+    for _ in $(seq 600); do
+        [[ $(REDISCLI_AUTH=$pw redis-cli -p "$port" ping 2>/dev/null) == PONG ]] && { ready=1; break; }
+        kill -0 "$server" 2>/dev/null || break
         sleep 0.05
     done
+    if [[ $ready -eq 0 ]]; then
+        echo "    (redis-server did not answer on 127.0.0.1:$port within 30 s; its log: $(tail -n 3 "$dir/redis.log" 2>/dev/null))"
+        return 1
+    fi
     echo "distributed_master + distributed_worker (redis-server on 127.0.0.1:$port, AOF on):"
     REDISCLI_AUTH=$pw timeout 60 "$builddir/examples/distributed_master" --address "127.0.0.1:$port" \
         >"$dir/master.out" 2>&1 &

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "../../coro/task.hpp"
+#include "../../runtime/event.hpp"
 #include "../../runtime/loop.hpp"
 #include "../redis_client.hpp"
 
@@ -61,12 +63,23 @@ class manager_core {
   std::function<void(const std::string&)> on_warning_;
 
  private:
+  // One connection attempt that every coroutine asking for the client meanwhile awaits:
+  // 2,000 submits started in one loop turn open one connection, not 2,000 (which, on a
+  // busy machine, overran the connect timeout of a redis-server just started).
+  struct connecting {
+    event done;
+    std::exception_ptr failure;
+  };
   struct per_loop {
     loop* owner;
     std::optional<redis::client> commands;
     std::optional<redis::client> blocking;
+    std::shared_ptr<connecting> commands_attempt, blocking_attempt;
   };
   per_loop& here();
+  // The client in `slot`, connected by the first caller while the others wait for it.
+  task<redis::client*> connected(std::optional<redis::client> per_loop::*slot,
+                                 std::shared_ptr<connecting> per_loop::*attempt, bool check);
   task<void> check_server(redis::client& c);
   static void check_not_on_loop(const char* what);
 

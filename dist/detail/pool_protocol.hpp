@@ -5,28 +5,34 @@
 //
 //   {P}:tasks            stream of tasks; fields tid, fn, args, reply; consumer group
 //                        "workers" (created from id 0 at first use)
-//   {P}:results:S        results for submitter S; fields tid, status (ok | error | dead),
-//                        v (the value's or the error's bytes), n (deliveries)
-//   {P}:done:TID         marker that TID's result was written (SET NX, expires after
-//                        result_ttl): the dedupe that makes a result exactly once
+//   {P}:results:S        results for submitter S; an entry holds one or more results,
+//                        each a field TID whose value is "STATUS N PAYLOAD": status ok |
+//                        error | dead, N deliveries, then the value's or the error's
+//                        bytes; the submitter trims what it has read (XTRIM MINID)
 //   {P}:dead             dead-letter stream: tasks that killed their worker too often
 //   {P}:stats            hash: written, duplicates, dead (counts since the pool began)
 //
 // Delivery (at least once, with leases): a worker takes a task with `fetch` (first a task
 // whose holder has not renewed its lease, XAUTOCLAIM, else new ones, XREADGROUP), renews
 // the leases of all it runs with one `renew` every lease/3 (XCLAIM by the holder only: a worker that
-// lost its task cannot take it back), and finishes with `complete`, which writes the
-// result only if the marker is new, then acknowledges and deletes the task. A stalled
-// worker that wakes after its task was taken over therefore adds no second result. A task
+// lost its task cannot take it back), and finishes with `complete`, which acknowledges
+// the task and writes the result only if the XACK found the entry pending (the first
+// completion of a task; the consumer group's pending list is the dedupe, no key per
+// task), then deletes the task. A stalled worker that wakes after its task was taken
+// over and finished therefore adds no second result. The scripts run by SHA1
+// (detail/lua_script.hpp). A task
 // claimed for the (max_deliveries+1)-th time has killed its worker max_deliveries times:
-// `fetch` moves it to {P}:dead and tells the submitter.
+// `fetch` moves it to {P}:dead and tells the submitter, in a second script (`bury`, whose
+// KEYS name the reply stream read from the claimed entry), if the XACK still finds it
+// pending.
 //
 // Redis Cluster: every key of a script is in its KEYS (a cluster checks only those before
 // running it, and refuses a script reaching a key of another node), all with the hash tag
 // {P}: one slot, one node, one atomic script even while the slot migrates (the node
 // answers ASK or TRYAGAIN before running, and the client follows). A task whose reply
-// stream is not the pool's (not "{P}:...": not from a corio submitter) is buried at once
-// without a reply: its result could not be written in the same script.
+// stream is not the pool's (not "{P}:...": not from a corio submitter) is buried unrun
+// without a reply: its result could not be written in the same script. The complete
+// script names every reply stream of its batch in KEYS.
 
 #include <chrono>
 #include <cstdint>
@@ -42,7 +48,7 @@ namespace corio::dist::detail {
 
 struct pool_keys {
   explicit pool_keys(const std::string& pool);
-  std::string tasks, dead, stats, done_prefix;
+  std::string tasks, dead, stats;
   std::string results(const std::string& submitter) const;
   // Is `key` one of the pool's ("{P}:...", so in its cluster slot)?
   bool holds(std::string_view key) const;
@@ -63,15 +69,16 @@ struct fetched {
   std::vector<pool_task> tasks;
 };
 
-// One task taken over, or up to `count` new ones.
+// A task taken over (if one's lease ran out) and up to `count` new ones, in one write: a
+// claim script and a plain XREADGROUP (no Lua per task). So up to count + 1 tasks.
 task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
-                         unsigned max_deliveries, std::chrono::milliseconds result_ttl, unsigned count);
+                         unsigned max_deliveries, unsigned count);
 // The tasks of a reply of XREADGROUP (the blocking read of new tasks); none when nil.
 std::vector<pool_task> pool_tasks_from_read(const resp::reply& r);
-// Moves t to {P}:dead with `why`, tells its submitter (once; not when its reply stream is
-// not the pool's), acknowledges and deletes it.
-task<void> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why,
-                     std::chrono::milliseconds result_ttl);
+// Moves t to {P}:dead with `why`, tells its submitter (not when its reply stream is not
+// the pool's), acknowledges and deletes it; false (nothing written) when its entry was no
+// longer pending: its result was written meanwhile, and that one counts.
+task<bool> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why);
 // Renews the leases of `entries` (one script); returns how many were still ours.
 task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,
                              const std::vector<std::string>& entries);
@@ -83,8 +90,15 @@ struct pool_result {
 };
 // Records the results of several tasks in one script; per result, true if it was recorded,
 // false if one was already (a duplicate, dropped).
-task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results,
-                                      std::chrono::milliseconds result_ttl);
+task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results);
+// A result as the results stream holds it, and back.
+std::string pool_result_value(const std::string& status, std::int64_t deliveries, std::string_view payload);
+struct parsed_result {
+  std::string_view status, payload;
+  std::int64_t deliveries = 0;
+};
+parsed_result pool_parse_result(std::string_view value);
+
 task<void> pool_ensure_group(redis::client& c, const pool_keys& k);
 
 }  // namespace corio::dist::detail

@@ -11,6 +11,8 @@
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
+#include <corio/coro/when_all.hpp>
+#include <corio/dist/detail/pool_protocol.hpp>
 #include <corio/dist/hash_slot.hpp>
 #include <corio/dist/manager.hpp>
 #include <corio/dist/redis_client.hpp>
@@ -427,4 +429,100 @@ TEST_CASE("8 task pools over 3 masters carry every task, and a slot migrated mid
                             << " ms after the last submit; the submitter's clients followed " << s.moved
                             << " MOVED and " << s.asked << " ASK, refreshed the slot map " << s.map_refreshes
                             << " times");
+}
+
+// The pool's scripts name every key they write in KEYS. A script whose KEYS held only the
+// tasks stream and the stats hash would run on the old node of a half-migrated slot and
+// fail there writing the results stream ("Script attempted to access a non local key");
+// with the results stream in KEYS the old node answers TRYAGAIN before running, and the
+// client retries until the move ends.
+TEST_CASE("pool scripts declare their reply streams: with only the results stream migrated, a completion and the burial "
+          "of a task taken over too often wait and write once; a burial tells its submitter on every master") {
+  SKIP_WITHOUT_REDIS_CLUSTER();
+  namespace pd = corio::dist::detail;
+  redis_cluster cl;
+  const std::vector<std::string> names = names_over_masters(cl, "proto", 3);
+  const pd::pool_keys moving(names[0]);
+  const int slot = key_slot(moving.tasks);
+  const int from = cl.owner(slot);
+  const int to = (from + 1) % 3;
+  std::jthread mover;  // joined however the loop ends
+  // The field -> value pairs of every entry of a results stream.
+  const auto results_of = [](client& c, const std::string& stream) -> corio::task<std::map<std::string, std::string>> {
+    const corio::resp::reply r = co_await c.command("XRANGE", stream, "-", "+");
+    std::map<std::string, std::string> out;
+    for (const auto& e : r.elements)
+      for (std::size_t i = 0; i + 1 < e.elements[1].elements.size(); i += 2)
+        out[e.elements[1].elements[i].str] = e.elements[1].elements[i + 1].str;
+    co_return out;
+  };
+  on_loop([&]() -> corio::task<void> {
+    client c = co_await client::connect(options_for(cl));
+    co_await pd::pool_ensure_group(c, moving);
+    const std::vector<std::string> tids{"t0", "poison"};
+    for (const std::string& tid : tids)
+      co_await c.command("XADD", moving.tasks, "*", "tid", tid, "fn", "square", "args", "a", "reply", moving.results("s1"));
+    const pd::fetched held = co_await pd::pool_fetch(c, moving, "A", 20s, 1, 2);  // delivery 1 of each
+    REQUIRE(held.tasks.size() == 2);
+    REQUIRE(held.tasks[0].tid == "t0");
+    co_await c.command("XADD", moving.results("s1"), "*", "before", "1");
+    // The stats hash exists on the old node too: with only tasks and stats in KEYS, both
+    // there, the old node would run a script and then fail on the results stream.
+    co_await c.command("HINCRBY", moving.stats, "written", "0");
+    co_await corio::sleep_for(300ms);
+    // Half a migration: the results stream is on `to`, the rest still on `from`.
+    const std::string s = std::to_string(slot);
+    REQUIRE(cl.cli(to, "cluster setslot " + s + " importing " + cl.id(from)) == "OK");
+    REQUIRE(cl.cli(from, "cluster setslot " + s + " migrating " + cl.id(to)) == "OK");
+    REQUIRE(cl.cli(from, "migrate 127.0.0.1 " + std::to_string(cl.node(to).port()) + " '" + moving.results("s1") +
+                             "' 0 5000 AUTH '" + cl.password() + "'") == "OK");
+    mover = std::jthread([&] {
+      std::this_thread::sleep_for(500ms);
+      migrate_slot(cl, slot, from, to, 1ms);
+    });
+    // t0's lease renewed: only "poison" (idle 300 ms) is taken over by B's fetch below.
+    const std::vector<std::string> renewing{held.tasks[0].entry};
+    REQUIRE(co_await pd::pool_renew(c, moving, "A", renewing) == 1);
+    // Named first: GCC 12 destroys an aggregate temporary built inside co_await twice.
+    const std::vector<pd::pool_result> done{pd::pool_result{held.tasks[0], "ok", "v0"}};
+    auto [buried, first] = co_await corio::when_all(pd::pool_fetch(c, moving, "B", 200ms, 1, 1),  // delivery 2 > max 1
+                                                    pd::pool_complete(c, moving, done));
+    CHECK(buried.what == pd::fetched::kind::dead_lettered);
+    CHECK(buried.tasks.empty());
+    CHECK(first == std::vector<bool>{true});
+    const std::vector<bool> again = co_await pd::pool_complete(c, moving, done);
+    CHECK(again == std::vector<bool>{false});  // the XACK found it acknowledged: no second result
+    const std::map<std::string, std::string> got = co_await results_of(c, moving.results("s1"));
+    CHECK(got.size() == 3);
+    CHECK(got.at("t0") == "ok 1 v0");
+    CHECK(got.at("poison").starts_with("dead 2 the task was delivered 2 times"));
+    CHECK((co_await c.command("XLEN", moving.dead)).integer == 1);
+    CHECK((co_await c.command("XLEN", moving.tasks)).integer == 0);
+
+    // On the other masters, without a migration: EVALSHA there (NOSCRIPT, then EVAL, where
+    // the seed's SCRIPT LOAD did not reach).
+    for (std::size_t p = 1; p < names.size(); ++p) {
+      CAPTURE(names[p]);
+      const pd::pool_keys k(names[p]);
+      co_await pd::pool_ensure_group(c, k);
+      co_await c.command("XADD", k.tasks, "*", "tid", "poison", "fn", "square", "args", "a", "reply", k.results("s1"));
+      REQUIRE((co_await pd::pool_fetch(c, k, "A", 20s, 1, 1)).tasks.size() == 1);  // delivery 1, A "dies"
+      co_await corio::sleep_for(20ms);
+      const pd::fetched f2 = co_await pd::pool_fetch(c, k, "B", 1ms, 1, 1);  // delivery 2 > max 1
+      CHECK(f2.what == pd::fetched::kind::dead_lettered);
+      CHECK(f2.tasks.empty());
+      CHECK((co_await c.command("XLEN", k.dead)).integer == 1);
+      CHECK((co_await c.command("XLEN", k.tasks)).integer == 0);
+      const std::map<std::string, std::string> told = co_await results_of(c, k.results("s1"));
+      CHECK(told.size() == 1);
+      CHECK(told.at("poison").starts_with("dead 2 the task was delivered 2 times"));
+      CHECK((co_await c.command("HGET", k.stats, "dead")).str == "1");
+    }
+  });
+  if (mover.joinable()) mover.join();
+  CHECK(cl.owner(slot) == to);
+  for (int i = 0; i < 3; ++i) {  // every master ran scripts by SHA1
+    CAPTURE(i);
+    CHECK(cl.cli(i, "info commandstats").find("cmdstat_evalsha:calls=") != std::string::npos);
+  }
 }

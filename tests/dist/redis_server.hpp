@@ -3,6 +3,13 @@
 // password (requirepass), optionally AOF with appendfsync always. Stopped and its
 // directory removed by the destructor, even when the test fails; the server dies with
 // the test process too (PR_SET_PDEATHSIG), so a crashed test leaves no server behind.
+//
+// Ready means: it answers AUTH + INFO server with its own process id, within 30 s (a
+// loaded machine starts slowly; no fixed sleep). The pid matters: free_port() only names a
+// port free a moment ago, so another test's redis-server (same default password) or an
+// outgoing connection may hold it when ours binds; ours then exits with "Address already
+// in use" and the constructor starts it again on another port, up to 5 times, instead of
+// talking to someone else's server.
 // No system service is touched. A machine without redis-server makes the test a skip.
 // Free of doctest (bench/bench_distributed.cpp starts its server with it too); the
 // SKIP_WITHOUT_REDIS macro needs doctest where it is used.
@@ -58,14 +65,16 @@ class redis_server {
     char tmpl[] = "/tmp/corio-redis-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
-    std::ofstream conf(dir_ + "/redis.conf");
-    conf << "port " << port_ << "\nbind 127.0.0.1\ndir " << dir_ << "\nlogfile " << dir_
-         << "/redis.log\nsave \"\"\ndaemonize no\n";
-    if (!config_.password.empty()) conf << "requirepass " << config_.password << "\n";
-    conf << (config_.aof ? "appendonly yes\nappendfsync always\n" : "appendonly no\n");
-    for (const auto& line : config_.extra) conf << line << "\n";
-    conf.close();
-    start();
+    for (int attempt = 1;; ++attempt) {
+      write_config();
+      try {
+        start();
+        return;
+      } catch (const port_taken&) {
+        if (attempt == 5) throw std::runtime_error("redis-server: 5 free ports were taken before it could bind them");
+        port_ = free_port();
+      }
+    }
   }
   ~redis_server() {
     stop(SIGTERM);
@@ -110,6 +119,17 @@ class redis_server {
   }
 
  private:
+  struct port_taken {};
+
+  void write_config() const {
+    std::ofstream conf(dir_ + "/redis.conf");
+    conf << "port " << port_ << "\nbind 127.0.0.1\ndir " << dir_ << "\nlogfile " << dir_
+         << "/redis.log\nsave \"\"\ndaemonize no\n";
+    if (!config_.password.empty()) conf << "requirepass " << config_.password << "\n";
+    conf << (config_.aof ? "appendonly yes\nappendfsync always\n" : "appendonly no\n");
+    for (const auto& line : config_.extra) conf << line << "\n";
+  }
+
   void start() {
     const std::string conf = dir_ + "/redis.conf";
     const pid_t parent = ::getpid();
@@ -124,44 +144,51 @@ class redis_server {
     wait_ready();
   }
 
-  // Until the server answers PING (after AUTH), at most 10 s.
+  // Until our server answers with its pid, at most 30 s.
   void wait_ready() {
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     for (;;) {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        throw std::runtime_error("redis-server exited at start; its log:\n" + log());
+        const std::string l = log();
+        if (l.find("Address already in use") != std::string::npos) throw port_taken{};
+        throw std::runtime_error("redis-server exited at start; its log:\n" + l);
       }
-      if (answers_ping()) return;
-      if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("redis-server did not answer within 10 s");
+      if (answers_as_ours()) return;
+      if (std::chrono::steady_clock::now() > give_up) {
+        stop(SIGKILL);
+        throw std::runtime_error("redis-server did not answer on port " + std::to_string(port_) + " within 30 s");
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
 
-  bool answers_ping() const {
+  // AUTH (when there is a password) and INFO server; true if the reply names our pid.
+  bool answers_as_ours() const {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(static_cast<std::uint16_t>(port_));
-    bool ok = false;
+    std::string got;
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-      std::string req = "PING\r\n";
+      std::string req = "INFO server\r\n";
       if (!config_.password.empty()) req = "AUTH " + config_.password + "\r\n" + req;
-      const std::string want = config_.password.empty() ? "+PONG\r\n" : "+OK\r\n+PONG\r\n";
       timeval tv{2, 0};
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      std::string got;
       if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-        char buf[256];
+        char buf[4096];
         ssize_t n;
-        while (got.size() < want.size() && (n = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, static_cast<std::size_t>(n));
+        // The INFO text ends with a blank line, the bulk string with \r\n after it.
+        while (got.find("\r\n\r\n") == std::string::npos && got.size() < 65536 &&
+               (n = ::recv(fd, buf, sizeof buf, 0)) > 0)
+          got.append(buf, static_cast<std::size_t>(n));
       }
-      ok = got == want;
     }
     ::close(fd);
-    return ok;
+    const std::string ok = config_.password.empty() ? "$" : "+OK\r\n$";
+    return got.starts_with(ok) && got.find("\r\nprocess_id:" + std::to_string(pid_) + "\r\n") != std::string::npos;
   }
 
   config config_;
@@ -171,8 +198,9 @@ class redis_server {
 };
 
 // The options that reach `s` with its password.
+// A generous connect timeout: the machine running the tests may be busy.
 inline corio::redis::options options_for(const redis_server& s) {
-  return corio::redis::options(s.address()).password(s.password());
+  return corio::redis::options(s.address()).password(s.password()).connect_timeout(std::chrono::seconds(10));
 }
 
 }  // namespace corio_test

@@ -7,6 +7,7 @@
 // credentials and a missing ACL permission (a clear auth_error within 2 s).
 #include <doctest/doctest.h>
 
+#include <corio/coro/task_group.hpp>
 #include <corio/dist/task_pool.hpp>
 #include <corio/dist/worker.hpp>
 #include <corio/runtime/loop.hpp>
@@ -327,7 +328,7 @@ TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_
     lp.run([&]() -> corio::task<void> {
       auto c = co_await corio::redis::client::connect(options_for(server));
       // Everything but scripts: a worker cannot take tasks.
-      co_await c.command("ACL", "SETUSER", "noscript", "on", ">noscript-pw", "~*", "&*", "+@all", "-eval");
+      co_await c.command("ACL", "SETUSER", "noscript", "on", ">noscript-pw", "~*", "&*", "+@all", "-@scripting");
     }());
   }
   struct attempt {
@@ -357,4 +358,28 @@ TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_
   manager m(corio::redis::options(server.address()).password("wrong-password-77"));
   task_pool pool(m, "test");
   CHECK_THROWS_AS((void)pool.submit<int>("square", 1), corio::redis::auth_error);
+}
+
+TEST_CASE("a thousand submits started in one loop turn share one connection (and the collector has one)") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto admin = co_await corio::redis::client::connect(options_for(server));
+    auto connections = [&]() -> corio::task<long> {
+      const std::string info = (co_await admin.command("INFO", "stats")).str;
+      const auto at = info.find("total_connections_received:");
+      co_return std::stol(info.substr(at + 27));
+    };
+    const long before = co_await connections();
+    manager m(options_for(server));
+    m.on_warning([](const std::string&) {});
+    task_pool pool(m, "test");
+    corio::task_group g;
+    for (int i = 0; i < 1000; ++i) g.spawn([&pool, i]() -> corio::task<void> { (void)co_await pool.async_submit<int>("square", i); });
+    co_await g.wait();
+    CHECK((co_await admin.command("XLEN", "{test}:tasks")).integer == 1000);
+    CHECK(co_await connections() - before == 2);
+    co_await pool.async_close();
+  }());
 }
