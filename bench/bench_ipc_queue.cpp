@@ -1,9 +1,15 @@
-// corio::queue benchmark: 8-byte values (std::uint64_t) from one process to another.
-//   BM_queue_8B — a fork()ed child puts 1, 2, 3, ... with blocking put; the benchmark thread
-//                 gets them with blocking get and checks the sequence. Both sides pinned to
-//                 different cores when two are allowed. items/s = values delivered.
-// The child stops when the parent closes the queue (its put throws queue_closed).
-// Compare with BM_zmq_* (bench_ipc_zmq.cpp) and bench/peers/python_mp.py.
+// corio::queue benchmarks: values from one process to another.
+//   BM_queue_8B  — 8-byte values (std::uint64_t): a fork()ed child puts 1, 2, 3, ... with
+//                  blocking put; the benchmark thread gets them with blocking get and
+//                  checks the sequence. items/s = values delivered.
+//   BM_queue_1MB — 1 MiB std::string values at the default options (so through the value
+//                  arena, ipc/detail/value_arena.hpp): the child stamps a sequence number
+//                  into the first 8 bytes of each and puts it; the benchmark thread gets
+//                  and checks the number and the size. items/s and bytes/s.
+// Both sides pinned to different cores when two are allowed. The child stops when the
+// parent closes the queue (its put throws queue_closed).
+// Compare with BM_zmq_* (bench_ipc_zmq.cpp) and bench/peers/python_mp.py
+// (python_mp_queue, python_mp_queue_1MB).
 #include <corio/ipc/queue.hpp>
 
 #include "bench_ipc_support.hpp"
@@ -16,13 +22,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 namespace {
 
 constexpr std::uint64_t queue_batch = 1024;  // values per benchmark iteration
 
 void BM_queue_8B(benchmark::State& state) {
-  corio::queue<std::uint64_t> q(static_cast<std::size_t>(state.range(0)), {.max_message_bytes = 8});
+  corio::queue<std::uint64_t> q(static_cast<std::size_t>(state.range(0)), {.slot_bytes = 8});
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child < 0) {
@@ -51,9 +59,56 @@ void BM_queue_8B(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * queue_batch));
 }
 
+constexpr std::size_t value_1mb = std::size_t{1} << 20;
+constexpr std::uint64_t queue_1mb_batch = 16;  // values per benchmark iteration
+
+void BM_queue_1MB(benchmark::State& state) {
+  corio::queue<std::string> q(static_cast<std::size_t>(state.range(0)));
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  if (child < 0) {
+    state.SkipWithError("fork failed");
+    return;
+  }
+  if (child == 0) {
+    corio_bench::pin_to_nth_cpu(1);
+    std::string v(value_1mb, 'x');
+    try {
+      for (std::uint64_t i = 1;; ++i) {
+        std::memcpy(v.data(), &i, sizeof i);
+        q.put(v);
+      }
+    } catch (const corio::queue_closed&) {
+    }
+    ::_exit(0);
+  }
+  const corio_bench::cpu_pin pin(0);
+  std::uint64_t expect = 1;
+  bool intact = true;
+  for (auto _ : state) {
+    for (std::uint64_t k = 0; k < queue_1mb_batch; ++k) {
+      const std::string v = q.get();
+      std::uint64_t seq = 0;
+      std::memcpy(&seq, v.data(), sizeof seq);
+      intact &= v.size() == value_1mb && seq == expect++;
+    }
+  }
+  q.close();
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  if (!intact)
+    state.SkipWithError("values arrived out of order or resized");
+  const auto items = static_cast<std::int64_t>(state.iterations() * queue_1mb_batch);
+  state.SetItemsProcessed(items);
+  state.SetBytesProcessed(items * static_cast<std::int64_t>(value_1mb));
+}
+
 }  // namespace
 
 // Capacities: the default (1024), and 65536, about the buffering ZeroMQ gets in its peer
 // (high-water marks of 100,000 messages): on a loaded machine the producer and consumer are
 // often not running at the same time, and the buffer decides how much each time slice moves.
 BENCHMARK(BM_queue_8B)->Arg(1024)->Arg(65536)->UseRealTime();
+// Capacity 16: up to 16 MiB in flight in the arena (the default 1024 would let the
+// producer run a GiB ahead).
+BENCHMARK(BM_queue_1MB)->Arg(16)->UseRealTime();

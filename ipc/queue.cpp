@@ -1,6 +1,8 @@
 #include "queue.hpp"
 
+#include <cerrno>
 #include <string>
+#include <system_error>
 
 namespace corio::detail {
 
@@ -15,17 +17,51 @@ std::string describe_timeout(std::optional<std::chrono::nanoseconds> timeout) {
 
 }  // namespace
 
-queue_core::queue_core(std::size_t capacity, std::size_t max_message_bytes)
+queue_core::queue_core(std::size_t capacity, std::size_t slot_bytes)
     : region_([&] {
         if (capacity == 0)
           throw std::invalid_argument("corio::queue: capacity must be at least 1");
-        return shm_region::create(sizeof(queue_control) + mpmc_ring::bytes_for(capacity, max_message_bytes),
-                                  "corio-queue");
+        return shm_region::create(sizeof(queue_control) + mpmc_ring::bytes_for(capacity, slot_bytes), "corio-queue");
       }()),
       control_(reinterpret_cast<queue_control*>(region_.data())),  // zero-filled: open, no waiters
       ring_(mpmc_ring::format(std::span<std::byte>(region_.data() + sizeof(queue_control),
                                                    region_.size() - sizeof(queue_control)),
-                              capacity, max_message_bytes)) {}
+                              capacity, slot_bytes)),
+      arena_(ring_.capacity(), "corio-queue-values") {}
+
+bool queue_core::try_push_large(std::span<const std::byte> bytes) {
+  const std::uint64_t n = bytes.size();
+  if (n > arena_.span())
+    throw std::length_error("corio::queue::put: a " + std::to_string(n) + "-byte value is larger than the " +
+                            std::to_string(max_value_bytes()) + " bytes a value may have" +
+                            (arena_.span() == 0 ? " (RLIMIT_FSIZE leaves no room for values beyond a slot)" : ""));
+  if (n > memory_ceiling())
+    throw std::system_error(ENOMEM, std::generic_category(),
+                            "corio::queue::put: a " + std::to_string(n) +
+                                "-byte value is larger than physical memory plus swap (" +
+                                std::to_string(memory_ceiling()) + " bytes)");
+  if (!ring_.try_push_external(n, [&](std::uint64_t slot) { arena_.write(slot, bytes); }))
+    return false;
+  wake(control_->consumers_may_sleep, control_->not_empty);
+  return true;
+}
+
+void queue_core::throw_corrupt_large(std::uint64_t length) const {
+  throw std::runtime_error("corio::queue::get: corrupt value length " + std::to_string(length) +
+                           " in shared memory (largest value: " + std::to_string(arena_.span()) + " bytes)");
+}
+
+void throw_queue_encode_no_memory(std::size_t so_far) {
+  throw std::system_error(ENOMEM, std::generic_category(),
+                          "corio::queue::put: out of memory encoding the value (after " + std::to_string(so_far) +
+                              " bytes); nothing was queued");
+}
+
+void throw_queue_decode_no_memory(std::uint64_t bytes) {
+  throw std::system_error(ENOMEM, std::generic_category(),
+                          "corio::queue::get: out of memory decoding a " + std::to_string(bytes) +
+                              "-byte value (the value is lost)");
+}
 
 void queue_core::close() noexcept {
   store_release(control_->closed, 1);  // waiters that see it also see every value put before
@@ -52,7 +88,7 @@ void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional
 }
 
 bool queue_core::recover(const mpmc_ring::claim& c) noexcept {
-  if (!ring_.recover(c))
+  if (!ring_.recover(c, &value_arena::clear_extent, &arena_))
     return false;
   not_empty().notify_all();
   not_full().notify_all();
@@ -60,7 +96,7 @@ bool queue_core::recover(const mpmc_ring::claim& c) noexcept {
 }
 
 std::uint64_t queue_core::lost() noexcept {
-  if (ring_.recover_all() != 0) {
+  if (ring_.recover_all(&value_arena::clear_extent, &arena_) != 0) {
     not_empty().notify_all();
     not_full().notify_all();
   }

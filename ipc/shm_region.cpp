@@ -22,16 +22,6 @@ std::string describe(const char* op, const char* name, std::size_t bytes) {
   return std::string(op) + " shm_region '" + (name ? name : "") + "' (" + std::to_string(bytes) + " bytes)";
 }
 
-// Physical memory plus swap: a fully reserved region larger than this can never exist,
-// and asking tmpfs to reserve it would first push the machine (or cgroup) into the OOM
-// killer before fallocate gives up.
-std::size_t memory_ceiling() noexcept {
-  struct sysinfo si {};
-  if (::sysinfo(&si) != 0)
-    return static_cast<std::size_t>(-1);
-  return (static_cast<std::size_t>(si.totalram) + si.totalswap) * si.mem_unit;
-}
-
 // The size never changes once set, for anyone holding the fd (see shm_region.hpp).
 constexpr int region_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
@@ -78,11 +68,20 @@ std::byte* map_shared(int fd, std::size_t bytes, const std::string& what) {
 
 }  // namespace
 
+// Asking tmpfs to reserve more than this would first push the machine (or cgroup) into
+// the OOM killer before fallocate gives up.
+std::size_t detail::memory_ceiling() noexcept {
+  struct sysinfo si {};
+  if (::sysinfo(&si) != 0)
+    return static_cast<std::size_t>(-1);
+  return (static_cast<std::size_t>(si.totalram) + si.totalswap) * si.mem_unit;
+}
+
 shm_region shm_region::create(std::size_t bytes, const char* name_for_debug) {
   const char* name = name_for_debug ? name_for_debug : "corio";
   if (bytes == 0)
     throw std::invalid_argument("corio::shm_region::create: size must be at least 1 byte");
-  if (bytes > memory_ceiling())
+  if (bytes > detail::memory_ceiling())
     detail::throw_errno(ENOMEM, describe("create", name, bytes) + ": larger than physical memory plus swap");
   int fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)

@@ -69,6 +69,11 @@ class shm_region {
   std::size_t size_ = 0;
 };
 
+namespace detail {
+// Physical memory plus swap, in bytes: no memory larger than this can ever be reserved.
+[[nodiscard]] std::size_t memory_ceiling() noexcept;
+}  // namespace detail
+
 // Sends the region's fd over a connected Unix socket (SCM_RIGHTS, with one data byte).
 // The receiver maps the same memory with shm_region::receive.
 void send_fd(int unix_socket_fd, const shm_region& region);

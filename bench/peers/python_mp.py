@@ -7,6 +7,8 @@ same run as bench_ipc, never quoted from elsewhere.
 
 Prints JSON to stdout, one entry per figure, each with "items_per_second":
   python_mp_queue               Queue.put / Queue.get of small ints, child process -> parent
+  python_mp_queue_1MB           Queue.put / Queue.get of 1 MiB bytes objects, child -> parent
+                                (also "bytes_per_second")
   python_mp_pipe                Pipe() Connection.send / recv of small ints, child -> parent
   python_mp_pool_map_chunk1     Pool(cores).map(noop, range(N), chunksize=1), tasks/s
   python_mp_pool_map_chunk64    the same at chunksize=64 (corio's BM_pool_map_chunk64 beside it)
@@ -44,6 +46,31 @@ def _queue_producer(q, n):
 def time_queue(ctx, n: int) -> float:
     q = ctx.Queue()
     child = ctx.Process(target=_queue_producer, args=(q, n + 1))
+    child.start()
+    get = q.get
+    get()  # the first item: the child runs, so its fork is not timed
+    start = time.perf_counter()
+    while get() is not None:
+        pass
+    elapsed = time.perf_counter() - start
+    child.join()
+    return elapsed
+
+
+MIB = 1 << 20
+
+
+def _queue_1mb_producer(q, n):
+    put = q.put
+    value = b"x" * MIB  # one object: pickling it is the copy each put makes
+    for _ in range(n):
+        put(value)
+    put(None)
+
+
+def time_queue_1mb(ctx, n: int) -> float:
+    q = ctx.Queue()
+    child = ctx.Process(target=_queue_1mb_producer, args=(q, n + 1))
     child.start()
     get = q.get
     get()  # the first item: the child runs, so its fork is not timed
@@ -127,7 +154,9 @@ def main() -> int:
     result = {
         "python_mp_queue": measure(lambda n: time_queue(ctx, n), s, r, 4096),
         "python_mp_pipe": measure(lambda n: time_pipe(ctx, n), s, r, 4096),
+        "python_mp_queue_1MB": measure(lambda n: time_queue_1mb(ctx, n), s, r, 64),
     }
+    result["python_mp_queue_1MB"]["bytes_per_second"] = result["python_mp_queue_1MB"]["items_per_second"] * MIB
     pool = PoolBench(ctx)
     try:
         for chunk in (1, 64):

@@ -7,6 +7,7 @@
 #include "../event_count.hpp"
 #include "../mpmc_ring.hpp"
 #include "../shm_region.hpp"
+#include "value_arena.hpp"
 
 #include "../../coro/task.hpp"
 #include "../../runtime/detail/cpu_relax.hpp"
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <new>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -42,23 +44,34 @@ static_assert(sizeof(queue_control) == 192);
 static_assert(offsetof(queue_control, not_full) == 64);
 static_assert(std::is_trivially_copyable_v<queue_control>);
 
+// std::system_error (ENOMEM) naming the size, for a value memory cannot hold: one being
+// encoded (`so_far` bytes done) or a `bytes`-byte one being decoded.
+[[noreturn]] void throw_queue_encode_no_memory(std::size_t so_far);
+[[noreturn]] void throw_queue_decode_no_memory(std::uint64_t bytes);
+
 // The untyped queue: one mapping per process, shared by the handles of that process.
+// Values up to slot_bytes travel inside ring slots; larger ones in the value arena
+// (value_arena.hpp), named by an external message in the ring (mpmc_ring.hpp).
 class queue_core {
  public:
-  queue_core(std::size_t capacity, std::size_t max_message_bytes);
+  queue_core(std::size_t capacity, std::size_t slot_bytes);
 
   [[nodiscard]] bool closed() const noexcept { return load_acquire(control_->closed) != 0; }  // pairs with close()
   void close() noexcept;
 
-  // Pushes and wakes consumers. false: full.
+  // Pushes and wakes consumers. false: full. Throws std::length_error above
+  // max_value_bytes(), std::system_error when a large value cannot be stored.
   bool try_push(std::span<const std::byte> bytes) {
+    if (bytes.size() > ring_.max_payload()) [[unlikely]]
+      return try_push_large(bytes);
     if (!ring_.try_push(bytes))
       return false;
     wake(control_->consumers_may_sleep, control_->not_empty);
     return true;
   }
-  // Pops into f (in place) and wakes producers. false: empty. If f throws, the value is
-  // consumed anyway and producers are still woken.
+  // Pops into f (in place: a slot's payload or a mapping of the arena) and wakes
+  // producers. false: empty. If f throws, the value is consumed anyway and producers are
+  // still woken.
   template <class F>
   bool try_pop(F&& f) {
     bool popped = false;
@@ -70,12 +83,17 @@ class queue_core {
           q.wake(q.control_->producers_may_sleep, q.control_->not_full);
       }
     } guard{*this, popped};
-    return ring_.try_pop_with([&](std::span<const std::byte> b) {
+    const auto take = [&](std::span<const std::byte> b) {
       popped = true;
       f(b);
       if (taken_hook_ != nullptr)
         taken_hook_(taken_arg_);
-    });
+    };
+    return ring_.try_pop_with(take, [&](std::uint64_t slot, std::uint64_t length) { pop_large(slot, length, take); });
+  }
+  // The largest value (encoded), in bytes: the arena's span per slot.
+  [[nodiscard]] std::uint64_t max_value_bytes() const noexcept {
+    return std::max<std::uint64_t>(arena_.span(), ring_.max_payload());
   }
   // joinable_queue's hook (ipc/joinable_queue.hpp): runs after f while the value's slot is
   // still claimed, so a consumer that dies before it is counted by the ring's lost() and
@@ -210,9 +228,29 @@ class queue_core {
   [[noreturn]] void throw_empty(std::optional<std::chrono::nanoseconds> timeout) const;
 
  private:
+  bool try_push_large(std::span<const std::byte> bytes);
+
+  // The consumer's side of a large value, while the slot is claimed: checks the
+  // producer's length, maps the extent, hands the bytes to take, and empties the extent
+  // whatever happens (the emptier outlives the view: unmapped first, then punched).
+  template <class Take>
+  void pop_large(std::uint64_t slot, std::uint64_t length, Take& take) {
+    if (length > arena_.span()) [[unlikely]]
+      throw_corrupt_large(length);
+    const value_arena::emptier emptied{arena_, slot, length};
+    const value_arena::view value = arena_.map(slot, length);
+    try {
+      take(value.bytes());
+    } catch (const std::bad_alloc&) {
+      throw_queue_decode_no_memory(length);
+    }
+  }
+  [[noreturn]] void throw_corrupt_large(std::uint64_t length) const;
+
   shm_region region_;
   queue_control* control_;
   mpmc_ring ring_;
+  value_arena arena_;
   taken_hook taken_hook_ = nullptr;
   void* taken_arg_ = nullptr;
 };
@@ -330,6 +368,10 @@ class queue_wait {
 // Calls f(bytes) with v's encoding: the object's own bytes when the codec copies T byte
 // for byte (no allocation), else a per-thread scratch buffer (valid until the next call on
 // this thread; f must not suspend).
+// A scratch buffer that grew past this for a large value is freed after the call, so a
+// thread that once put 256 MiB does not keep 256 MiB.
+inline constexpr std::size_t scratch_keep_bytes = std::size_t{4} << 20;
+
 template <class T, class F>
 decltype(auto) with_encoded(const T& v, F&& f) {
   if constexpr (codec_memcpy<T>) {
@@ -337,7 +379,17 @@ decltype(auto) with_encoded(const T& v, F&& f) {
   } else {
     thread_local std::vector<std::byte> scratch;
     scratch.clear();
-    corio::encode(v, scratch);
+    struct shrink_guard {
+      ~shrink_guard() {
+        if (scratch.capacity() > scratch_keep_bytes)
+          std::vector<std::byte>().swap(scratch);
+      }
+    } shrink;
+    try {
+      corio::encode(v, scratch);
+    } catch (const std::bad_alloc&) {
+      throw_queue_encode_no_memory(scratch.size());
+    }
     return f(std::span<const std::byte>(scratch));
   }
 }

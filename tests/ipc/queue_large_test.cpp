@@ -1,0 +1,332 @@
+// queue<T> with values larger than a ring slot, at the default options: 1 byte to 256 MiB
+// between processes, order with small values mixed in, several producers at once,
+// producers and consumers SIGKILLed in the middle of a large value, and memory that
+// cannot be had. The value arena (ipc/detail/value_arena.hpp) is watched through its
+// memfd: it must hold no pages once nothing is in flight.
+#include <doctest/doctest.h>
+
+#include "ipc_test_support.hpp"
+
+#include <corio/ipc/queue.hpp>
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using corio::queue;
+using corio_test::fork_child;
+using corio_test::raw_pipe;
+
+namespace {
+
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+// A value whose every byte depends on its position and on a seed: a byte from another
+// value, a shifted copy or a hole (zeros) shows.
+char pattern_byte(std::size_t i, unsigned seed) { return static_cast<char>((i * 131 + (i >> 12) + seed * 7) | 1); }
+
+std::string pattern_string(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = pattern_byte(i, seed);
+  return s;
+}
+
+bool has_pattern(const std::string& s, std::size_t n, unsigned seed) {
+  if (s.size() != n)
+    return false;
+  for (std::size_t i = 0; i < n; ++i)
+    if (s[i] != pattern_byte(i, seed))
+      return false;
+  return true;
+}
+
+// Bytes allocated in this process's value arenas (the memfds named corio-queue-values):
+// the pages of large values in flight. -1 when none is open.
+long long arena_bytes() {
+  long long total = -1;
+  DIR* dir = ::opendir("/proc/self/fd");
+  REQUIRE(dir != nullptr);
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string link_path = std::string("/proc/self/fd/") + e->d_name;
+    char target[256] = {};
+    if (::readlink(link_path.c_str(), target, sizeof target - 1) <= 0 ||
+        std::strstr(target, "memfd:corio-queue-values") == nullptr)
+      continue;
+    struct stat st {};
+    if (::stat(link_path.c_str(), &st) == 0)
+      total = (total < 0 ? 0 : total) + static_cast<long long>(st.st_blocks) * 512;
+  }
+  ::closedir(dir);
+  return total;
+}
+
+// Whether process pid has the value arena mapped: a consumer inside a large get.
+bool maps_arena(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find("corio-queue-values") != std::string::npos)
+      return true;
+  return false;
+}
+
+// Polls cond every 100 us until it holds (true) or `limit` passes (false).
+template <class Cond>
+bool poll_until(Cond cond, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(100us);
+  }
+  return true;
+}
+
+int reap(pid_t pid) {
+  const int status = corio_test::reap_within(pid, 60s);
+  if (status == -1) {
+    ::kill(pid, SIGKILL);
+    corio_test::reap_within(pid, 5s);
+  }
+  REQUIRE_MESSAGE(status != -1, "child " << pid << " still runs after 60 s");
+  return status;
+}
+
+bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+
+}  // namespace
+
+TEST_CASE("default options take 1-byte, slot-sized and 1 MiB values; the arena is empty once they are taken") {
+  queue<std::string> q;
+  CHECK(q.slot_bytes() == 256);
+  CHECK(arena_bytes() == 0);
+  q.put("x");
+  q.put(pattern_string(248, 1));  // 8-byte length + 248: the last size that fits a slot
+  q.put(pattern_string(249, 2));  // the first that does not
+  q.put(pattern_string(MiB, 3));
+  CHECK(q.size() == 4);
+  CHECK(arena_bytes() >= static_cast<long long>(MiB));
+  CHECK(q.get() == "x");
+  CHECK(has_pattern(q.get(), 248, 1));
+  CHECK(has_pattern(q.get(), 249, 2));
+  CHECK(has_pattern(q.get(), MiB, 3));
+  CHECK(arena_bytes() == 0);
+
+  queue<std::vector<std::byte>> bytes;
+  std::vector<std::byte> v(MiB);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::byte>(pattern_byte(i, 4));
+  bytes.put(v);
+  CHECK(bytes.get() == v);
+  CHECK(q.lost() == 0);
+}
+
+TEST_CASE("a 256 MiB string crosses from a forked child to its parent intact, and memory stays bounded") {
+  constexpr std::size_t n = 256 * MiB;
+  queue<std::string> q(4);
+  const pid_t child = fork_child([&] {
+    q.put(pattern_string(n, 5));
+    q.put("after");
+    return 0;
+  });
+  const std::string got = q.get(true, 60s);
+  CHECK(has_pattern(got, n, 5));
+  CHECK(q.get(true, 60s) == "after");
+  CHECK(exited_with(reap(child), 0));
+  CHECK(arena_bytes() == 0);
+  // The parent held the mapping and the decoded string (2 x 256 MiB), never a third copy.
+  rusage ru{};
+  REQUIRE(::getrusage(RUSAGE_SELF, &ru) == 0);
+  MESSAGE("parent peak RSS: " << ru.ru_maxrss / 1024 << " MiB");
+  if (!corio_test::sanitized)
+    CHECK(ru.ru_maxrss < 700 * 1024);
+}
+
+TEST_CASE("one producer's small and large values arrive in the order it put them") {
+  const std::vector<std::size_t> sizes = {1, 300, 5, MiB, 0, 200 * 1024, 248, 249, 3 * MiB, 7, 100 * 1024, 2};
+  constexpr int rounds = 20;
+  queue<std::string> q(8);
+  const pid_t child = fork_child([&] {
+    for (int r = 0; r < rounds; ++r)
+      for (std::size_t i = 0; i < sizes.size(); ++i) q.put(pattern_string(sizes[i], static_cast<unsigned>(r * 100 + i)));
+    return 0;
+  });
+  int in_order = 0;
+  for (int r = 0; r < rounds; ++r)
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+      in_order += has_pattern(q.get(true, 30s), sizes[i], static_cast<unsigned>(r * 100 + i));
+  CHECK(in_order == rounds * static_cast<int>(sizes.size()));
+  CHECK(exited_with(reap(child), 0));
+  CHECK(arena_bytes() == 0);
+}
+
+TEST_CASE("several producers put large values at once; two consumers get each exactly once, intact") {
+  constexpr unsigned producers = 3;
+  constexpr unsigned per_producer = 40;
+  queue<std::string> q(4);  // small: producers wait for each other's slots
+  queue<std::uint32_t> seen(producers * per_producer);
+  auto value_size = [](unsigned id) { return 64 * 1024 + id * 4099; };
+  std::vector<pid_t> pids;
+  for (unsigned p = 0; p < producers; ++p)
+    pids.push_back(fork_child([&, p] {
+      for (unsigned s = 0; s < per_producer; ++s) {
+        const unsigned id = p * per_producer + s;
+        std::string v = pattern_string(value_size(id), id);
+        std::memcpy(v.data(), &id, sizeof id);
+        q.put(v);
+      }
+      return 0;
+    }));
+  for (int c = 0; c < 2; ++c)
+    pids.push_back(fork_child([&] {
+      try {
+        for (;;) {
+          const std::string v = q.get();
+          unsigned id = 0;
+          std::memcpy(&id, v.data(), sizeof id);
+          std::string want = pattern_string(value_size(id), id);
+          std::memcpy(want.data(), &id, sizeof id);
+          seen.put(v == want ? id : 0xffff'ffffu);
+        }
+      } catch (const corio::queue_closed&) {
+        return 0;
+      }
+    }));
+  std::vector<int> count(producers * per_producer, 0);
+  int bad = 0;
+  for (unsigned k = 0; k < producers * per_producer; ++k) {
+    const std::uint32_t id = seen.get(true, 60s);
+    if (id < count.size())
+      ++count[id];
+    else
+      ++bad;
+  }
+  q.close();
+  for (pid_t pid : pids) CHECK(exited_with(reap(pid), 0));
+  CHECK(bad == 0);
+  CHECK(std::count(count.begin(), count.end(), 1) == static_cast<long>(count.size()));
+  CHECK(q.lost() == 0);
+  CHECK(arena_bytes() == 0);
+}
+
+TEST_CASE("a producer SIGKILLed in the middle of a large put wedges no consumer; lost() counts it and its "
+          "pages are freed") {
+  // The producer is killed while the arena fills with its value: only a producer inside
+  // its claim writes there. A 256 MiB write takes tens of milliseconds; if the kill still
+  // lands after the publish (a stalled test process), the value arrives and we try again.
+  constexpr std::size_t n = 256 * MiB;
+  bool killed_inside = false;
+  for (int attempt = 0; attempt < 3 && !killed_inside; ++attempt) {
+    queue<std::string> q(4);
+    const std::string big = pattern_string(n, 6);  // before fork: the child only copies it
+    const pid_t child = fork_child([&] {
+      q.put(big);
+      return 0;
+    });
+    REQUIRE(poll_until([] { return arena_bytes() > 0; }, 30s));
+    REQUIRE(::kill(child, SIGKILL) == 0);
+    const int status = reap(child);
+    q.put("after");
+    const auto start = std::chrono::steady_clock::now();
+    const std::string first = q.get(true, 10s);  // watches the dead claim, frees it
+    if (first.size() == n) {
+      CHECK(has_pattern(first, n, 6));
+      MESSAGE("the kill landed after the publish; again");
+      CHECK(q.get(true, 10s) == "after");
+      continue;
+    }
+    killed_inside = true;
+    CHECK(WIFSIGNALED(status));
+    CHECK(first == "after");
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    CHECK(q.lost() == 1);
+    CHECK(arena_bytes() == 0);
+  }
+  CHECK(killed_inside);
+}
+
+TEST_CASE("a consumer SIGKILLed while it decodes a large value wedges no producer; lost() counts it and its "
+          "pages are freed") {
+  constexpr std::size_t n = 256 * MiB;
+  bool killed_inside = false;
+  for (int attempt = 0; attempt < 3 && !killed_inside; ++attempt) {
+    queue<std::string> q(2);
+    q.put(pattern_string(n, 7));
+    const pid_t child = fork_child([&] {
+      (void)q.get();
+      ::pause();  // a kill after the get finds it here: the value was not lost
+      return 0;
+    });
+    REQUIRE(poll_until([&] { return maps_arena(child); }, 30s));
+    REQUIRE(::kill(child, SIGKILL) == 0);
+    reap(child);
+    // Capacity 2: the second put needs the dead consumer's slot.
+    const auto start = std::chrono::steady_clock::now();
+    q.put("a", true, 10s);
+    q.put("b", true, 10s);  // position 2: the dead consumer's slot
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    const std::uint64_t lost = q.lost();
+    if (lost == 0) {
+      MESSAGE("the kill landed after the get; again");
+      continue;
+    }
+    killed_inside = true;
+    CHECK(lost == 1);
+    CHECK(q.get() == "a");
+    CHECK(q.get() == "b");
+    CHECK(arena_bytes() == 0);
+  }
+  CHECK(killed_inside);
+}
+
+TEST_CASE("a get that cannot map a large value (RLIMIT_AS) throws system_error naming its size") {
+  constexpr std::size_t n = 256 * MiB;
+  queue<std::string> q(4);
+  q.put(pattern_string(n, 8));
+  q.put("next");
+  raw_pipe out;
+  const pid_t child = fork_child([&] {
+    // Address space for what the child has now plus 64 MiB: no room for a 256 MiB mapping.
+    std::ifstream statm("/proc/self/statm");
+    unsigned long long pages = 0;
+    statm >> pages;
+    const rlim_t limit = pages * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + 64 * MiB;
+    const rlimit as{limit, limit};
+    if (::setrlimit(RLIMIT_AS, &as) != 0)
+      return 4;
+    std::string message;
+    int rc = 1;
+    try {
+      (void)q.get();
+    } catch (const std::system_error& e) {
+      message = e.what();
+      rc = e.code() == std::errc::not_enough_memory ? 0 : 2;
+    }
+    message += "\n" + q.get();  // the queue works on: the next value arrives
+    (void)!::write(out.write_end(), message.data(), message.size());
+    return rc;
+  });
+  out.close_write();
+  const std::string said = out.read_all();
+  CHECK(exited_with(reap(child), 0));
+  CHECK(said.find("268435464-byte value") != std::string::npos);
+  CHECK(said.find("the value is lost") != std::string::npos);
+  CHECK(said.substr(said.find('\n') + 1) == "next");
+  MESSAGE(said);
+  CHECK(q.empty());
+  CHECK(arena_bytes() == 0);
+}
