@@ -29,31 +29,45 @@ namespace {
 
 constexpr std::uint64_t queue_batch = 1024;  // values per benchmark iteration
 
-void BM_queue_8B(benchmark::State& state) {
-  corio::queue<std::uint64_t> q(static_cast<std::size_t>(state.range(0)), {.slot_bytes = 8});
+// Forks the producer: a child pinned to the second CPU that puts value_of(1),
+// value_of(2), ... until the parent closes the queue. -1 (the benchmark skipped) when
+// fork fails.
+template <class T, class ValueOf>
+pid_t fork_producer(benchmark::State& state, corio::queue<T>& q, ValueOf value_of) {
   std::fflush(nullptr);
   const pid_t child = ::fork();
-  if (child < 0) {
+  if (child < 0)
     state.SkipWithError("fork failed");
+  if (child != 0)
+    return child;
+  corio_bench::pin_to_nth_cpu(1);
+  try {
+    for (std::uint64_t i = 1;; ++i) q.put(value_of(i));
+  } catch (const corio::queue_closed&) {
+  }
+  ::_exit(0);
+}
+
+// Stops the producer (its put throws queue_closed) and reaps it.
+template <class T>
+void stop_producer(corio::queue<T>& q, pid_t child) {
+  q.close();
+  int status = 0;
+  ::waitpid(child, &status, 0);
+}
+
+void BM_queue_8B(benchmark::State& state) {
+  corio::queue<std::uint64_t> q(static_cast<std::size_t>(state.range(0)), {.slot_bytes = 8});
+  const pid_t child = fork_producer(state, q, [](std::uint64_t i) { return i; });
+  if (child < 0)
     return;
-  }
-  if (child == 0) {
-    corio_bench::pin_to_nth_cpu(1);
-    try {
-      for (std::uint64_t i = 1;; ++i) q.put(i);
-    } catch (const corio::queue_closed&) {
-    }
-    ::_exit(0);
-  }
   const corio_bench::cpu_pin pin(0);
   std::uint64_t expect = 1;
   bool in_order = true;
   for (auto _ : state) {
     for (std::uint64_t k = 0; k < queue_batch; ++k) in_order &= q.get() == expect++;
   }
-  q.close();
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  stop_producer(q, child);
   if (!in_order)
     state.SkipWithError("values arrived out of order");
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * queue_batch));
@@ -64,38 +78,25 @@ constexpr std::uint64_t queue_1mb_batch = 16;  // values per benchmark iteration
 
 void BM_queue_1MB(benchmark::State& state) {
   corio::queue<std::string> q(static_cast<std::size_t>(state.range(0)));
-  std::fflush(nullptr);
-  const pid_t child = ::fork();
-  if (child < 0) {
-    state.SkipWithError("fork failed");
+  std::string v(value_1mb, 'x');  // the child's copy: stamped with each sequence number
+  const pid_t child = fork_producer(state, q, [&](std::uint64_t i) -> const std::string& {
+    std::memcpy(v.data(), &i, sizeof i);
+    return v;
+  });
+  if (child < 0)
     return;
-  }
-  if (child == 0) {
-    corio_bench::pin_to_nth_cpu(1);
-    std::string v(value_1mb, 'x');
-    try {
-      for (std::uint64_t i = 1;; ++i) {
-        std::memcpy(v.data(), &i, sizeof i);
-        q.put(v);
-      }
-    } catch (const corio::queue_closed&) {
-    }
-    ::_exit(0);
-  }
   const corio_bench::cpu_pin pin(0);
   std::uint64_t expect = 1;
   bool intact = true;
   for (auto _ : state) {
     for (std::uint64_t k = 0; k < queue_1mb_batch; ++k) {
-      const std::string v = q.get();
+      const std::string got = q.get();
       std::uint64_t seq = 0;
-      std::memcpy(&seq, v.data(), sizeof seq);
-      intact &= v.size() == value_1mb && seq == expect++;
+      std::memcpy(&seq, got.data(), sizeof seq);
+      intact &= got.size() == value_1mb && seq == expect++;
     }
   }
-  q.close();
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  stop_producer(q, child);
   if (!intact)
     state.SkipWithError("values arrived out of order or resized");
   const auto items = static_cast<std::int64_t>(state.iterations() * queue_1mb_batch);

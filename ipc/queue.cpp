@@ -1,5 +1,7 @@
 #include "queue.hpp"
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <string>
 #include <system_error>
@@ -17,17 +19,30 @@ std::string describe_timeout(std::optional<std::chrono::nanoseconds> timeout) {
 
 }  // namespace
 
-queue_core::queue_core(std::size_t capacity, std::size_t slot_bytes)
+namespace {
+
+// The shared memory after the ring: the value arena's word per slot (value_arena.hpp).
+std::size_t arena_words_bytes(std::size_t capacity) {
+  return std::bit_ceil(std::max<std::size_t>(capacity, 2)) * sizeof(std::uint64_t);
+}
+
+}  // namespace
+
+queue_core::queue_core(std::size_t capacity, std::size_t slot_bytes, std::size_t arena_keep_bytes)
     : region_([&] {
         if (capacity == 0)
           throw std::invalid_argument("corio::queue: capacity must be at least 1");
-        return shm_region::create(sizeof(queue_control) + mpmc_ring::bytes_for(capacity, slot_bytes), "corio-queue");
+        const std::size_t ring_bytes = mpmc_ring::bytes_for(capacity, slot_bytes);  // checks the sizes first
+        return shm_region::create(sizeof(queue_control) + ring_bytes + arena_words_bytes(capacity), "corio-queue");
       }()),
       control_(reinterpret_cast<queue_control*>(region_.data())),  // zero-filled: open, no waiters
       ring_(mpmc_ring::format(std::span<std::byte>(region_.data() + sizeof(queue_control),
                                                    region_.size() - sizeof(queue_control)),
                               capacity, slot_bytes)),
-      arena_(ring_.capacity(), "corio-queue-values") {}
+      arena_(ring_.capacity(), arena_keep_bytes,
+             reinterpret_cast<std::uint64_t*>(region_.data() + sizeof(queue_control) +
+                                              mpmc_ring::bytes_for(capacity, slot_bytes)),
+             "corio-queue-values") {}
 
 bool queue_core::try_push_large(std::span<const std::byte> bytes) {
   const std::uint64_t n = bytes.size();

@@ -61,11 +61,12 @@
 //
 //
 // Large values (encoded size above slot_bytes()): the producer claims the next ring slot
-// as for a small value, pwrite()s the encoding into that slot's extent of the value arena
+// as for a small value, writes the encoding into that slot's extent of the value arena
 // (one memfd per queue, created with it, sparse: slot i owns bytes [i x span, (i + 1) x
 // span)), and publishes the slot as an "external" message holding the length. The
-// consumer that claims the slot maps the extent read-only, decodes the value straight from
-// the mapping, unmaps it and punches the extent back into a hole, then frees the slot.
+// consumer that claims the slot decodes the value straight from a mapping of the extent,
+// punches the extent back into a hole beyond its first arena_keep_bytes / capacity bytes
+// (pages kept for the slot's next large value), then frees the slot.
 // - Order and exactly-once are the ring's: a large value takes one ring position like a
 //   small one, so small and large values of one producer arrive in order, and producers
 //   of large values run in parallel (each writes its own slot's extent).
@@ -75,17 +76,22 @@
 //   recovers such a claim punches the slot's extent before freeing the slot, so a dead
 //   process leaves no memory behind.
 // - Memory: a value in flight takes its encoded size in the arena (charged to the
-//   producer's memory cgroup) until its get; nothing is reserved for the arena up front,
-//   and no address space is held (the consumer maps one value at a time). The producer
-//   also holds the encoding (a per-thread buffer, freed again after values over 4 MiB;
-//   none for trivially copyable types) and the consumer the decoded T. Memory that
+//   producer's memory cgroup) until its get; afterwards the arena keeps at most
+//   arena_keep_bytes (64 MiB by default, spread over the slots) for later large values,
+//   and each process that wrote or read those kept bytes keeps them mapped (address
+//   space, no extra memory). Nothing is reserved up front. The producer also holds the
+//   encoding (a per-thread buffer, freed again after values over 4 MiB; none for
+//   trivially copyable types) and the consumer the decoded T. Memory that
 //   cannot be had throws std::system_error (ENOMEM) naming the size: at put when encoding
 //   or storing fails (nothing is queued); at get when the mapping or the decoded value
 //   cannot be had (the value was taken off the queue and is lost, like any get whose
 //   decoding throws).
-// - Costs: three copies of each large value (encode, pwrite into the arena, decode from
-//   the mapping; two for trivially copyable types), the arena's pages allocated and zeroed
-//   by the kernel per value and freed by the punch, and an mmap / munmap per get. Why not
+// - Costs: three copies of each large value (encode, copy into the arena, decode from
+//   the mapping; two for trivially copyable types). A value that fits its slot's kept
+//   bytes is copied through a mapping kept per process; a larger one is written with
+//   pwrite (the kernel allocates and zeroes its pages) and mapped for its get, and the
+//   part beyond the kept bytes is freed by a punch: measured, that page churn cost more
+//   than the copies, so keep arena_keep_bytes >= capacity x the usual large value. Why not
 //   chunks through the ring: slot-sized chunks of one value would need consecutive
 //   positions (or a lock every put would pay for) and one consumer reassembling them;
 //   why not a memfd per value handed over with pidfd_getfd: its producer would have to
@@ -134,6 +140,11 @@ struct queue_options {
   // travel through the value arena (see "Large values"). Each slot takes
   // round_up(8 + slot_bytes, 8) bytes of shared memory.
   std::size_t slot_bytes = 256;
+  // Pages of large values that the value arena keeps allocated after their gets, for the
+  // next large values to overwrite instead of the kernel allocating and zeroing fresh
+  // ones: at most arena_keep_bytes / capacity bytes per slot (rounded down to pages). 0:
+  // every get frees its value's pages.
+  std::size_t arena_keep_bytes = std::size_t{64} << 20;
 };
 
 template <class T>
@@ -148,7 +159,8 @@ class queue {
   // std::invalid_argument for a zero capacity or absurd sizes, std::system_error when the
   // shared memory cannot be reserved.
   explicit queue(std::size_t capacity = 1024, queue_options options = {})
-      : core_(std::make_shared<detail::queue_core>(capacity, std::max<std::size_t>(options.slot_bytes, 8))) {}
+      : core_(std::make_shared<detail::queue_core>(capacity, std::max<std::size_t>(options.slot_bytes, 8),
+                                                  options.arena_keep_bytes)) {}
 
   // Puts v; waits while the queue is full (block = true, up to timeout if given). Throws
   // queue_full (no room and block = false, or the timeout elapsed), queue_closed,

@@ -36,41 +36,16 @@ def noop(x=None):
     return x
 
 
-def _queue_producer(q, n):
+def _queue_producer(q, n, value=1):
     put = q.put
-    for _ in range(n):
-        put(1)
-    put(None)
-
-
-def time_queue(ctx, n: int) -> float:
-    q = ctx.Queue()
-    child = ctx.Process(target=_queue_producer, args=(q, n + 1))
-    child.start()
-    get = q.get
-    get()  # the first item: the child runs, so its fork is not timed
-    start = time.perf_counter()
-    while get() is not None:
-        pass
-    elapsed = time.perf_counter() - start
-    child.join()
-    return elapsed
-
-
-MIB = 1 << 20
-
-
-def _queue_1mb_producer(q, n):
-    put = q.put
-    value = b"x" * MIB  # one object: pickling it is the copy each put makes
     for _ in range(n):
         put(value)
     put(None)
 
 
-def time_queue_1mb(ctx, n: int) -> float:
+def time_queue(ctx, n: int, value=1) -> float:
     q = ctx.Queue()
-    child = ctx.Process(target=_queue_1mb_producer, args=(q, n + 1))
+    child = ctx.Process(target=_queue_producer, args=(q, n + 1, value))
     child.start()
     get = q.get
     get()  # the first item: the child runs, so its fork is not timed
@@ -80,6 +55,9 @@ def time_queue_1mb(ctx, n: int) -> float:
     elapsed = time.perf_counter() - start
     child.join()
     return elapsed
+
+
+MIB = 1 << 20  # python_mp_queue_1MB: one bytes object, put again and again (pickled each time)
 
 
 def _pipe_producer(conn, n):
@@ -154,7 +132,7 @@ def main() -> int:
     result = {
         "python_mp_queue": measure(lambda n: time_queue(ctx, n), s, r, 4096),
         "python_mp_pipe": measure(lambda n: time_pipe(ctx, n), s, r, 4096),
-        "python_mp_queue_1MB": measure(lambda n: time_queue_1mb(ctx, n), s, r, 64),
+        "python_mp_queue_1MB": measure(lambda n: time_queue(ctx, n, b"x" * MIB), s, r, 64),
     }
     result["python_mp_queue_1MB"]["bytes_per_second"] = result["python_mp_queue_1MB"]["items_per_second"] * MIB
     pool = PoolBench(ctx)

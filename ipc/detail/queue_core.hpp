@@ -54,7 +54,7 @@ static_assert(std::is_trivially_copyable_v<queue_control>);
 // (value_arena.hpp), named by an external message in the ring (mpmc_ring.hpp).
 class queue_core {
  public:
-  queue_core(std::size_t capacity, std::size_t slot_bytes);
+  queue_core(std::size_t capacity, std::size_t slot_bytes, std::size_t arena_keep_bytes);
 
   [[nodiscard]] bool closed() const noexcept { return load_acquire(control_->closed) != 0; }  // pairs with close()
   void close() noexcept;
@@ -309,7 +309,7 @@ class queue_wait {
   }
 
   [[nodiscard]] std::optional<clock::time_point> sleep_deadline() const noexcept {
-    if (!watched_ || (deadline_ && *deadline_ < check_at_))
+    if (!watching_ || (deadline_ && *deadline_ < check_at_))
       return deadline_;
     return check_at_;
   }
@@ -334,22 +334,24 @@ class queue_wait {
   bool freed_blocker() {
     const auto claim = q_.ring().blocking_claim(side_);
     if (!claim) {
-      watched_.reset();
+      watching_ = false;
       return false;
     }
     const auto now = clock::now();
-    if (watched_ != claim && !closed_) {
-      watched_ = claim;
+    if ((!watching_ || watched_ != *claim) && !closed_) {
+      watching_ = true;
+      watched_ = *claim;
       check_at_ = now + claim_patience;
       return false;
     }
     if (now < check_at_ && !closed_)
       return false;
     if (q_.recover(*claim)) {
-      watched_.reset();
+      watching_ = false;
       return true;
     }
-    watched_ = claim;
+    watching_ = true;
+    watched_ = *claim;
     check_at_ = now + claim_recheck;  // alive: slow, not dead
     return false;
   }
@@ -361,7 +363,10 @@ class queue_wait {
   std::optional<clock::time_point> deadline_;
   bool done_ = false;
   bool closed_ = false;
-  std::optional<mpmc_ring::claim> watched_;
+  // The claim in the way that is being watched, if watching_ (not a std::optional: GCC's
+  // -O3 -Wmaybe-uninitialized misreads comparisons of two optionals here).
+  bool watching_ = false;
+  mpmc_ring::claim watched_{};
   clock::time_point check_at_{};
 };
 

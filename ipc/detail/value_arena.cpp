@@ -1,6 +1,7 @@
 #include "value_arena.hpp"
 
 #include "../../runtime/errors.hpp"
+#include "shared_atomic.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace corio::detail {
@@ -31,7 +33,13 @@ std::string bytes_text(std::uint64_t n) { return std::to_string(n) + "-byte valu
 
 }  // namespace
 
-value_arena::value_arena(std::uint64_t slot_count, const char* name_for_debug) : span_(span_for(slot_count)) {
+value_arena::value_arena(std::uint64_t slot_count, std::uint64_t keep_budget, std::uint64_t* ready,
+                         const char* name_for_debug)
+    : span_(span_for(slot_count)),
+      keep_(std::min(span_, keep_budget / slot_count & ~(page - 1))),
+      slot_count_(slot_count),
+      ready_(ready),
+      kept_maps_(std::make_unique<std::atomic<std::byte*>[]>(slot_count)) {
   fd_ = ::memfd_create(name_for_debug, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd_ < 0)
     throw_errno(errno, std::string("memfd_create for the queue's value arena '") + name_for_debug + "'");
@@ -47,9 +55,20 @@ value_arena::value_arena(std::uint64_t slot_count, const char* name_for_debug) :
     fail("seal");
 }
 
-value_arena::~value_arena() { ::close(fd_); }
+value_arena::~value_arena() {
+  for (std::uint64_t i = 0; i < slot_count_; ++i)
+    if (std::byte* p = kept_maps_[i].load(std::memory_order_relaxed))
+      ::munmap(p, keep_);
+  ::close(fd_);
+}
 
 void value_arena::write(std::uint64_t slot, std::span<const std::byte> bytes) const {
+  // Clamped: the word is a peer's (see "And a producer writes through that mapping").
+  const std::uint64_t ready = std::min(load_relaxed(ready_[slot]), keep_);
+  if (bytes.size() <= ready) {
+    std::memcpy(kept_map(slot), bytes.data(), bytes.size());
+    return;
+  }
   const auto base = static_cast<off_t>(slot * span_);
   std::size_t done = 0;
   while (done < bytes.size()) {
@@ -64,39 +83,66 @@ void value_arena::write(std::uint64_t slot, std::span<const std::byte> bytes) co
       continue;
     const int e = n < 0 ? errno : ENOSPC;
     clear(slot, done);
+    store_relaxed(ready_[slot], 0);
     throw_errno(e, "corio::queue::put: storing a " + bytes_text(bytes.size()) + " in shared memory (" +
                        std::to_string(done) + " bytes stored)");
   }
+  // Pages now back [0, size); the consumer's punch spares the first keep() bytes.
+  store_relaxed(ready_[slot], std::max(ready, std::min<std::uint64_t>(bytes.size(), keep_)));
 }
 
 value_arena::view::~view() {
-  if (length_ != 0)
+  if (owned_ && length_ != 0)
     ::munmap(const_cast<std::byte*>(data_), length_);
+}
+
+const std::byte* value_arena::map_range(std::uint64_t slot, std::uint64_t length, int flags) const {
+  void* p = ::mmap(nullptr, static_cast<std::size_t>(length), PROT_READ, MAP_SHARED | flags, fd_,
+                   static_cast<off_t>(slot * span_));
+  if (p == MAP_FAILED)
+    throw_errno(errno, "corio::queue::get: mapping a " + bytes_text(length) + " from shared memory (the value is lost)");
+  return static_cast<const std::byte*>(p);
+}
+
+std::byte* value_arena::kept_map(std::uint64_t slot) const {
+  // Acquire / release: a thread of this process that claims the slot after another one
+  // mapped it sees the mapping's pointer (the claim word orders them too; this says so
+  // without relying on it).
+  std::atomic<std::byte*>& kept = kept_maps_[slot];
+  std::byte* p = kept.load(std::memory_order_acquire);
+  if (p == nullptr) {
+    // Faults in as values are written and read, then stays.
+    void* m = ::mmap(nullptr, keep_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, static_cast<off_t>(slot * span_));
+    if (m == MAP_FAILED)
+      throw_errno(errno, "corio::queue: mapping the " + std::to_string(keep_) + " kept bytes of a value arena slot");
+    p = static_cast<std::byte*>(m);
+    kept.store(p, std::memory_order_release);
+  }
+  return p;
 }
 
 value_arena::view value_arena::map(std::uint64_t slot, std::uint64_t length) const {
   if (length == 0)
-    return view(nullptr, 0);
+    return view(nullptr, 0, false);
+  if (length <= keep_)
+    return view(kept_map(slot), static_cast<std::size_t>(length), false);
   // MAP_POPULATE: one walk over the pages instead of a fault per few pages while decoding.
-  void* p = ::mmap(nullptr, static_cast<std::size_t>(length), PROT_READ, MAP_SHARED | MAP_POPULATE, fd_,
-                   static_cast<off_t>(slot * span_));
-  if (p == MAP_FAILED)
-    throw_errno(errno, "corio::queue::get: mapping a " + bytes_text(length) + " from shared memory (the value is lost)");
-  return view(static_cast<const std::byte*>(p), static_cast<std::size_t>(length));
+  return view(map_range(slot, length, MAP_POPULATE), static_cast<std::size_t>(length), true);
 }
 
-void value_arena::clear(std::uint64_t slot, std::uint64_t length) const noexcept {
-  if (length == 0)
+void value_arena::clear(std::uint64_t slot, std::uint64_t length, std::uint64_t from) const noexcept {
+  const std::uint64_t end = std::min(span_, (length + page - 1) & ~(page - 1));
+  if (end <= from)
     return;
-  const std::uint64_t rounded = std::min(span_, (length + page - 1) & ~(page - 1));
   // Cannot fail on a memfd we created (sealing does not forbid holes); nothing to report.
-  (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(slot * span_),
-                    static_cast<off_t>(rounded));
+  (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(slot * span_ + from),
+                    static_cast<off_t>(end - from));
 }
 
 void value_arena::clear_extent(void* arena, std::uint64_t slot) noexcept {
   const auto* a = static_cast<const value_arena*>(arena);
   a->clear(slot, a->span());
+  store_relaxed(a->ready_[slot], 0);
 }
 
 }  // namespace corio::detail
