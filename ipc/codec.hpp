@@ -101,6 +101,18 @@ inline constexpr bool codec_memcpy = std::is_trivially_copyable_v<T> && !std::is
 template <class>
 inline constexpr bool codec_false = false;
 
+// Flat types: the encoding of a std::string, or of a std::vector of elements copied byte
+// for byte, is exactly its element count (u64) followed by the bytes of its data, which
+// codec_flat_body gives in place. A caller that stores the encoding somewhere (the
+// queue's value arena) can then copy it there once, without building it first.
+template <class T>
+concept codec_flat = std::is_same_v<T, std::string> ||
+                     (is_spec_of<T, std::vector> && codec_memcpy<typename T::value_type>);
+template <codec_flat T>
+std::span<const std::byte> codec_flat_body(const T& v) noexcept {
+  return std::as_bytes(std::span(v.data(), v.size()));
+}
+
 // What one map or set entry encodes as, for the count check.
 template <class T>
 struct codec_entry {

@@ -44,8 +44,8 @@ queue_core::queue_core(std::size_t capacity, std::size_t slot_bytes, std::size_t
                                               mpmc_ring::bytes_for(capacity, slot_bytes)),
              "corio-queue-values") {}
 
-bool queue_core::try_push_large(std::span<const std::byte> bytes) {
-  const std::uint64_t n = bytes.size();
+bool queue_core::try_push_large(value_parts parts) {
+  const std::uint64_t n = parts.size();
   if (n > arena_.span())
     throw std::length_error("corio::queue::put: a " + std::to_string(n) + "-byte value is larger than the " +
                             std::to_string(max_value_bytes()) + " bytes a value may have" +
@@ -55,7 +55,7 @@ bool queue_core::try_push_large(std::span<const std::byte> bytes) {
                             "corio::queue::put: a " + std::to_string(n) +
                                 "-byte value is larger than physical memory plus swap (" +
                                 std::to_string(memory_ceiling()) + " bytes)");
-  if (!ring_.try_push_external(n, [&](std::uint64_t slot) { arena_.write(slot, bytes); }))
+  if (!ring_.try_push_external(n, [&](std::uint64_t slot) { arena_.write(slot, parts.head, parts.body); }))
     return false;
   wake(control_->consumers_may_sleep, control_->not_empty);
   return true;
@@ -84,7 +84,8 @@ void queue_core::close() noexcept {
   not_full().notify_all();
 }
 
-void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+template <class Bytes>
+void queue_core::put_bytes(Bytes bytes, bool block, std::optional<std::chrono::nanoseconds> timeout) {
   if (closed())
     throw_closed("put");
   if (try_push(bytes))
@@ -100,6 +101,14 @@ void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional
   queue_wait wait(*this, mpmc_ring::side::producers, [&] { return try_push(bytes); }, timeout);
   sleep_until(not_full(), wait);
   wait.finish();
+}
+
+void queue_core::put(std::span<const std::byte> bytes, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  put_bytes(bytes, block, timeout);
+}
+
+void queue_core::put(value_parts parts, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  put_bytes(parts, block, timeout);
 }
 
 bool queue_core::recover(const mpmc_ring::claim& c) noexcept {

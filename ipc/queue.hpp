@@ -81,13 +81,14 @@
 //   and each process that wrote or read those kept bytes keeps them mapped (address
 //   space, no extra memory). Nothing is reserved up front. The producer also holds the
 //   encoding (a per-thread buffer, freed again after values over 4 MiB; none for
-//   trivially copyable types) and the consumer the decoded T. Memory that
+//   trivially copyable types, strings and byte vectors) and the consumer the decoded T. Memory that
 //   cannot be had throws std::system_error (ENOMEM) naming the size: at put when encoding
 //   or storing fails (nothing is queued); at get when the mapping or the decoded value
 //   cannot be had (the value was taken off the queue and is lost, like any get whose
 //   decoding throws).
-// - Costs: three copies of each large value (encode, copy into the arena, decode from
-//   the mapping; two for trivially copyable types). A value that fits its slot's kept
+// - Costs: two copies of a large std::string, byte vector or trivially copyable value
+//   (into the arena straight from the object, and out of the mapping by decode), three
+//   for other types (encoded into a buffer first). A value that fits its slot's kept
 //   bytes is copied through a mapping kept per process; a larger one is written with
 //   pwrite (the kernel allocates and zeroes its pages) and mapped for its get, and the
 //   part beyond the kept bytes is freed by a punch: measured, that page churn cost more
@@ -167,7 +168,8 @@ class queue {
   // encode_error, std::system_error (ENOMEM: no memory for a large value),
   // std::length_error (v encodes to more than max_value_bytes()).
   void put(const T& v, bool block = true, timeout_type timeout = {}) {
-    detail::with_encoded(v, [&](std::span<const std::byte> b) { core_->put(b, block, timeout); });
+    std::uint64_t count;
+    detail::with_encoded(v, slot_bytes(), count, [&](auto bytes) { core_->put(bytes, block, timeout); });
   }
 
   // Takes the oldest value; waits while the queue is empty (block = true, up to timeout if
@@ -200,7 +202,8 @@ class queue {
   bool try_put(const T& v) {
     if (core_->closed())
       core_->throw_closed("put");
-    return detail::with_encoded(v, [&](std::span<const std::byte> b) { return core_->try_push(b); });
+    std::uint64_t count;
+    return detail::with_encoded(v, slot_bytes(), count, [&](auto bytes) { return core_->try_push(bytes); });
   }
 
   // get without waiting: nullopt when empty. Throws queue_closed (closed and drained),
@@ -225,12 +228,21 @@ class queue {
       core_->throw_closed("put");
     // The encoding lives in this frame: other coroutines of this thread may put while we wait.
     std::vector<std::byte> storage;
-    std::span<const std::byte> bytes;
+    std::uint64_t count;
+    detail::value_parts bytes;
     if constexpr (detail::codec_memcpy<T>) {
-      bytes = std::as_bytes(std::span<const T, 1>(&v, 1));
+      bytes.head = std::as_bytes(std::span<const T, 1>(&v, 1));
+    } else if constexpr (detail::codec_flat<T>) {
+      bytes.body = detail::codec_flat_body(v);  // in place: v lives in this frame
+      count = v.size();
+      bytes.head = std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1));
+      if (bytes.size() <= slot_bytes()) {
+        corio::encode(v, storage);
+        bytes = {storage, {}};
+      }
     } else {
       corio::encode(v, storage);
-      bytes = storage;
+      bytes.head = storage;
     }
     if (core_->try_push(bytes))
       co_return;

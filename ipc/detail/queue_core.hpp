@@ -44,6 +44,15 @@ static_assert(sizeof(queue_control) == 192);
 static_assert(offsetof(queue_control, not_full) == 64);
 static_assert(std::is_trivially_copyable_v<queue_control>);
 
+// A value's encoding in two parts, head then body (a flat value's count and data, see
+// codec_flat; or the whole encoding as head and an empty body), so that a large value is
+// copied into the value arena straight from the object.
+struct value_parts {
+  std::span<const std::byte> head;
+  std::span<const std::byte> body;
+  [[nodiscard]] std::size_t size() const noexcept { return head.size() + body.size(); }
+};
+
 // std::system_error (ENOMEM) naming the size, for a value memory cannot hold: one being
 // encoded (`so_far` bytes done) or a `bytes`-byte one being decoded.
 [[noreturn]] void throw_queue_encode_no_memory(std::size_t so_far);
@@ -63,11 +72,17 @@ class queue_core {
   // max_value_bytes(), std::system_error when a large value cannot be stored.
   bool try_push(std::span<const std::byte> bytes) {
     if (bytes.size() > ring_.max_payload()) [[unlikely]]
-      return try_push_large(bytes);
+      return try_push_large({bytes, {}});
     if (!ring_.try_push(bytes))
       return false;
     wake(control_->consumers_may_sleep, control_->not_empty);
     return true;
+  }
+  // The same for a value in parts (a body goes only with a large value).
+  bool try_push(value_parts parts) {
+    if (parts.body.empty())
+      return try_push(parts.head);
+    return try_push_large(parts);
   }
   // Pops into f (in place: a slot's payload or a mapping of the arena) and wakes
   // producers. false: empty. If f throws, the value is consumed anyway and producers are
@@ -146,8 +161,9 @@ class queue_core {
            spin([&] { return ring_.published_ahead(0) && pop(); });
   }
 
-  // Blocking put of already-encoded bytes (see queue<T>::put).
+  // Blocking put of already-encoded bytes (see queue<T>::put), whole or in parts.
   void put(std::span<const std::byte> bytes, bool block, std::optional<std::chrono::nanoseconds> timeout);
+  void put(value_parts parts, bool block, std::optional<std::chrono::nanoseconds> timeout);
 
   // Frees the claim `c` if its process died (mpmc_ring::recover) and then wakes both
   // sides: a freed slot is room for producers, a skipped one lets consumers move on.
@@ -228,7 +244,9 @@ class queue_core {
   [[noreturn]] void throw_empty(std::optional<std::chrono::nanoseconds> timeout) const;
 
  private:
-  bool try_push_large(std::span<const std::byte> bytes);
+  bool try_push_large(value_parts parts);
+  template <class Bytes>
+  void put_bytes(Bytes bytes, bool block, std::optional<std::chrono::nanoseconds> timeout);
 
   // The consumer's side of a large value, while the slot is claimed: checks the
   // producer's length, maps the extent, hands the bytes to take, and empties the extent
@@ -370,18 +388,27 @@ class queue_wait {
   clock::time_point check_at_{};
 };
 
-// Calls f(bytes) with v's encoding: the object's own bytes when the codec copies T byte
-// for byte (no allocation), else a per-thread scratch buffer (valid until the next call on
-// this thread; f must not suspend).
+// Calls f with v's encoding: f(span) with the object's own bytes when the codec copies T
+// byte for byte (no allocation); f(value_parts) with `count` and the data in place for a
+// flat type (codec_flat) whose encoding does not fit a slot of slot_bytes (count must
+// outlive the call); else f(span) with a per-thread scratch buffer (valid until the next
+// call on this thread; f must not suspend).
 // A scratch buffer that grew past this for a large value is freed after the call, so a
 // thread that once put 256 MiB does not keep 256 MiB.
 inline constexpr std::size_t scratch_keep_bytes = std::size_t{4} << 20;
 
 template <class T, class F>
-decltype(auto) with_encoded(const T& v, F&& f) {
+decltype(auto) with_encoded(const T& v, std::size_t slot_bytes, std::uint64_t& count, F&& f) {
   if constexpr (codec_memcpy<T>) {
     return f(std::as_bytes(std::span<const T, 1>(&v, 1)));
   } else {
+    if constexpr (codec_flat<T>) {
+      const auto body = codec_flat_body(v);
+      if (sizeof count + body.size() > slot_bytes) {
+        count = v.size();
+        return f(value_parts{std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1)), body});
+      }
+    }
     thread_local std::vector<std::byte> scratch;
     scratch.clear();
     struct shrink_guard {

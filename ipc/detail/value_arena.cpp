@@ -62,33 +62,49 @@ value_arena::~value_arena() {
   ::close(fd_);
 }
 
-void value_arena::write(std::uint64_t slot, std::span<const std::byte> bytes) const {
-  // Clamped: the word is a peer's (see "And a producer writes through that mapping").
-  const std::uint64_t ready = std::min(load_relaxed(ready_[slot]), keep_);
-  if (bytes.size() <= ready) {
-    std::memcpy(kept_map(slot), bytes.data(), bytes.size());
-    return;
-  }
-  const auto base = static_cast<off_t>(slot * span_);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
+bool value_arena::write_at(std::uint64_t slot, std::uint64_t at, std::span<const std::byte> bytes,
+                           std::uint64_t& done) const {
+  const auto base = static_cast<off_t>(slot * span_ + at);
+  std::size_t written = 0;
+  while (written < bytes.size()) {
     // One call moves at most 0x7ffff000 bytes (Linux's limit for any read or write).
-    const std::size_t chunk = std::min<std::size_t>(bytes.size() - done, std::size_t{1} << 30);
-    const ssize_t n = ::pwrite(fd_, bytes.data() + done, chunk, base + static_cast<off_t>(done));
+    const std::size_t chunk = std::min<std::size_t>(bytes.size() - written, std::size_t{1} << 30);
+    const ssize_t n = ::pwrite(fd_, bytes.data() + written, chunk, base + static_cast<off_t>(written));
     if (n > 0) {
-      done += static_cast<std::size_t>(n);
+      written += static_cast<std::size_t>(n);
+      done += static_cast<std::uint64_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR)
       continue;
-    const int e = n < 0 ? errno : ENOSPC;
+    if (n == 0)
+      errno = ENOSPC;
+    return false;
+  }
+  return true;
+}
+
+void value_arena::write(std::uint64_t slot, std::span<const std::byte> head, std::span<const std::byte> body) const {
+  const std::uint64_t size = head.size() + body.size();
+  // Clamped: the word is a peer's (see "And a producer writes through that mapping").
+  const std::uint64_t ready = std::min(load_relaxed(ready_[slot]), keep_);
+  if (size <= ready) {
+    std::byte* to = kept_map(slot);
+    std::memcpy(to, head.data(), head.size());
+    if (!body.empty())
+      std::memcpy(to + head.size(), body.data(), body.size());
+    return;
+  }
+  std::uint64_t done = 0;
+  if (!write_at(slot, 0, head, done) || !write_at(slot, head.size(), body, done)) {
+    const int e = errno;
     clear(slot, done);
     store_relaxed(ready_[slot], 0);
-    throw_errno(e, "corio::queue::put: storing a " + bytes_text(bytes.size()) + " in shared memory (" +
+    throw_errno(e, "corio::queue::put: storing a " + bytes_text(size) + " in shared memory (" +
                        std::to_string(done) + " bytes stored)");
   }
   // Pages now back [0, size); the consumer's punch spares the first keep() bytes.
-  store_relaxed(ready_[slot], std::max(ready, std::min<std::uint64_t>(bytes.size(), keep_)));
+  store_relaxed(ready_[slot], std::max(ready, std::min(size, keep_)));
 }
 
 value_arena::view::~view() {

@@ -86,9 +86,10 @@ class value_arena {
   // Bytes at the start of each extent whose pages a consumer leaves for the next value.
   [[nodiscard]] std::uint64_t keep() const noexcept { return keep_; }
 
-  // Copies bytes into slot's extent (bytes.size() <= span()). Throws std::system_error
-  // naming the size when memory cannot back them; the extent is a hole again then.
-  void write(std::uint64_t slot, std::span<const std::byte> bytes) const;
+  // Copies head, then body, into slot's extent (together at most span()). Throws
+  // std::system_error naming the size when memory cannot back them; the extent is a hole
+  // again then.
+  void write(std::uint64_t slot, std::span<const std::byte> head, std::span<const std::byte> body) const;
 
   // A read-only mapping of the first `length` bytes of a slot's extent (length <= span()):
   // a window into the slot's kept mapping, or a mapping of its own (owned: unmapped by
@@ -128,6 +129,9 @@ class value_arena {
  private:
   [[nodiscard]] const std::byte* map_range(std::uint64_t slot, std::uint64_t length, int flags) const;
   [[nodiscard]] std::byte* kept_map(std::uint64_t slot) const;
+  // pwrite()s all of bytes at offset `at` of slot's extent; false with errno set if not.
+  [[nodiscard]] bool write_at(std::uint64_t slot, std::uint64_t at, std::span<const std::byte> bytes,
+                              std::uint64_t& done) const;
 
   int fd_ = -1;
   std::uint64_t span_ = 0;
