@@ -59,7 +59,6 @@
 //   wait, so they never free a claim: a try_get loop behind a dead producer sees "empty"
 //   until a waiting call, a get on the closed queue or lost() frees its slot.
 //
-//
 // Large values (encoded size above slot_bytes()): the producer claims the next ring slot
 // as for a small value, writes the encoding into that slot's extent of the value arena
 // (one memfd per queue, created with it, sparse: slot i owns bytes [i x span, (i + 1) x
@@ -81,11 +80,11 @@
 //   and each process that wrote or read those kept bytes keeps them mapped (address
 //   space, no extra memory). Nothing is reserved up front. The producer also holds the
 //   encoding (a per-thread buffer, freed again after values over 4 MiB; none for
-//   trivially copyable types, strings and byte vectors) and the consumer the decoded T. Memory that
-//   cannot be had throws std::system_error (ENOMEM) naming the size: at put when encoding
-//   or storing fails (nothing is queued); at get when the mapping or the decoded value
-//   cannot be had (the value was taken off the queue and is lost, like any get whose
-//   decoding throws).
+//   trivially copyable types, strings and byte vectors) and the consumer the decoded T.
+//   Memory that cannot be had throws std::system_error (ENOMEM) naming the size: at put
+//   when encoding or storing fails (nothing is queued); at get when the mapping or the
+//   decoded value cannot be had (the value was taken off the queue and is lost, like any
+//   get whose decoding throws).
 // - Costs: two copies of a large std::string, byte vector or trivially copyable value
 //   (into the arena straight from the object, and out of the mapping by decode), three
 //   for other types (encoded into a buffer first). A value that fits its slot's kept
@@ -100,7 +99,8 @@
 //   exits is the common case.
 //
 // Limits: the ring's shared memory is capacity x round_up(8 + slot_bytes, 8) bytes
-// (264 KiB for the defaults); slot_bytes is at least 8 (an external message's length).
+// (264 KiB for the defaults) plus 8 bytes per slot for the arena; slot_bytes is at least
+// 8 (an external message's length). Two file descriptors per queue (ring and arena).
 
 #include "codec.hpp"
 #include "detail/queue_core.hpp"
@@ -169,7 +169,7 @@ class queue {
   // std::length_error (v encodes to more than max_value_bytes()).
   void put(const T& v, bool block = true, timeout_type timeout = {}) {
     std::uint64_t count;
-    detail::with_encoded(v, slot_bytes(), count, [&](auto bytes) { core_->put(bytes, block, timeout); });
+    detail::with_encoded(v, *core_, count, [&](auto bytes) { core_->put(bytes, block, timeout); });
   }
 
   // Takes the oldest value; waits while the queue is empty (block = true, up to timeout if
@@ -203,7 +203,7 @@ class queue {
     if (core_->closed())
       core_->throw_closed("put");
     std::uint64_t count;
-    return detail::with_encoded(v, slot_bytes(), count, [&](auto bytes) { return core_->try_push(bytes); });
+    return detail::with_encoded(v, *core_, count, [&](auto bytes) { return core_->try_push(bytes); });
   }
 
   // get without waiting: nullopt when empty. Throws queue_closed (closed and drained),

@@ -390,7 +390,7 @@ class queue_wait {
 
 // Calls f with v's encoding: f(span) with the object's own bytes when the codec copies T
 // byte for byte (no allocation); f(value_parts) with `count` and the data in place for a
-// flat type (codec_flat) whose encoding does not fit a slot of slot_bytes (count must
+// flat type (codec_flat) whose encoding does not fit a slot of q's ring (count must
 // outlive the call); else f(span) with a per-thread scratch buffer (valid until the next
 // call on this thread; f must not suspend).
 // A scratch buffer that grew past this for a large value is freed after the call, so a
@@ -398,13 +398,13 @@ class queue_wait {
 inline constexpr std::size_t scratch_keep_bytes = std::size_t{4} << 20;
 
 template <class T, class F>
-decltype(auto) with_encoded(const T& v, std::size_t slot_bytes, std::uint64_t& count, F&& f) {
+decltype(auto) with_encoded(const T& v, const queue_core& q, std::uint64_t& count, F&& f) {
   if constexpr (codec_memcpy<T>) {
     return f(std::as_bytes(std::span<const T, 1>(&v, 1)));
   } else {
     if constexpr (codec_flat<T>) {
       const auto body = codec_flat_body(v);
-      if (sizeof count + body.size() > slot_bytes) {
+      if (sizeof count + body.size() > q.ring().max_payload()) {
         count = v.size();
         return f(value_parts{std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1)), body});
       }
