@@ -66,10 +66,9 @@ void queue_core::throw_corrupt_large(std::uint64_t length) const {
                            " in shared memory (largest value: " + std::to_string(arena_.span()) + " bytes)");
 }
 
-void throw_queue_encode_no_memory(std::size_t so_far) {
+void throw_queue_encode_no_memory() {
   throw std::system_error(ENOMEM, std::generic_category(),
-                          "corio::queue::put: out of memory encoding the value (after " + std::to_string(so_far) +
-                              " bytes); nothing was queued");
+                          "corio::queue::put: out of memory encoding the value into a buffer; nothing was queued");
 }
 
 void throw_queue_decode_no_memory(std::uint64_t bytes) {

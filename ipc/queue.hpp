@@ -22,7 +22,7 @@
 //
 // Contract
 // - put(v) encodes v (ipc/codec.hpp) in the caller: an encoding error (encode_error) or
-//   memory that cannot hold the value (std::system_error, ENOMEM, naming the size) throws
+//   memory that cannot hold the value (std::system_error, ENOMEM) throws
 //   there and nothing is queued. A value is never truncated, dropped, or delayed into a
 //   background thread. Any size is accepted up to max_value_bytes() (1 TiB unless the
 //   capacity passes 2^22 or RLIMIT_FSIZE is set; std::length_error beyond, naming both
@@ -81,10 +81,10 @@
 //   space, no extra memory). Nothing is reserved up front. The producer also holds the
 //   encoding (a per-thread buffer, freed again after values over 4 MiB; none for
 //   trivially copyable types, strings and byte vectors) and the consumer the decoded T.
-//   Memory that cannot be had throws std::system_error (ENOMEM) naming the size: at put
-//   when encoding or storing fails (nothing is queued); at get when the mapping or the
-//   decoded value cannot be had (the value was taken off the queue and is lost, like any
-//   get whose decoding throws).
+//   Memory that cannot be had throws std::system_error (ENOMEM): at put when encoding
+//   into the buffer fails, or storing into the arena (naming the size); nothing is queued
+//   then. At get when the mapping or the decoded value cannot be had (naming the size;
+//   the value was taken off the queue and is lost, like any get whose decoding throws).
 // - Costs: two copies of a large std::string, byte vector or trivially copyable value
 //   (into the arena straight from the object, and out of the mapping by decode), three
 //   for other types (encoded into a buffer first). A value that fits its slot's kept

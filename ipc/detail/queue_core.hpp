@@ -53,9 +53,10 @@ struct value_parts {
   [[nodiscard]] std::size_t size() const noexcept { return head.size() + body.size(); }
 };
 
-// std::system_error (ENOMEM) naming the size, for a value memory cannot hold: one being
-// encoded (`so_far` bytes done) or a `bytes`-byte one being decoded.
-[[noreturn]] void throw_queue_encode_no_memory(std::size_t so_far);
+// std::system_error (ENOMEM) for a value memory cannot hold: one being encoded (its size
+// is not known before the encoding is done; encode leaves nothing behind), or a
+// `bytes`-byte one being decoded.
+[[noreturn]] void throw_queue_encode_no_memory();
 [[noreturn]] void throw_queue_decode_no_memory(std::uint64_t bytes);
 
 // The untyped queue: one mapping per process, shared by the handles of that process.
@@ -420,7 +421,7 @@ decltype(auto) with_encoded(const T& v, const queue_core& q, std::uint64_t& coun
     try {
       corio::encode(v, scratch);
     } catch (const std::bad_alloc&) {
-      throw_queue_encode_no_memory(scratch.size());
+      throw_queue_encode_no_memory();
     }
     return f(std::span<const std::byte>(scratch));
   }

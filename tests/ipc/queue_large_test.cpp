@@ -398,3 +398,40 @@ TEST_CASE("a get that cannot map a large value (RLIMIT_AS) throws system_error n
   CHECK(q.empty());
   CHECK(arena_bytes() == static_cast<long long>(16 * MiB));  // kept: the put wrote it all, the punch spared 16 MiB
 }
+
+// Skipped in sanitizer builds: their allocator aborts on an allocation that fails
+// instead of throwing std::bad_alloc.
+TEST_CASE("a put whose encoding cannot be had (RLIMIT_AS) throws system_error (ENOMEM) saying so; nothing is queued" *
+          doctest::skip(corio_test::sanitized)) {
+  // A vector of strings is encoded into a buffer before it is stored (a string alone is
+  // not: it goes to the arena straight from the object and never needs the memory).
+  queue<std::vector<std::string>> q(4);
+  raw_pipe out;
+  const pid_t child = fork_child([&] {
+    const std::vector<std::string> big(64, std::string(4 * MiB, 'v'));  // 256 MiB, before the limit
+    std::ifstream statm("/proc/self/statm");
+    unsigned long long pages = 0;
+    statm >> pages;
+    const rlim_t limit = pages * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + 64 * MiB;
+    const rlimit as{limit, limit};
+    if (::setrlimit(RLIMIT_AS, &as) != 0)
+      return 4;
+    std::string message;
+    int rc = 1;
+    try {
+      q.put(big);
+    } catch (const std::system_error& e) {
+      message = e.what();
+      rc = e.code() == std::errc::not_enough_memory ? 0 : 2;
+    }
+    (void)!::write(out.write_end(), message.data(), message.size());
+    return rc;
+  });
+  out.close_write();
+  const std::string said = out.read_all();
+  CHECK(exited_with(reap(child), 0));
+  CHECK(said.rfind("corio::queue::put: out of memory encoding the value into a buffer; nothing was queued", 0) == 0);
+  MESSAGE(said);
+  CHECK(q.empty());
+  CHECK(arena_bytes() == 0);
+}
