@@ -114,6 +114,29 @@ int reap(pid_t pid) {
 
 bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
 
+// Limits this process's address space (RLIMIT_AS) to what it maps now plus `headroom`.
+bool limit_address_space(std::size_t headroom) {
+  std::ifstream statm("/proc/self/statm");
+  unsigned long long pages = 0;
+  statm >> pages;
+  const rlim_t limit = pages * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + headroom;
+  const rlimit as{limit, limit};
+  return ::setrlimit(RLIMIT_AS, &as) == 0;
+}
+
+// Runs f; 0 when it threw std::system_error with ENOMEM (its what() in message), 2 for
+// another system_error, 1 when it did not throw.
+template <class F>
+int enomem_status(F f, std::string& message) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    message = e.what();
+    return e.code() == std::errc::not_enough_memory ? 0 : 2;
+  }
+  return 1;
+}
+
 }  // namespace
 
 TEST_CASE("default options take 1-byte, slot-sized and 1 MiB values; the arena keeps 64 KiB a slot once they "
@@ -369,21 +392,10 @@ TEST_CASE("a get that cannot map a large value (RLIMIT_AS) throws system_error n
   raw_pipe out;
   const pid_t child = fork_child([&] {
     // Address space for what the child has now plus 64 MiB: no room for a 256 MiB mapping.
-    std::ifstream statm("/proc/self/statm");
-    unsigned long long pages = 0;
-    statm >> pages;
-    const rlim_t limit = pages * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + 64 * MiB;
-    const rlimit as{limit, limit};
-    if (::setrlimit(RLIMIT_AS, &as) != 0)
+    if (!limit_address_space(64 * MiB))
       return 4;
     std::string message;
-    int rc = 1;
-    try {
-      (void)q.get();
-    } catch (const std::system_error& e) {
-      message = e.what();
-      rc = e.code() == std::errc::not_enough_memory ? 0 : 2;
-    }
+    const int rc = enomem_status([&] { (void)q.get(); }, message);
     message += "\n" + q.get();  // the queue works on: the next value arrives
     (void)!::write(out.write_end(), message.data(), message.size());
     return rc;
@@ -409,21 +421,10 @@ TEST_CASE("a put whose encoding cannot be had (RLIMIT_AS) throws system_error (E
   raw_pipe out;
   const pid_t child = fork_child([&] {
     const std::vector<std::string> big(64, std::string(4 * MiB, 'v'));  // 256 MiB, before the limit
-    std::ifstream statm("/proc/self/statm");
-    unsigned long long pages = 0;
-    statm >> pages;
-    const rlim_t limit = pages * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + 64 * MiB;
-    const rlimit as{limit, limit};
-    if (::setrlimit(RLIMIT_AS, &as) != 0)
+    if (!limit_address_space(64 * MiB))
       return 4;
     std::string message;
-    int rc = 1;
-    try {
-      q.put(big);
-    } catch (const std::system_error& e) {
-      message = e.what();
-      rc = e.code() == std::errc::not_enough_memory ? 0 : 2;
-    }
+    const int rc = enomem_status([&] { q.put(big); }, message);
     (void)!::write(out.write_end(), message.data(), message.size());
     return rc;
   });
