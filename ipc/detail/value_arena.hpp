@@ -51,7 +51,10 @@
 // Trust: the length in a slot comes from a peer; the queue checks it against span()
 // before map(). A peer can write any bytes into an extent or punch holes in it (the
 // consumer then reads zeros, which decode checks like any bytes) but cannot change the
-// file's size, so reading a mapped extent never faults.
+// file's size, so reading a mapped extent never faults. A process that received the
+// queue from another program (ipc/handoff.hpp) did not make the file: it adopts the fd
+// only once its seals and its size match the ring it came with (the adopting
+// constructor), so the same holds there.
 //
 // Sizes: span() = min(2^40, 2^62 / slot_count, RLIMIT_FSIZE / slot_count) rounded down
 // to a power of two: a file longer than RLIMIT_FSIZE would get SIGXFSZ from ftruncate.
