@@ -13,12 +13,14 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -290,6 +292,31 @@ TEST_CASE("a value arena that is not a sealed memfd of the ring's slots x the an
   CHECK(refusal<corio::queue<std::string>>(with_arena(real_arena, as_sent)) == "<accepted>");
   ::close(real.fds[0]);
   ::close(real.fds[1]);
+}
+
+TEST_CASE("a receiver whose RLIMIT_FSIZE is below the value arena's size refuses the queue instead of dying by SIGXFSZ") {
+  corio::queue<std::string> q(4);
+  auto [a, b] = unix_stream::pair();
+  corio::send_handle(a, q);
+  const caught_message real = catch_message(q);
+  for (int fd : real.fds) ::close(fd);
+  const std::uint64_t arena_bytes = 4 * real.header.params[0];
+  const pid_t pid = fork_child([&, &b = b] {
+    const rlimit small{1 << 20, 1 << 20};
+    if (::setrlimit(RLIMIT_FSIZE, &small) != 0) return 11;
+    try {
+      (void)corio::receive_handle<corio::queue<std::string>>(b);
+    } catch (const handoff_error& e) {
+      const std::string want = string_queue + ": the queue's value arena: its " + std::to_string(arena_bytes) +
+                               " bytes exceed this process's RLIMIT_FSIZE (1048576 bytes): storing a value there "
+                               "would raise SIGXFSZ";
+      if (e.what() == want) return 0;
+      std::fprintf(stderr, "got: %s\n", e.what());
+      return 12;
+    }
+    return 13;
+  });
+  CHECK(exit_status(pid) == 0);
 }
 
 TEST_CASE("a joinable_queue travels as three memfds; a missing task counter is refused") {
