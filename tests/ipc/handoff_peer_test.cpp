@@ -355,6 +355,26 @@ TEST_CASE("sealed memory that is too small or holds no ring is refused as a queu
         string_queue + ": corio::mpmc_ring::attach: the memory holds no formatted ring");
 }
 
+TEST_CASE("a well-formed ring without room for the value arena's words after it is refused as a queue") {
+  // The region of a queue, cut off right after its ring: every slot's arena word would lie
+  // past the mapping.
+  const std::size_t ring_end = sizeof(corio::detail::queue_control) + corio::mpmc_ring::bytes_for(4, 256);
+  auto region = corio::shm_region::create(ring_end, "handoff-test");
+  (void)corio::mpmc_ring::format(std::span<std::byte>(region.data() + sizeof(corio::detail::queue_control),
+                                                      ring_end - sizeof(corio::detail::queue_control)),
+                                 4, 256);
+  auto no_words = [&](int s) {
+    auto h = string_queue_header();  // span 0 and keep 0: an arena of 0 bytes fits 4 slots
+    const int arena = sealed_memfd(0);
+    send_raw(s, h, {region.fd(), arena});
+    ::close(arena);
+  };
+  CHECK(refusal<corio::queue<std::string>>(no_words) ==
+        string_queue + ": corio::queue: the shared memory (" + std::to_string(ring_end) +
+            " bytes) has no room for the value arena's words after a ring of 4 slots (need " +
+            std::to_string(ring_end + 4 * sizeof(std::uint64_t)) + ")");
+}
+
 TEST_CASE("a queue of another element type, another kind of object or a foreign message is refused") {
   corio::queue<int> ints;
   CHECK(refusal<corio::queue<std::string>>([&](int s) { corio::send_handle(unix_stream(::dup(s)), ints); }) ==
