@@ -70,6 +70,9 @@ TARGETS = [
     Target("ipc spsc ring, 8 B vs raw ring", "BM_spsc_ring_8B", ("BM_raw_spsc_spin",), ratio=0.5),
     Target("ipc queue, 8 B vs Python mp.Queue", "BM_queue_8B", ("python_mp_queue",), ratio=100),
     Target("ipc queue, 8 B vs ZeroMQ ipc", "BM_queue_8B", ("BM_zmq_ipc_8B",), ratio=3),
+    # 1 MiB std::string / bytes values, child -> parent, at corio's default options (the
+    # value arena). items/s; the ratio is the same in bytes/s.
+    Target("ipc queue, 1 MB vs Python mp.Queue", "BM_queue_1MB", ("python_mp_queue_1MB",), ratio=10),
     Target("ipc pipe, 8 B vs Python mp.Pipe", "BM_pipe_8B", ("python_mp_pipe",)),
     Target("pool submit, tiny tasks", "BM_pool_submit", ("python_mp_apply_async",), floor=1e6),
     Target("pool map, chunksize 1", "BM_pool_map_chunk1", ("python_mp_pool_map_chunk1",),

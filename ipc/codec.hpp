@@ -101,6 +101,18 @@ inline constexpr bool codec_memcpy = std::is_trivially_copyable_v<T> && !std::is
 template <class>
 inline constexpr bool codec_false = false;
 
+// Flat types: the encoding of a std::string, or of a std::vector of elements copied byte
+// for byte, is exactly its element count (u64) followed by the bytes of its data, which
+// codec_flat_body gives in place. A caller that stores the encoding somewhere (the
+// queue's value arena) can then copy it there once, without building it first.
+template <class T>
+concept codec_flat = std::is_same_v<T, std::string> ||
+                     (is_spec_of<T, std::vector> && codec_memcpy<typename T::value_type>);
+template <codec_flat T>
+std::span<const std::byte> codec_flat_body(const T& v) noexcept {
+  return std::as_bytes(std::span(v.data(), v.size()));
+}
+
 // What one map or set entry encodes as, for the count check.
 template <class T>
 struct codec_entry {
@@ -237,13 +249,17 @@ void decode_value(codec_reader& r, T& v) {
       r.fail("bool", "byte " + std::to_string(b) + " is not 0 or 1 at offset " + std::to_string(at));
     v = b == 1;
   } else if constexpr (std::is_same_v<T, std::string>) {
-    const std::size_t n = checked_count<char>(r, "std::string");
-    v.resize(n);
-    r.bytes(v.data(), n, "std::string");
+    // assign, not resize and copy: one pass over the bytes (a 1 MiB string decodes
+    // without first being zero-filled).
+    const auto in = r.take(checked_count<char>(r, "std::string"), "std::string");
+    v.assign(reinterpret_cast<const char*>(in.data()), in.size());
   } else if constexpr (is_spec_of<T, std::vector>) {
     using E = typename T::value_type;
     const std::size_t n = checked_count<E>(r, "std::vector");
-    if constexpr (codec_memcpy<E>) {
+    if constexpr (std::is_same_v<E, std::byte> || std::is_same_v<E, char> || std::is_same_v<E, unsigned char>) {
+      const auto in = r.take(n, "std::vector");  // as std::string: one pass, no zero fill
+      v.assign(reinterpret_cast<const E*>(in.data()), reinterpret_cast<const E*>(in.data()) + n);
+    } else if constexpr (codec_memcpy<E>) {
       v.resize(n);
       r.bytes(v.data(), n * sizeof(E), "std::vector");
     } else {

@@ -82,7 +82,7 @@ std::uint64_t type_fingerprint(const char* mangled, std::size_t size) noexcept {
 // ---- received_handoff -----------------------------------------------------------------
 
 received_handoff::received_handoff(received_handoff&& o) noexcept
-    : header_(o.header_), fds_(std::exchange(o.fds_, {-1, -1})), what_(std::move(o.what_)) {}
+    : header_(o.header_), fds_(std::exchange(o.fds_, {-1, -1, -1})), what_(std::move(o.what_)) {}
 
 received_handoff::~received_handoff() { close_all(fds_.data(), fds_.size()); }
 
@@ -223,7 +223,7 @@ received_handoff handoff_reader::finish() {
   const bool name_tail_clear = std::all_of(name_end, h.type_name + sizeof h.type_name, [](char c) { return c == 0; });
   const std::size_t params_used = h.kind == static_cast<std::uint32_t>(handoff_kind::queue) ||
                                           h.kind == static_cast<std::uint32_t>(handoff_kind::joinable_queue)
-                                      ? 0
+                                      ? 2
                                       : 1;
   const bool params_clear =
       std::all_of(h.params + params_used, h.params + std::size(h.params), [](std::uint64_t p) { return p == 0; });

@@ -31,8 +31,10 @@
 //
 //     object                     fds                    receive_handle<...> refuses (handoff_error) when
 //     shm_region                 memfd                  not a sealed memfd, size != announced
-//     queue<T>                   memfd                  as region; too small; no ring laid out in it
-//     joinable_queue<T>          memfd, memfd           as queue; counter region too small
+//     queue<T>                   memfd, memfd           as region; too small; no ring laid out in it;
+//                                                        value arena (2nd memfd) not a sealed memfd,
+//                                                        size != ring slots x announced span
+//     joinable_queue<T>          memfd, memfd, memfd    as queue; counter region too small
 //     connection<T>              socket                 not an AF_UNIX SOCK_STREAM socket; bad modes
 //     process_mutex, _event, ..  memfd                  as region; smaller than the object's state
 //     shared_value<T> / _array   memfd                  as region; element count does not fit
@@ -140,31 +142,42 @@ struct handoff_shape {
 
 template <>
 struct handoff_traits<shm_region> : handoff_shape<handoff_kind::region, 1, false, void> {
-  static handoff_parts parts(const shm_region& r) { return {{r.fd(), -1}, 1, {r.size()}}; }
+  static handoff_parts parts(const shm_region& r) { return {{r.fd(), -1, -1}, 1, {r.size()}}; }
   static shm_region rebuild(received_handoff& m) { return m.take_region(0, "the region"); }
 };
 
+// A queue travels as its ring's memfd and its value arena's (detail/value_arena.hpp),
+// with the arena's span and kept bytes per slot; the arena is checked against the ring
+// (its size is slot count x span) only once the ring is known to be well formed.
+inline handoff_parts queue_parts(const queue_core& core) {
+  const value_arena& arena = core.arena();
+  return {{core.region().fd(), arena.fd(), -1}, 2, {arena.span(), arena.keep()}};
+}
+inline std::shared_ptr<queue_core> rebuilt_queue_core(received_handoff& m) {
+  shm_region ring = m.take_region(0, "the queue's memory");
+  return built_or_refused(
+      m, [&] { return std::make_shared<queue_core>(std::move(ring), m.fd(1), m.header().params[0], m.header().params[1]); });
+}
+
 template <class T>
-struct handoff_traits<queue<T>> : handoff_shape<handoff_kind::queue, 1, true, T> {
-  static handoff_parts parts(const queue<T>& q) { return {{q.core_->region().fd(), -1}, 1, {}}; }
-  static queue<T> rebuild(received_handoff& m) {
-    shm_region r = m.take_region(0, "the queue's memory");
-    return built_or_refused(m, [&] { return queue<T>(std::make_shared<queue_core>(std::move(r))); });
-  }
+struct handoff_traits<queue<T>> : handoff_shape<handoff_kind::queue, 2, true, T> {
+  static handoff_parts parts(const queue<T>& q) { return queue_parts(*q.core_); }
+  static queue<T> rebuild(received_handoff& m) { return queue<T>(rebuilt_queue_core(m)); }
 };
 
 template <class T>
-struct handoff_traits<joinable_queue<T>> : handoff_shape<handoff_kind::joinable_queue, 2, true, T> {
+struct handoff_traits<joinable_queue<T>> : handoff_shape<handoff_kind::joinable_queue, 3, true, T> {
   static handoff_parts parts(const joinable_queue<T>& q) {
-    return {{q.queue_.core_->region().fd(), q.core_->region().fd()}, 2, {}};
+    handoff_parts p = queue_parts(*q.queue_.core_);
+    p.fds[2] = q.core_->region().fd();
+    p.fd_count = 3;
+    return p;
   }
   static joinable_queue<T> rebuild(received_handoff& m) {
-    shm_region ring = m.take_region(0, "the queue's memory");
-    shm_region counter = m.take_region(1, "the task counter's memory");
-    return built_or_refused(m, [&] {
-      return joinable_queue<T>(queue<T>(std::make_shared<queue_core>(std::move(ring))),
-                               std::make_shared<joinable_core>(std::move(counter)));
-    });
+    std::shared_ptr<queue_core> ring = rebuilt_queue_core(m);
+    shm_region counter = m.take_region(2, "the task counter's memory");
+    return built_or_refused(
+        m, [&] { return joinable_queue<T>(queue<T>(std::move(ring)), std::make_shared<joinable_core>(std::move(counter))); });
   }
 };
 
@@ -176,7 +189,7 @@ struct handoff_traits<connection<T>> : handoff_shape<handoff_kind::connection, 1
     if (c.end_.buffered() != 0)
       throw std::logic_error("corio::send_handle: the connection holds " + std::to_string(c.end_.buffered()) +
                              " received bytes not yet read as values; they would be lost");
-    return {{c.fd(), -1}, 1, {c.end_.modes()}};
+    return {{c.fd(), -1, -1}, 1, {c.end_.modes()}};
   }
   static connection<T> rebuild(received_handoff& m) {
     const std::uint64_t modes = m.header().params[0];
@@ -198,7 +211,7 @@ concept region_backed = requires(const Object& o) {
 // The object's own type is the element: a process_event is not a process_mutex.
 template <region_backed Object>
 struct handoff_traits<Object> : handoff_shape<handoff_kind::shared_state, 1, true, Object> {
-  static handoff_parts parts(const Object& o) { return {{o.region().fd(), -1}, 1, {o.region().size()}}; }
+  static handoff_parts parts(const Object& o) { return {{o.region().fd(), -1, -1}, 1, {o.region().size()}}; }
   static Object rebuild(received_handoff& m) {
     shm_region r = m.take_region(0, "the object's memory");
     return built_or_refused(m, [&] { return Object(std::move(r)); });

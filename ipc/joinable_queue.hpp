@@ -306,7 +306,8 @@ class joinable_queue {
   [[nodiscard]] bool empty() const noexcept { return queue_.empty(); }
   [[nodiscard]] bool full() const noexcept { return queue_.full(); }
   [[nodiscard]] std::size_t capacity() const noexcept { return queue_.capacity(); }
-  [[nodiscard]] std::size_t max_message_bytes() const noexcept { return queue_.max_message_bytes(); }
+  [[nodiscard]] std::size_t slot_bytes() const noexcept { return queue_.slot_bytes(); }
+  [[nodiscard]] std::uint64_t max_value_bytes() const noexcept { return queue_.max_value_bytes(); }
   [[nodiscard]] std::uint64_t lost() noexcept { return queue_.lost(); }
 
  private:

@@ -21,7 +21,7 @@ namespace detail {
 void throw_mpmc_oversize(std::size_t bytes, std::size_t max_payload) {
   throw std::length_error("corio::mpmc_ring: a " + std::to_string(bytes) +
                           "-byte message does not fit a slot (largest message: " + std::to_string(max_payload) +
-                          " bytes); raise the slot size (queue_options::max_message_bytes)");
+                          " bytes); format the ring with larger slots, or keep larger messages outside it (try_push_external)");
 }
 
 void throw_mpmc_corrupt(std::uint32_t length, std::uint64_t position, std::size_t max_payload) {
@@ -34,6 +34,11 @@ void throw_mpmc_small_buffer(std::size_t bytes, std::size_t max_payload) {
   throw std::invalid_argument("corio::mpmc_ring::try_pop: a " + std::to_string(bytes) +
                               "-byte buffer cannot hold every message (need max_payload = " +
                               std::to_string(max_payload) + " bytes)");
+}
+
+void throw_mpmc_no_external(std::size_t max_payload) {
+  throw std::invalid_argument("corio::mpmc_ring::try_push_external: a " + std::to_string(max_payload) +
+                              "-byte slot has no room for an external message's 8-byte length");
 }
 
 namespace {
@@ -120,8 +125,8 @@ bool mpmc_claim_owner_alive(std::uint32_t mark) noexcept {
 namespace {
 
 constexpr std::size_t max_slots = std::size_t{1} << 30;  // signed 32-bit sequence differences
-constexpr std::size_t max_message = (std::size_t{1} << 31) - 64;  // a length is a tag without the claim bit
-static_assert(max_message < detail::mpmc_hole);
+constexpr std::size_t max_message = (std::size_t{1} << 30) - 64;  // a length is a tag below the other tags
+static_assert(max_message < detail::mpmc_external && max_message < detail::mpmc_hole);
 
 std::uint64_t slot_count_for(std::size_t slots) { return std::bit_ceil(slots < 2 ? std::size_t{2} : slots); }
 
@@ -226,7 +231,7 @@ std::size_t mpmc_ring::size() const noexcept {
   return static_cast<std::uint64_t>(diff) > mask_ + 1 ? capacity() : static_cast<std::size_t>(diff);
 }
 
-bool mpmc_ring::recover(const claim& c) noexcept {
+bool mpmc_ring::recover(const claim& c, detail::mpmc_cleanup cleanup, void* arg) noexcept {
   const std::uint32_t mark = detail::mpmc_tag(c.state);
   if ((mark & detail::mpmc_claim_bit) == 0 || c.slot > mask_)
     return false;
@@ -241,23 +246,29 @@ bool mpmc_ring::recover(const claim& c) noexcept {
   const bool producer = ((seq - c.slot) & mask_) == 0;
   const std::uint64_t next =
       producer ? detail::mpmc_state(seq + 1, detail::mpmc_hole) : detail::mpmc_state(seq - 1 + mask_ + 1, 0);
+  // Take the claim over (see "Recovery takes the claim over"): the same sequence number,
+  // our mark. Acquire, as any claim: the cleanup may touch what the slot guards.
   std::uint64_t expected = c.state;
-  // Relaxed: nothing is published through it. A dead producer's bytes are never read (a
-  // hole), and the next producer of a dead consumer's slot overwrites what it left.
-  while (!detail::compare_exchange_relaxed(slot->state, expected, next))
+  while (!detail::compare_exchange_acquire(slot->state, expected, detail::mpmc_state(seq, detail::mpmc_claim_mark())))
     if (expected != c.state)
       return false;  // another recoverer was first
+  if (cleanup != nullptr)
+    cleanup(arg, c.slot);
+  // Release: the cleanup is done before the next claimer can have the slot. Nothing else
+  // is published through it: a dead producer's bytes are never read (a hole), and the next
+  // producer of a dead consumer's slot overwrites what it left.
+  detail::store_release(slot->state, next);
   std::uint64_t lost = detail::load_relaxed(header_->lost);
   while (!detail::compare_exchange_relaxed(header_->lost, lost, lost + 1)) {
   }
   return true;
 }
 
-std::size_t mpmc_ring::recover_all() noexcept {
+std::size_t mpmc_ring::recover_all(detail::mpmc_cleanup cleanup, void* arg) noexcept {
   std::size_t freed = 0;
   for (std::uint64_t i = 0; i <= mask_; ++i) {
     const std::uint64_t state = detail::load_relaxed(slot_at(i)->state);
-    if ((detail::mpmc_tag(state) & detail::mpmc_claim_bit) != 0 && recover(claim{i, state}))
+    if ((detail::mpmc_tag(state) & detail::mpmc_claim_bit) != 0 && recover(claim{i, state}, cleanup, arg))
       ++freed;
   }
   return freed;

@@ -75,9 +75,20 @@
 //   does not repeat within 2^32 positions (its sequence number grows with each use), so a
 //   compare-exchange that expects a word seen earlier cannot succeed on a later lap.
 //
-// Messages: at most max_payload() bytes (set at format, < 2^31); a larger one throws
+// Messages: at most max_payload() bytes (set at format, < 2^30); a larger one throws
 // std::length_error naming both sizes, before anything is claimed: never truncated, never
 // dropped. Zero-length messages are allowed.
+//
+// External messages (try_push_external / the two-callback try_pop_with): a message whose
+// bytes live outside the ring, in storage the layer above keeps per slot index (the queue's
+// value arena, ipc/detail/value_arena.hpp). The producer claims the slot, fills the slot's
+// storage through a callback while it holds the claim, writes the length (8 bytes) into
+// the payload and publishes the tag mpmc_external. The consumer that claims such a slot
+// gets (slot index, length) instead of bytes and reads the storage while it holds the
+// claim. So the slot's claim word guards the external bytes exactly as it guards inline
+// ones: whoever holds the claim is the storage's only user, and recovery of a dead
+// claimer (below) runs a cleanup callback while it holds the slot itself. A producer whose
+// fill callback throws publishes a hole (as if it had died, but not counted in lost()).
 //
 // Torn messages are impossible: a consumer claims a slot only after it saw the producer's
 // release store of {p + 1, len}, made after the whole payload was copied.
@@ -103,12 +114,18 @@
 //   longer trust a slot's lap to say that the positions before it were consumed (the
 //   jump in next_position). This way consumers pass every position, in order, before
 //   its slot serves the next lap, dead producer or not.
+// - Recovery takes the claim over before it frees the slot: it compare-exchanges the dead
+//   owner's word to the same sequence number with its own mark, runs the caller's cleanup
+//   on the slot (the queue empties the slot's external storage there, so nobody can be
+//   writing it), then stores the freed word. A recoverer that dies in between leaves a
+//   claim of its own, recovered the same way.
 // - Why a value is delivered once or counted lost, never both, never torn: a live claimer
 //   is never recovered, so only the owner ever moves a word out of a claim while the owner
 //   lives. Death is final: once the owner is dead, nobody but recoverers writes the word.
 //   Each recoverer's compare-exchange expects the claim word it saw; the first one
-//   replaces it with {p + 1, hole} or {p + cap, 0}, and the claim word cannot come back
-//   (a hole is not a mark; a sequence number repeats only 2^32 positions later), so
+//   replaces it with its own claim and then {p + 1, hole} or {p + cap, 0}, and the dead
+//   claim word cannot come back (a hole is not a mark, a live recoverer's mark is not the
+//   dead one's; a sequence number repeats only 2^32 positions later), so
 //   every other recoverer's compare-exchange fails: exactly one recoverer frees the slot
 //   and counts it. A stale recoverer, holding a word seen long ago, fails the same way.
 //   The consumer's value was never handed to a live consumer (it was in the dead one's
@@ -146,6 +163,7 @@
 #include <optional>
 #include <span>
 #include <type_traits>
+#include <utility>
 
 namespace corio {
 
@@ -155,7 +173,7 @@ struct mpmc_ring_header {
   alignas(64) std::uint64_t magic;  // mpmc_ring_magic once format() is complete
   std::uint64_t slot_count;         // a power of two
   std::uint64_t slot_stride;        // bytes per slot, stride_for(max_payload)
-  std::uint64_t max_payload;        // largest message, < 2^31
+  std::uint64_t max_payload;        // largest inline message, < 2^30
   std::uint64_t lost;               // claims of dead processes recovered (see the top)
   alignas(64) std::uint64_t enqueue_pos;  // hint: every position below it was claimed by a producer
   alignas(64) std::uint64_t dequeue_pos;  // hint: every position below it was claimed by a consumer
@@ -176,10 +194,13 @@ static_assert(std::is_trivially_copyable_v<mpmc_slot>);
 
 inline constexpr std::uint64_t mpmc_ring_magic = 0x32636f72696f4d50ULL;  // "PMoiroc2": slots with claim marks
 
-// A tag with this bit is a claim mark; without it, a length (or 0 in a free slot), or
-// mpmc_hole: the published hole that recovery leaves at the position of a dead producer.
+// A tag with this bit is a claim mark; without it, a length (or 0 in a free slot),
+// mpmc_hole: the published hole that recovery leaves at the position of a dead producer,
+// or mpmc_external: an external message (its 8-byte length in the payload).
 inline constexpr std::uint32_t mpmc_claim_bit = 0x8000'0000u;
-inline constexpr std::uint32_t mpmc_hole = 0x7fff'ffffu;  // > any max_payload
+inline constexpr std::uint32_t mpmc_hole = 0x7fff'ffffu;      // > any max_payload
+inline constexpr std::uint32_t mpmc_external = 0x4000'0000u;  // > any max_payload
+inline constexpr std::size_t mpmc_external_record = sizeof(std::uint64_t);  // its payload
 
 [[nodiscard]] constexpr std::uint64_t mpmc_state(std::uint64_t seq, std::uint32_t tag) noexcept {
   return std::uint64_t{tag} << 32 | static_cast<std::uint32_t>(seq);
@@ -207,6 +228,10 @@ inline std::atomic<std::uint32_t> mpmc_claim_mark_cache{0};
 [[noreturn]] void throw_mpmc_oversize(std::size_t bytes, std::size_t max_payload);
 [[noreturn]] void throw_mpmc_corrupt(std::uint32_t length, std::uint64_t position, std::size_t max_payload);
 [[noreturn]] void throw_mpmc_small_buffer(std::size_t bytes, std::size_t max_payload);
+[[noreturn]] void throw_mpmc_no_external(std::size_t max_payload);
+
+// What recovery runs on a slot it took over from a dead claimer, before it frees it.
+using mpmc_cleanup = void (*)(void* arg, std::uint64_t slot) noexcept;
 
 }  // namespace detail
 
@@ -243,25 +268,10 @@ class mpmc_ring {
     const std::uint64_t n = message.size();
     if (n > max_payload_) [[unlikely]]
       detail::throw_mpmc_oversize(message.size(), max_payload());
-    const std::uint32_t mark = detail::mpmc_claim_mark();
-    std::uint64_t pos = detail::load_relaxed(header_->enqueue_pos);
-    detail::mpmc_slot* slot;
-    for (;;) {
-      slot = slot_at(pos);
-      // The claim, attempted blind (see "Claims without a look first"). Acquire: the
-      // previous consumer of this slot finished reading before we overwrite.
-      std::uint64_t state = detail::mpmc_state(pos, 0);
-      if (detail::compare_exchange_acquire(slot->state, state, detail::mpmc_state(pos, mark)))
-        break;
-      const std::int32_t diff = detail::mpmc_lap_diff(state, pos);
-      if (diff < 0)
-        return false;  // the slot still holds the message of pos - capacity (or its claimer): full
-      pos = next_position(pos, diff, header_->enqueue_pos);  // taken by another producer
-    }
-    detail::store_relaxed(header_->enqueue_pos, pos + 1);
-    // The slots a lap ahead were last written by a consumer's core: ask for them in
-    // exclusive state now, so a later push does not stall on the transfer.
-    __builtin_prefetch(slot_at(pos + prefetch_distance), 1);
+    std::uint64_t pos;
+    detail::mpmc_slot* const slot = claim_for_push(pos);
+    if (slot == nullptr)
+      return false;
     if (n != 0)
       std::memcpy(payload_of(slot), message.data(), n);
     // Release: the payload is written before the word says published.
@@ -269,11 +279,52 @@ class mpmc_ring {
     return true;
   }
 
+  // Pushes an external message of `length` bytes (see "External messages"): claims a slot,
+  // calls fill(std::uint64_t slot_index), which must store the bytes where the consumer's
+  // callback will find them, then publishes. false: full (fill was not called). If fill
+  // throws, the position is published as a hole (consumers pass it, lost() does not
+  // count it) and the exception propagates. Throws std::invalid_argument if max_payload()
+  // is below 8 (no room for the length).
+  template <class Fill>
+  bool try_push_external(std::uint64_t length, Fill&& fill) {
+    if (max_payload_ < detail::mpmc_external_record) [[unlikely]]
+      detail::throw_mpmc_no_external(max_payload());
+    std::uint64_t pos;
+    detail::mpmc_slot* const slot = claim_for_push(pos);
+    if (slot == nullptr)
+      return false;
+    struct hole_guard {
+      detail::mpmc_slot* slot;
+      std::uint64_t hole;
+      // Release, as a publish: consumers step over the word without reading the payload.
+      ~hole_guard() {
+        if (slot != nullptr)
+          detail::store_release(slot->state, hole);
+      }
+    } guard{slot, detail::mpmc_state(pos + 1, detail::mpmc_hole)};
+    fill(pos & mask_);
+    guard.slot = nullptr;
+    std::memcpy(payload_of(slot), &length, sizeof length);
+    // Release: the external bytes and the length are written before the word says published.
+    detail::store_release(slot->state, detail::mpmc_state(pos + 1, detail::mpmc_external));
+    return true;
+  }
+
   // Claims the oldest published message and calls f(std::span<const std::byte>) on its
   // bytes in place, then frees the slot. false: nothing to pop right now. If f throws, the
-  // slot is freed anyway and the message is gone (it cannot be put back in order).
+  // slot is freed anyway and the message is gone (it cannot be put back in order). An
+  // external message throws std::runtime_error (only the overload below takes them).
   template <class F>
   bool try_pop_with(F&& f) {
+    return try_pop_with(std::forward<F>(f), [this](std::uint64_t slot, std::uint64_t) {
+      detail::throw_mpmc_corrupt(detail::mpmc_external, slot, max_payload());
+    });
+  }
+  // The same, and for an external message external(std::uint64_t slot_index,
+  // std::uint64_t length), called while the slot is claimed; the length is the producer's
+  // word, unchecked (the callback checks it against its storage).
+  template <class F, class External>
+  bool try_pop_with(F&& f, External&& external) {
     const std::uint32_t mark = detail::mpmc_claim_mark();
     std::uint64_t pos = detail::load_relaxed(header_->dequeue_pos);
     std::uint32_t length = length_guess_.load(std::memory_order_relaxed);
@@ -310,8 +361,14 @@ class mpmc_ring {
       std::uint64_t next;
       ~release_guard() { detail::store_release(slot->state, next); }  // release: done reading the bytes
     } guard{slot, detail::mpmc_state(pos + mask_ + 1, 0)};
-    if (length > max_payload_) [[unlikely]]
-      detail::throw_mpmc_corrupt(length, pos, max_payload());
+    if (length > max_payload_) [[unlikely]] {
+      if (length != detail::mpmc_external || max_payload_ < detail::mpmc_external_record)
+        detail::throw_mpmc_corrupt(length, pos, max_payload());
+      std::uint64_t external_length;
+      std::memcpy(&external_length, payload_of(slot), sizeof external_length);
+      external(pos & mask_, external_length);
+      return true;
+    }
     f(std::span<const std::byte>(payload_of(slot), static_cast<std::size_t>(length)));
     return true;
   }
@@ -371,9 +428,11 @@ class mpmc_ring {
   // a producer's position is skipped, a consumer's message dropped, and lost() grows by
   // one. true then. false (nothing changed) while the claimer lives, however long. Reads
   // /proc/<pid>/stat; at most one of any number of concurrent recover(c) returns true.
-  bool recover(const claim& c) noexcept;
+  // cleanup(arg, slot index), when given, runs while this process holds the slot, before
+  // it is freed (see "Recovery takes the claim over").
+  bool recover(const claim& c, detail::mpmc_cleanup cleanup = nullptr, void* arg = nullptr) noexcept;
   // recover() for every slot that holds a claim; returns how many were freed. O(capacity).
-  std::size_t recover_all() noexcept;
+  std::size_t recover_all(detail::mpmc_cleanup cleanup = nullptr, void* arg = nullptr) noexcept;
   // Claims of dead processes freed so far, by anyone, in any process.
   [[nodiscard]] std::uint64_t lost() const noexcept { return detail::load_relaxed(header_->lost); }
 
@@ -388,6 +447,31 @@ class mpmc_ring {
   [[nodiscard]] static std::byte* payload_of(detail::mpmc_slot* s) noexcept {
     return reinterpret_cast<std::byte*>(s) + sizeof(detail::mpmc_slot);
   }
+  // The producer's claim (see "Claims without a look first"): the claimed slot, its
+  // position in pos; nullptr when full. Inlined: it is try_push's whole hot path.
+  [[gnu::always_inline]] detail::mpmc_slot* claim_for_push(std::uint64_t& pos) noexcept {
+    const std::uint32_t mark = detail::mpmc_claim_mark();
+    pos = detail::load_relaxed(header_->enqueue_pos);
+    detail::mpmc_slot* slot;
+    for (;;) {
+      slot = slot_at(pos);
+      // The claim, attempted blind. Acquire: the previous consumer of this slot finished
+      // reading before we overwrite.
+      std::uint64_t state = detail::mpmc_state(pos, 0);
+      if (detail::compare_exchange_acquire(slot->state, state, detail::mpmc_state(pos, mark)))
+        break;
+      const std::int32_t diff = detail::mpmc_lap_diff(state, pos);
+      if (diff < 0)
+        return nullptr;  // the slot still holds the message of pos - capacity (or its claimer): full
+      pos = next_position(pos, diff, header_->enqueue_pos);  // taken by another producer
+    }
+    detail::store_relaxed(header_->enqueue_pos, pos + 1);
+    // The slots a lap ahead were last written by a consumer's core: ask for them in
+    // exclusive state now, so a later push does not stall on the transfer.
+    __builtin_prefetch(slot_at(pos + prefetch_distance), 1);
+    return slot;
+  }
+
   // Where side s stops now: the first position from its hint whose slot it would claim or
   // wait at (free / published, or full / empty), and the word there. Holes are passed.
   struct stop {

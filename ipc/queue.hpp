@@ -2,7 +2,10 @@
 // corio::queue<T> — Python's multiprocessing.Queue for fork()ed processes, without the
 // feeder thread and the pipe: values go straight into a bounded many-producer
 // many-consumer ring in shared memory (ipc/mpmc_ring.hpp), and sleepers are woken through
-// two event_counts (ipc/event_count.hpp).
+// two event_counts (ipc/event_count.hpp). Values of any size: a value whose encoding fits
+// a ring slot (slot_bytes, 256 by default) is copied into the slot; a larger one into the
+// slot's extent of the queue's value arena (ipc/detail/value_arena.hpp), see "Large
+// values".
 //
 //     corio::queue<std::string> q;                 // in the parent, before fork
 //     corio::process writer([](corio::queue<std::string> q) { q.put("url_1"); }, q);
@@ -10,7 +13,7 @@
 //     std::string url = q.get();                    // blocks until a value arrives
 //
 // Sharing: the constructor creates one shm_region (memfd) holding the ring, the two
-// event_count words and the closed flag. A queue object is a cheap handle (a shared_ptr to
+// event_count words and the closed flag, and the value arena (a second, sparse memfd). A queue object is a cheap handle (a shared_ptr to
 // the mapping): copies made in one process share the mapping, and a fork()ed child's copy
 // maps the same memory, so every process started after the queue was created reaches it.
 // The mapping is released when the last handle of a process is destroyed; the memory
@@ -18,10 +21,12 @@
 // member at any time.
 //
 // Contract
-// - put(v) encodes v (ipc/codec.hpp) in the caller: an encoding error (encode_error) or a
-//   value larger than max_message_bytes() (std::length_error, naming both sizes) throws
+// - put(v) encodes v (ipc/codec.hpp) in the caller: an encoding error (encode_error) or
+//   memory that cannot hold the value (std::system_error, ENOMEM) throws
 //   there and nothing is queued. A value is never truncated, dropped, or delayed into a
-//   background thread.
+//   background thread. Any size is accepted up to max_value_bytes() (1 TiB unless the
+//   capacity passes 2^22 or RLIMIT_FSIZE is set; std::length_error beyond, naming both
+//   sizes).
 // - Order: one producer's values arrive in the order it put them; values of different
 //   producers interleave in the order their puts claimed ring positions.
 // - Each value is delivered to exactly one get.
@@ -54,15 +59,55 @@
 //   wait, so they never free a claim: a try_get loop behind a dead producer sees "empty"
 //   until a waiting call, a get on the closed queue or lost() frees its slot.
 //
-// Limits: max_message_bytes (queue_options, default 256) bounds one encoded value; the
-// shared memory is capacity x round_up(8 + max_message_bytes, 8) bytes (264 KiB for the
-// defaults).
+// Large values (encoded size above slot_bytes()): the producer claims the next ring slot
+// as for a small value, writes the encoding into that slot's extent of the value arena
+// (one memfd per queue, created with it, sparse: slot i owns bytes [i x span, (i + 1) x
+// span)), and publishes the slot as an "external" message holding the length. The
+// consumer that claims the slot decodes the value straight from a mapping of the extent,
+// punches the extent back into a hole beyond its first arena_keep_bytes / capacity bytes
+// (pages kept for the slot's next large value), then frees the slot.
+// - Order and exactly-once are the ring's: a large value takes one ring position like a
+//   small one, so small and large values of one producer arrive in order, and producers
+//   of large values run in parallel (each writes its own slot's extent).
+// - Dead processes: the ring slot's claim guards the extent, so the rules above hold
+//   unchanged (a producer killed in the middle of a large put: a hole, counted in lost();
+//   a consumer killed while it decodes: its value is lost and counted). The process that
+//   recovers such a claim punches the slot's extent before freeing the slot, so a dead
+//   process leaves no memory behind.
+// - Memory: a value in flight takes its encoded size in the arena (charged to the
+//   producer's memory cgroup) until its get; afterwards the arena keeps at most
+//   arena_keep_bytes (64 MiB by default, spread over the slots) for later large values,
+//   and each process that wrote or read those kept bytes keeps them mapped (address
+//   space, no extra memory). Nothing is reserved up front. The producer also holds the
+//   encoding (a per-thread buffer, freed again after values over 4 MiB; none for
+//   trivially copyable types, strings and byte vectors) and the consumer the decoded T.
+//   Memory that cannot be had throws std::system_error (ENOMEM): at put when encoding
+//   into the buffer fails, or storing into the arena (naming the size); nothing is queued
+//   then. At get when the mapping or the decoded value cannot be had (naming the size;
+//   the value was taken off the queue and is lost, like any get whose decoding throws).
+// - Costs: two copies of a large std::string, byte vector or trivially copyable value
+//   (into the arena straight from the object, and out of the mapping by decode), three
+//   for other types (encoded into a buffer first). A value that fits its slot's kept
+//   bytes is copied through a mapping kept per process; a larger one is written with
+//   pwrite (the kernel allocates and zeroes its pages) and mapped for its get, and the
+//   part beyond the kept bytes is freed by a punch: measured, that page churn cost more
+//   than the copies, so keep arena_keep_bytes >= capacity x the usual large value. Why not
+//   chunks through the ring: slot-sized chunks of one value would need consecutive
+//   positions (or a lock every put would pay for) and one consumer reassembling them;
+//   why not a memfd per value handed over with pidfd_getfd: its producer would have to
+//   stay alive until a consumer took the value, and a child that puts its result and
+//   exits is the common case.
+//
+// Limits: the ring's shared memory is capacity x round_up(8 + slot_bytes, 8) bytes
+// (264 KiB for the defaults) plus 8 bytes per slot for the arena; slot_bytes is at least
+// 8 (an external message's length). Two file descriptors per queue (ring and arena).
 
 #include "codec.hpp"
 #include "detail/queue_core.hpp"
 
 #include "../coro/task.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -92,9 +137,15 @@ class queue_empty : public std::runtime_error {
 };
 
 struct queue_options {
-  // Largest encoded value, in bytes (a slot's payload). Each slot takes
-  // round_up(8 + max_message_bytes, 8) bytes of shared memory.
-  std::size_t max_message_bytes = 256;
+  // Largest encoded value carried inside a ring slot, in bytes (at least 8); larger ones
+  // travel through the value arena (see "Large values"). Each slot takes
+  // round_up(8 + slot_bytes, 8) bytes of shared memory.
+  std::size_t slot_bytes = 256;
+  // Pages of large values that the value arena keeps allocated after their gets, for the
+  // next large values to overwrite instead of the kernel allocating and zeroing fresh
+  // ones: at most arena_keep_bytes / capacity bytes per slot (rounded down to pages). 0:
+  // every get frees its value's pages.
+  std::size_t arena_keep_bytes = std::size_t{64} << 20;
 };
 
 template <class T>
@@ -113,19 +164,23 @@ class queue {
   // std::invalid_argument for a zero capacity or absurd sizes, std::system_error when the
   // shared memory cannot be reserved.
   explicit queue(std::size_t capacity = 1024, queue_options options = {})
-      : core_(std::make_shared<detail::queue_core>(capacity, options.max_message_bytes)) {}
+      : core_(std::make_shared<detail::queue_core>(capacity, std::max<std::size_t>(options.slot_bytes, 8),
+                                                  options.arena_keep_bytes)) {}
 
   // Puts v; waits while the queue is full (block = true, up to timeout if given). Throws
   // queue_full (no room and block = false, or the timeout elapsed), queue_closed,
-  // std::length_error (v encodes to more than max_message_bytes()), encode_error.
+  // encode_error, std::system_error (ENOMEM: no memory for a large value),
+  // std::length_error (v encodes to more than max_value_bytes()).
   void put(const T& v, bool block = true, timeout_type timeout = {}) {
-    detail::with_encoded(v, [&](std::span<const std::byte> b) { core_->put(b, block, timeout); });
+    std::uint64_t count;
+    detail::with_encoded(v, *core_, count, [&](auto bytes) { core_->put(bytes, block, timeout); });
   }
 
   // Takes the oldest value; waits while the queue is empty (block = true, up to timeout if
   // given). Throws queue_empty (nothing and block = false, or the timeout elapsed),
   // queue_closed (closed and drained), decode_error (bytes that are not a T: a producer
-  // that put another type; the value is consumed).
+  // that put another type; the value is consumed), std::system_error (ENOMEM: no memory
+  // to map or decode a large value; the value is consumed).
   T get(bool block = true, timeout_type timeout = {}) {
     std::optional<T> out;
     auto pop = [&] { return core_->try_pop([&](std::span<const std::byte> b) { detail::decode_into(b, out); }); };
@@ -147,12 +202,12 @@ class queue {
     return std::move(*out);
   }
 
-  // put without waiting: false when full. Throws queue_closed, std::length_error,
-  // encode_error.
+  // put without waiting: false when full. Throws as put.
   bool try_put(const T& v) {
     if (core_->closed())
       core_->throw_closed("put");
-    return detail::with_encoded(v, [&](std::span<const std::byte> b) { return core_->try_push(b); });
+    std::uint64_t count;
+    return detail::with_encoded(v, *core_, count, [&](auto bytes) { return core_->try_push(bytes); });
   }
 
   // get without waiting: nullopt when empty. Throws queue_closed (closed and drained),
@@ -177,12 +232,21 @@ class queue {
       core_->throw_closed("put");
     // The encoding lives in this frame: other coroutines of this thread may put while we wait.
     std::vector<std::byte> storage;
-    std::span<const std::byte> bytes;
+    std::uint64_t count;
+    detail::value_parts bytes;
     if constexpr (detail::codec_memcpy<T>) {
-      bytes = std::as_bytes(std::span<const T, 1>(&v, 1));
+      bytes.head = std::as_bytes(std::span<const T, 1>(&v, 1));
+    } else if constexpr (detail::codec_flat<T>) {
+      bytes.body = detail::codec_flat_body(v);  // in place: v lives in this frame
+      count = v.size();
+      bytes.head = std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1));
+      if (bytes.size() <= slot_bytes()) {
+        corio::encode(v, storage);
+        bytes = {storage, {}};
+      }
     } else {
       corio::encode(v, storage);
-      bytes = storage;
+      bytes.head = storage;
     }
     if (core_->try_push(bytes))
       co_return;
@@ -213,7 +277,10 @@ class queue {
   [[nodiscard]] bool full() const noexcept { return size() >= capacity(); }
 
   [[nodiscard]] std::size_t capacity() const noexcept { return core_->ring().capacity(); }
-  [[nodiscard]] std::size_t max_message_bytes() const noexcept { return core_->ring().max_payload(); }
+  // Values up to slot_bytes() travel inside a ring slot, larger ones through the value
+  // arena; max_value_bytes() is the largest value put accepts (encoded size).
+  [[nodiscard]] std::size_t slot_bytes() const noexcept { return core_->ring().max_payload(); }
+  [[nodiscard]] std::uint64_t max_value_bytes() const noexcept { return core_->max_value_bytes(); }
 
   // Values lost with processes that died inside a put or a get, in any process, since the
   // queue was created (see "Dead processes never wedge the living"). Frees the claims of

@@ -22,16 +22,6 @@ std::string describe(const char* op, const char* name, std::size_t bytes) {
   return std::string(op) + " shm_region '" + (name ? name : "") + "' (" + std::to_string(bytes) + " bytes)";
 }
 
-// Physical memory plus swap: a fully reserved region larger than this can never exist,
-// and asking tmpfs to reserve it would first push the machine (or cgroup) into the OOM
-// killer before fallocate gives up.
-std::size_t memory_ceiling() noexcept {
-  struct sysinfo si {};
-  if (::sysinfo(&si) != 0)
-    return static_cast<std::size_t>(-1);
-  return (static_cast<std::size_t>(si.totalram) + si.totalswap) * si.mem_unit;
-}
-
 // The size never changes once set, for anyone holding the fd (see shm_region.hpp).
 constexpr int region_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
@@ -40,17 +30,11 @@ constexpr int region_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
   detail::throw_errno(EINVAL, "receive shm_region: " + why);
 }
 
-// The size of a received fd, once it is known to be a memfd sealed as create() seals:
-// only memfd_create(MFD_ALLOW_SEALING) makes a file that F_SEAL_SHRINK and F_SEAL_GROW can
-// be added to (every other file refuses F_GET_SEALS, or carries F_SEAL_SEAL alone from
-// the start), so the seals prove both what the file is and that its size is final.
+// The size of a received fd, once it is known to be a sealed memfd (its size is final).
 std::size_t checked_size(int fd, std::optional<std::size_t> expected_bytes) {
-  const int seals = ::fcntl(fd, F_GET_SEALS);
-  if (seals < 0)
-    refuse(fd, std::string("the received fd is not a memfd (F_GET_SEALS: ") + std::strerror(errno) + ")");
-  if ((seals & region_seals) != region_seals)
-    refuse(fd, "the received memfd is not sealed against shrinking and growing (seals " + std::to_string(seals) +
-                   ", need F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): its sender could truncate it under our mapping");
+  const std::string problem = detail::sealed_memfd_problem(fd);
+  if (!problem.empty())
+    refuse(fd, problem);
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
@@ -78,11 +62,33 @@ std::byte* map_shared(int fd, std::size_t bytes, const std::string& what) {
 
 }  // namespace
 
+// Asking tmpfs to reserve more than this would first push the machine (or cgroup) into
+// the OOM killer before fallocate gives up.
+std::size_t detail::memory_ceiling() noexcept {
+  struct sysinfo si {};
+  if (::sysinfo(&si) != 0)
+    return static_cast<std::size_t>(-1);
+  return (static_cast<std::size_t>(si.totalram) + si.totalswap) * si.mem_unit;
+}
+
+// Only memfd_create(MFD_ALLOW_SEALING) makes a file that F_SEAL_SHRINK and F_SEAL_GROW can
+// be added to (every other file refuses F_GET_SEALS, or carries F_SEAL_SEAL alone from the
+// start), so the seals prove both what the file is and that its size is final.
+std::string detail::sealed_memfd_problem(int fd) {
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0)
+    return std::string("the received fd is not a memfd (F_GET_SEALS: ") + std::strerror(errno) + ")";
+  if ((seals & region_seals) != region_seals)
+    return "the received memfd is not sealed against shrinking and growing (seals " + std::to_string(seals) +
+           ", need F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): its sender could truncate it under our mapping";
+  return {};
+}
+
 shm_region shm_region::create(std::size_t bytes, const char* name_for_debug) {
   const char* name = name_for_debug ? name_for_debug : "corio";
   if (bytes == 0)
     throw std::invalid_argument("corio::shm_region::create: size must be at least 1 byte");
-  if (bytes > memory_ceiling())
+  if (bytes > detail::memory_ceiling())
     detail::throw_errno(ENOMEM, describe("create", name, bytes) + ": larger than physical memory plus swap");
   int fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)

@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 
 namespace corio {
 
@@ -72,6 +73,15 @@ class shm_region {
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
 };
+
+namespace detail {
+// Physical memory plus swap, in bytes: no memory larger than this can ever be reserved.
+[[nodiscard]] std::size_t memory_ceiling() noexcept;
+// Why fd is not a memfd sealed as create() seals (F_SEAL_SHRINK | F_SEAL_GROW |
+// F_SEAL_SEAL: its size is final); empty when it is one. For received fds that are not
+// mapped whole (a queue's value arena, detail/value_arena.hpp).
+[[nodiscard]] std::string sealed_memfd_problem(int fd);
+}  // namespace detail
 
 // Sends the region's fd over a connected Unix socket (SCM_RIGHTS, with one data byte).
 // The receiver maps the same memory with shm_region::receive.

@@ -7,6 +7,8 @@ same run as bench_ipc, never quoted from elsewhere.
 
 Prints JSON to stdout, one entry per figure, each with "items_per_second":
   python_mp_queue               Queue.put / Queue.get of small ints, child process -> parent
+  python_mp_queue_1MB           Queue.put / Queue.get of 1 MiB bytes objects, child -> parent
+                                (also "bytes_per_second")
   python_mp_pipe                Pipe() Connection.send / recv of small ints, child -> parent
   python_mp_pool_map_chunk1     Pool(cores).map(noop, range(N), chunksize=1), tasks/s
   python_mp_pool_map_chunk64    the same at chunksize=64 (corio's BM_pool_map_chunk64 beside it)
@@ -34,16 +36,16 @@ def noop(x=None):
     return x
 
 
-def _queue_producer(q, n):
+def _queue_producer(q, n, value=1):
     put = q.put
     for _ in range(n):
-        put(1)
+        put(value)
     put(None)
 
 
-def time_queue(ctx, n: int) -> float:
+def time_queue(ctx, n: int, value=1) -> float:
     q = ctx.Queue()
-    child = ctx.Process(target=_queue_producer, args=(q, n + 1))
+    child = ctx.Process(target=_queue_producer, args=(q, n + 1, value))
     child.start()
     get = q.get
     get()  # the first item: the child runs, so its fork is not timed
@@ -53,6 +55,9 @@ def time_queue(ctx, n: int) -> float:
     elapsed = time.perf_counter() - start
     child.join()
     return elapsed
+
+
+MIB = 1 << 20  # python_mp_queue_1MB: one bytes object, put again and again (pickled each time)
 
 
 def _pipe_producer(conn, n):
@@ -127,7 +132,9 @@ def main() -> int:
     result = {
         "python_mp_queue": measure(lambda n: time_queue(ctx, n), s, r, 4096),
         "python_mp_pipe": measure(lambda n: time_pipe(ctx, n), s, r, 4096),
+        "python_mp_queue_1MB": measure(lambda n: time_queue(ctx, n, b"x" * MIB), s, r, 64),
     }
+    result["python_mp_queue_1MB"]["bytes_per_second"] = result["python_mp_queue_1MB"]["items_per_second"] * MIB
     pool = PoolBench(ctx)
     try:
         for chunk in (1, 64):

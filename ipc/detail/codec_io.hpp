@@ -46,9 +46,9 @@ class codec_writer {
 
   void bytes(const void* p, std::size_t n) {
     if (n == 0) return;
-    const auto old = out_.size();
-    out_.resize(old + n);
-    std::memcpy(out_.data() + old, p, n);
+    // insert, not resize and copy: one pass over the bytes (no zero fill first).
+    const auto* b = static_cast<const std::byte*>(p);
+    out_.insert(out_.end(), b, b + n);
   }
   void u64(std::uint64_t v) { bytes(&v, sizeof v); }
   void u32(std::uint32_t v) { bytes(&v, sizeof v); }
@@ -76,6 +76,15 @@ class codec_reader {
                      " left at offset " + std::to_string(pos_));
     if (n != 0) std::memcpy(p, in_.data() + pos_, n);
     pos_ += n;
+  }
+  // The next n bytes in place (no copy), or throws naming `what` when fewer are left.
+  std::span<const std::byte> take(std::size_t n, std::string_view what) {
+    if (n > left())
+      fail(what, "needs " + std::to_string(n) + " bytes, " + std::to_string(left()) +
+                     " left at offset " + std::to_string(pos_));
+    const auto out = in_.subspan(pos_, n);
+    pos_ += n;
+    return out;
   }
   std::uint64_t u64(std::string_view what) {
     std::uint64_t v;

@@ -6,14 +6,15 @@
 //
 // Wire format (handoff_header, 192 bytes, host byte order: both ends are on one machine)
 //   magic             "corioHO1": anything else is not a corio handoff (refused)
-//   version           1
+//   version           2 (1 sent a queue as one memfd, before queues had a value arena)
 //   kind              handoff_kind: what the fds are (a queue, a connection, ...)
-//   fd_count          how many fds the control data carries (1 or 2)
+//   fd_count          how many fds the control data carries (1 to 3)
 //   sender_pid        the sender's getpid(), in its own pid namespace
 //   type_fingerprint  FNV-1a of the element type's mangled name, mixed with its size
 //                     (0: untyped, a shm_region)
-//   params            kind-specific: a region's size, a connection's modes; the unused
-//                     ones zero (checked, as the bytes after type_name's NUL)
+//   params            kind-specific: a region's size, a connection's modes, a queue's
+//                     value arena span and kept bytes per slot; the unused ones zero
+//                     (checked, as the bytes after type_name's NUL)
 //   type_name         the element type's mangled name, NUL-terminated, cut at 127
 //                     characters (compared too, and shown in messages)
 // The header has a fixed size so that the receiver reads exactly one message from the
@@ -54,15 +55,17 @@ namespace detail {
 
 enum class handoff_kind : std::uint32_t {
   region = 1,          // shm_region: one memfd; params[0] = its size
-  queue = 2,           // queue<T>: the memfd of ring and control block
-  joinable_queue = 3,  // joinable_queue<T>: the queue's memfd, then the task counter's
+  queue = 2,           // queue<T>: the memfd of ring and control block, then the value arena's;
+                       // params[0] = the arena's span, params[1] = its kept bytes, per slot
+  joinable_queue = 3,  // joinable_queue<T>: the queue's two memfds, then the task counter's;
+                       // params as queue
   connection = 4,      // connection<T>: a Unix stream socket; params[0] = its modes
   shared_state = 5,    // a process_mutex, process_event, shared_value<T>, ...: one memfd
 };
 
 inline constexpr std::uint64_t handoff_magic = 0x314f486f69726f63ULL;  // "corioHO1"
-inline constexpr std::uint32_t handoff_version = 1;
-inline constexpr std::size_t handoff_max_fds = 2;
+inline constexpr std::uint32_t handoff_version = 2;
+inline constexpr std::size_t handoff_max_fds = 3;
 
 struct handoff_header {
   std::uint64_t magic;
@@ -96,7 +99,7 @@ template <class T>
 
 // What one send carries besides the header fields above.
 struct handoff_parts {
-  std::array<int, handoff_max_fds> fds{-1, -1};
+  std::array<int, handoff_max_fds> fds{-1, -1, -1};
   std::uint32_t fd_count = 0;
   std::array<std::uint64_t, 4> params{};
 };
@@ -125,6 +128,9 @@ class received_handoff {
   [[nodiscard]] const std::string& what() const noexcept { return what_; }
   // Gives up ownership of fd i.
   [[nodiscard]] int take_fd(std::size_t i) noexcept;
+  // fd i, still owned by the message: a callee that takes it sets it to -1 (a value
+  // arena, once the ring it belongs to checked out), else the message closes it.
+  [[nodiscard]] int& fd(std::size_t i) noexcept { return fds_[i]; }
   // fd i as a shm_region (sealed memfd, see shm_region::adopt); handoff_error otherwise.
   [[nodiscard]] shm_region take_region(std::size_t i, const char* role);
   // fd i after checking it is a connected-or-not AF_UNIX SOCK_STREAM socket.
@@ -135,7 +141,7 @@ class received_handoff {
  private:
   friend class handoff_reader;
   handoff_header header_{};
-  std::array<int, handoff_max_fds> fds_{-1, -1};
+  std::array<int, handoff_max_fds> fds_{-1, -1, -1};
   std::string what_;
 };
 

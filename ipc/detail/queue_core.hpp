@@ -7,6 +7,7 @@
 #include "../event_count.hpp"
 #include "../mpmc_ring.hpp"
 #include "../shm_region.hpp"
+#include "value_arena.hpp"
 
 #include "../../coro/task.hpp"
 #include "../../runtime/detail/cpu_relax.hpp"
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <new>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -42,28 +44,59 @@ static_assert(sizeof(queue_control) == 192);
 static_assert(offsetof(queue_control, not_full) == 64);
 static_assert(std::is_trivially_copyable_v<queue_control>);
 
+// A value's encoding in two parts, head then body (a flat value's count and data, see
+// codec_flat; or the whole encoding as head and an empty body), so that a large value is
+// copied into the value arena straight from the object.
+struct value_parts {
+  std::span<const std::byte> head;
+  std::span<const std::byte> body;
+  [[nodiscard]] std::size_t size() const noexcept { return head.size() + body.size(); }
+};
+
+// std::system_error (ENOMEM) for a value memory cannot hold: one being encoded (its size
+// is not known before the encoding is done; encode leaves nothing behind), or a
+// `bytes`-byte one being decoded.
+[[noreturn]] void throw_queue_encode_no_memory();
+[[noreturn]] void throw_queue_decode_no_memory(std::uint64_t bytes);
+
 // The untyped queue: one mapping per process, shared by the handles of that process.
+// Values up to slot_bytes travel inside ring slots; larger ones in the value arena
+// (value_arena.hpp), named by an external message in the ring (mpmc_ring.hpp).
 class queue_core {
  public:
-  queue_core(std::size_t capacity, std::size_t max_message_bytes);
-  // The queue in a region another process made (ipc/handoff.hpp). Throws
-  // std::invalid_argument when the memory is too small or holds no well-formed ring.
-  explicit queue_core(shm_region received);
+  queue_core(std::size_t capacity, std::size_t slot_bytes, std::size_t arena_keep_bytes);
+  // The queue another process made (ipc/handoff.hpp): its ring region and its value
+  // arena's fd, which the arena takes (setting arena_fd to -1) once the ring checked out;
+  // until then it stays the caller's. Throws std::invalid_argument when the memory is too
+  // small or holds no well-formed ring, or the arena's fd is not the arena of that ring
+  // (value_arena's adopting constructor).
+  queue_core(shm_region received, int& arena_fd, std::uint64_t arena_span, std::uint64_t arena_keep);
 
   [[nodiscard]] const shm_region& region() const noexcept { return region_; }
+  [[nodiscard]] const value_arena& arena() const noexcept { return arena_; }
 
   [[nodiscard]] bool closed() const noexcept { return load_acquire(control_->closed) != 0; }  // pairs with close()
   void close() noexcept;
 
-  // Pushes and wakes consumers. false: full.
+  // Pushes and wakes consumers. false: full. Throws std::length_error above
+  // max_value_bytes(), std::system_error when a large value cannot be stored.
   bool try_push(std::span<const std::byte> bytes) {
+    if (bytes.size() > ring_.max_payload()) [[unlikely]]
+      return try_push_large({bytes, {}});
     if (!ring_.try_push(bytes))
       return false;
     wake(control_->consumers_may_sleep, control_->not_empty);
     return true;
   }
-  // Pops into f (in place) and wakes producers. false: empty. If f throws, the value is
-  // consumed anyway and producers are still woken.
+  // The same for a value in parts (a body goes only with a large value).
+  bool try_push(value_parts parts) {
+    if (parts.body.empty())
+      return try_push(parts.head);
+    return try_push_large(parts);
+  }
+  // Pops into f (in place: a slot's payload or a mapping of the arena) and wakes
+  // producers. false: empty. If f throws, the value is consumed anyway and producers are
+  // still woken.
   template <class F>
   bool try_pop(F&& f) {
     bool popped = false;
@@ -75,12 +108,17 @@ class queue_core {
           q.wake(q.control_->producers_may_sleep, q.control_->not_full);
       }
     } guard{*this, popped};
-    return ring_.try_pop_with([&](std::span<const std::byte> b) {
+    const auto take = [&](std::span<const std::byte> b) {
       popped = true;
       f(b);
       if (taken_hook_ != nullptr)
         taken_hook_(taken_arg_);
-    });
+    };
+    return ring_.try_pop_with(take, [&](std::uint64_t slot, std::uint64_t length) { pop_large(slot, length, take); });
+  }
+  // The largest value (encoded), in bytes: the arena's span per slot.
+  [[nodiscard]] std::uint64_t max_value_bytes() const noexcept {
+    return std::max<std::uint64_t>(arena_.span(), ring_.max_payload());
   }
   // joinable_queue's hook (ipc/joinable_queue.hpp): runs after f while the value's slot is
   // still claimed, so a consumer that dies before it is counted by the ring's lost() and
@@ -133,8 +171,9 @@ class queue_core {
            spin([&] { return ring_.published_ahead(0) && pop(); });
   }
 
-  // Blocking put of already-encoded bytes (see queue<T>::put).
+  // Blocking put of already-encoded bytes (see queue<T>::put), whole or in parts.
   void put(std::span<const std::byte> bytes, bool block, std::optional<std::chrono::nanoseconds> timeout);
+  void put(value_parts parts, bool block, std::optional<std::chrono::nanoseconds> timeout);
 
   // Frees the claim `c` if its process died (mpmc_ring::recover) and then wakes both
   // sides: a freed slot is room for producers, a skipped one lets consumers move on.
@@ -215,9 +254,31 @@ class queue_core {
   [[noreturn]] void throw_empty(std::optional<std::chrono::nanoseconds> timeout) const;
 
  private:
+  bool try_push_large(value_parts parts);
+  template <class Bytes>
+  void put_bytes(Bytes bytes, bool block, std::optional<std::chrono::nanoseconds> timeout);
+
+  // The consumer's side of a large value, while the slot is claimed: checks the
+  // producer's length, maps the extent, hands the bytes to take, and empties the extent
+  // whatever happens (the emptier outlives the view: unmapped first, then punched).
+  template <class Take>
+  void pop_large(std::uint64_t slot, std::uint64_t length, Take& take) {
+    if (length > arena_.span()) [[unlikely]]
+      throw_corrupt_large(length);
+    const value_arena::emptier emptied{arena_, slot, length};
+    const value_arena::view value = arena_.map(slot, length);
+    try {
+      take(value.bytes());
+    } catch (const std::bad_alloc&) {
+      throw_queue_decode_no_memory(length);
+    }
+  }
+  [[noreturn]] void throw_corrupt_large(std::uint64_t length) const;
+
   shm_region region_;
   queue_control* control_;
   mpmc_ring ring_;
+  value_arena arena_;
   taken_hook taken_hook_ = nullptr;
   void* taken_arg_ = nullptr;
 };
@@ -276,7 +337,7 @@ class queue_wait {
   }
 
   [[nodiscard]] std::optional<clock::time_point> sleep_deadline() const noexcept {
-    if (!watched_ || (deadline_ && *deadline_ < check_at_))
+    if (!watching_ || (deadline_ && *deadline_ < check_at_))
       return deadline_;
     return check_at_;
   }
@@ -301,22 +362,24 @@ class queue_wait {
   bool freed_blocker() {
     const auto claim = q_.ring().blocking_claim(side_);
     if (!claim) {
-      watched_.reset();
+      watching_ = false;
       return false;
     }
     const auto now = clock::now();
-    if (watched_ != claim && !closed_) {
-      watched_ = claim;
+    if ((!watching_ || watched_ != *claim) && !closed_) {
+      watching_ = true;
+      watched_ = *claim;
       check_at_ = now + claim_patience;
       return false;
     }
     if (now < check_at_ && !closed_)
       return false;
     if (q_.recover(*claim)) {
-      watched_.reset();
+      watching_ = false;
       return true;
     }
-    watched_ = claim;
+    watching_ = true;
+    watched_ = *claim;
     check_at_ = now + claim_recheck;  // alive: slow, not dead
     return false;
   }
@@ -328,21 +391,47 @@ class queue_wait {
   std::optional<clock::time_point> deadline_;
   bool done_ = false;
   bool closed_ = false;
-  std::optional<mpmc_ring::claim> watched_;
+  // The claim in the way that is being watched, if watching_ (not a std::optional: GCC's
+  // -O3 -Wmaybe-uninitialized misreads comparisons of two optionals here).
+  bool watching_ = false;
+  mpmc_ring::claim watched_{};
   clock::time_point check_at_{};
 };
 
-// Calls f(bytes) with v's encoding: the object's own bytes when the codec copies T byte
-// for byte (no allocation), else a per-thread scratch buffer (valid until the next call on
-// this thread; f must not suspend).
+// Calls f with v's encoding: f(span) with the object's own bytes when the codec copies T
+// byte for byte (no allocation); f(value_parts) with `count` and the data in place for a
+// flat type (codec_flat) whose encoding does not fit a slot of q's ring (count must
+// outlive the call); else f(span) with a per-thread scratch buffer (valid until the next
+// call on this thread; f must not suspend).
+// A scratch buffer that grew past this for a large value is freed after the call, so a
+// thread that once put 256 MiB does not keep 256 MiB.
+inline constexpr std::size_t scratch_keep_bytes = std::size_t{4} << 20;
+
 template <class T, class F>
-decltype(auto) with_encoded(const T& v, F&& f) {
+decltype(auto) with_encoded(const T& v, const queue_core& q, std::uint64_t& count, F&& f) {
   if constexpr (codec_memcpy<T>) {
     return f(std::as_bytes(std::span<const T, 1>(&v, 1)));
   } else {
+    if constexpr (codec_flat<T>) {
+      const auto body = codec_flat_body(v);
+      if (sizeof count + body.size() > q.ring().max_payload()) {
+        count = v.size();
+        return f(value_parts{std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1)), body});
+      }
+    }
     thread_local std::vector<std::byte> scratch;
     scratch.clear();
-    corio::encode(v, scratch);
+    struct shrink_guard {
+      ~shrink_guard() {
+        if (scratch.capacity() > scratch_keep_bytes)
+          std::vector<std::byte>().swap(scratch);
+      }
+    } shrink;
+    try {
+      corio::encode(v, scratch);
+    } catch (const std::bad_alloc&) {
+      throw_queue_encode_no_memory();
+    }
     return f(std::span<const std::byte>(scratch));
   }
 }

@@ -9,6 +9,9 @@
 //   stall-in-get  receives a queue<stalling_value> and a connection<std::string>, then
 //           gets a value and stops in the middle of decoding it (inside the slot's claim),
 //           after sending "stalled in get, pid N"; it waits there until it is killed.
+//   large   receives two queue<std::string>s, requests and replies; gets one value from
+//           requests (4 MiB: through the value arena), checks it is large_value(4 MiB, 0)
+//           and puts large_value(its size + 1, 1) on replies.
 // Exit status: 0 done, 1 a check failed (message on stderr).
 #include "handoff_test_types.hpp"
 
@@ -16,6 +19,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -60,6 +64,19 @@ int stall_in_get() {
   return 1;
 }
 
+int large() {
+  corio::unix_stream parent = corio::handoff_from_parent();
+  auto requests = corio::receive_handle<corio::queue<std::string>>(parent);
+  auto replies = corio::receive_handle<corio::queue<std::string>>(parent);
+  const std::string got = requests.get(true, std::chrono::seconds(10));
+  if (got != corio_test::large_value(std::size_t{4} << 20, 0)) {
+    std::fprintf(stderr, "handoff_helper: the large value arrived as %zu other bytes\n", got.size());
+    return 1;
+  }
+  replies.put(corio_test::large_value(got.size() + 1, 1));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -68,7 +85,8 @@ int main(int argc, char** argv) {
     if (mode == "use") return use();
     if (mode == "expect-int-queue") return expect_int_queue();
     if (mode == "stall-in-get") return stall_in_get();
-    std::fprintf(stderr, "usage: handoff_helper use|expect-int-queue|stall-in-get\n");
+    if (mode == "large") return large();
+    std::fprintf(stderr, "usage: handoff_helper use|expect-int-queue|stall-in-get|large\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "handoff_helper: %s\n", e.what());

@@ -115,6 +115,24 @@ TEST_CASE("an exec'd program started through child_handoff receives the objects 
   CHECK_THROWS_AS((void)h.spawn({helper, "use"}), std::logic_error);
 }
 
+TEST_CASE("a 4 MiB value goes through handed-over queues to an exec'd program and back, via the value arena") {
+  const char* helper = std::getenv("CORIO_TEST_HANDOFF_HELPER");
+  REQUIRE(helper != nullptr);
+  corio::queue<std::string> requests(2), replies(2);
+  const std::size_t bytes = std::size_t{4} << 20;
+  REQUIRE(requests.max_value_bytes() >= bytes + 1);  // RLIMIT_FSIZE leaves the arena room
+  corio::child_handoff h;
+  h.send(requests);
+  h.send(replies);
+  corio::subprocess::child c = h.spawn({helper, "large"});
+  requests.put(corio_test::large_value(bytes, 0));
+  const std::string back = replies.get(true, 20s);
+  CHECK(back.size() == bytes + 1);
+  CHECK(back == corio_test::large_value(bytes + 1, 1));
+  corio::loop lp;
+  CHECK(lp.run(c.wait(corio::within(10s))) == 0);
+}
+
 namespace {
 
 // A process's parent pid and state letter from /proc/<pid>/stat; {0, '?'} once it is gone.
@@ -184,21 +202,21 @@ TEST_CASE("an exec'd program that expects a queue<int> refuses the queue<std::st
         "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >, this receiver expects int\n");
 }
 
-TEST_CASE("a joinable_queue handed to a second process counts its task_done: join returns") {
+TEST_CASE("a joinable_queue handed to a second process counts its task_done, a 1 MiB value among them: join returns") {
   auto [mine, theirs] = unix_stream::pair();
   const pid_t pid = fork_child([&, &theirs = theirs] {
-    auto q = corio::receive_handle<corio::joinable_queue<int>>(theirs);
-    int sum = 0;
+    auto q = corio::receive_handle<corio::joinable_queue<std::string>>(theirs);
+    std::size_t sum = 0;
     for (int i = 0; i < 3; ++i) {
-      sum += q.get();
+      sum += q.get().size();
       q.task_done();
     }
-    return sum == 6 ? 0 : 10;
+    return sum == 6 + (std::size_t{1} << 20) ? 0 : 10;
   });
   theirs.close();
-  corio::joinable_queue<int> q;
+  corio::joinable_queue<std::string> q;
   corio::send_handle(mine, q);
-  for (int v : {1, 2, 3}) q.put(v);
+  for (std::size_t n : {std::size_t{1}, std::size_t{1} << 20, std::size_t{5}}) q.put(std::string(n, 'j'));
   CHECK(q.join(10s));
   CHECK(q.unfinished_tasks() == 0);
   CHECK(exit_status(pid) == 0);
@@ -258,7 +276,7 @@ TEST_CASE("an element type whose mangled name is longer than the header's field 
   REQUIRE(std::strlen(typeid(long_name).name()) > 127);
   REQUIRE(std::strncmp(typeid(long_name).name(), typeid(other).name(), 127) == 0);  // only the tail differs
   auto [a, b] = unix_stream::pair();
-  corio::queue<long_name> q(2, {.max_message_bytes = 1024});
+  corio::queue<long_name> q(2, {.slot_bytes = 1024});
   corio::send_handle(a, q);
   auto got = corio::receive_handle<corio::queue<long_name>>(b);
   q.put(long_name{{{"x", 5L}}, {{1, "one"}}, {7}, {1, 2, 3}, {{0.5}}});

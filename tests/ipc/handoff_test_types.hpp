@@ -1,7 +1,10 @@
 #pragma once
-// A value type shared by tests/ipc/handoff_test.cpp and the program it starts,
-// tests/ipc/handoff_helper.cpp: both name it alike, so the handoff's type tag matches.
+// A value type and a value maker shared by tests/ipc/handoff_test.cpp and the program it
+// starts, tests/ipc/handoff_helper.cpp: both name the type alike, so the handoff's type tag
+// matches, and both make the same large values to compare.
+#include <cstddef>
 #include <functional>
+#include <string>
 
 namespace corio_test {
 
@@ -18,5 +21,13 @@ struct stalling_value {
       stall_while_decoding();
   }
 };
+
+// `bytes` bytes that differ with position and seed: a value cut, shifted or taken from
+// another slot does not compare equal.
+inline std::string large_value(std::size_t bytes, unsigned seed) {
+  std::string s(bytes, '\0');
+  for (std::size_t i = 0; i < bytes; ++i) s[i] = static_cast<char>((i * 131 + i / 4096 + seed * 7) % 251);
+  return s;
+}
 
 }  // namespace corio_test

@@ -172,7 +172,7 @@ TEST_CASE("a message larger than max_payload throws length_error naming both siz
   const std::string big(17, 'y');
   CHECK_THROWS_WITH_AS(r.try_push(bytes_of(big)),
                        "corio::mpmc_ring: a 17-byte message does not fit a slot (largest message: 16 bytes); "
-                       "raise the slot size (queue_options::max_message_bytes)",
+                       "format the ring with larger slots, or keep larger messages outside it (try_push_external)",
                        std::length_error);
   CHECK(r.size() == 1);
   CHECK(pop_string(r) == std::string(16, 'x'));
@@ -523,4 +523,82 @@ TEST_CASE("4 producer and 4 consumer processes deliver every message exactly onc
   for (std::uint64_t i = 0; i < total; ++i) once += seen[i] == 1;
   CHECK(once == total);
   CHECK(r.size() == 0);
+}
+
+TEST_CASE("external messages: the fill and the consumer's callback see the same slot, in order with inline ones") {
+  aligned_block memory(mpmc_ring::bytes_for(4, 16));
+  auto r = mpmc_ring::format(memory.span(), 4, 16);
+  std::array<std::string, 4> storage;  // what the layer above keeps per slot
+  CHECK(r.try_push(bytes_of("small")));
+  CHECK(r.try_push_external(5000, [&](std::uint64_t slot) { storage.at(slot) = "large in slot " + std::to_string(slot); }));
+  CHECK(r.size() == 2);
+  std::vector<std::string> got;
+  const auto pop = [&] {
+    return r.try_pop_with([&](std::span<const std::byte> m) { got.emplace_back(reinterpret_cast<const char*>(m.data()), m.size()); },
+                          [&](std::uint64_t slot, std::uint64_t length) {
+                            got.push_back(storage.at(slot) + ", " + std::to_string(length) + " bytes");
+                          });
+  };
+  CHECK(pop());
+  CHECK(pop());
+  CHECK_FALSE(pop());
+  CHECK(got == std::vector<std::string>{"small", "large in slot 1, 5000 bytes"});
+  // The one-callback pop refuses an external message (and consumes it).
+  CHECK(r.try_push_external(1, [](std::uint64_t) {}));
+  CHECK_THROWS_AS(r.try_pop_with([](std::span<const std::byte>) { FAIL("must not be called"); }), std::runtime_error);
+  CHECK(r.size() == 0);
+  // A slot too small for the length refuses external messages before claiming anything.
+  aligned_block tiny(mpmc_ring::bytes_for(2, 4));
+  auto t = mpmc_ring::format(tiny.span(), 2, 4);
+  CHECK_THROWS_AS(t.try_push_external(9, [](std::uint64_t) { FAIL("must not be called"); }), std::invalid_argument);
+  CHECK(t.size() == 0);
+}
+
+TEST_CASE("an external fill that throws leaves a hole that consumers pass, not counted lost") {
+  aligned_block memory(mpmc_ring::bytes_for(2, 16));
+  auto r = mpmc_ring::format(memory.span(), 2, 16);
+  CHECK_THROWS_WITH_AS(r.try_push_external(10, [](std::uint64_t) { throw std::runtime_error("no memory"); }),
+                       "no memory", std::runtime_error);
+  CHECK(r.try_push(bytes_of("next")));
+  CHECK(pop_string(r) == "next");
+  CHECK(pop_string(r) == "<none>");
+  CHECK(r.lost() == 0);
+  for (int i = 0; i < 4; ++i) {  // both slots keep working
+    CHECK(r.try_push(bytes_of("x" + std::to_string(i))));
+    CHECK(pop_string(r) == "x" + std::to_string(i));
+  }
+}
+
+TEST_CASE("recovery runs the cleanup on a dead claimer's slot while it holds the slot, before freeing it") {
+  auto region = corio::shm_region::create(mpmc_ring::bytes_for(2, 16), "mpmc-cleanup");
+  auto r = mpmc_ring::format({region.data(), region.size()}, 2, 16);
+  CHECK(r.try_push(bytes_of("a")));
+  const pid_t child = fork_child([&] {
+    r.try_pop_with([](std::span<const std::byte>) { ::kill(::getpid(), SIGKILL); });
+    return 1;
+  });
+  reap_killed(child);
+  const auto claim = r.blocking_claim(side::producers);
+  CHECK_FALSE(claim.has_value());  // one slot is still free: producers are not blocked yet
+  CHECK(r.try_push(bytes_of("b")));
+  const auto blocker = r.blocking_claim(side::producers);
+  REQUIRE(blocker.has_value());
+  struct seen_t {
+    mpmc_ring* ring;
+    std::uint64_t slot = 99;
+    bool claimed_during = false;
+  } seen{&r};
+  const corio::detail::mpmc_cleanup cleanup = [](void* arg, std::uint64_t slot) noexcept {
+    auto* s = static_cast<seen_t*>(arg);
+    s->slot = slot;
+    // Still held (by us now): producers stay blocked until the cleanup returns.
+    s->claimed_during = s->ring->blocking_claim(side::producers).has_value();
+  };
+  CHECK(r.recover(*blocker, cleanup, &seen));
+  CHECK(seen.slot == 0);
+  CHECK(seen.claimed_during);
+  CHECK(r.lost() == 1);
+  CHECK(r.try_push(bytes_of("c")));
+  CHECK(pop_string(r) == "b");
+  CHECK(pop_string(r) == "c");
 }

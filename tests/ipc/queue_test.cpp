@@ -152,7 +152,8 @@ TEST_CASE("strings, vectors, tuples, trivially copyable structs and corio_fields
 TEST_CASE("capacity rounds up to a power of two; size, empty and full follow puts and gets") {
   queue<int> q(3);
   CHECK(q.capacity() == 4);
-  CHECK(q.max_message_bytes() == 256);
+  CHECK(q.slot_bytes() == 256);
+  CHECK(q.max_value_bytes() == std::uint64_t{1} << 40);
   CHECK(q.empty());
   CHECK_FALSE(q.full());
   for (int i = 0; i < 4; ++i) q.put(i);
@@ -204,16 +205,15 @@ TEST_CASE("a put on a full queue and a get on an empty queue time out with queue
   CHECK_THROWS_AS(q.put(3, true, -1ms), std::invalid_argument);
 }
 
-TEST_CASE("a value larger than max_message_bytes throws length_error naming both sizes and is not queued") {
-  queue<std::string> q(4, {.max_message_bytes = 16});
-  q.put(std::string(8, 'a'));  // 8-byte length + 8 chars = 16 bytes: fits exactly
-  CHECK_THROWS_WITH_AS(q.put(std::string(9, 'b')),
-                       "corio::mpmc_ring: a 17-byte message does not fit a slot (largest message: 16 bytes); "
-                       "raise the slot size (queue_options::max_message_bytes)",
-                       std::length_error);
-  CHECK_THROWS_AS((void)q.try_put(std::string(100, 'c')), std::length_error);
-  CHECK(q.size() == 1);
+TEST_CASE("a value larger than a slot travels through the value arena, with try_put and put alike") {
+  queue<std::string> q(4, {.slot_bytes = 16});
+  q.put(std::string(8, 'a'));  // 8-byte length + 8 chars = 16 bytes: fits the slot exactly
+  q.put(std::string(9, 'b'));  // 17 bytes: the arena
+  CHECK(q.try_put(std::string(100, 'c')));
+  CHECK(q.size() == 3);
   CHECK(q.get() == std::string(8, 'a'));
+  CHECK(q.get() == std::string(9, 'b'));
+  CHECK(q.try_get() == std::string(100, 'c'));
 }
 
 TEST_CASE("after close, put throws queue_closed and get drains what is left, then throws queue_closed") {
@@ -579,7 +579,7 @@ TEST_CASE("a producer SIGKILLed inside a put is skipped: later values flow, its 
   for (int run = 0; run < runs; ++run) {
     CAPTURE(run);
     std::memset(book.data(), 0, book.size());
-    queue<big> q(producers * per_producer, {.max_message_bytes = sizeof(big)});  // 32 MiB
+    queue<big> q(producers * per_producer, {.slot_bytes = sizeof(big)});  // 32 MiB
     std::vector<pid_t> producer_pids, consumer_pids;
     for (std::uint32_t p = 0; p < producers; ++p)
       producer_pids.push_back(fork_child([&, p] {
@@ -652,7 +652,7 @@ TEST_CASE("a producer that crashes inside its put is stepped over by a waiting g
   };
   auto letters = [](const page& p) { return std::string(p.bytes.data(), p.bytes.size()); };
   static_assert(corio::detail::codec_memcpy<page>);
-  queue<page> q(8, {.max_message_bytes = sizeof(page)});
+  queue<page> q(8, {.slot_bytes = sizeof(page)});
   auto crash_in_put = [&] {
     const pid_t child = fork_child([&] {
       struct sigaction dfl {};

@@ -528,7 +528,7 @@ class queue_part : public part {
   void round() override {
     std::memset(board_, 0, sizeof(queue_board));
     // Small, so that producers wrap around onto slots a dead consumer claimed.
-    corio::queue<tagged> q(64, corio::queue_options{.max_message_bytes = sizeof(tagged)});
+    corio::queue<tagged> q(64, corio::queue_options{.slot_bytes = sizeof(tagged)});
     std::vector<std::unique_ptr<child>> kids;
     for (int p = 0; p < queue_producers; ++p) kids.push_back(start(true, p, produce, q, board_, p));
     int slots = 0;
