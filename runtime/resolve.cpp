@@ -8,7 +8,9 @@
 #include <charconv>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "../coro/when_any.hpp"
@@ -82,23 +84,36 @@ std::vector<address> lookup(const std::string& host, std::string_view shown, std
 // One lookup on a resolver thread. Shared by that thread and the awaiting coroutine, which
 // may leave first (stop, deadline): the thread then finishes into a job nobody reads.
 // The result is written before done.set() and read after done.wait(): the event's lock
-// orders the two.
+// orders the two. A failure crosses as data and is thrown again on the awaiting thread: an
+// exception object shared by two threads through an exception_ptr would be freed by
+// whichever lets go last, and the count that decides it lives in libstdc++, where
+// ThreadSanitizer cannot see it order anything.
 struct resolve_job {
   std::string host;
   std::string shown;
   std::uint16_t port = 0;
   int family = AF_UNSPEC;
   std::vector<address> result;
-  std::exception_ptr error;
+  std::optional<std::error_code> lookup_error;  // a resolve_error's code
+  std::optional<std::string> other_error;       // the what() of anything else (bad_alloc...)
   event done;
 
   void run() noexcept {
     try {
       result = lookup(host, shown, port, family, 0, detail::getaddrinfo_hook);
+    } catch (const resolve_error& e) {
+      lookup_error = e.code();
+    } catch (const std::exception& e) {
+      other_error = e.what();
     } catch (...) {
-      error = std::current_exception();
+      other_error = "unknown exception";
     }
     done.set();
+  }
+
+  void rethrow_failure() const {
+    if (lookup_error) throw resolve_error(*lookup_error, shown);
+    if (other_error) throw std::runtime_error("resolve " + quoted(shown) + ": " + *other_error);
   }
 };
 
@@ -188,7 +203,7 @@ task<std::vector<address>> resolve(std::string host, std::uint16_t port, resolve
   } catch (const operation_cancelled&) {  // the event wait's own text does not name the host
     throw operation_cancelled("resolve " + quoted(host));
   }
-  if (job->error) std::rethrow_exception(job->error);
+  job->rethrow_failure();
   co_return std::move(job->result);
 }
 

@@ -255,13 +255,13 @@ TEST_CASE("a node lost: its command fails as connection_error within reconnect_f
 }
 
 TEST_CASE("a lying server's MOVED is cluster_error, and redirections that never end stop after 16") {
-  int own_port = 0;
+  std::atomic<int> own_port{0};  // set once the server runs: its thread reads it
   corio_test::fake_redis garbage([](const std::vector<std::string_view>&, int) -> std::string {
     return "-MOVED 99999 somewhere\r\n";
   });
   corio_test::fake_redis loop_server([&own_port](const std::vector<std::string_view>& argv, int) -> std::string {
     if (argv[0] == "ASKING") return "+OK\r\n";
-    return "-MOVED 5 127.0.0.1:" + std::to_string(own_port) + "\r\n";
+    return "-MOVED 5 127.0.0.1:" + std::to_string(own_port.load()) + "\r\n";
   });
   own_port = loop_server.port();
   on_loop([&]() -> corio::task<void> {
