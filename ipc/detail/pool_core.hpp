@@ -59,7 +59,7 @@
 #include <vector>
 
 #include "../../coro/task.hpp"
-#include "../../runtime/detail/cpu_relax.hpp"
+#include "../../runtime/detail/bounded_spin.hpp"  // spin_pause
 #include "../../runtime/detail/dekker_fence.hpp"
 #include "../event_count.hpp"
 #include "../pool.hpp"
@@ -75,15 +75,6 @@ class loop;
 namespace detail {
 
 inline constexpr std::uint64_t no_task = ~std::uint64_t{0};
-
-// One poll of a spin: mostly a pause; every 32nd poll gives the core away, since the
-// parent, the collector and the workers usually outnumber the cores.
-inline void spin_pause(unsigned i) noexcept {
-  if (i % 32 == 31)
-    std::this_thread::yield();
-  else
-    cpu_relax();
-}
 
 struct pool_shared {
   pthread_mutex_t claim_lock;  // process-shared, robust; guards the task ring's consumer side

@@ -27,19 +27,25 @@
 
 namespace corio::detail {
 
+// One poll's wait in a spin: a pause, except every 32nd poll (i counts from 0), which
+// yields the core. Also the step of the ipc pool's spins (ipc/detail/pool_core.hpp), whose
+// parent, collector and workers likewise outnumber the cores.
+inline void spin_pause(unsigned i) noexcept {
+  if (i % 32 == 31)
+    std::this_thread::yield();
+  else
+    cpu_relax();
+}
+
 // True as soon as ready() is; false when the budget passed without it.
 template <class Ready>
 [[nodiscard]] bool spin_until(Ready&& ready, std::chrono::nanoseconds budget) {
   using clock = std::chrono::steady_clock;
   const clock::time_point end = clock::now() + budget;
-  for (unsigned polls = 1;; ++polls) {
+  for (unsigned i = 0;; ++i) {
     if (ready()) return true;
-    if (polls % 32 != 0) {
-      cpu_relax();
-      continue;
-    }
-    if (clock::now() >= end) return false;
-    std::this_thread::yield();
+    if (i % 32 == 31 && clock::now() >= end) return false;  // only before a yield
+    spin_pause(i);
   }
 }
 
