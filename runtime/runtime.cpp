@@ -176,11 +176,7 @@ unsigned shard_count() {
 
 runtime::runtime(runtime_options options) : options_(options) {
   if (options_.queue_capacity == 0) throw std::invalid_argument("corio::runtime: queue_capacity must be at least 1");
-  shards_ = options_.shards;
-  if (shards_ == 0) {
-    shards_ = static_cast<unsigned>(detail::allowed_cpus().size());
-    if (shards_ == 0) shards_ = std::max(1u, std::thread::hardware_concurrency());
-  }
+  shards_ = options_.shards != 0 ? options_.shards : detail::usable_cpu_count();
 }
 
 runtime::~runtime() = default;

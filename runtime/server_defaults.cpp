@@ -1,8 +1,5 @@
 #include "server_defaults.hpp"
 
-#include <algorithm>
-#include <thread>
-
 #include "detail/cpu_affinity.hpp"
 
 namespace corio {
@@ -13,8 +10,7 @@ unsigned default_server_shards(unsigned cpus, shard_traffic traffic) noexcept {
 }
 
 runtime_options server_runtime_options(shard_traffic traffic) {
-  auto cpus = static_cast<unsigned>(detail::allowed_cpus().size());
-  if (cpus == 0) cpus = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned cpus = detail::usable_cpu_count();
   runtime_options options;
   options.shards = default_server_shards(cpus, traffic);
   // A server with a shard on every CPU owns the machine: shard k on CPU k. One that

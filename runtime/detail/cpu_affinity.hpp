@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
+#include <thread>
 #include <vector>
 
 namespace corio::detail {
@@ -19,6 +21,13 @@ inline std::vector<int> allowed_cpus() {
       if (CPU_ISSET(c, &set)) cpus.push_back(c);
   }
   return cpus;
+}
+
+// How many CPUs this process may run on (its affinity mask); hardware_concurrency() when
+// the mask cannot be read; at least 1. A runtime's default shard count.
+inline unsigned usable_cpu_count() {
+  const auto n = static_cast<unsigned>(allowed_cpus().size());
+  return n != 0 ? n : std::max(1u, std::thread::hardware_concurrency());
 }
 
 // Restricts the calling thread to `cpu`; false when the kernel refused (the caller decides
