@@ -104,7 +104,8 @@ class epoll_backend final : public backend {
   static bool later(const timer_entry& a, const timer_entry& b) noexcept { return a.deadline_ns > b.deadline_ns; }
 
   void start(const io_uring_sqe& sqe, const io_uring_sqe* link);
-  // Tries `r`'s call once: its result, or -EAGAIN to keep waiting.
+  // Tries `r`'s call once: its result, or -EAGAIN to keep waiting; -EINVAL for an
+  // opcode this backend does not emulate.
   int attempt(request& r);
   // After -EAGAIN: waits on the fd, or completes at once (blocking) if epoll refuses it.
   void wait_on_fd(request& r);
