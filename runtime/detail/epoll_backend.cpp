@@ -137,8 +137,8 @@ void epoll_backend::submit(bool wait_for_one) {
   if (wait_for_one) {
     while (cq_head_ == cq_.size())
       if (!collect(-1)) break;  // interrupted by a signal, as io_uring_enter would be
-  } else if (fd_waiting_ > 0 || offloaded_ > 0 || !timers_.empty()) {
-    collect(0);
+  } else {
+    collect(0);  // returns at once when nothing waits
   }
 }
 
@@ -154,7 +154,7 @@ unsigned epoll_backend::reap(completion* out, unsigned max) {
 }
 
 bool epoll_backend::work_pending() {
-  if (cq_head_ == cq_.size() && (fd_waiting_ > 0 || offloaded_ > 0 || !timers_.empty())) collect(0);
+  if (cq_head_ == cq_.size()) collect(0);
   return cq_head_ < cq_.size();
 }
 

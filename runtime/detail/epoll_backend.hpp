@@ -123,7 +123,8 @@ class epoll_backend final : public backend {
   void add_deadline(request& r);
   void expire_timers();
   // Retries what became ready, waiting up to timeout_ns (-1: until something does), and
-  // ends expired timers. False when a signal interrupted the wait.
+  // ends expired timers. False when a signal interrupted the wait. With timeout_ns 0 and
+  // nothing waiting (no fd, timer or file job) it returns at once, without a system call.
   bool collect(std::int64_t timeout_ns);
   void post(std::uint64_t user_data, int res, unsigned flags = 0) { cq_.push_back({user_data, res, flags}); }
 
