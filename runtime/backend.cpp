@@ -59,6 +59,7 @@ std::unique_ptr<backend> make_backend(const loop_options& options, loop_features
       granted.cancel_any = options.try_cancel_any && kernel_feature_on(kernel_feature::cancel_any);
       granted.futex_wait = kernel_feature_on(kernel_feature::futex_wait);
       granted.msg_ring = kernel_feature_on(kernel_feature::msg_ring);
+      granted.registered_ring = kernel_feature_on(kernel_feature::registered_ring);
       return b;
     }
     // Refused (seccomp, kernel.io_uring_disabled: EPERM; no io_uring: ENOSYS; no setup this
