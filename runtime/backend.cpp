@@ -1,11 +1,11 @@
 #include "backend.hpp"
 
 #include <cerrno>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
 #include "detail/backend.hpp"
+#include "detail/environment_setting.hpp"
 #include "detail/epoll_backend.hpp"
 #include "detail/uring_backend.hpp"
 #include "kernel_features.hpp"
@@ -15,23 +15,9 @@ namespace corio {
 
 namespace {
 
-struct environment_choice {
-  backend_kind kind = backend_kind::automatic;
-  std::string error;  // non-empty: the variable was invalid
-};
-
-const environment_choice& from_environment() {
-  static const environment_choice choice = [] {
-    environment_choice c;
-    const char* value = std::getenv("CORIO_BACKEND");
-    if (value == nullptr) return c;
-    try {
-      c.kind = detail::parse_backend(value);
-    } catch (const std::invalid_argument& e) {
-      c.error = e.what();
-    }
-    return c;
-  }();
+const detail::environment_setting<backend_kind>& from_environment() {
+  static const auto choice =
+      detail::read_environment_setting<backend_kind>("CORIO_BACKEND", detail::parse_backend);
   return choice;
 }
 
@@ -46,11 +32,7 @@ std::string_view to_string(backend_kind k) noexcept {
   return "unknown";
 }
 
-backend_kind backend_from_environment() {
-  const environment_choice& c = from_environment();
-  if (!c.error.empty()) throw std::invalid_argument(c.error);
-  return c.kind;
-}
+backend_kind backend_from_environment() { return from_environment().get(); }
 
 namespace detail {
 
@@ -63,8 +45,8 @@ backend_kind parse_backend(std::string_view value) {
 }
 
 backend_kind backend_from_environment_noexcept() noexcept {
-  const environment_choice& c = from_environment();
-  return c.error.empty() ? c.kind : backend_kind::automatic;
+  // Invalid counts as unset: `value` keeps its default, automatic.
+  return from_environment().value;
 }
 
 std::unique_ptr<backend> make_backend(const loop_options& options, loop_features& granted) {
@@ -77,6 +59,7 @@ std::unique_ptr<backend> make_backend(const loop_options& options, loop_features
       granted.cancel_any = options.try_cancel_any && kernel_feature_on(kernel_feature::cancel_any);
       granted.futex_wait = kernel_feature_on(kernel_feature::futex_wait);
       granted.msg_ring = kernel_feature_on(kernel_feature::msg_ring);
+      granted.registered_ring = kernel_feature_on(kernel_feature::registered_ring);
       return b;
     }
     // Refused (seccomp, kernel.io_uring_disabled: EPERM; no io_uring: ENOSYS; no setup this

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "backend.hpp"
+#include "detail/environment_setting.hpp"
 
 namespace corio {
 namespace {
@@ -54,31 +55,13 @@ std::string valid_names() {
 }
 
 // What parse_disabled_features made of the variable, read once per process.
-struct disabled_set {
-  std::uint32_t mask = 0;
-  std::string error;  // non-empty: the variable was invalid
-};
-
-const disabled_set& disabled() {
-  static const disabled_set set = [] {
-    disabled_set s;
-    const char* value = std::getenv("CORIO_DISABLE_FEATURES");
-    if (value == nullptr) return s;
-    try {
-      s.mask = detail::parse_disabled_features(value);
-    } catch (const std::invalid_argument& e) {
-      s.error = e.what();
-    }
-    return s;
-  }();
+const detail::environment_setting<std::uint32_t>& disabled() {
+  static const auto set =
+      detail::read_environment_setting<std::uint32_t>("CORIO_DISABLE_FEATURES", detail::parse_disabled_features);
   return set;
 }
 
-std::uint32_t disabled_mask() {
-  const disabled_set& s = disabled();
-  if (!s.error.empty()) throw std::invalid_argument(s.error);
-  return s.mask;
-}
+std::uint32_t disabled_mask() { return disabled().get(); }
 
 bool kernel_at_least(int major, int minor) noexcept {
   utsname u{};
@@ -228,8 +211,8 @@ bool kernel_feature_on(kernel_feature f) { return !kernel_feature_disabled(f) &&
 namespace detail {
 
 bool kernel_feature_disabled_noexcept(kernel_feature f) noexcept {
-  const disabled_set& s = disabled();
-  return !s.error.empty() || (s.mask & bit(f)) != 0;
+  const auto& s = disabled();
+  return !s.error.empty() || (s.value & bit(f)) != 0;
 }
 
 bool kernel_feature_on_noexcept(kernel_feature f) noexcept {

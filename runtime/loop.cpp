@@ -17,7 +17,6 @@
 #include "detail/cpu_relax.hpp"
 #include "detail/futex_thread.hpp"
 #include "errors.hpp"
-#include "kernel_features.hpp"
 
 namespace corio {
 
@@ -44,8 +43,6 @@ loop::loop(loop_options options) : idle_poll_(options.idle_poll), unhandled_(&pr
     throw std::invalid_argument("corio::loop: idle_poll must not be negative, got " +
                                 std::to_string(idle_poll_.count()) + " us");
   backend_ = detail::make_backend(options, features_);  // first: throws on a bad CORIO_DISABLE_FEATURES
-  features_.registered_ring =
-      backend_->native_ring() != nullptr && kernel_feature_on(kernel_feature::registered_ring);
   // Blocking on purpose: io_uring answers a read of an O_NONBLOCK eventfd with -EAGAIN
   // at once instead of waiting for a write.
   wake_fd_ = eventfd(0, EFD_CLOEXEC);

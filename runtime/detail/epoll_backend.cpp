@@ -63,23 +63,6 @@ bool runs_blocking(std::uint8_t opcode) noexcept {
   }
 }
 
-bool waits_on_fd(std::uint8_t opcode) noexcept {
-  switch (opcode) {
-    case IORING_OP_READ:
-    case IORING_OP_READV:
-    case IORING_OP_WRITE:
-    case IORING_OP_WRITEV:
-    case IORING_OP_RECV:
-    case IORING_OP_SEND:
-    case IORING_OP_SENDMSG:
-    case IORING_OP_RECVMSG:
-    case IORING_OP_ACCEPT:
-    case IORING_OP_CONNECT:
-    case IORING_OP_POLL_ADD: return true;
-    default: return false;
-  }
-}
-
 // accept(2) on a blocking listener would block the loop: the listener is made
 // non-blocking (once; io_uring's own accept is indifferent to the flag).
 void make_nonblocking(int fd) noexcept {
@@ -154,8 +137,8 @@ void epoll_backend::submit(bool wait_for_one) {
   if (wait_for_one) {
     while (cq_head_ == cq_.size())
       if (!collect(-1)) break;  // interrupted by a signal, as io_uring_enter would be
-  } else if (fd_waiting_ > 0 || offloaded_ > 0 || !timers_.empty()) {
-    collect(0);
+  } else {
+    collect(0);  // returns at once when nothing waits
   }
 }
 
@@ -171,7 +154,7 @@ unsigned epoll_backend::reap(completion* out, unsigned max) {
 }
 
 bool epoll_backend::work_pending() {
-  if (cq_head_ == cq_.size() && (fd_waiting_ > 0 || offloaded_ > 0 || !timers_.empty())) collect(0);
+  if (cq_head_ == cq_.size()) collect(0);
   return cq_head_ < cq_.size();
 }
 
@@ -216,8 +199,8 @@ void epoll_backend::start(const io_uring_sqe& sqe, const io_uring_sqe* link) {
     }
     return done_now(run_blocking(sqe));
   }
-  if (!waits_on_fd(sqe.opcode)) return done_now(-EINVAL);  // MSG_RING, FUTEX_WAIT, ...
-  // The common case completes here, without a request record.
+  // The common case completes here, without a request record; an opcode attempt() does
+  // not know completes here too, with -EINVAL.
   request attempt_now;
   attempt_now.sqe = sqe;
   const int res = attempt(attempt_now);
@@ -304,7 +287,7 @@ int epoll_backend::attempt(request& r) {
       }
       return -EAGAIN;
     }
-    default: return -EINVAL;
+    default: return -EINVAL;  // not emulated: MSG_RING, FUTEX_WAIT, ...
   }
 }
 

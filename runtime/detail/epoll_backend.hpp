@@ -104,7 +104,8 @@ class epoll_backend final : public backend {
   static bool later(const timer_entry& a, const timer_entry& b) noexcept { return a.deadline_ns > b.deadline_ns; }
 
   void start(const io_uring_sqe& sqe, const io_uring_sqe* link);
-  // Tries `r`'s call once: its result, or -EAGAIN to keep waiting.
+  // Tries `r`'s call once: its result, or -EAGAIN to keep waiting; -EINVAL for an
+  // opcode this backend does not emulate.
   int attempt(request& r);
   // After -EAGAIN: waits on the fd, or completes at once (blocking) if epoll refuses it.
   void wait_on_fd(request& r);
@@ -122,7 +123,8 @@ class epoll_backend final : public backend {
   void add_deadline(request& r);
   void expire_timers();
   // Retries what became ready, waiting up to timeout_ns (-1: until something does), and
-  // ends expired timers. False when a signal interrupted the wait.
+  // ends expired timers. False when a signal interrupted the wait. With timeout_ns 0 and
+  // nothing waiting (no fd, timer or file job) it returns at once, without a system call.
   bool collect(std::int64_t timeout_ns);
   void post(std::uint64_t user_data, int res, unsigned flags = 0) { cq_.push_back({user_data, res, flags}); }
 

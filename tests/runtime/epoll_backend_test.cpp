@@ -6,6 +6,7 @@
 
 #include <corio/coro/task_group.hpp>
 #include <corio/coro/when_all.hpp>
+#include <corio/runtime/detail/uring_awaiter.hpp>
 #include <corio/runtime/file_ops.hpp>
 #include <corio/runtime/loop.hpp>
 #include <corio/runtime/net_ops.hpp>
@@ -149,6 +150,20 @@ TEST_CASE("a bad CORIO_BACKEND makes every loop constructor throw invalid_argume
   CHECK_THROWS_WITH_AS(corio::loop{}, expected.c_str(), std::invalid_argument);
   // Whatever the options ask for: the variable is wrong either way.
   CHECK_THROWS_WITH_AS(corio::loop(on(backend_kind::epoll)), expected.c_str(), std::invalid_argument);
+}
+
+TEST_CASE("epoll: an opcode it does not emulate (MSG_RING, FUTEX_WAIT) fails with EINVAL, as a kernel without it") {
+  corio::loop lp(on(backend_kind::epoll));
+  lp.run([]() -> task<void> {
+    constexpr std::uint8_t op_futex_wait = 51;  // IORING_OP_FUTEX_WAIT; Debian 12's headers predate it
+    for (const std::uint8_t opcode : {std::uint8_t{IORING_OP_MSG_RING}, op_futex_wait}) {
+      auto prep = [opcode](io_uring_sqe* sqe) {
+        io_uring_prep_nop(sqe);
+        sqe->opcode = opcode;
+      };
+      CHECK(co_await error_of(corio::detail::uring_awaiter(prep, [] { return std::string("raw op"); })) == EINVAL);
+    }
+  }());
 }
 
 TEST_CASE("epoll: a recv waits for data, gets it, and sees end of stream (0) when the peer closes") {
