@@ -1,7 +1,7 @@
 #pragma once
 // Helpers shared by the ipc tests: children that run a lambda and exit with its value,
-// pipes to read what a child wrote, ring memory outside shared memory, and how hard a
-// stress test may push in this build.
+// pipes to read what a child wrote, socket pairs, ring memory outside shared memory, and
+// how hard a stress test may push in this build.
 #include <doctest/doctest.h>
 
 #include <corio/coro/detail/sanitizers.hpp>
@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -122,6 +123,19 @@ struct raw_pipe {
     }
     return s;
   }
+};
+
+// A connected AF_UNIX stream socket pair; both ends closed on destruction.
+struct socket_pair {
+  int fd[2] = {-1, -1};
+  socket_pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd) == 0); }
+  ~socket_pair() {
+    for (int f : fd)
+      if (f >= 0) ::close(f);
+  }
+  socket_pair(const socket_pair&) = delete;
+  socket_pair& operator=(const socket_pair&) = delete;
+  void close(int i) { ::close(std::exchange(fd[i], -1)); }
 };
 
 // 64-byte aligned heap memory, filled with 0xAB, for rings that stay inside one process.
