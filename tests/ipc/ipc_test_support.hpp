@@ -77,15 +77,21 @@ inline int reap_within(pid_t pid, std::chrono::milliseconds timeout) {
   }
 }
 
-// Checks that pid ends by SIGKILL within `timeout` (reaping it); one still running then
-// is killed and reaped so nothing is left behind, and the test fails naming `what`.
-inline void check_sigkilled_within(pid_t pid, std::chrono::milliseconds timeout, const char* what) {
+// Reaps pid within `timeout` and returns its wait status; one still running then is
+// killed and reaped so nothing is left behind, and the test fails naming `what`.
+inline int reap_or_kill_within(pid_t pid, std::chrono::milliseconds timeout, const std::string& what) {
   const int status = reap_within(pid, timeout);
   if (status == -1) {
     ::kill(pid, SIGKILL);
     reap_within(pid, std::chrono::seconds(5));
   }
   REQUIRE_MESSAGE(status != -1, what << " still runs after " << timeout.count() << " ms");
+  return status;
+}
+
+// Checks that pid ends by SIGKILL within `timeout` (reap_or_kill_within).
+inline void check_sigkilled_within(pid_t pid, std::chrono::milliseconds timeout, const char* what) {
+  const int status = reap_or_kill_within(pid, timeout, what);
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGKILL);
 }
