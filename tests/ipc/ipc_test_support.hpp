@@ -96,6 +96,14 @@ inline void check_sigkilled_within(pid_t pid, std::chrono::milliseconds timeout,
   CHECK(WTERMSIG(status) == SIGKILL);
 }
 
+// SIGKILLs and reaps each of `pids`: a test's helper processes at its end, however it ends.
+inline void kill_and_reap_all(std::span<const pid_t> pids) noexcept {
+  for (pid_t p : pids) {
+    ::kill(p, SIGKILL);
+    ::waitpid(p, nullptr, 0);
+  }
+}
+
 // A test process that adopts its orphaned grandchildren (PR_SET_CHILD_SUBREAPER) for the
 // scope, so it can reap them and read how they ended.
 struct subreaper_scope {
