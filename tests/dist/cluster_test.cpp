@@ -131,10 +131,7 @@ class cluster_workers {
       }));
   }
   ~cluster_workers() {
-    for (pid_t p : pids_) {
-      ::kill(p, SIGKILL);
-      ::waitpid(p, nullptr, 0);
-    }
+    corio_test::kill_and_reap_all(pids_);
   }
 
  private:

@@ -45,10 +45,7 @@ class worker_processes {
   worker_processes(const redis_server& s, worker_options o, int started_fd = -1)
       : server_(s), options_(o), started_fd_(started_fd) {}
   ~worker_processes() {
-    for (pid_t p : pids_) {
-      ::kill(p, SIGKILL);
-      ::waitpid(p, nullptr, 0);
-    }
+    corio_test::kill_and_reap_all(pids_);
   }
   pid_t start() {
     const pid_t pid = corio_test::fork_child([this] {

@@ -1,7 +1,7 @@
 #pragma once
 // Helpers shared by the ipc tests: children that run a lambda and exit with its value,
-// pipes to read what a child wrote, ring memory outside shared memory, and how hard a
-// stress test may push in this build.
+// pipes to read what a child wrote, socket pairs, ring memory outside shared memory, and
+// how hard a stress test may push in this build.
 #include <doctest/doctest.h>
 
 #include <corio/coro/detail/sanitizers.hpp>
@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,17 +77,31 @@ inline int reap_within(pid_t pid, std::chrono::milliseconds timeout) {
   }
 }
 
-// Checks that pid ends by SIGKILL within `timeout` (reaping it); one still running then
-// is killed and reaped so nothing is left behind, and the test fails naming `what`.
-inline void check_sigkilled_within(pid_t pid, std::chrono::milliseconds timeout, const char* what) {
+// Reaps pid within `timeout` and returns its wait status; one still running then is
+// killed and reaped so nothing is left behind, and the test fails naming `what`.
+inline int reap_or_kill_within(pid_t pid, std::chrono::milliseconds timeout, const std::string& what) {
   const int status = reap_within(pid, timeout);
   if (status == -1) {
     ::kill(pid, SIGKILL);
     reap_within(pid, std::chrono::seconds(5));
   }
   REQUIRE_MESSAGE(status != -1, what << " still runs after " << timeout.count() << " ms");
+  return status;
+}
+
+// Checks that pid ends by SIGKILL within `timeout` (reap_or_kill_within).
+inline void check_sigkilled_within(pid_t pid, std::chrono::milliseconds timeout, const char* what) {
+  const int status = reap_or_kill_within(pid, timeout, what);
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGKILL);
+}
+
+// SIGKILLs and reaps each of `pids`: a test's helper processes at its end, however it ends.
+inline void kill_and_reap_all(std::span<const pid_t> pids) noexcept {
+  for (pid_t p : pids) {
+    ::kill(p, SIGKILL);
+    ::waitpid(p, nullptr, 0);
+  }
 }
 
 // A test process that adopts its orphaned grandchildren (PR_SET_CHILD_SUBREAPER) for the
@@ -122,6 +137,19 @@ struct raw_pipe {
     }
     return s;
   }
+};
+
+// A connected AF_UNIX stream socket pair; both ends closed on destruction.
+struct socket_pair {
+  int fd[2] = {-1, -1};
+  socket_pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd) == 0); }
+  ~socket_pair() {
+    for (int f : fd)
+      if (f >= 0) ::close(f);
+  }
+  socket_pair(const socket_pair&) = delete;
+  socket_pair& operator=(const socket_pair&) = delete;
+  void close(int i) { ::close(std::exchange(fd[i], -1)); }
 };
 
 // 64-byte aligned heap memory, filled with 0xAB, for rings that stay inside one process.

@@ -102,15 +102,7 @@ bool poll_until(Cond cond, std::chrono::milliseconds limit) {
   return true;
 }
 
-int reap(pid_t pid) {
-  const int status = corio_test::reap_within(pid, 60s);
-  if (status == -1) {
-    ::kill(pid, SIGKILL);
-    corio_test::reap_within(pid, 5s);
-  }
-  REQUIRE_MESSAGE(status != -1, "child " << pid << " still runs after 60 s");
-  return status;
-}
+int reap(pid_t pid) { return corio_test::reap_or_kill_within(pid, 60s, "child " + std::to_string(pid)); }
 
 bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
 

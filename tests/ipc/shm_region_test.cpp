@@ -25,6 +25,7 @@ using corio::shm_region;
 using corio_test::exit_status;
 using corio_test::fork_child;
 using corio_test::raw_pipe;
+using corio_test::socket_pair;
 
 namespace {
 
@@ -38,20 +39,6 @@ bool all_zero(const shm_region& r) {
       return false;
   return true;
 }
-
-struct socket_pair {
-  int fd[2] = {-1, -1};
-  socket_pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd) == 0); }
-  ~socket_pair() {
-    for (int f : fd)
-      if (f >= 0)
-        ::close(f);
-  }
-  void close(int i) {
-    ::close(fd[i]);
-    fd[i] = -1;
-  }
-};
 
 }  // namespace
 

@@ -32,6 +32,8 @@
 #include <system_error>
 #include <thread>
 
+#include "../ipc/ipc_test_support.hpp"
+
 using namespace std::chrono_literals;
 using corio::task;
 
@@ -63,12 +65,8 @@ bool refuse_io_uring_setup() {
 // Runs `body` in a child behind the filter; returns its failures ("" when it passed).
 // `body` returns a description of what went wrong, or "".
 std::string in_filtered_child(const std::function<std::string()>& body) {
-  int out[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(out[0]);
+  corio_test::raw_pipe out;
+  const pid_t pid = corio_test::fork_child([&] {
     std::string failure;
     try {
       if (!refuse_io_uring_setup())
@@ -80,26 +78,13 @@ std::string in_filtered_child(const std::function<std::string()>& body) {
     } catch (const std::exception& e) {
       failure = std::string("exception: ") + e.what();
     }
-    [[maybe_unused]] const ssize_t n = ::write(out[1], failure.data(), failure.size());
-    ::_exit(failure.empty() ? 0 : 1);
-  }
-  ::close(out[1]);
+    [[maybe_unused]] const ssize_t n = ::write(out.write_end(), failure.data(), failure.size());
+    return failure.empty() ? 0 : 1;
+  });
+  out.close_write();
   // A deadline of its own: a hang fails here in seconds, not at meson's timeout.
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ::close(out[0]);
-      return "the child did not finish within 60 s";
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  std::string failure;
-  char buf[512];
-  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) failure.append(buf, static_cast<std::size_t>(n));
-  ::close(out[0]);
+  const int status = corio_test::reap_or_kill_within(pid, 60s, "the filtered child");
+  const std::string failure = out.read_all();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return failure.empty() ? "the child ended with status " + std::to_string(status) : failure;
   return failure;

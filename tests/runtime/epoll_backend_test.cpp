@@ -13,6 +13,7 @@
 #include <corio/runtime/stream.hpp>
 #include <corio/runtime/timer.hpp>
 
+#include "../ipc/ipc_test_support.hpp"
 #include "../needs_feature.hpp"
 
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 using namespace std::chrono_literals;
 using corio::backend_kind;
 using corio::task;
+using corio_test::socket_pair;
 
 namespace {
 
@@ -52,15 +54,6 @@ bool io_uring_available() {
     return false;
   }
 }
-
-struct socket_pair {
-  int fd[2] = {-1, -1};
-  socket_pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd) == 0); }
-  ~socket_pair() {
-    for (int f : fd)
-      if (f >= 0) ::close(f);
-  }
-};
 
 std::span<std::byte> writable(std::string& s) { return std::as_writable_bytes(std::span(s)); }
 std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }

@@ -158,19 +158,14 @@ CORIO_TEST_NEEDS("a peer's reset in the middle of a multishot receive fails the 
                  corio::kernel_feature::recv_multishot) {
   corio::loop lp;
   auto body = [&]() -> task<void> {
-    auto listener = corio::tcp_listener::bind(corio::address::parse("127.0.0.1:0"));
-    corio::tcp_stream client = co_await corio::tcp_stream::connect(listener.local_address());
-    corio::tcp_stream server = co_await listener.accept();
-    buffered_reader in(server, 64);
+    tcp_pair ends = co_await connected_pair();
+    buffered_reader in(ends.first, 64);
     REQUIRE(in.use_provided_buffers());
-    co_await client.write_all(bytes_of("hello"));
-    CHECK(co_await in.fill() == 5);
-    CHECK(in.buffered_text() == "hello");
-    in.consume(5);
+    co_await arm(in, ends.second, "hello");
     // SO_LINGER 0: close sends a reset instead of a FIN.
     const linger reset{.l_onoff = 1, .l_linger = 0};
-    REQUIRE(::setsockopt(client.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
-    client.close();
+    REQUIRE(::setsockopt(ends.second.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+    ends.second.close();
     int error = 0;
     try {
       (void)co_await in.fill();

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "../dist/redis_server.hpp"
+#include "../ipc/ipc_test_support.hpp"
 
 extern char** environ;
 
@@ -75,10 +76,7 @@ class supervisor {
   ~supervisor() {
     stop_ = true;
     thread_.join();
-    for (pid_t p : pids_) {
-      ::kill(p, SIGKILL);
-      ::waitpid(p, nullptr, 0);
-    }
+    corio_test::kill_and_reap_all(pids_);
   }
   int kills() const { return kills_; }
   // Workers that exited by themselves (a crash, an error): "pid: status".
