@@ -7,6 +7,7 @@
 #include "../ipc/queue.hpp"
 #include "../runtime/timer.hpp"
 #include "detail/lua_claim.hpp"
+#include "detail/lua_script.hpp"
 #include "manager.hpp"
 
 namespace corio::dist::detail {
@@ -36,8 +37,8 @@ return {0, '0-0'}
 )lua";
 
 // The whole script: claim_lapsed_lua, then the rest.
-const std::string& take_script() {
-  static const std::string script = std::string(claim_lapsed_lua) + std::string(take_script_rest);
+const lua_script& take_script() {
+  static const lua_script script(std::string(claim_lapsed_lua) + std::string(take_script_rest));
   return script;
 }
 
@@ -119,7 +120,9 @@ task<void> stream_queue::put(std::span<const std::byte> value, bool block, timeo
   const std::string max = std::to_string(maxsize_);
   auto pause = 1ms;
   for (;;) {
-    const resp::reply r = co_await c->command("EVAL", bounded_put_script, "1", key_, max, as_chars(value));
+    static const lua_script script{std::string(bounded_put_script)};
+    const std::string_view args[] = {"1", key_, max, as_chars(value)};
+    const resp::reply r = co_await script.run(*c, args);
     if (r.integer == 1) co_return;
     if (!block || (deadline && steady_clock::now() + pause > *deadline))
       throw queue_full("corio::dist::queue \"" + name_ + "\" put: the queue holds its maximum of " + max + " values");
@@ -132,7 +135,8 @@ task<stream_queue::taken> stream_queue::take_once() {
   co_await ensure_group();
   redis::client* c = co_await m_->commands();
   for (;;) {
-    resp::reply r = co_await c->command("EVAL", take_script(), "1", key_, group, m_->consumer(), lease_ms_);
+    const std::string_view args[] = {"1", key_, group, m_->consumer(), lease_ms_};
+    resp::reply r = co_await take_script().run(*c, args);
     if (r.elements.empty()) throw redis::error("corio::dist::queue \"" + name_ + "\": an empty reply from the take script");
     const std::int64_t status = r.elements[0].integer;
     if (status == 2) {
@@ -143,8 +147,9 @@ task<stream_queue::taken> stream_queue::take_once() {
     if (status == 0) co_return taken{std::nullopt, r.elements.at(1).str};
     std::string id = r.elements.at(1).str;
     std::string value = std::move(r.elements.at(2).str);
-    co_await c->command(redis::command_options{.idempotent = redis::idempotency::yes}, "EVAL", ack_script, "1", key_,
-                        group, id);
+    static const lua_script ack{std::string(ack_script)};
+    const std::string_view ack_args[] = {"1", key_, group, id};
+    co_await ack.run(*c, ack_args, {.idempotent = redis::idempotency::yes});
     co_return taken{std::move(value), {}};
   }
 }
@@ -168,14 +173,17 @@ task<std::optional<std::string>> stream_queue::get(bool block, timeout_type time
 
 task<void> stream_queue::clear() {
   redis::client* c = co_await m_->commands();
-  co_await c->command(redis::command_options{.idempotent = redis::idempotency::yes}, "EVAL", clear_script, "1", key_,
-                      group);
+  static const lua_script script{std::string(clear_script)};
+  const std::string_view args[] = {"1", key_, group};
+  co_await script.run(*c, args, {.idempotent = redis::idempotency::yes});
   group_ready_ = true;
 }
 
 task<std::size_t> stream_queue::size() {
   redis::client* c = co_await m_->commands();
-  const resp::reply r = co_await c->command("EVAL", size_script, "1", key_, group);
+  static const lua_script script{std::string(size_script)};
+  const std::string_view args[] = {"1", key_, group};
+  const resp::reply r = co_await script.run(*c, args);
   co_return static_cast<std::size_t>(std::max<std::int64_t>(r.integer, 0));
 }
 
