@@ -137,16 +137,20 @@ task<stream_queue::taken> stream_queue::take_once() {
   for (;;) {
     const std::string_view args[] = {"1", key_, group, m_->consumer(), lease_ms_};
     resp::reply r = co_await take_script().run(*c, args);
-    if (r.elements.empty()) throw redis::error("corio::dist::queue \"" + name_ + "\": an empty reply from the take script");
-    const std::int64_t status = r.elements[0].integer;
+    // {1, id, value} | {0, id} | {2}: anything else is not the script's answer.
+    const auto& e = r.elements;
+    const std::int64_t status = e.empty() || e[0].type != resp::reply::kind::integer ? -1 : e[0].integer;
+    if (status < 0 || status > 2 || e.size() < (status == 1 ? 3u : status == 0 ? 2u : 1u))
+      throw redis::error("corio::dist::queue \"" + name_ + "\": the take script answered " + std::to_string(e.size()) +
+                         " elements, not {1, id, value}, {0, id} or {2}");
     if (status == 2) {
       m_->warn("corio: the consumer group of queue \"" + name_ + "\" on redis " + m_->where() +
                " was missing (Redis restarted without persistence?): re-created; values put before the restart are lost");
       continue;
     }
-    if (status == 0) co_return taken{std::nullopt, r.elements.at(1).str};
-    std::string id = r.elements.at(1).str;
-    std::string value = std::move(r.elements.at(2).str);
+    if (status == 0) co_return taken{std::nullopt, e[1].str};
+    std::string id = e[1].str;
+    std::string value = std::move(r.elements[2].str);
     static const lua_script ack{std::string(ack_script)};
     const std::string_view ack_args[] = {"1", key_, group, id};
     co_await ack.run(*c, ack_args, {.idempotent = redis::idempotency::yes});
