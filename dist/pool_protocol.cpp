@@ -8,6 +8,7 @@
 #include <string>
 
 #include "../coro/when_all.hpp"
+#include "resp.hpp"
 
 namespace corio::dist::detail {
 
@@ -193,13 +194,12 @@ parsed_result pool_parse_result(std::string_view value) {
   parsed_result r;
   const auto a = value.find(' ');
   const auto b = a == std::string_view::npos ? a : value.find(' ', a + 1);
-  if (b == std::string_view::npos) {  // not ours: reported as a result that makes no sense
-    r.status = "error";
+  std::int64_t n = 0;
+  if (b == std::string_view::npos || !resp::parse_int64(value.substr(a + 1, b - a - 1), n)) {
+    r.status = "error";  // not ours: reported as a result that makes no sense
     return r;
   }
   r.status = value.substr(0, a);
-  std::int64_t n = 0;
-  for (char ch : value.substr(a + 1, b - a - 1)) n = n * 10 + (ch - '0');
   r.deliveries = n;
   r.payload = value.substr(b + 1);
   return r;

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
+#include <corio/dist/detail/pool_protocol.hpp>
 #include <corio/dist/task_pool.hpp>
 #include <corio/dist/worker.hpp>
 #include <corio/runtime/loop.hpp>
@@ -382,4 +383,21 @@ TEST_CASE("a thousand submits started in one loop turn share one connection (and
     CHECK(co_await connections() - before == 2);
     co_await pool.async_close();
   }());
+}
+
+TEST_CASE("a result value reads back as written; a deliveries count that is no int64 makes it an error result") {
+  using corio::dist::detail::pool_parse_result;
+  const std::string value = corio::dist::detail::pool_result_value("ok", 3, "a b");
+  CHECK(value == "ok 3 a b");
+  const auto p = pool_parse_result(value);  // views into value
+  CHECK(p.status == "ok");
+  CHECK(p.deliveries == 3);
+  CHECK(p.payload == "a b");
+  // From a lying server: 23 digits (an int64 overflow), not a number, no count at all.
+  for (const std::string_view v : {"ok 99999999999999999999999 x", "ok 1x x", "ok x"}) {
+    const auto q = pool_parse_result(v);
+    CHECK(q.status == "error");
+    CHECK(q.deliveries == 0);
+    CHECK(q.payload.empty());
+  }
 }
