@@ -181,6 +181,11 @@ task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::st
   std::vector<std::string_view> args = {"1", k.tasks, pool_group, consumer};
   args.insert(args.end(), entries.begin(), entries.end());
   const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
+  // At most all of them: leases_lost, entries minus this, must not wrap (a lying server).
+  const bool counted = r.type == resp::reply::kind::integer;
+  if (!counted || r.integer < 0 || static_cast<std::uint64_t>(r.integer) > entries.size())
+    throw redis::error("corio::dist: the renew script answered " + (counted ? std::to_string(r.integer) : "no count") +
+                       " for " + std::to_string(entries.size()) + " leases");
   co_return static_cast<std::size_t>(r.integer);
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../ipc/ipc_test_support.hpp"
+#include "fake_redis.hpp"
 #include "redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -400,4 +401,23 @@ TEST_CASE("a result value reads back as written; a deliveries count that is no i
     CHECK(q.deliveries == 0);
     CHECK(q.payload.empty());
   }
+}
+
+TEST_CASE("a renew count above the leases asked for (a lying server) is redis::error, not a wrapped count") {
+  corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
+    if (argv[0] == "SCRIPT") return "$40\r\n" + std::string(40, 'a') + "\r\n";
+    return ":5\r\n";  // the renew script's EVALSHA: 5 of 2 renewed
+  });
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    corio::redis::client c = co_await corio::redis::client::connect(corio::redis::options(liar.address()));
+    const corio::dist::detail::pool_keys k("p");
+    const std::vector<std::string> entries = {"1-1", "1-2"};
+    try {
+      co_await corio::dist::detail::pool_renew(c, k, "me", entries);
+      FAIL("no error");
+    } catch (const corio::redis::error& e) {
+      CHECK(std::string(e.what()) == "corio::dist: the renew script answered 5 for 2 leases");
+    }
+  }());
 }
