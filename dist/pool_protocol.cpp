@@ -122,6 +122,19 @@ void append_tasks(std::vector<pool_task>& out, const resp::reply& entries, std::
   }
 }
 
+// The plain read of new tasks beside the claim script. A missing group (NOGROUP) reads
+// nothing: the claim re-creates it and answers {2}, which when_all would drop for this
+// error. The claim is written first, but where its EVALSHA meets NOSCRIPT (a restart
+// without persistence loses the scripts with the group) its EVAL runs after this read.
+task<resp::reply> read_new(redis::client& c, const pool_keys& k, const std::string& consumer, const std::string& n) {
+  try {
+    co_return co_await c.command("XREADGROUP", "GROUP", pool_group, consumer, "COUNT", n, "STREAMS", k.tasks, ">");
+  } catch (const redis::server_error& e) {
+    if (e.code() != "NOGROUP") throw;
+  }
+  co_return resp::reply{};
+}
+
 }  // namespace
 
 pool_keys::pool_keys(const std::string& pool)
@@ -139,9 +152,7 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
   const std::string_view args[] = {"1", k.tasks, pool_group, consumer, lease_ms, max};
   // One write: the claim first (Redis runs them in order, so a group it re-creates is
   // there for the read), then a plain read of new tasks, which costs no Lua per task.
-  auto [claimed, read] = co_await when_all(
-      claim_script().run(c, args),
-      c.command("XREADGROUP", "GROUP", pool_group, consumer, "COUNT", n, "STREAMS", k.tasks, ">"));
+  auto [claimed, read] = co_await when_all(claim_script().run(c, args), read_new(c, k, consumer, n));
   fetched out;
   const std::int64_t status = claimed.elements.empty() ? 0 : claimed.elements[0].integer;
   if (status == 2) out.what = fetched::kind::group_recreated;

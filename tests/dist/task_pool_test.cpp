@@ -421,3 +421,21 @@ TEST_CASE("a renew count above the leases asked for (a lying server) is redis::e
     }
   }());
 }
+
+TEST_CASE("a fetch after a restart that lost the group and the scripts (NOSCRIPT) reports the group re-created") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  namespace pd = corio::dist::detail;
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const pd::pool_keys k("lost");
+    co_await pd::pool_ensure_group(c, k);
+    CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::none);  // the claim's SHA1 cached
+    co_await c.command("DEL", k.tasks);  // the group goes with it
+    co_await c.command("SCRIPT", "FLUSH");
+    // EVALSHA meets NOSCRIPT, XREADGROUP NOGROUP, then the EVAL re-creates the group: {2}.
+    CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::group_recreated);
+    CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::none);
+  }());
+}
