@@ -86,11 +86,8 @@ void router::lost_node(const std::shared_ptr<connection>& lost) {
 task<void> router::refresh(std::shared_ptr<connection> via) {
   auto self = shared_from_this();
   try {
-    auto p = std::make_shared<pending>();
-    resp::append_command(p->bytes, {"CLUSTER", "SLOTS"});
-    p->name = "CLUSTER SLOTS";
-    p->idempotent = true;
-    const resp::reply r = co_await send_once(via, p);
+    const std::string_view argv[] = {"CLUSTER", "SLOTS"};
+    const resp::reply r = co_await send_once(via, make_pending(argv, "CLUSTER SLOTS", true));
     if (!r.is_error()) {
       slot_map fresh = slot_map::from_cluster_slots(r, node_host(via->where));
       if (fresh.covered() > 0) map_ = std::move(fresh);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "../coro/when_all.hpp"
+#include "resp.hpp"
 
 namespace corio::dist::detail {
 
@@ -121,6 +122,19 @@ void append_tasks(std::vector<pool_task>& out, const resp::reply& entries, std::
   }
 }
 
+// The plain read of new tasks beside the claim script. A missing group (NOGROUP) reads
+// nothing: the claim re-creates it and answers {2}, which when_all would drop for this
+// error. The claim is written first, but where its EVALSHA meets NOSCRIPT (a restart
+// without persistence loses the scripts with the group) its EVAL runs after this read.
+task<resp::reply> read_new(redis::client& c, const pool_keys& k, const std::string& consumer, const std::string& n) {
+  try {
+    co_return co_await c.command("XREADGROUP", "GROUP", pool_group, consumer, "COUNT", n, "STREAMS", k.tasks, ">");
+  } catch (const redis::server_error& e) {
+    if (e.code() != "NOGROUP") throw;
+  }
+  co_return resp::reply{};
+}
+
 }  // namespace
 
 pool_keys::pool_keys(const std::string& pool)
@@ -138,9 +152,7 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
   const std::string_view args[] = {"1", k.tasks, pool_group, consumer, lease_ms, max};
   // One write: the claim first (Redis runs them in order, so a group it re-creates is
   // there for the read), then a plain read of new tasks, which costs no Lua per task.
-  auto [claimed, read] = co_await when_all(
-      claim_script().run(c, args),
-      c.command("XREADGROUP", "GROUP", pool_group, consumer, "COUNT", n, "STREAMS", k.tasks, ">"));
+  auto [claimed, read] = co_await when_all(claim_script().run(c, args), read_new(c, k, consumer, n));
   fetched out;
   const std::int64_t status = claimed.elements.empty() ? 0 : claimed.elements[0].integer;
   if (status == 2) out.what = fetched::kind::group_recreated;
@@ -180,6 +192,11 @@ task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::st
   std::vector<std::string_view> args = {"1", k.tasks, pool_group, consumer};
   args.insert(args.end(), entries.begin(), entries.end());
   const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
+  // At most all of them: leases_lost, entries minus this, must not wrap (a lying server).
+  const bool counted = r.type == resp::reply::kind::integer;
+  if (!counted || r.integer < 0 || static_cast<std::uint64_t>(r.integer) > entries.size())
+    throw redis::error("corio::dist: the renew script answered " + (counted ? std::to_string(r.integer) : "no count") +
+                       " for " + std::to_string(entries.size()) + " leases");
   co_return static_cast<std::size_t>(r.integer);
 }
 
@@ -193,13 +210,12 @@ parsed_result pool_parse_result(std::string_view value) {
   parsed_result r;
   const auto a = value.find(' ');
   const auto b = a == std::string_view::npos ? a : value.find(' ', a + 1);
-  if (b == std::string_view::npos) {  // not ours: reported as a result that makes no sense
-    r.status = "error";
+  std::int64_t n = 0;
+  if (b == std::string_view::npos || !resp::parse_int64(value.substr(a + 1, b - a - 1), n)) {
+    r.status = "error";  // not ours: reported as a result that makes no sense
     return r;
   }
   r.status = value.substr(0, a);
-  std::int64_t n = 0;
-  for (char ch : value.substr(a + 1, b - a - 1)) n = n * 10 + (ch - '0');
   r.deliveries = n;
   r.payload = value.substr(b + 1);
   return r;

@@ -38,14 +38,6 @@ bool read_only(std::string_view name, std::span<const std::string_view> argv) {
           detail::upper_name(argv[1]) == "ID" || detail::upper_name(argv[1]) == "SLOTS");
 }
 
-std::shared_ptr<detail::pending> make_pending(std::span<const std::string_view> argv, std::string name, bool idempotent) {
-  auto p = std::make_shared<detail::pending>();
-  resp::append_command(p->bytes, argv);
-  p->name = std::move(name);
-  p->idempotent = idempotent;
-  return p;
-}
-
 }  // namespace
 
 client::client(std::shared_ptr<detail::router> r) noexcept : router_(std::move(r)) {}
@@ -107,7 +99,7 @@ task<resp::reply> run(std::shared_ptr<detail::router> rt, std::shared_ptr<detail
   for (;;) {
     // ASKING and the command are queued back to back on one connection, so they go out
     // adjacent: ASKING admits only the next command.
-    if (std::exchange(asking, false)) c->enqueue(make_pending(std::array<std::string_view, 1>{"ASKING"}, "ASKING", true));
+    if (std::exchange(asking, false)) c->enqueue(detail::make_pending(std::array<std::string_view, 1>{"ASKING"}, "ASKING", true));
     c->enqueue(p);
     if (deadline) {
       auto r = co_await when_any(wait_done(p), sleep_until(*deadline));
@@ -166,7 +158,7 @@ task<resp::reply> client::command_argv(std::span<const std::string_view> argv, c
       o.idempotent == idempotency::yes || (o.idempotent == idempotency::by_name && read_only(name, argv));
   std::optional<int> slot;
   if (router_->cluster()) slot = command_slot(argv);  // cross_slot_error before anything is sent
-  return run(router_, make_pending(argv, name, idempotent), slot, o.deadline);
+  return run(router_, detail::make_pending(argv, name, idempotent), slot, o.deadline);
 }
 
 }  // namespace corio::redis

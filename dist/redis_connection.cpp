@@ -25,6 +25,14 @@ constexpr std::size_t read_chunk = 64 * 1024;
 
 }  // namespace
 
+std::shared_ptr<pending> make_pending(std::span<const std::string_view> argv, std::string name, bool idempotent) {
+  auto p = std::make_shared<pending>();
+  resp::append_command(p->bytes, argv);
+  p->name = std::move(name);
+  p->idempotent = idempotent;
+  return p;
+}
+
 std::string upper_name(std::string_view s) {
   std::string out(s.substr(0, 32));
   for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));

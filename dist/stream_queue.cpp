@@ -7,6 +7,7 @@
 #include "../ipc/queue.hpp"
 #include "../runtime/timer.hpp"
 #include "detail/lua_claim.hpp"
+#include "detail/lua_script.hpp"
 #include "manager.hpp"
 
 namespace corio::dist::detail {
@@ -36,8 +37,8 @@ return {0, '0-0'}
 )lua";
 
 // The whole script: claim_lapsed_lua, then the rest.
-const std::string& take_script() {
-  static const std::string script = std::string(claim_lapsed_lua) + std::string(take_script_rest);
+const lua_script& take_script() {
+  static const lua_script script(std::string(claim_lapsed_lua) + std::string(take_script_rest));
   return script;
 }
 
@@ -119,7 +120,9 @@ task<void> stream_queue::put(std::span<const std::byte> value, bool block, timeo
   const std::string max = std::to_string(maxsize_);
   auto pause = 1ms;
   for (;;) {
-    const resp::reply r = co_await c->command("EVAL", bounded_put_script, "1", key_, max, as_chars(value));
+    static const lua_script script{std::string(bounded_put_script)};
+    const std::string_view args[] = {"1", key_, max, as_chars(value)};
+    const resp::reply r = co_await script.run(*c, args);
     if (r.integer == 1) co_return;
     if (!block || (deadline && steady_clock::now() + pause > *deadline))
       throw queue_full("corio::dist::queue \"" + name_ + "\" put: the queue holds its maximum of " + max + " values");
@@ -132,19 +135,25 @@ task<stream_queue::taken> stream_queue::take_once() {
   co_await ensure_group();
   redis::client* c = co_await m_->commands();
   for (;;) {
-    resp::reply r = co_await c->command("EVAL", take_script(), "1", key_, group, m_->consumer(), lease_ms_);
-    if (r.elements.empty()) throw redis::error("corio::dist::queue \"" + name_ + "\": an empty reply from the take script");
-    const std::int64_t status = r.elements[0].integer;
+    const std::string_view args[] = {"1", key_, group, m_->consumer(), lease_ms_};
+    resp::reply r = co_await take_script().run(*c, args);
+    // {1, id, value} | {0, id} | {2}: anything else is not the script's answer.
+    const auto& e = r.elements;
+    const std::int64_t status = e.empty() || e[0].type != resp::reply::kind::integer ? -1 : e[0].integer;
+    if (status < 0 || status > 2 || e.size() < (status == 1 ? 3u : status == 0 ? 2u : 1u))
+      throw redis::error("corio::dist::queue \"" + name_ + "\": the take script answered " + std::to_string(e.size()) +
+                         " elements, not {1, id, value}, {0, id} or {2}");
     if (status == 2) {
       m_->warn("corio: the consumer group of queue \"" + name_ + "\" on redis " + m_->where() +
                " was missing (Redis restarted without persistence?): re-created; values put before the restart are lost");
       continue;
     }
-    if (status == 0) co_return taken{std::nullopt, r.elements.at(1).str};
-    std::string id = r.elements.at(1).str;
-    std::string value = std::move(r.elements.at(2).str);
-    co_await c->command(redis::command_options{.idempotent = redis::idempotency::yes}, "EVAL", ack_script, "1", key_,
-                        group, id);
+    if (status == 0) co_return taken{std::nullopt, e[1].str};
+    std::string id = e[1].str;
+    std::string value = std::move(r.elements[2].str);
+    static const lua_script ack{std::string(ack_script)};
+    const std::string_view ack_args[] = {"1", key_, group, id};
+    co_await ack.run(*c, ack_args, {.idempotent = redis::idempotency::yes});
     co_return taken{std::move(value), {}};
   }
 }
@@ -168,14 +177,17 @@ task<std::optional<std::string>> stream_queue::get(bool block, timeout_type time
 
 task<void> stream_queue::clear() {
   redis::client* c = co_await m_->commands();
-  co_await c->command(redis::command_options{.idempotent = redis::idempotency::yes}, "EVAL", clear_script, "1", key_,
-                      group);
+  static const lua_script script{std::string(clear_script)};
+  const std::string_view args[] = {"1", key_, group};
+  co_await script.run(*c, args, {.idempotent = redis::idempotency::yes});
   group_ready_ = true;
 }
 
 task<std::size_t> stream_queue::size() {
   redis::client* c = co_await m_->commands();
-  const resp::reply r = co_await c->command("EVAL", size_script, "1", key_, group);
+  static const lua_script script{std::string(size_script)};
+  const std::string_view args[] = {"1", key_, group};
+  const resp::reply r = co_await script.run(*c, args);
   co_return static_cast<std::size_t>(std::max<std::int64_t>(r.integer, 0));
 }
 

@@ -10,9 +10,10 @@
 // Taking a value is at least once: a Lua script hands out one entry, stealing first an
 // entry whose taker has not acknowledged it within the lease (XAUTOCLAIM), else the next
 // new one (XREADGROUP); the taker then acknowledges and deletes it (XACK + XDEL, one
-// script, idempotent). A taker killed in between leaves the entry pending; after the lease
-// the next get takes it. Acknowledged entries are deleted, so the stream holds only what
-// is queued or in flight (no memory growth: redis#6941).
+// script, idempotent). A taker killed in between leaves the entry pending; after the
+// lease the next get takes it. Acknowledged entries are deleted, so the stream holds only
+// what is queued or in flight (no memory growth: redis#6941). The scripts run by SHA1
+// (detail/lua_script.hpp).
 //
 // Waiting: when the script finds nothing it returns the newest entry's id; the waiter then
 // blocks in XREAD on its loop's blocking client until an entry newer than that arrives, at

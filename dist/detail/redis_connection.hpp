@@ -42,6 +42,8 @@ struct pending {
     done.reset();
   }
 };
+// `argv` encoded, as a command not yet sent.
+std::shared_ptr<pending> make_pending(std::span<const std::string_view> argv, std::string name, bool idempotent);
 
 // One TCP or Unix connection and the parser of its replies. Shared by the reader and
 // the writer of its generation: a lost link is shut down, and freed only when both have

@@ -2,7 +2,7 @@
 // vocabulary outside a loop (blocking) and inside one (awaitables), a value put by another
 // process waking a blocked get, bounded queues, the 512 MiB limit, the lease that hands a
 // never-acknowledged value out again, a vanished consumer group re-created and reported,
-// and the configuration warnings at connect.
+// the configuration warnings at connect, and a lying server's take answer.
 #include <doctest/doctest.h>
 
 #include <corio/dist/manager.hpp>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../ipc/ipc_test_support.hpp"
+#include "fake_redis.hpp"
 #include "redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -201,4 +202,20 @@ TEST_CASE("a Redis that may lose data is reported at connect") {
                               " has maxmemory-policy allkeys-lru: under memory pressure it may evict queued values; "
                               "set it to noeviction");
   CHECK(qm.warnings[1].find("has no persistence") != std::string::npos);
+}
+
+TEST_CASE("a take script answer of the wrong shape from a lying server is redis::error, not a crash") {
+  // SCRIPT LOAD and XGROUP as a server answers them; the take script's EVALSHA with {1}
+  // (taken, but no id and no value).
+  corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
+    if (argv[0] == "SCRIPT") return "$40\r\n" + std::string(40, 'a') + "\r\n";
+    if (argv[0] == "EVALSHA") return "*1\r\n:1\r\n";
+    if (argv[0] == "CONFIG") return "*0\r\n";
+    return "+OK\r\n";
+  });
+  manager m{corio::redis::options(liar.address())};
+  m.on_warning([](const std::string&) {});
+  auto q = m.queue<std::string>("lied_to");
+  CHECK_THROWS_WITH_AS(q.get(), "corio::dist::queue \"lied_to\": the take script answered 1 elements, not {1, id, "
+                                "value}, {0, id} or {2}", corio::redis::error);
 }

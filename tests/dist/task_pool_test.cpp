@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
+#include <corio/dist/detail/pool_protocol.hpp>
 #include <corio/dist/task_pool.hpp>
 #include <corio/dist/worker.hpp>
 #include <corio/runtime/loop.hpp>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "../ipc/ipc_test_support.hpp"
+#include "fake_redis.hpp"
 #include "redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -378,5 +380,59 @@ TEST_CASE("a thousand submits started in one loop turn share one connection (and
     CHECK((co_await admin.command("XLEN", "{test}:tasks")).integer == 1000);
     CHECK(co_await connections() - before == 2);
     co_await pool.async_close();
+  }());
+}
+
+TEST_CASE("a result value reads back as written; a deliveries count that is no int64 makes it an error result") {
+  using corio::dist::detail::pool_parse_result;
+  const std::string value = corio::dist::detail::pool_result_value("ok", 3, "a b");
+  CHECK(value == "ok 3 a b");
+  const auto p = pool_parse_result(value);  // views into value
+  CHECK(p.status == "ok");
+  CHECK(p.deliveries == 3);
+  CHECK(p.payload == "a b");
+  // From a lying server: 23 digits (an int64 overflow), not a number, no count at all.
+  for (const std::string_view v : {"ok 99999999999999999999999 x", "ok 1x x", "ok x"}) {
+    const auto q = pool_parse_result(v);
+    CHECK(q.status == "error");
+    CHECK(q.deliveries == 0);
+    CHECK(q.payload.empty());
+  }
+}
+
+TEST_CASE("a renew count above the leases asked for (a lying server) is redis::error, not a wrapped count") {
+  corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
+    if (argv[0] == "SCRIPT") return "$40\r\n" + std::string(40, 'a') + "\r\n";
+    return ":5\r\n";  // the renew script's EVALSHA: 5 of 2 renewed
+  });
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    corio::redis::client c = co_await corio::redis::client::connect(corio::redis::options(liar.address()));
+    const corio::dist::detail::pool_keys k("p");
+    const std::vector<std::string> entries = {"1-1", "1-2"};
+    try {
+      co_await corio::dist::detail::pool_renew(c, k, "me", entries);
+      FAIL("no error");
+    } catch (const corio::redis::error& e) {
+      CHECK(std::string(e.what()) == "corio::dist: the renew script answered 5 for 2 leases");
+    }
+  }());
+}
+
+TEST_CASE("a fetch after a restart that lost the group and the scripts (NOSCRIPT) reports the group re-created") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server({.aof = true});
+  namespace pd = corio::dist::detail;
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const pd::pool_keys k("lost");
+    co_await pd::pool_ensure_group(c, k);
+    CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::none);  // the claim's SHA1 cached
+    co_await c.command("DEL", k.tasks);  // the group goes with it
+    co_await c.command("SCRIPT", "FLUSH");
+    // EVALSHA meets NOSCRIPT, XREADGROUP NOGROUP, then the EVAL re-creates the group: {2}.
+    CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::group_recreated);
+    CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::none);
   }());
 }
