@@ -351,15 +351,21 @@ void pool_core::on_exit(std::size_t index, process& p) {
 }
 
 void pool_core::break_pool() {
+  fail_all(lost(refuse_submits("corio::pool: the initializer failed in every worker")));
+}
+
+// Sets init_error_ to `reason` unless a reason is there already, then broken_; returns
+// init_error_.
+std::string pool_core::refuse_submits(const char* reason) {
   std::string message;
   {
     std::lock_guard tl(table_mutex_);
-    if (init_error_.empty()) init_error_ = "corio::pool: the initializer failed in every worker";
+    if (init_error_.empty()) init_error_ = reason;
     message = init_error_;
   }
   broken_.store(true, std::memory_order_release);  // publishes init_error_ to submit
   event_count(sh_->space_ec).notify_all();           // a submitter waiting for room gives up
-  fail_all(lost(message));
+  return message;
 }
 
 task<void> pool_core::collect() {
@@ -424,11 +430,7 @@ task<void> pool_core::collect() {
 // The ring is not drained again here; a get() that helps drain meets the same error.
 void pool_core::break_on_corrupt_ring(const std::runtime_error& e) {
   corrupt_ = true;
-  {
-    std::lock_guard tl(table_mutex_);
-    if (init_error_.empty()) init_error_ = e.what();
-  }
-  broken_.store(true, std::memory_order_release);  // after init_error_: submit reads it then
+  (void)refuse_submits(e.what());  // wakes a submit waiting for room: no worker frees any now
   fail_all(lost(e.what()));
 }
 

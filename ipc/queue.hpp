@@ -236,17 +236,8 @@ class queue {
     detail::value_parts bytes;
     if constexpr (detail::codec_memcpy<T>) {
       bytes.head = std::as_bytes(std::span<const T, 1>(&v, 1));
-    } else if constexpr (detail::codec_flat<T>) {
-      bytes.body = detail::codec_flat_body(v);  // in place: v lives in this frame
-      count = v.size();
-      bytes.head = std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1));
-      if (bytes.size() <= slot_bytes()) {
-        corio::encode(v, storage);
-        bytes = {storage, {}};
-      }
     } else {
-      corio::encode(v, storage);
-      bytes.head = storage;
+      bytes = detail::encoded_parts(v, slot_bytes(), count, storage);  // a body in place: v lives in this frame
     }
     if (core_->try_push(bytes))
       co_return;

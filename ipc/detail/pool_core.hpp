@@ -152,6 +152,7 @@ class pool_core {
   void note_init_failure(std::span<const std::byte> reply);  // table_mutex_ held
   void break_pool();  // every worker's initializer failed: fail everything, refuse submits
   void break_on_corrupt_ring(const std::runtime_error& e);  // collector: likewise, with e
+  std::string refuse_submits(const char* reason);  // both: submits throw worker_lost from now on
   void finish_batch();
   // A state leaves the pending table (the caller passes the table's reference): completed
   // now, or queued for run_deferred when it has a continuation (pool_state.hpp).

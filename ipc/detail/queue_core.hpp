@@ -398,11 +398,31 @@ class queue_wait {
   clock::time_point check_at_{};
 };
 
+// v's encoding, for a type the codec does not copy byte for byte: `count` and the data in
+// place (body) for a flat type (codec_flat) whose encoding does not fit a ring slot of
+// slot_bytes, else the encoding built in `storage` (head). count and storage (and v, for a
+// body) must outlive the parts. std::system_error (ENOMEM) when storage cannot hold it.
+template <class T>
+value_parts encoded_parts(const T& v, std::size_t slot_bytes, std::uint64_t& count, std::vector<std::byte>& storage) {
+  if constexpr (codec_flat<T>) {
+    const auto body = codec_flat_body(v);
+    if (sizeof count + body.size() > slot_bytes) {
+      count = v.size();
+      return {std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1)), body};
+    }
+  }
+  try {
+    corio::encode(v, storage);
+  } catch (const std::bad_alloc&) {
+    throw_queue_encode_no_memory();
+  }
+  return {storage, {}};
+}
+
 // Calls f with v's encoding: f(span) with the object's own bytes when the codec copies T
-// byte for byte (no allocation); f(value_parts) with `count` and the data in place for a
-// flat type (codec_flat) whose encoding does not fit a slot of q's ring (count must
-// outlive the call); else f(span) with a per-thread scratch buffer (valid until the next
-// call on this thread; f must not suspend).
+// byte for byte (no allocation); else f(value_parts) with encoded_parts, built in a
+// per-thread scratch buffer (valid until the next call on this thread; f must not
+// suspend; count must outlive the call).
 // A scratch buffer that grew past this for a large value is freed after the call, so a
 // thread that once put 256 MiB does not keep 256 MiB.
 inline constexpr std::size_t scratch_keep_bytes = std::size_t{4} << 20;
@@ -412,13 +432,6 @@ decltype(auto) with_encoded(const T& v, const queue_core& q, std::uint64_t& coun
   if constexpr (codec_memcpy<T>) {
     return f(std::as_bytes(std::span<const T, 1>(&v, 1)));
   } else {
-    if constexpr (codec_flat<T>) {
-      const auto body = codec_flat_body(v);
-      if (sizeof count + body.size() > q.ring().max_payload()) {
-        count = v.size();
-        return f(value_parts{std::as_bytes(std::span<const std::uint64_t, 1>(&count, 1)), body});
-      }
-    }
     thread_local std::vector<std::byte> scratch;
     scratch.clear();
     struct shrink_guard {
@@ -427,12 +440,7 @@ decltype(auto) with_encoded(const T& v, const queue_core& q, std::uint64_t& coun
           std::vector<std::byte>().swap(scratch);
       }
     } shrink;
-    try {
-      corio::encode(v, scratch);
-    } catch (const std::bad_alloc&) {
-      throw_queue_encode_no_memory();
-    }
-    return f(std::span<const std::byte>(scratch));
+    return f(encoded_parts(v, q.ring().max_payload(), count, scratch));
   }
 }
 

@@ -12,6 +12,7 @@
 #include <corio/ipc/pool.hpp>
 #include <corio/runtime/errors.hpp>
 #include <corio/ipc/detail/id_frame.hpp>
+#include <corio/ipc/detail/pool_core.hpp>
 #include <corio/ipc/pool.hpp>
 #include <corio/ipc/spsc_ring.hpp>
 #include <corio/runtime/loop.hpp>
@@ -638,6 +639,15 @@ std::span<std::byte> nth_ring(std::span<std::byte> memory, int n) {
   return {};
 }
 
+// A process that is not the worker writes a 4-byte frame, too short for a task id, into
+// worker 0's result ring; false when the ring is full.
+bool write_short_reply(std::span<std::byte> memory) {
+  auto ring = corio::spsc_ring::attach(nth_ring(memory, 1));
+  return ring.try_send(std::as_bytes(std::span("shrt", 4)));
+}
+constexpr const char* short_reply_error =
+    "corio::pool: a reply from a worker: corrupt frame of 4 bytes (shorter than its 8-byte id)";
+
 }  // namespace
 
 TEST_CASE("a pool or executor frame is split only after checking that it holds its 8-byte id") {
@@ -661,9 +671,7 @@ TEST_CASE("a reply frame too short to hold its task id is a clear runtime_error,
     {
       corio::pool p(1);
       auto slow = p.submit(nap, 1000);  // worker 0 sleeps: its result ring is quiet
-      // A process that is not the worker writes a 4-byte frame into worker 0's result ring.
-      auto ring = corio::spsc_ring::attach(nth_ring(pool_memory(), 1));
-      if (!ring.try_send(std::as_bytes(std::span("shrt", 4)))) outcome = "<ring full>";
+      if (!write_short_reply(pool_memory())) outcome = "<ring full>";
       try {
         (void)slow.get();  // drains the result rings while it waits
       } catch (const std::runtime_error& e) {
@@ -675,7 +683,47 @@ TEST_CASE("a reply frame too short to hold its task id is a clear runtime_error,
     return 1;
   });
   said.close_write();
-  CHECK(said.read_all() == "corio::pool: a reply from a worker: corrupt frame of 4 bytes (shorter than its 8-byte id)");
+  CHECK(said.read_all() == short_reply_error);
+  CHECK(corio_test::exit_status(child) == 0);
+}
+
+TEST_CASE("a submit waiting for room in the task ring when the collector meets a corrupt reply throws worker_lost "
+          "at once") {
+  // The collector drains no more after a corrupt frame, so a worker that fills its result
+  // ring blocks and the task ring stays full: only the pool's break can wake the submit.
+  // Here the one worker naps for a minute, which holds the task ring full the same way.
+  corio_test::raw_pipe said;
+  const pid_t child = corio_test::fork_child([&] {
+    std::string outcome = "<no error>";
+    {
+      corio::pool_options o;
+      o.task_ring_bytes = 4096;
+      corio::pool p(1, o);
+      auto slow = p.submit(nap, 60'000);
+      auto submitter = std::async(std::launch::async, [&] {
+        std::vector<corio::pool_future<int>> results;
+        try {
+          for (int i = 0;; ++i) results.push_back(p.submit(square, i));  // fills the task ring, then waits
+        } catch (const corio::worker_lost& e) {
+          return std::string(e.what());
+        }
+      });
+      std::this_thread::sleep_for(300ms);  // the submitter waits for room by now
+      // The collector, woken, meets the short frame.
+      const std::span<std::byte> memory = pool_memory();
+      if (!write_short_reply(memory)) outcome = "<ring full>";
+      corio::event_count(reinterpret_cast<corio::detail::pool_shared*>(memory.data())->results_ec).notify_all();
+      if (submitter.wait_for(10s) == std::future_status::ready)
+        outcome = submitter.get();
+      else
+        outcome += "<the submit still waits after 10 s>";
+      (void)!::write(said.write_end(), outcome.data(), outcome.size());
+      ::_exit(0);  // before ~pool: its collector would meet the same frame
+    }
+    return 1;
+  });
+  said.close_write();
+  CHECK(said.read_all() == short_reply_error);
   CHECK(corio_test::exit_status(child) == 0);
 }
 

@@ -405,25 +405,33 @@ TEST_CASE("a get that cannot map a large value (RLIMIT_AS) throws system_error n
 
 // Skipped in sanitizer builds: their allocator aborts on an allocation that fails
 // instead of throwing std::bad_alloc.
-TEST_CASE("a put whose encoding cannot be had (RLIMIT_AS) throws system_error (ENOMEM) saying so; nothing is queued" *
+TEST_CASE("a put or async_put whose encoding cannot be had (RLIMIT_AS) throws system_error (ENOMEM) saying so; "
+          "nothing is queued" *
           doctest::skip(corio_test::sanitized)) {
   // A vector of strings is encoded into a buffer before it is stored (a string alone is
   // not: it goes to the arena straight from the object and never needs the memory).
   queue<std::vector<std::string>> q(4);
   raw_pipe out;
   const pid_t child = fork_child([&] {
-    const std::vector<std::string> big(64, std::string(4 * MiB, 'v'));  // 256 MiB, before the limit
+    std::vector<std::string> big(64, std::string(4 * MiB, 'v'));  // 256 MiB, before the limit
+    corio::loop lp;                                                // and its ring
     if (!limit_address_space(64 * MiB))
       return 4;
     std::string message;
     const int rc = enomem_status([&] { q.put(big); }, message);
+    std::string async_message;  // moved into the task's frame: only the encoding needs memory
+    const int async_rc = enomem_status([&] { lp.run(q.async_put(std::move(big))); }, async_message);
+    message += "\n" + async_message;
     (void)!::write(out.write_end(), message.data(), message.size());
-    return rc;
+    return rc != 0 ? rc : async_rc;
   });
   out.close_write();
   const std::string said = out.read_all();
   CHECK(exited_with(reap(child), 0));
-  CHECK(said.rfind("corio::queue::put: out of memory encoding the value into a buffer; nothing was queued", 0) == 0);
+  const std::string enomem = "corio::queue::put: out of memory encoding the value into a buffer; nothing was queued";
+  CHECK(said.rfind(enomem, 0) == 0);
+  REQUIRE(said.find('\n') != std::string::npos);
+  CHECK(said.substr(said.find('\n') + 1) == said.substr(0, said.find('\n')));  // async_put: the same error
   MESSAGE(said);
   CHECK(q.empty());
   CHECK(arena_bytes() == 0);
