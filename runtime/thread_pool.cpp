@@ -8,10 +8,26 @@
 
 namespace corio {
 
+namespace {
+
+// The pool this thread works for (nullptr on other threads), and whether this worker
+// took that pool's spinning_ in before_publish (it gives it back in work()).
+thread_local thread_pool* worker_pool = nullptr;
+thread_local bool holds_poll = false;
+
+}  // namespace
+
 namespace detail {
 
 void throw_dropped_by_shutdown() {
   throw operation_cancelled("corio::thread_pool: the job was cancelled by shutdown(cancel_futures) before it started");
+}
+
+void before_publish() noexcept {
+  thread_pool* pool = worker_pool;
+  if (pool == nullptr || holds_poll) return;
+  unsigned idle = 0;
+  holds_poll = pool->spinning_.compare_exchange_strong(idle, 1, std::memory_order_relaxed);
 }
 
 }  // namespace detail
@@ -102,27 +118,42 @@ void thread_pool::spin_for_work() noexcept {
   (void)detail::spin_until([this] { return has_work_.load(std::memory_order_relaxed); }, idle_spin);
 }
 
+void thread_pool::poll_then_release(std::unique_lock<std::mutex>& lock) noexcept {
+  lock.unlock();
+  spin_for_work();
+  // Cleared before the re-lock: a submit that saw it set and skipped the wake-up locked
+  // mutex_ before this worker re-checks the queue under it (see "Idle workers").
+  spinning_.store(0, std::memory_order_relaxed);
+  lock.lock();
+}
+
 void thread_pool::work(std::string name) {
   set_current_thread_name(std::move(name));
+  worker_pool = this;
   for (;;) {
     detail::pool_job* job = nullptr;
     bool wake_more = false;
     bool may_spin = true;  // once per idle spell: a spin that found nothing ends in a sleep
     {
       std::unique_lock lock(mutex_);
+      if (std::exchange(holds_poll, false)) {
+        // Claimed as the last job finished: poll now if there is nothing to take, else
+        // give it back before pop_locked decides whether to pass a wake-up on.
+        if (head_ == nullptr && !stopping_) {
+          may_spin = false;
+          poll_then_release(lock);
+        } else {
+          spinning_.store(0, std::memory_order_relaxed);
+        }
+      }
       for (;;) {
         job = pop_locked(wake_more);
         if (job != nullptr || stopping_) break;
         if (may_spin && spinning_.load(std::memory_order_relaxed) == 0) {
           may_spin = false;
-          // Set and tested under mutex_, so at most one worker spins. Cleared before the
-          // re-lock: a submit that saw it set and skipped the wake-up locked mutex_
-          // before this worker re-checks the queue under it (see "Idle workers").
+          // Set and tested under mutex_, so at most one worker spins.
           spinning_.store(1, std::memory_order_relaxed);
-          lock.unlock();
-          spin_for_work();
-          spinning_.store(0, std::memory_order_relaxed);
-          lock.lock();
+          poll_then_release(lock);
           continue;
         }
         ++sleeping_;

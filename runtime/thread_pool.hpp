@@ -41,7 +41,11 @@
 //   sleeps, so a submit shortly after the last one (the usual case in a loop of
 //   submit + get) reaches an awake worker without a futex wake-up; only one worker polls
 //   at a time, so an idle pool burns at most one core for 50 us after its last task,
-//   then nothing. A submit wakes a sleeping worker only when none is polling.
+//   then nothing. A submit wakes a sleeping worker only when none is polling. A worker
+//   that finishes a task claims the poll before it publishes the result (when no other
+//   worker polls), so the next submit of a submit-then-get loop, which the result
+//   releases, finds it about to poll instead of waking a second worker (a futex
+//   wake-up, and two workers contending for one task).
 // - Thread-safety: submit/map/offload from any thread, pool threads included; shutdown()
 //   from one thread at a time.
 // - The loop that awaits a job must outlive it (it does whenever the awaiting coroutine
@@ -101,6 +105,12 @@ using submit_result_t =
 
 [[noreturn]] void throw_dropped_by_shutdown();
 
+// Called by a job on a pool thread once its work is done and just before it publishes
+// the result (see "Idle workers"): the worker takes the poll token then, so the submit
+// that the result provokes finds a worker about to poll rather than one to wake up.
+// Does nothing on a thread that is not a pool worker.
+void before_publish() noexcept;
+
 // A submitted task: owns the callable and its arguments, shares the future's state.
 // Heap-allocated by submit(); deletes itself when run or dropped.
 template <class R, class F, class... Args>
@@ -129,6 +139,7 @@ struct future_job final : pool_job {
     } catch (...) {
       st.result.set_exception(std::current_exception());
     }
+    before_publish();
     st.finish();
   }
 
@@ -201,7 +212,12 @@ class thread_pool {
   void enqueue(detail::pool_job* job);
 
  private:
+  friend void detail::before_publish() noexcept;
+
   void work(std::string name);
+  // Polls for work (the caller holds spinning_ and mutex_ through `lock`), then gives
+  // spinning_ back and re-takes mutex_ for the re-check ("Idle workers").
+  void poll_then_release(std::unique_lock<std::mutex>& lock) noexcept;
   template <class R>
   static generator<R> yield_in_order(std::vector<thread_future<R>> futures) {
     for (auto& f : futures) co_yield f.get();
@@ -225,7 +241,10 @@ class thread_pool {
   // submit's section, its clear would happen-before the submit's read (through mutex_),
   // which would have seen 0: so the re-check comes after, and finds the job. A worker
   // that pops a job and leaves others queued passes the wake-up on (pop_locked), since
-  // the submits of those may have relied on it while it was the spinner.
+  // the submits of those may have relied on it while it was the spinner. A worker may
+  // also take spinning_ outside mutex_, by CAS, as it finishes a job (before_publish);
+  // its next step is the same re-check under mutex_: it gives spinning_ back there if it
+  // finds a job (so pop_locked's wake-up decision sees it clear), and polls otherwise.
   std::mutex mutex_;
   std::condition_variable ready_;
   detail::pool_job* head_ = nullptr;  // guarded by mutex_
@@ -237,8 +256,8 @@ class thread_pool {
   // A line of its own: the spinner's polls then do not pull mutex_'s line away from a
   // submitter inside its section.
   alignas(64) std::atomic<bool> has_work_{false};
-  // 1 while a worker spins for work (at most one does: the cores are few). Read under
-  // mutex_ by whoever decides to wake a sleeper; see "Idle workers".
+  // 1 while a worker spins for work, or has claimed to (at most one does: the cores are
+  // few). Read under mutex_ by whoever decides to wake a sleeper; see "Idle workers".
   alignas(64) std::atomic<unsigned> spinning_{0};
   std::vector<std::thread> threads_;
 };
@@ -290,6 +309,7 @@ class [[nodiscard]] offload_awaiter : detail::pool_job {
     } catch (...) {
       self->result_.set_exception(std::current_exception());
     }
+    if (!cancelled) detail::before_publish();
     // After post() this thread touches neither the awaiter nor the loop: the closure may
     // resume the coroutine, finish it and destroy the loop as soon as post() releases the
     // loop's queue lock (post() wakes the loop before that, see loop::post).
