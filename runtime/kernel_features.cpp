@@ -87,7 +87,7 @@ bool opcode_supported(int op) noexcept {
   return supported;
 }
 
-// A kernel that knows IORING_ASYNC_CANCEL_ANY answers a cancel of nothing with -ENOENT;
+// A kernel that knows IORING_ASYNC_CANCEL_ANY answers a cancel of nothing with 0 (none cancelled);
 // one before 5.19 rejects the flag with -EINVAL.
 bool cancel_any_supported() noexcept {
   io_uring ring;

@@ -384,8 +384,10 @@ int epoll_backend::cancel(const io_uring_sqe& sqe) {
     const auto [first, last] = waiting_.equal_range(sqe.addr);
     for (auto it = first; it != last; ++it) found.push_back(it->second);
   }
-  if (found.empty()) return -ENOENT;
+  // As the kernel counts: with ALL or ANY the answer is how many were cancelled, 0 for
+  // none; a cancel of one request that is not there is -ENOENT.
   const bool all = (flags & (IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_ANY)) != 0;
+  if (found.empty()) return all ? 0 : -ENOENT;
   if (!all) found.erase(found.begin() + 1, found.end());  // not resize(1): GCC 12 -O3 warns on its growth path
   for (request* r : found) finish(*r, -ECANCELED, -ECANCELED);
   return all ? static_cast<int>(found.size()) : 0;

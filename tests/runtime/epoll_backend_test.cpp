@@ -305,6 +305,19 @@ CORIO_TEST_IF("epoll: cancel_fd cancels every request waiting on the fd and retu
   }());
 }
 
+CORIO_TEST_IF("cancel_fd of an fd with nothing in flight returns 0 on both backends, as io_uring answers CANCEL_ALL",
+              !corio::kernel_feature_disabled(corio::kernel_feature::cancel_any),
+              "CORIO_DISABLE_FEATURES turns cancel_any off: cancel_fd then fails as on a kernel before 5.19") {
+  std::vector<backend_kind> kinds{backend_kind::epoll};
+  if (io_uring_available()) kinds.push_back(backend_kind::io_uring);
+  for (backend_kind k : kinds) {
+    CAPTURE(static_cast<int>(k));
+    corio::loop lp(on(k));
+    socket_pair p;
+    lp.run([&]() -> task<void> { CHECK(co_await corio::cancel_fd(p.fd[0]) == 0); }());
+  }
+}
+
 TEST_CASE("epoll: sleeps end in deadline order and never early") {
   corio::loop lp(on(backend_kind::epoll));
   lp.run([]() -> task<void> {
