@@ -22,7 +22,10 @@ namespace corio {
 
 thread_local loop* loop::current_ = nullptr;
 
-void detail::forget_loop_after_fork() noexcept { loop::current_ = nullptr; }
+void detail::forget_loop_after_fork() noexcept {
+  if (loop::current_ != nullptr) loop::current_->running_.store(false, std::memory_order_relaxed);
+  loop::current_ = nullptr;
+}
 
 namespace {
 
@@ -114,6 +117,10 @@ void loop::bind_to_this_thread() {
   if (current_ != nullptr && current_ != this)
     throw std::logic_error("corio::loop::run: this thread already runs another loop");
   if (current_ == this) throw std::logic_error("corio::loop::run: the loop is already running");
+  if (running_.exchange(true, std::memory_order_acquire))
+    throw std::logic_error(
+        "corio::loop::run: another thread is running this loop (a loop belongs to one thread; "
+        "reach it from others with post() or submit_to)");
   current_ = this;
   // A refusal (the thread's table of registered rings is full) only costs the fd lookup.
   if (features_.registered_ring) ring_fd_registered_ = io_uring_register_ring_fd(native_ring()) == 1;
@@ -121,6 +128,7 @@ void loop::bind_to_this_thread() {
 
 void loop::unbind_from_this_thread() noexcept {
   current_ = nullptr;
+  running_.store(false, std::memory_order_release);
   // Registered by this thread in bind_to_this_thread; liburing then enters by fd again.
   if (ring_fd_registered_) io_uring_unregister_ring_fd(native_ring());
   ring_fd_registered_ = false;
@@ -135,6 +143,10 @@ const std::shared_ptr<detail::buffer_ring>& loop::receive_buffers() {
 }
 
 void loop::spawn(task<void> t) {
+  if (current_ != this && running_.load(std::memory_order_relaxed))
+    throw std::logic_error(
+        "corio::loop::spawn: called from a thread that is not running this loop while another one runs it "
+        "(use post() from other threads)");
   ++spawned_;
   start_detached(
       std::move(t),

@@ -117,14 +117,16 @@ class loop {
 
   // Runs the loop until `main` finishes, then returns its value or rethrows its exception.
   // `main` borrows `token` as its stop token (stop.hpp). Throws std::logic_error if this
-  // thread is already running a loop.
+  // thread is already running a loop, or another thread is running this one.
   template <class T>
   T run(task<T> main, std::stop_token token = {});
 
   // Starts `t` now, detached: it runs until its first suspension before spawn returns,
   // then finishes on this loop. Its frame is the only allocation. An exception escaping it
   // goes to the unhandled-exception handler (by default printed to stderr); spawned tasks
-  // borrow the loop's stop token, requested by request_stop().
+  // borrow the loop's stop token, requested by request_stop(). On the loop's thread, or
+  // before run() on any: while another thread runs the loop, spawn throws std::logic_error
+  // (post() is the thread-safe way in).
   void spawn(task<void> t);
   // Detached tasks not finished yet.
   std::size_t spawned() const noexcept { return spawned_; }
@@ -254,6 +256,9 @@ class loop {
   std::shared_ptr<detail::buffer_ring> receive_buffers_;
   bool receive_buffers_tried_ = false;
   bool ring_fd_registered_ = false;  // by the thread now in run()
+  // True while some thread is inside run(): a second thread's run() or spawn() would
+  // share the ring unsynchronised, so both refuse with a logic_error naming the fix.
+  std::atomic<bool> running_{false};
   // ~loop: queues cancels for everything in flight, plus a NOP so the drain's wait ends.
   void cancel_everything();
   void untrack(detail::io_op* op) noexcept;

@@ -67,6 +67,47 @@ TEST_CASE("run on a thread that already runs a loop throws logic_error") {
   a.run(main());
 }
 
+TEST_CASE("run and spawn from a second thread while a loop runs throw logic_error naming the fix") {
+  corio::loop lp;
+  std::atomic<bool> release{false};
+  std::string run_error, spawn_error;
+  auto main = [&]() -> task<void> {
+    // The other thread tries while this loop is running; it sets release when done.
+    std::thread other([&] {
+      auto nothing = []() -> task<void> { co_return; };
+      try {
+        lp.run(nothing());
+      } catch (const std::logic_error& e) {
+        run_error = e.what();
+      }
+      try {
+        lp.spawn(nothing());
+      } catch (const std::logic_error& e) {
+        spawn_error = e.what();
+      }
+      release = true;
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!release && std::chrono::steady_clock::now() < deadline) co_await corio::sleep_for(1ms);
+    other.join();
+  };
+  lp.run(main());
+  CHECK(run_error.find("another thread is running this loop") != std::string::npos);
+  CHECK(run_error.find("post()") != std::string::npos);
+  CHECK(spawn_error.find("not running this loop") != std::string::npos);
+  CHECK(lp.spawned() == 0);
+  // Once run() returned, the loop is free again: another thread may run it.
+  int ran = 0;
+  std::thread([&] {
+    auto one = [&]() -> task<void> {
+      ran = 1;
+      co_return;
+    };
+    lp.run(one());
+  }).join();
+  CHECK(ran == 1);
+}
+
 TEST_CASE("this_loop outside a loop throws logic_error naming the problem") {
   CHECK_THROWS_WITH_AS(corio::loop::this_loop(),
                        "corio: no event loop runs on this thread (call from inside loop::run)",
