@@ -23,7 +23,7 @@
 #include "detail/child_status.hpp"
 #include "file_ops.hpp"
 #include "kernel_features.hpp"
-#include "timer.hpp"
+#include "process_ops.hpp"
 
 extern char** environ;
 
@@ -401,27 +401,18 @@ task<void> child::kill_and_reap() {
   send_signal(SIGKILL);
   // Not cancellable: the caller is already failing and must not leave a zombie behind.
   const op_options forever{.token = &corio::detail::never_stop, .deadline = std::nullopt};
-  while (!poll()) {
-    if (pidfd_ >= 0)
-      co_await corio::poll(pidfd_, POLLIN, forever);
-    else
-      co_await sleep_for(1ms, forever);
-  }
+  corio::detail::exit_wait waits(1ms);  // without a pidfd: a SIGKILLed child ends soon
+  while (!poll()) co_await waits.next(pidfd_, forever);
 }
 
 task<int> child::wait(op_options options) {
   if (pid_ <= 0) throw std::logic_error("corio::subprocess::child::wait: this child owns no process");
-  auto backoff = 1ms;
+  corio::detail::exit_wait waits;
   for (;;) {
     if (auto rc = poll()) co_return *rc;
     bool late = false;
     try {
-      if (pidfd_ >= 0) {
-        co_await corio::poll(pidfd_, POLLIN, options);  // readable once the child exits
-      } else {
-        co_await sleep_for(backoff, options);
-        backoff = std::min(backoff * 2, 50ms);
-      }
+      co_await waits.next(pidfd_, options);
     } catch (const timed_out&) {
       late = true;
     }
