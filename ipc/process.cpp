@@ -18,7 +18,6 @@
 #include <typeinfo>
 #include <vector>
 
-#include "../runtime/detail/child_status.hpp"
 #include "../runtime/errors.hpp"
 #include "../runtime/loop.hpp"
 #include "../runtime/process_ops.hpp"

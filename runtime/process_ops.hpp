@@ -1,7 +1,8 @@
 #pragma once
-// Process waits: how a parent waits for a child it started to end. The building block of
-// subprocess::child::wait (subprocess.hpp) and process::join_for / async_join
-// (ipc/process.hpp); a program uses those, not this.
+// Process waits: how a parent waits for a child it started to end, and what it needs for
+// that (the child's pidfd, the meaning of its wait status). The building blocks that
+// subprocess::child (subprocess.hpp) and corio::process (ipc/process.hpp) share; a
+// program uses those, not this.
 //
 //     detail::exit_wait waits;
 //     while (!try_reap()) co_await waits.next(pidfd, options);   // try_reap: waitpid(WNOHANG)
@@ -11,7 +12,7 @@
 // because reaping closes it (and the caller's copy becomes -1).
 //
 // How it waits:
-// - With a pidfd (pidfd_open, Linux 5.3+; detail/child_status.hpp opens it): the pidfd
+// - With a pidfd (pidfd_open, Linux 5.3+; open_pidfd below): the pidfd
 //   turns readable (POLLIN) when the child exits. In a loop that is one poll request
 //   (file_ops.hpp's poll) on whichever backend the loop runs, on a plain thread a ppoll(2).
 // - Without one (an older kernel, kernel_feature::pidfd disabled, or a test's switch): a
@@ -21,14 +22,34 @@
 // Who may touch it: one exit_wait belongs to one waiting coroutine or thread (it holds the
 // nap length).
 
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 
 #include "../coro/task.hpp"
 #include "detail/uring_awaiter.hpp"
+#include "kernel_features.hpp"
 
 namespace corio::detail {
+
+// A pidfd for `pid` (always close-on-exec), or -1 when the kernel has none (pidfd_open is
+// Linux 5.3+: ENOSYS before) or `disabled` (the tests' switch that forces the fallback);
+// the waits below then nap between waitpid(WNOHANG) checks.
+inline int open_pidfd(pid_t pid, bool disabled) noexcept {
+  if (disabled || kernel_feature_disabled_noexcept(kernel_feature::pidfd)) return -1;
+  const long fd = ::syscall(SYS_pidfd_open, pid, 0);
+  return fd < 0 ? -1 : static_cast<int>(fd);
+}
+
+// The exit status, or -N when signal N ended the child (Python's returncode / exitcode).
+inline int decode_wait_status(int status) noexcept {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return status;  // not reached: waitpid without WUNTRACED reports only terminations
+}
 
 class exit_wait {
  public:

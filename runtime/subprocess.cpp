@@ -20,7 +20,6 @@
 #include <string_view>
 
 #include "../coro/task_group.hpp"
-#include "detail/child_status.hpp"
 #include "file_ops.hpp"
 #include "kernel_features.hpp"
 #include "process_ops.hpp"
