@@ -1,7 +1,6 @@
 #include "process.hpp"
 
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -222,8 +221,7 @@ task<void> process::async_join() {
 void process::signal(int sig, const char* what) {
   require_started(what);
   if (exitcode_) return;
-  // Until we reap it, the pid cannot name another process, so kill() is as safe as the pidfd.
-  const long r = pidfd_ >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) : ::kill(pid_, sig);
+  const long r = detail::signal_child(pid_, pidfd_, sig);
   if (r < 0 && errno != ESRCH) detail::throw_errno(errno, describe(what, pid_));
 }
 

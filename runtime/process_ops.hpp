@@ -22,6 +22,7 @@
 // Who may touch it: one exit_wait belongs to one waiting coroutine or thread (it holds the
 // nap length).
 
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -42,6 +43,13 @@ inline int open_pidfd(pid_t pid, bool disabled) noexcept {
   if (disabled || kernel_feature_disabled_noexcept(kernel_feature::pidfd)) return -1;
   const long fd = ::syscall(SYS_pidfd_open, pid, 0);
   return fd < 0 ? -1 : static_cast<int>(fd);
+}
+
+// Sends `sig` to the child: through its pidfd when it has one, else kill(2), which is as
+// safe until the child is reaped (its pid cannot name another process before). 0, or -1
+// with errno set (ESRCH: it ended already).
+inline long signal_child(pid_t pid, int pidfd, int sig) noexcept {
+  return pidfd >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) : ::kill(pid, sig);
 }
 
 // The exit status, or -N when signal N ended the child (Python's returncode / exitcode).

@@ -348,10 +348,7 @@ child& child::operator=(child&& o) noexcept {
 child::~child() {
   if (pid_ > 0 && !returncode_) {
     // Safe default: never leave a zombie or an orphan behind an object that is gone.
-    if (pidfd_ >= 0)
-      ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
-    else
-      ::kill(pid_, SIGKILL);
+    corio::detail::signal_child(pid_, pidfd_, SIGKILL);
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
@@ -385,7 +382,7 @@ std::optional<int> child::poll() {
 
 void child::send_signal(int sig) {
   if (pid_ <= 0 || returncode_) return;
-  const long r = pidfd_ >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) : ::kill(pid_, sig);
+  const long r = corio::detail::signal_child(pid_, pidfd_, sig);
   if (r < 0 && errno != ESRCH)
     corio::detail::throw_errno(
         errno, "signal " + std::to_string(sig) + " to " + program_ + " (pid " + std::to_string(pid_) + ")");
