@@ -22,8 +22,9 @@
 //   (futex_waitv, 5.16+) and posts each wake-up to the loop. The thread is the loop's:
 //   ~loop cancels the waits still pending and joins it.
 //
-// Who may call it: a coroutine running on a loop (std::logic_error otherwise). The word
-// must stay mapped until the wait returns.
+// Who may call it: a coroutine running on a loop (std::logic_error otherwise); the
+// blocking wait and the wake below, any thread. The word must stay mapped until the wait
+// returns.
 
 #include <chrono>
 #include <cstdint>

@@ -7,8 +7,8 @@
 //       ...
 //     }
 //
-// One IORING_OP_ACCEPT with IORING_ACCEPT_MULTISHOT (Linux 5.19) posts a
-// CQE per connection; the object buffers the fds until next() takes them. Bounded: once
+// One IORING_OP_ACCEPT with IORING_ACCEPT_MULTISHOT (Linux 5.19) posts a CQE per
+// connection; the object buffers the fds until next() takes them. Bounded: once
 // `max_pending` fds wait untaken, the request is cancelled (the kernel's listen backlog
 // then holds further clients) and re-armed when next() drains the buffer. When the kernel
 // ends the request on its own (no IORING_CQE_F_MORE) it is re-armed at the next next().
@@ -19,13 +19,12 @@
 // is in flight cancels the request; its state lives on until the kernel's final CQE and
 // closes any fd the kernel still delivers (design.md: a cancel is a request, only the
 // completion frees anything). Destroying it while a coroutine waits in next() is a bug.
-
 //
 // The single-shot socket operations (accept, connect, recv, send) are net_ops.hpp;
 // tcp_listener::incoming() (stream.hpp) wraps this one to yield streams.
 
-#include <cstddef>
 #include <coroutine>
+#include <cstddef>
 #include <deque>
 #include <optional>
 #include <stop_token>

@@ -12,9 +12,9 @@
 // because reaping closes it (and the caller's copy becomes -1).
 //
 // How it waits:
-// - With a pidfd (pidfd_open, Linux 5.3+; open_pidfd below): the pidfd
-//   turns readable (POLLIN) when the child exits. In a loop that is one poll request
-//   (file_ops.hpp's poll) on whichever backend the loop runs, on a plain thread a ppoll(2).
+// - With a pidfd (pidfd_open, Linux 5.3+; open_pidfd below): the pidfd turns readable
+//   (POLLIN) when the child exits. In a loop that is one poll request (file_ops.hpp's
+//   poll) on whichever backend the loop runs, on a plain thread a ppoll(2).
 // - Without one (an older kernel, kernel_feature::pidfd disabled, or a test's switch): a
 //   nap that doubles from 1 ms up to `max_nap` (50 ms unless told), so a long wait costs
 //   few wake-ups and a short one little latency.
