@@ -32,7 +32,8 @@
 // it by the physical page, so every process that maps the memory meets at the same futex.
 //
 // Where the sleep happens
-// - wait(): the calling thread blocks in futex(FUTEX_WAIT_BITSET), CLOCK_MONOTONIC deadline.
+// - wait(): the calling thread blocks in futex(FUTEX_WAIT_BITSET), CLOCK_MONOTONIC deadline
+//   (detail::futex_wait_blocking, runtime/futex_ops.hpp).
 // - async_wait(): inside a corio loop, corio::futex_wait (runtime/futex_ops.hpp): an
 //   IORING_OP_FUTEX_WAIT request in the loop's ring (Linux 6.7+), so the loop keeps running
 //   its other coroutines and sleeps in the kernel when all are idle. On older kernels (and

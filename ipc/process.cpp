@@ -1,12 +1,9 @@
 #include "process.hpp"
 
-#include <poll.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -20,12 +17,10 @@
 #include <typeinfo>
 #include <vector>
 
-#include "../runtime/detail/child_status.hpp"
 #include "../runtime/errors.hpp"
-#include "../runtime/file_ops.hpp"
 #include "../runtime/loop.hpp"
+#include "../runtime/process_ops.hpp"
 #include "../runtime/runtime.hpp"
-#include "../runtime/timer.hpp"
 #include "detail/demangle.hpp"
 
 namespace corio {
@@ -208,44 +203,25 @@ void process::join() {
 bool process::join_for(std::chrono::milliseconds timeout) {
   require_started("join_for");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto backoff = 1ms;
+  detail::exit_wait waits;
   for (;;) {
     if (try_reap()) return true;
     const std::chrono::nanoseconds left = deadline - std::chrono::steady_clock::now();
     if (left <= 0ns) return false;
-    if (pidfd_ >= 0) {
-      pollfd p{.fd = pidfd_, .events = POLLIN, .revents = 0};
-      const auto ts = detail::to_kernel_timespec(left);
-      const timespec limit{.tv_sec = ts.tv_sec, .tv_nsec = ts.tv_nsec};
-      const int r = ::ppoll(&p, 1, &limit, nullptr);
-      if (r < 0 && errno != EINTR) detail::throw_errno(errno, describe("poll pidfd of process", pid_));
-    } else {
-      const std::chrono::nanoseconds nap = std::min<std::chrono::nanoseconds>(backoff, left);
-      timespec ts{.tv_sec = 0, .tv_nsec = nap.count()};
-      ::nanosleep(&ts, nullptr);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
-    }
+    waits.block(pidfd_, pid_, left);
   }
 }
 
 task<void> process::async_join() {
   require_started("async_join");
-  auto backoff = 1ms;
-  while (!try_reap()) {
-    if (pidfd_ >= 0) {
-      co_await corio::poll(pidfd_, POLLIN);  // readable once the child exits
-    } else {
-      co_await sleep_for(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
-    }
-  }
+  detail::exit_wait waits;
+  while (!try_reap()) co_await waits.next(pidfd_);
 }
 
 void process::signal(int sig, const char* what) {
   require_started(what);
   if (exitcode_) return;
-  // Until we reap it, the pid cannot name another process, so kill() is as safe as the pidfd.
-  const long r = pidfd_ >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) : ::kill(pid_, sig);
+  const long r = detail::signal_child(pid_, pidfd_, sig);
   if (r < 0 && errno != ESRCH) detail::throw_errno(errno, describe(what, pid_));
 }
 

@@ -1,7 +1,13 @@
 #include "futex_ops.hpp"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cerrno>
+#include <climits>
+#include <ctime>
 #include <coroutine>
 #include <optional>
 #include <stop_token>
@@ -90,5 +96,23 @@ task<bool> futex_wait(std::uint32_t* address, std::uint32_t expected, op_options
 }
 
 void detail::force_futex_thread(bool on) noexcept { forced_thread.store(on, std::memory_order_relaxed); }
+
+bool detail::futex_wait_blocking(std::uint32_t* address, std::uint32_t expected,
+                                 std::optional<std::chrono::steady_clock::time_point> deadline) {
+  timespec abs{};
+  const timespec* timeout = nullptr;
+  if (deadline) {
+    const auto ts = to_kernel_timespec(deadline->time_since_epoch());
+    abs = {.tv_sec = ts.tv_sec, .tv_nsec = ts.tv_nsec};
+    timeout = &abs;
+  }
+  const long rc = ::syscall(SYS_futex, address, FUTEX_WAIT_BITSET, expected, timeout, nullptr,
+                            FUTEX_BITSET_MATCH_ANY);
+  return !(rc == -1 && errno == ETIMEDOUT);
+}
+
+void detail::futex_wake_all(std::uint32_t* address) noexcept {
+  ::syscall(SYS_futex, address, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
 
 }  // namespace corio

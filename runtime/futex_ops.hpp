@@ -1,5 +1,7 @@
 #pragma once
-// futex_wait: a coroutine sleeps on a 32-bit futex word while its loop runs the others.
+// Futex waits: a coroutine sleeps on a 32-bit futex word while its loop runs the others
+// (futex_wait); below, for ipc/event_count, the same shared-futex wait from a plain thread
+// and the wake that ends both.
 //
 //     std::uint32_t seen = load(word);
 //     ...                                   // re-check the condition, then:
@@ -20,10 +22,13 @@
 //   (futex_waitv, 5.16+) and posts each wake-up to the loop. The thread is the loop's:
 //   ~loop cancels the waits still pending and joins it.
 //
-// Who may call it: a coroutine running on a loop (std::logic_error otherwise). The word
-// must stay mapped until the wait returns.
+// Who may call it: a coroutine running on a loop (std::logic_error otherwise); the
+// blocking wait and the wake below, any thread. The word must stay mapped until the wait
+// returns.
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 
 #include "../coro/task.hpp"
 #include "detail/uring_awaiter.hpp"
@@ -33,6 +38,14 @@ namespace corio {
 [[nodiscard]] task<bool> futex_wait(std::uint32_t* address, std::uint32_t expected, op_options options = {});
 
 namespace detail {
+// The same wait blocking the calling thread (FUTEX_WAIT_BITSET, an absolute
+// CLOCK_MONOTONIC deadline: steady_clock is CLOCK_MONOTONIC on Linux). Returns false only
+// when the deadline passed; EAGAIN (the word had changed) and EINTR count as wake-ups.
+bool futex_wait_blocking(std::uint32_t* address, std::uint32_t expected,
+                         std::optional<std::chrono::steady_clock::time_point> deadline);
+// Wakes every waiter on the shared futex word, in any process and either kind of wait.
+void futex_wake_all(std::uint32_t* address) noexcept;
+
 // Tests only: waits take the futex thread, as on kernels before 6.7.
 void force_futex_thread(bool on) noexcept;
 }  // namespace detail

@@ -45,6 +45,7 @@
 #include "../coro/task.hpp"
 #include "address.hpp"
 #include "detail/uring_awaiter.hpp"
+#include "multishot_accept.hpp"
 #include "net_ops.hpp"
 
 namespace corio {
@@ -238,7 +239,7 @@ class basic_listener : public listener_socket {
     return detail::map_awaiter(corio::accept(fd(), options), [](int fd) { return Stream(fd); });
   }
 
-  // Many connections from one multishot request (see net_ops.hpp); next() yields Streams.
+  // Many connections from one multishot request (multishot_accept.hpp); next() yields Streams.
   class acceptor {
    public:
     explicit acceptor(multishot_accept inner) noexcept : inner_(std::move(inner)) {}

@@ -20,10 +20,9 @@
 #include <string_view>
 
 #include "../coro/task_group.hpp"
-#include "detail/child_status.hpp"
 #include "file_ops.hpp"
 #include "kernel_features.hpp"
-#include "timer.hpp"
+#include "process_ops.hpp"
 
 extern char** environ;
 
@@ -349,10 +348,7 @@ child& child::operator=(child&& o) noexcept {
 child::~child() {
   if (pid_ > 0 && !returncode_) {
     // Safe default: never leave a zombie or an orphan behind an object that is gone.
-    if (pidfd_ >= 0)
-      ::syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
-    else
-      ::kill(pid_, SIGKILL);
+    corio::detail::signal_child(pid_, pidfd_, SIGKILL);
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
@@ -386,7 +382,7 @@ std::optional<int> child::poll() {
 
 void child::send_signal(int sig) {
   if (pid_ <= 0 || returncode_) return;
-  const long r = pidfd_ >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) : ::kill(pid_, sig);
+  const long r = corio::detail::signal_child(pid_, pidfd_, sig);
   if (r < 0 && errno != ESRCH)
     corio::detail::throw_errno(
         errno, "signal " + std::to_string(sig) + " to " + program_ + " (pid " + std::to_string(pid_) + ")");
@@ -401,27 +397,18 @@ task<void> child::kill_and_reap() {
   send_signal(SIGKILL);
   // Not cancellable: the caller is already failing and must not leave a zombie behind.
   const op_options forever{.token = &corio::detail::never_stop, .deadline = std::nullopt};
-  while (!poll()) {
-    if (pidfd_ >= 0)
-      co_await corio::poll(pidfd_, POLLIN, forever);
-    else
-      co_await sleep_for(1ms, forever);
-  }
+  corio::detail::exit_wait waits(1ms);  // without a pidfd: a SIGKILLed child ends soon
+  while (!poll()) co_await waits.next(pidfd_, forever);
 }
 
 task<int> child::wait(op_options options) {
   if (pid_ <= 0) throw std::logic_error("corio::subprocess::child::wait: this child owns no process");
-  auto backoff = 1ms;
+  corio::detail::exit_wait waits;
   for (;;) {
     if (auto rc = poll()) co_return *rc;
     bool late = false;
     try {
-      if (pidfd_ >= 0) {
-        co_await corio::poll(pidfd_, POLLIN, options);  // readable once the child exits
-      } else {
-        co_await sleep_for(backoff, options);
-        backoff = std::min(backoff * 2, 50ms);
-      }
+      co_await waits.next(pidfd_, options);
     } catch (const timed_out&) {
       late = true;
     }

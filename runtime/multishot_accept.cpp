@@ -1,10 +1,14 @@
-#include "net_ops.hpp"
+#include "multishot_accept.hpp"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <stdexcept>
+#include <string>
 
+#include "errors.hpp"
 #include "kernel_features.hpp"
+#include "loop.hpp"
 
 namespace corio {
 namespace detail {
