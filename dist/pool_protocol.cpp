@@ -2,6 +2,7 @@
 
 #include "detail/lua_claim.hpp"
 #include "detail/lua_script.hpp"
+#include "detail/reply_check.hpp"
 
 #include <algorithm>
 #include <stdexcept>
@@ -138,7 +139,7 @@ task<resp::reply> read_new(redis::client& c, const pool_keys& k, const std::stri
 }  // namespace
 
 pool_keys::pool_keys(const std::string& pool)
-    : tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats") {}
+    : name(pool), tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats") {}
 
 bool pool_keys::holds(std::string_view key) const { return key.starts_with(tasks.substr(0, tasks.size() - 5)); }
 
@@ -154,10 +155,16 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
   // there for the read), then a plain read of new tasks, which costs no Lua per task.
   auto [claimed, read] = co_await when_all(claim_script().run(c, args), read_new(c, k, consumer, n));
   fetched out;
-  const std::int64_t status = claimed.elements.empty() ? 0 : claimed.elements[0].integer;
+  // {0} | {2} | {1 or 3, deliveries, {entry}}: anything else is not the claim script's.
+  const auto& e = claimed.elements;
+  const std::int64_t status = is_array(claimed) && !e.empty() && is_integer(e[0]) ? e[0].integer : -1;
+  const bool took = status == 1 || status == 3;
+  if ((status != 0 && status != 2 && !took) || e.size() != (took ? 3u : 1u) ||
+      (took && (!is_integer(e[1]) || e[1].integer < 1 || !is_array(e[2], 1))))
+    unexpected("corio::dist::task_pool \"" + k.name + "\"", "the claim script",
+               describe(claimed) + ", not {0}, {2} or {1 or 3, deliveries, {entry}}");
   if (status == 2) out.what = fetched::kind::group_recreated;
-  if ((status == 1 || status == 3) && claimed.elements.size() == 3)
-    append_tasks(out.tasks, claimed.elements[2], claimed.elements[1].integer);
+  if (took) append_tasks(out.tasks, e[2], e[1].integer);
   if (status == 3 && !out.tasks.empty()) {  // buried before the new tasks are appended
     const pool_task t = std::move(out.tasks.front());
     out.tasks.clear();
@@ -195,8 +202,9 @@ task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::st
   // At most all of them: leases_lost, entries minus this, must not wrap (a lying server).
   const bool counted = r.type == resp::reply::kind::integer;
   if (!counted || r.integer < 0 || static_cast<std::uint64_t>(r.integer) > entries.size())
-    throw redis::error("corio::dist: the renew script answered " + (counted ? std::to_string(r.integer) : "no count") +
-                       " for " + std::to_string(entries.size()) + " leases");
+    throw redis::unexpected_reply("corio::dist: the renew script answered " +
+                                  (counted ? std::to_string(r.integer) : "no count") + " for " +
+                                  std::to_string(entries.size()) + " leases");
   co_return static_cast<std::size_t>(r.integer);
 }
 
@@ -257,11 +265,17 @@ task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, cons
     }
   }
   const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
-  if (r.elements.size() != results.size()) throw redis::error("corio::dist: the complete script answered " +
-                                                              std::to_string(r.elements.size()) + " of " +
-                                                              std::to_string(results.size()) + " results");
+  if (r.elements.size() != results.size())
+    throw redis::unexpected_reply("corio::dist: the complete script answered " + std::to_string(r.elements.size()) +
+                                  " of " + std::to_string(results.size()) + " results");
   std::vector<bool> written(results.size());
-  for (std::size_t i = 0; i < order.size(); ++i) written[order[i]] = r.elements[i].integer == 1;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const resp::reply& w = r.elements[i];
+    if (!is_integer(w) || w.integer < 0 || w.integer > 1)
+      unexpected("corio::dist::task_pool \"" + k.name + "\"", "the complete script",
+                 describe(w) + " for a result, not 1 (written) or 0 (a duplicate)");
+    written[order[i]] = w.integer == 1;
+  }
   co_return written;
 }
 

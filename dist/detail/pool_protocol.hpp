@@ -48,6 +48,7 @@ namespace corio::dist::detail {
 
 struct pool_keys {
   explicit pool_keys(const std::string& pool);
+  std::string name;  // P
   std::string tasks, dead, stats;
   std::string results(const std::string& submitter) const;
   // Is `key` one of the pool's ("{P}:...", so in its cluster slot)?
