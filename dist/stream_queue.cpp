@@ -151,6 +151,7 @@ task<stream_queue::taken> stream_queue::take_once() {
                                     std::to_string(e.size()) + " elements, not {1, id, value}, {0, id} or {2}");
     if (status != 2 && (!is_bulk(e[1]) || !stream_id::parse(e[1].str)))
       unexpected(who(), "the take script", "the entry id " + describe(e[1]) + ", not ms-seq");
+    if (status == 1 && !is_bulk(e[2])) unexpected(who(), "the take script", "the value " + describe(e[2]) + ", not bytes");
     if (status == 2) {
       // The script re-created the group: the next run finds it. A second {2} in a row is
       // no Redis, and would be a loop.

@@ -154,7 +154,7 @@ task<void> worker::async_run() {
         tasks = detail::pool_tasks_from_read(co_await waiter->command(
             redis::command_options{.deadline = steady_clock::now() + wait + 5s}, "XREADGROUP", "GROUP",
             detail::pool_group, m_->consumer(), "COUNT", std::to_string(free), "BLOCK", std::to_string(wait.count()),
-            "STREAMS", keys_.tasks, ">"));
+            "STREAMS", keys_.tasks, ">"), keys_);
       }
     } catch (const redis::auth_error&) {
       refused = std::current_exception();

@@ -90,8 +90,9 @@ class fake_redis {
     char buf[4096];
     for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) {
       in.append(buf, static_cast<std::size_t>(n));
-      std::vector<std::string_view> argv;
       for (;;) {
+        // Per command: parse appends to argv, and the views of the one before were erased.
+        std::vector<std::string_view> argv;
         const auto r = parser.parse(in, argv);
         if (r.status != corio::resp::parse_status::complete) break;
         std::string reply;

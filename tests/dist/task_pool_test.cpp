@@ -422,6 +422,41 @@ TEST_CASE("a renew count above the leases asked for (a lying server) is redis::e
   }());
 }
 
+TEST_CASE("a complete or bury script answering other than 0 or 1 is unexpected_reply, not a result taken for a "
+          "duplicate") {
+  corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
+    if (argv[0] == "SCRIPT") return corio_test::script_sha(argv);
+    return argv.at(4) == "{p}:dead" ? "$1\r\n1\r\n" : "*1\r\n:2\r\n";  // EVALSHA sha n tasks dead|stats ...
+  });
+  namespace pd = corio::dist::detail;
+  const pd::pool_keys k("p");
+  pd::pool_task t;  // built out here: GCC 12 mishandles braced aggregates inside a coroutine
+  t.entry = "1-1";
+  t.reply = k.results("me");
+  std::vector<pd::pool_result> results(1);
+  results[0].task = t;
+  results[0].status = "ok";
+  const std::string tail = " (a broken or lying server?)";
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(corio::redis::options(liar.address()));
+    try {
+      co_await pd::pool_complete(c, k, results);
+      FAIL("no error");
+    } catch (const corio::redis::unexpected_reply& e) {
+      CHECK(std::string(e.what()) == "corio::dist::task_pool \"p\": the complete script answered 2 for a result, "
+                                     "not 1 (written) or 0 (a duplicate)" + tail);
+    }
+    try {
+      co_await pd::pool_bury(c, k, t, "why");
+      FAIL("no error");
+    } catch (const corio::redis::unexpected_reply& e) {
+      CHECK(std::string(e.what()) == "corio::dist::task_pool \"p\": the bury script answered \"1\", not 1 (buried) "
+                                     "or 0 (finished meanwhile)" + tail);
+    }
+  }());
+}
+
 TEST_CASE("a fetch after a restart that lost the group and the scripts (NOSCRIPT) reports the group re-created") {
   SKIP_WITHOUT_REDIS();
   redis_server server({.aof = true});
@@ -520,12 +555,17 @@ TEST_CASE("a results stream whose entry ids stand still, go back or are no ids f
   }
 }
 
-TEST_CASE("a worker whose claim script answers a wrong shape, or a lying MOVED, ends with that error, "
-          "not a crash or a spin" * doctest::timeout(30)) {
+TEST_CASE("a worker whose claim script or XREADGROUP answers a wrong shape, or a lying MOVED, ends with that "
+          "error, not a crash or a spin" * doctest::timeout(30)) {
+  using corio_test::bulk;
   struct lie {
     std::string evalsha, message;
+    std::string xreadgroup = "*-1\r\n";  // nil: nothing new
   };
   const std::string tail = " (a broken or lying server?)";
+  const auto read = [](std::string_view id, std::string fields) {
+    return "*1\r\n*2\r\n" + bulk("{lied}:tasks") + "*1\r\n*2\r\n" + bulk(id) + fields;
+  };
   const lie lies[] = {
       {"*1\r\n:7\r\n", "corio::dist::task_pool \"lied\": the claim script answered [7], not {0}, {2} or {1 or 3, "
                        "deliveries, {entry}}" + tail},
@@ -536,12 +576,21 @@ TEST_CASE("a worker whose claim script answers a wrong shape, or a lying MOVED, 
       // Escaped the worker's catch clauses before, past its live task groups: std::terminate.
       {"-MOVED 99999 127.0.0.1:1\r\n", "redis cluster: cannot follow a redirection (bad slot) \"MOVED 99999 "
                                       "127.0.0.1:1\""},
+      // New tasks whose entry id is none, or whose fields do not pair up.
+      {"*1\r\n:0\r\n", "corio::dist::task_pool \"lied\": XREADGROUP answered the entry [\"x\", [\"tid\", \"1\"]], "
+                       "not [ms-seq id, [field, value, ...]]" + tail,
+       read("x", "*2\r\n" + bulk("tid") + bulk("1"))},
+      {"*1\r\n:0\r\n", "corio::dist::task_pool \"lied\": XREADGROUP answered the entry [\"1-1\", [\"tid\"]], not "
+                       "[ms-seq id, [field, value, ...]]" + tail,
+       read("1-1", "*1\r\n" + bulk("tid"))},
+      {"*1\r\n:0\r\n", "corio::dist::task_pool \"lied\": XREADGROUP answered 5, not nil or [[{lied}:tasks, "
+                       "[entries]]]" + tail, ":5\r\n"},
   };
   for (const lie& l : lies) {
     CAPTURE(l.evalsha);
     corio_test::fake_redis liar = corio_test::manager_fake([&](const std::vector<std::string_view>& argv) {
       if (argv[0] == "EVALSHA") return l.evalsha;
-      return std::string(argv[0] == "XREADGROUP" ? "*-1\r\n" : "+OK\r\n");
+      return argv[0] == "XREADGROUP" ? l.xreadgroup : std::string("+OK\r\n");
     });
     manager m{corio::redis::options(liar.address())};
     m.on_warning([](const std::string&) {});
