@@ -220,6 +220,9 @@ TEST_CASE("a take script answer of the wrong shape from a lying server is redis:
                                 "value}, {0, id} or {2}", corio::redis::error);
 }
 
+// Each lie once looped or waited without end (a put polling "full", a get re-running the
+// take script or XREAD); the timeouts given, and the case's 30 s limit, make a regression
+// fail with a message, not hang.
 TEST_CASE("a queue's lying scripts and XREAD are unexpected_reply within seconds, not a loop or a wait forever"
           * doctest::timeout(30)) {
   using corio_test::bulk;

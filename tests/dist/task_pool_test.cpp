@@ -4,7 +4,10 @@
 // lease and continued after another finished the task (no second result); a poison task
 // that kills every worker it reaches (dead-lettered after max_deliveries, the pool flows on);
 // a foreign task whose reply stream is not the pool's (dead-lettered unrun); refused
-// credentials and a missing ACL permission (a clear auth_error within 2 s).
+// credentials and a missing ACL permission (a clear auth_error within 2 s); lying fake
+// servers (results ids that stand still or go back, wrong script and XREADGROUP shapes, a
+// bad MOVED): redis::unexpected_reply or the cluster_error within seconds, never a loop or
+// std::terminate; a worker stopped during its pause after an error reply.
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
