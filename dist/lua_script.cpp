@@ -2,22 +2,30 @@
 
 #include <vector>
 
+#include "detail/reply_check.hpp"
+#include "detail/sha1.hpp"
+
 namespace corio::dist::detail {
 
-std::string lua_script::sha() const {
+lua_script::lua_script(std::string body) : body_(std::move(body)), sha_(sha1_hex(body_)) {}
+
+bool lua_script::loaded() const {
   const std::lock_guard lock(mutex_);
-  return sha_;
+  return loaded_;
 }
 
 task<resp::reply> lua_script::run(redis::client& c, std::span<const std::string_view> args,
                                   redis::command_options o) const {
-  std::string sha = this->sha();
-  if (sha.empty()) {
-    sha = (co_await c.command(redis::command_options{.idempotent = redis::idempotency::yes}, "SCRIPT", "LOAD", body_)).str;
+  if (!loaded()) {
+    const resp::reply r =
+        co_await c.command(redis::command_options{.idempotent = redis::idempotency::yes}, "SCRIPT", "LOAD", body_);
+    // EVALSHA is sent with the SHA1 computed here: an answer that differs is not Redis'.
+    if (!is_bulk(r) || r.str != sha_)
+      unexpected("corio::dist", "SCRIPT LOAD", describe(r) + ", not the script's SHA1 " + sha_);
     const std::lock_guard lock(mutex_);
-    sha_ = sha;
+    loaded_ = true;
   }
-  std::vector<std::string_view> argv = {"EVALSHA", sha};
+  std::vector<std::string_view> argv = {"EVALSHA", sha_};
   argv.insert(argv.end(), args.begin(), args.end());
   try {
     co_return co_await c.command_argv(argv, o);

@@ -2,6 +2,7 @@
 
 #include "detail/lua_claim.hpp"
 #include "detail/lua_script.hpp"
+#include "detail/reply_check.hpp"
 
 #include <algorithm>
 #include <stdexcept>
@@ -105,21 +106,40 @@ const lua_script& claim_script() {
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count() > 0 ? d.count() : 1); }
 
-// Entries as XREADGROUP and XAUTOCLAIM give them: [[id, [field, value, ...]], ...].
-void append_tasks(std::vector<pool_task>& out, const resp::reply& entries, std::int64_t deliveries) {
+std::string who(const pool_keys& k) { return "corio::dist::task_pool \"" + k.name + "\""; }
+
+// Entries as XREADGROUP and XAUTOCLAIM give them: [[id, [field, value, ...]], ...], each
+// id "ms-seq", the fields bulk strings in pairs, or nil for an entry deleted meanwhile (a
+// task without its fields, which the worker buries unrun: it has no reply stream).
+void append_tasks(std::vector<pool_task>& out, const resp::reply& entries, std::int64_t deliveries, const pool_keys& k,
+                  std::string_view command) {
   for (const resp::reply& e : entries.elements) {
-    if (e.elements.size() < 2) continue;
+    const bool fields = is_array(e, 2) && (e.elements[1].is_nil() || is_array(e.elements[1]));
+    if (!fields || !is_bulk(e.elements[0]) || !stream_id::parse(e.elements[0].str) ||
+        e.elements[1].elements.size() % 2 != 0)
+      unexpected(who(k), command, "the entry " + describe(e) + ", not [ms-seq id, [field, value, ...]]");
     pool_task& t = out.emplace_back();
     t.entry = e.elements[0].str;
     t.deliveries = deliveries;
     const auto& f = e.elements[1].elements;
-    for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
+    for (std::size_t i = 0; i < f.size(); i += 2) {
+      if (!is_bulk(f[i]) || !is_bulk(f[i + 1]))
+        unexpected(who(k), command, "the entry " + describe(e) + ", a field that is no bulk string");
       const std::string& name = f[i].str;
       std::string* field =
           name == "tid" ? &t.tid : name == "fn" ? &t.fn : name == "args" ? &t.args : name == "reply" ? &t.reply : nullptr;
       if (field) *field = f[i + 1].str;
     }
   }
+}
+
+// XREADGROUP's answer: nil (nothing new) or [[the tasks stream, [entries]]].
+void append_read(std::vector<pool_task>& out, const resp::reply& r, const pool_keys& k) {
+  if (r.is_nil()) return;
+  if (!is_array(r, 1) || !is_array(r.elements[0], 2) || r.elements[0].elements[0].str != k.tasks ||
+      !is_array(r.elements[0].elements[1]))
+    unexpected(who(k), "XREADGROUP", describe(r) + ", not nil or [[" + k.tasks + ", [entries]]]");
+  append_tasks(out, r.elements[0].elements[1], 1, k, "XREADGROUP");
 }
 
 // The plain read of new tasks beside the claim script. A missing group (NOGROUP) reads
@@ -138,7 +158,7 @@ task<resp::reply> read_new(redis::client& c, const pool_keys& k, const std::stri
 }  // namespace
 
 pool_keys::pool_keys(const std::string& pool)
-    : tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats") {}
+    : name(pool), tasks("{" + pool + "}:tasks"), dead("{" + pool + "}:dead"), stats("{" + pool + "}:stats") {}
 
 bool pool_keys::holds(std::string_view key) const { return key.starts_with(tasks.substr(0, tasks.size() - 5)); }
 
@@ -154,16 +174,21 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
   // there for the read), then a plain read of new tasks, which costs no Lua per task.
   auto [claimed, read] = co_await when_all(claim_script().run(c, args), read_new(c, k, consumer, n));
   fetched out;
-  const std::int64_t status = claimed.elements.empty() ? 0 : claimed.elements[0].integer;
+  // {0} | {2} | {1 or 3, deliveries, {entry}}: anything else is not the claim script's.
+  const auto& e = claimed.elements;
+  const std::int64_t status = is_array(claimed) && !e.empty() && is_integer(e[0]) ? e[0].integer : -1;
+  const bool took = status == 1 || status == 3;
+  if ((status != 0 && status != 2 && !took) || e.size() != (took ? 3u : 1u) ||
+      (took && (!is_integer(e[1]) || e[1].integer < 1 || !is_array(e[2], 1))))
+    unexpected(who(k), "the claim script", describe(claimed) + ", not {0}, {2} or {1 or 3, deliveries, {entry}}");
   if (status == 2) out.what = fetched::kind::group_recreated;
-  if ((status == 1 || status == 3) && claimed.elements.size() == 3)
-    append_tasks(out.tasks, claimed.elements[2], claimed.elements[1].integer);
+  if (took) append_tasks(out.tasks, e[2], e[1].integer, k, "the claim script");
   if (status == 3 && !out.tasks.empty()) {  // buried before the new tasks are appended
     const pool_task t = std::move(out.tasks.front());
     out.tasks.clear();
     if (co_await pool_bury(c, k, t, dead_why(k, t.deliveries))) out.what = fetched::kind::dead_lettered;
   }
-  if (!read.elements.empty() && read.elements[0].elements.size() >= 2) append_tasks(out.tasks, read.elements[0].elements[1], 1);
+  append_read(out.tasks, read, k);
   if (!out.tasks.empty() && out.what == fetched::kind::none) out.what = fetched::kind::tasks;
   co_return out;
 }
@@ -176,13 +201,14 @@ task<bool> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, c
   if (tell) args.push_back(t.reply);
   args.insert(args.end(), {pool_group, t.entry, t.tid, t.fn, t.args, t.reply, n, why, value});
   const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
+  if (!is_integer(r) || r.integer < 0 || r.integer > 1)
+    unexpected(who(k), "the bury script", describe(r) + ", not 1 (buried) or 0 (finished meanwhile)");
   co_return r.integer == 1;
 }
 
-std::vector<pool_task> pool_tasks_from_read(const resp::reply& r) {
-  // [[stream, entries]]
+std::vector<pool_task> pool_tasks_from_read(const resp::reply& r, const pool_keys& k) {
   std::vector<pool_task> out;
-  if (!r.elements.empty() && r.elements[0].elements.size() >= 2) append_tasks(out, r.elements[0].elements[1], 1);
+  append_read(out, r, k);
   return out;
 }
 
@@ -195,8 +221,9 @@ task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::st
   // At most all of them: leases_lost, entries minus this, must not wrap (a lying server).
   const bool counted = r.type == resp::reply::kind::integer;
   if (!counted || r.integer < 0 || static_cast<std::uint64_t>(r.integer) > entries.size())
-    throw redis::error("corio::dist: the renew script answered " + (counted ? std::to_string(r.integer) : "no count") +
-                       " for " + std::to_string(entries.size()) + " leases");
+    throw redis::unexpected_reply("corio::dist: the renew script answered " +
+                                  (counted ? std::to_string(r.integer) : "no count") + " for " +
+                                  std::to_string(entries.size()) + " leases");
   co_return static_cast<std::size_t>(r.integer);
 }
 
@@ -257,11 +284,17 @@ task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, cons
     }
   }
   const resp::reply r = co_await script.run(c, args, {.idempotent = idempotency::yes});
-  if (r.elements.size() != results.size()) throw redis::error("corio::dist: the complete script answered " +
-                                                              std::to_string(r.elements.size()) + " of " +
-                                                              std::to_string(results.size()) + " results");
+  if (r.elements.size() != results.size())
+    throw redis::unexpected_reply("corio::dist: the complete script answered " + std::to_string(r.elements.size()) +
+                                  " of " + std::to_string(results.size()) + " results");
   std::vector<bool> written(results.size());
-  for (std::size_t i = 0; i < order.size(); ++i) written[order[i]] = r.elements[i].integer == 1;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const resp::reply& w = r.elements[i];
+    if (!is_integer(w) || w.integer < 0 || w.integer > 1)
+      unexpected(who(k), "the complete script",
+                 describe(w) + " for a result, not 1 (written) or 0 (a duplicate)");
+    written[order[i]] = w.integer == 1;
+  }
   co_return written;
 }
 

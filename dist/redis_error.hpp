@@ -44,6 +44,16 @@ class connection_error : public error {
   using error::error;
 };
 
+// A reply of a shape its command never gives: a wrong type, an array of the wrong length,
+// a stream entry id that is no "ms-seq" or does not advance, a count out of range, a
+// script's SHA1 that is not the script's (a broken or lying server, or not Redis at all).
+// The message names the command and what was wrong. The reply was read whole, so the
+// connection stays in order; what the caller was doing is not.
+class unexpected_reply : public error {
+ public:
+  using error::error;
+};
+
 // Redis Cluster: a MOVED or ASK redirection or a CLUSTER SLOTS reply that cannot be
 // followed (a slot out of range, an address without a port: a broken or lying server), or
 // redirections that do not end (more than the client follows for one command).

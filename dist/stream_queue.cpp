@@ -7,6 +7,7 @@
 #include "../ipc/queue.hpp"
 #include "../runtime/timer.hpp"
 #include "detail/lua_claim.hpp"
+#include "detail/reply_check.hpp"
 #include "detail/lua_script.hpp"
 #include "manager.hpp"
 
@@ -90,6 +91,8 @@ stream_queue::stream_queue(std::shared_ptr<manager_core> m, std::string name, st
     throw std::invalid_argument("corio::dist::queue: bad name \"" + name_ + "\" (empty, or with '{' or '}')");
 }
 
+std::string stream_queue::who() const { return "corio::dist::queue \"" + name_ + "\""; }
+
 void stream_queue::check_size(std::size_t bytes) const {
   if (bytes > max_value_bytes)
     throw std::length_error("corio::dist::queue \"" + name_ + "\" put: the value encodes to " + std::to_string(bytes) +
@@ -123,6 +126,9 @@ task<void> stream_queue::put(std::span<const std::byte> value, bool block, timeo
     static const lua_script script{std::string(bounded_put_script)};
     const std::string_view args[] = {"1", key_, max, as_chars(value)};
     const resp::reply r = co_await script.run(*c, args);
+    // Anything but 0 or 1 would read as "full" and be polled forever.
+    if (!is_integer(r) || r.integer < 0 || r.integer > 1)
+      unexpected(who(), "the bounded put script", describe(r) + ", not 1 (added) or 0 (full)");
     if (r.integer == 1) co_return;
     if (!block || (deadline && steady_clock::now() + pause > *deadline))
       throw queue_full("corio::dist::queue \"" + name_ + "\" put: the queue holds its maximum of " + max + " values");
@@ -134,16 +140,23 @@ task<void> stream_queue::put(std::span<const std::byte> value, bool block, timeo
 task<stream_queue::taken> stream_queue::take_once() {
   co_await ensure_group();
   redis::client* c = co_await m_->commands();
-  for (;;) {
+  for (bool recreated = false;;) {
     const std::string_view args[] = {"1", key_, group, m_->consumer(), lease_ms_};
     resp::reply r = co_await take_script().run(*c, args);
     // {1, id, value} | {0, id} | {2}: anything else is not the script's answer.
     const auto& e = r.elements;
     const std::int64_t status = e.empty() || e[0].type != resp::reply::kind::integer ? -1 : e[0].integer;
     if (status < 0 || status > 2 || e.size() < (status == 1 ? 3u : status == 0 ? 2u : 1u))
-      throw redis::error("corio::dist::queue \"" + name_ + "\": the take script answered " + std::to_string(e.size()) +
-                         " elements, not {1, id, value}, {0, id} or {2}");
+      throw redis::unexpected_reply("corio::dist::queue \"" + name_ + "\": the take script answered " +
+                                    std::to_string(e.size()) + " elements, not {1, id, value}, {0, id} or {2}");
+    if (status != 2 && (!is_bulk(e[1]) || !stream_id::parse(e[1].str)))
+      unexpected(who(), "the take script", "the entry id " + describe(e[1]) + ", not ms-seq");
+    if (status == 1 && !is_bulk(e[2])) unexpected(who(), "the take script", "the value " + describe(e[2]) + ", not bytes");
     if (status == 2) {
+      // The script re-created the group: the next run finds it. A second {2} in a row is
+      // no Redis, and would be a loop.
+      if (std::exchange(recreated, true))
+        unexpected(who(), "the take script", "{2} (group re-created) twice in a row");
       m_->warn("corio: the consumer group of queue \"" + name_ + "\" on redis " + m_->where() +
                " was missing (Redis restarted without persistence?): re-created; values put before the restart are lost");
       continue;
@@ -169,9 +182,17 @@ task<std::optional<std::string>> stream_queue::get(bool block, timeout_type time
     auto wait = std::chrono::milliseconds(1000);
     if (deadline) wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(*deadline - now));
     redis::client* b = co_await m_->blocking();
-    co_await b->command(redis::command_options{.deadline = now + wait + 5s, .idempotent = redis::idempotency::yes},
-                        "XREAD", "COUNT", "1", "BLOCK", std::to_string(std::max<std::int64_t>(wait.count(), 1)), "STREAMS",
-                        key_, t.wait_after);
+    const resp::reply r = co_await b->command(
+        redis::command_options{.deadline = now + wait + 5s, .idempotent = redis::idempotency::yes}, "XREAD", "COUNT",
+        "1", "BLOCK", std::to_string(std::max<std::int64_t>(wait.count(), 1)), "STREAMS", key_, t.wait_after);
+    // Entries older than asked for, answered at once and forever, would be a busy loop.
+    if (!r.is_nil()) {
+      const bool shaped = is_array(r, 1) && is_array(r.elements[0], 2) && !r.elements[0].elements[1].elements.empty();
+      const resp::reply* first = shaped ? &r.elements[0].elements[1].elements[0] : nullptr;
+      const auto id = first && is_array(*first, 2) ? stream_id::parse(first->elements[0].str) : std::nullopt;
+      if (!id || *id <= *stream_id::parse(t.wait_after))  // wait_after was checked in take_once
+        unexpected(who(), "XREAD", describe(r) + ", not nil or [[stream, [[an id after " + t.wait_after + ", ...]]]]");
+    }
   }
 }
 
@@ -188,6 +209,7 @@ task<std::size_t> stream_queue::size() {
   static const lua_script script{std::string(size_script)};
   const std::string_view args[] = {"1", key_, group};
   const resp::reply r = co_await script.run(*c, args);
+  if (!is_integer(r)) unexpected(who(), "the size script", describe(r) + ", not a count");
   co_return static_cast<std::size_t>(std::max<std::int64_t>(r.integer, 0));
 }
 

@@ -64,6 +64,7 @@ class stream_queue {
 
  private:
   task<void> ensure_group();
+  std::string who() const;  // for messages: corio::dist::queue "NAME"
   // One attempt: the value, or the id to wait after.
   struct taken {
     std::optional<std::string> value;

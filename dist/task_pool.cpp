@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "../runtime/loop.hpp"
+#include "detail/reply_check.hpp"
+#include "resp.hpp"
 
 namespace corio::dist::detail {
 
@@ -10,11 +12,33 @@ namespace {
 
 std::string_view as_chars(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
-// The smallest stream id after `id` ("ms-seq"): XTRIM MINID of it removes `id` and all before.
-std::string id_after(const std::string& id) {
-  const auto dash = id.find('-');
-  if (dash == std::string::npos) return id;
-  return id.substr(0, dash + 1) + std::to_string(std::stoull(id.substr(dash + 1)) + 1);
+// The entries of XREAD's answer for one stream, checked whole before any is used:
+// nil (the BLOCK ran out) or [[stream, [[id, [field, value, ...]], ...]]], ids after `last`
+// and rising, every field a bulk string, in pairs, no more entries than `count` asked for.
+// `last` is left at the last id. So a server that answers the same entries again (or
+// older ones) makes an error, never a loop that reads them forever.
+const std::vector<resp::reply>* results_read(const resp::reply& r, const std::string& who, const std::string& stream,
+                                             stream_id& last, std::size_t count) {
+  if (r.is_nil()) return nullptr;
+  if (!is_array(r, 1) || !is_array(r.elements[0], 2) || r.elements[0].elements[0].str != stream ||
+      !is_array(r.elements[0].elements[1]))
+    unexpected(who, "XREAD", describe(r) + ", not [[its results stream, [entries]]]");
+  const std::vector<resp::reply>& entries = r.elements[0].elements[1].elements;
+  if (entries.size() > count)
+    unexpected(who, "XREAD", std::to_string(entries.size()) + " entries to COUNT " + std::to_string(count));
+  for (const resp::reply& e : entries) {
+    if (!is_array(e, 2) || !is_bulk(e.elements[0]) || !is_array(e.elements[1]) ||
+        e.elements[1].elements.size() % 2 != 0)
+      unexpected(who, "XREAD", "the entry " + describe(e) + ", not [id, [field, value, ...]]");
+    const std::optional<stream_id> id = stream_id::parse(e.elements[0].str);
+    if (!id) unexpected(who, "XREAD", "the entry id " + describe(e.elements[0]) + ", not ms-seq");
+    if (*id <= last)
+      unexpected(who, "XREAD", "the entry id " + id->text() + ", not after " + last.text() + " (the last one read)");
+    for (const resp::reply& f : e.elements[1].elements)
+      if (!is_bulk(f)) unexpected(who, "XREAD", "the field " + describe(f) + " in entry " + id->text());
+    last = *id;
+  }
+  return &entries;
 }
 
 }  // namespace
@@ -31,7 +55,10 @@ std::span<const std::byte> result_bytes(const remote_result& r) {
 }
 
 pool_submitter::pool_submitter(std::shared_ptr<manager_core> m, const std::string& pool)
-    : m_(std::move(m)), keys_(pool), results_(keys_.results(m_->consumer())) {}
+    : m_(std::move(m)),
+      keys_(pool),
+      results_(keys_.results(m_->consumer())),
+      who_("corio::dist::task_pool \"" + pool + "\"") {}
 
 pool_submitter::~pool_submitter() = default;
 
@@ -77,7 +104,8 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
       p.collector_done_.set();
     }
   } guard{*self};
-  std::string last = "0-0";
+  constexpr std::size_t count = 4096;
+  stream_id last;  // 0-0: from the start (the stream holds only what was not read yet)
   bool pause = false;
   while (!self->stopping_) {
     if (std::exchange(pause, false)) co_await sleep_for(200ms);  // after a failure: no busy retry
@@ -86,18 +114,21 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
       const auto within = redis::command_options{.deadline = std::chrono::steady_clock::now() + 6s,
                                                  .idempotent = redis::idempotency::yes};
       self->reading_ = true;
-      const resp::reply r = co_await c->command(within, "XREAD", "COUNT", "4096", "BLOCK", "1000", "STREAMS",
-                                                self->results_, last);
+      const resp::reply r = co_await c->command(within, "XREAD", "COUNT", std::to_string(count), "BLOCK", "1000",
+                                                "STREAMS", self->results_, last.text());
       self->reading_ = false;
-      if (r.elements.empty() || r.elements[0].elements.size() < 2) continue;
-      for (const resp::reply& e : r.elements[0].elements[1].elements) {
-        if (e.elements.size() < 2) continue;
-        last = e.elements[0].str;
-        self->deliver(e.elements[1]);
-      }
+      const std::vector<resp::reply>* entries = results_read(r, self->who_, self->results_, last, count);
+      if (entries == nullptr || entries->empty()) continue;
+      for (const resp::reply& e : *entries) self->deliver(e.elements[1]);
       // Only this collector reads the stream, in order: everything up to `last` is done.
       // (A stop waits for this: it closes the connection only under the blocking read.)
-      co_await c->command(within, "XTRIM", self->results_, "MINID", id_after(last));
+      // The largest id has no next: MINID of itself leaves that one entry.
+      co_await c->command(within, "XTRIM", self->results_, "MINID", last.next().value_or(last).text());
+    } catch (const redis::unexpected_reply&) {
+      // Not Redis' answer: reading again would read the same (or loop). The futures fail
+      // with it; the next submit starts a collector afresh, on a new connection.
+      self->fail_waiting(std::current_exception());
+      co_return;
     } catch (const redis::auth_error&) {
       self->fail_waiting(std::current_exception());
       co_return;
@@ -153,7 +184,13 @@ task<std::map<std::string, std::int64_t>> pool_submitter::stats() {
   redis::client* c = co_await m_->commands();
   const resp::reply r = co_await c->command("HGETALL", keys_.stats);
   std::map<std::string, std::int64_t> out{{"written", 0}, {"duplicates", 0}, {"dead", 0}};
-  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) out[r.elements[i].str] = std::stoll(r.elements[i + 1].str);
+  if (!is_array(r)) unexpected(who_, "HGETALL", describe(r) + ", not [field, value, ...]");
+  for (std::size_t i = 0; i < r.elements.size(); i += 2) {
+    std::int64_t n = 0;
+    if (i + 1 == r.elements.size() || !resp::parse_int64(r.elements[i + 1].str, n))
+      unexpected(who_, "HGETALL", "a counter that is not a field and an int64 (" + describe(r.elements[i]) + ")");
+    out[r.elements[i].str] = n;
+  }
   co_return out;
 }
 

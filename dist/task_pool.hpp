@@ -18,6 +18,10 @@
 //   the worker has no function of that name, or the arguments did not decode;
 // - dist::dead_letter: the task killed its worker max_deliveries times (worker_options) and
 //   was moved to the dead-letter stream {pool}:dead;
+// - redis::auth_error, redis::unexpected_reply: the pool could not collect its results
+//   (refused credentials; a reading of the results stream that is not Redis' answer, such
+//   as entry ids that do not advance). Every future waiting then fails with it; the next
+//   submit starts collecting afresh.
 // Delivery is at least once with leases and the result is recorded exactly once
 // (detail/pool_protocol.hpp): a worker killed mid-task loses nothing (another takes the
 // task over after the lease), and a stalled worker that wakes late adds no second result.
@@ -97,6 +101,7 @@ class pool_submitter : public std::enable_shared_from_this<pool_submitter> {
   std::shared_ptr<manager_core> m_;
   pool_keys keys_;
   std::string results_;
+  std::string who_;  // for messages: corio::dist::task_pool "P"
   std::unordered_map<std::string, std::shared_ptr<remote_result>> waiting_;
   bool collecting_ = false;
   bool stopping_ = false;

@@ -129,11 +129,11 @@ task<void> worker::async_run() {
   };
   const auto wait = std::max<std::chrono::milliseconds>(std::min<std::chrono::milliseconds>(options_.lease / 2, 1000ms), 1ms);
   bool pause = false;
-  std::exception_ptr refused;
+  std::exception_ptr refused;  // ends the worker: auth_error, or a reply not Redis'
   bool stop_now = false;
   while (!stop.stop_requested()) {
-    if (std::exchange(pause, false)) co_await sleep_for(200ms);
-    try {
+    try {  // a stop request ends either wait: the loop ends, never this scope unwound
+      if (std::exchange(pause, false)) co_await sleep_for(200ms);
       co_await slots.acquire();
     } catch (const operation_cancelled&) {
       break;
@@ -154,7 +154,7 @@ task<void> worker::async_run() {
         tasks = detail::pool_tasks_from_read(co_await waiter->command(
             redis::command_options{.deadline = steady_clock::now() + wait + 5s}, "XREADGROUP", "GROUP",
             detail::pool_group, m_->consumer(), "COUNT", std::to_string(free), "BLOCK", std::to_string(wait.count()),
-            "STREAMS", keys_.tasks, ">"));
+            "STREAMS", keys_.tasks, ">"), keys_);
       }
     } catch (const redis::auth_error&) {
       refused = std::current_exception();
@@ -175,6 +175,11 @@ task<void> worker::async_run() {
     } catch (const timed_out&) {
       waiter.reset();
       pause = true;
+    } catch (const std::exception&) {
+      // Anything else (redis::unexpected_reply: a reply not of its command's shape; a
+      // cluster_error) is not passing: the worker ends with it, after the tasks in hand,
+      // like a refusal. Never past this scope with `running` and `renewer` alive.
+      refused = std::current_exception();
     }
     // A fetch may bring one task more than there were free slots (a task taken over besides
     // `free` new ones): it waits for a slot, its lease renewed meanwhile (running_).

@@ -25,7 +25,9 @@
 //
 // Who may touch it: one thread; run() blocks it (the manager's private loop), async_run()
 // serves on the caller's loop until its stop token is requested. Either waits for the
-// tasks in hand to finish before returning.
+// tasks in hand to finish before returning. Either throws, after the tasks in hand, what
+// no retry mends: redis::auth_error (refused credentials or permissions) and a fetch whose
+// reply is not its command's (redis::unexpected_reply, redis::cluster_error).
 
 #include <chrono>
 #include <cstdint>

@@ -48,6 +48,7 @@ namespace corio::dist::detail {
 
 struct pool_keys {
   explicit pool_keys(const std::string& pool);
+  std::string name;  // P
   std::string tasks, dead, stats;
   std::string results(const std::string& submitter) const;
   // Is `key` one of the pool's ("{P}:...", so in its cluster slot)?
@@ -74,7 +75,8 @@ struct fetched {
 task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string& consumer, std::chrono::milliseconds lease,
                          unsigned max_deliveries, unsigned count);
 // The tasks of a reply of XREADGROUP (the blocking read of new tasks); none when nil.
-std::vector<pool_task> pool_tasks_from_read(const resp::reply& r);
+// Throws redis::unexpected_reply for any other shape (as fetch does for its replies).
+std::vector<pool_task> pool_tasks_from_read(const resp::reply& r, const pool_keys& k);
 // Moves t to {P}:dead with `why`, tells its submitter (not when its reply stream is not
 // the pool's), acknowledges and deletes it; false (nothing written) when its entry was no
 // longer pending: its result was written meanwhile, and that one counts.

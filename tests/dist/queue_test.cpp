@@ -208,7 +208,7 @@ TEST_CASE("a take script answer of the wrong shape from a lying server is redis:
   // SCRIPT LOAD and XGROUP as a server answers them; the take script's EVALSHA with {1}
   // (taken, but no id and no value).
   corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
-    if (argv[0] == "SCRIPT") return "$40\r\n" + std::string(40, 'a') + "\r\n";
+    if (argv[0] == "SCRIPT") return corio_test::script_sha(argv);
     if (argv[0] == "EVALSHA") return "*1\r\n:1\r\n";
     if (argv[0] == "CONFIG") return "*0\r\n";
     return "+OK\r\n";
@@ -218,4 +218,56 @@ TEST_CASE("a take script answer of the wrong shape from a lying server is redis:
   auto q = m.queue<std::string>("lied_to");
   CHECK_THROWS_WITH_AS(q.get(), "corio::dist::queue \"lied_to\": the take script answered 1 elements, not {1, id, "
                                 "value}, {0, id} or {2}", corio::redis::error);
+}
+
+// Each lie once looped or waited without end (a put polling "full", a get re-running the
+// take script or XREAD); the timeouts given, and the case's 30 s limit, make a regression
+// fail with a message, not hang.
+TEST_CASE("a queue's lying scripts and XREAD are unexpected_reply within seconds, not a loop or a wait forever"
+          * doctest::timeout(30)) {
+  using corio_test::bulk;
+  struct lie {
+    std::string what;
+    std::string take, put, read;  // the take script's, the bounded put script's and XREAD's answers
+    std::string message;
+    int warnings = 0;  // how many times the group was reported re-created
+  };
+  const std::string who = "corio::dist::queue \"lied_to\": ";
+  const std::string tail = " (a broken or lying server?)";
+  const std::string entry_3_0 = "*1\r\n*2\r\n" + bulk("{lied_to}:queue") + "*1\r\n*2\r\n" + bulk("3-0") + "*2\r\n" +
+                                bulk("v") + bulk("x");
+  const lie lies[] = {
+      {"{2} (group re-created) every time", "*1\r\n:2\r\n", "", "*-1\r\n",
+       who + "the take script answered {2} (group re-created) twice in a row" + tail, 1},
+      {"nothing to take after an id that is none", "*2\r\n:0\r\n" + bulk("nope"), "", "*-1\r\n",
+       who + "the take script answered the entry id \"nope\", not ms-seq" + tail},
+      {"nothing after 5-0, and XREAD brings 3-0", "*2\r\n:0\r\n" + bulk("5-0"), "", entry_3_0,
+       who + "XREAD answered [[\"{lied_to}:queue\", [[\"3-0\", [\"v\", \"x\"]]]]], not nil or [[stream, [[an id "
+             "after 5-0, ...]]]]" + tail},
+      {"a bounded put answered 7", "", ":7\r\n", "",
+       who + "the bounded put script answered 7, not 1 (added) or 0 (full)" + tail},
+  };
+  for (const lie& l : lies) {
+    CAPTURE(l.what);
+    corio_test::fake_redis liar = corio_test::manager_fake([&](const std::vector<std::string_view>& argv) {
+      if (argv[0] == "EVALSHA") return argv.size() == 6 ? l.put : l.take;  // EVALSHA sha 1 key max value
+      if (argv[0] == "XREAD") return l.read;
+      return std::string("+OK\r\n");
+    });
+    manager m{corio::redis::options(liar.address())};
+    int warnings = 0;  // of the group re-created (not those of the configuration check)
+    m.on_warning([&](const std::string& w) { warnings += w.find("consumer group") != std::string::npos; });
+    const auto start = steady::now();
+    if (!l.put.empty()) {
+      auto q = m.queue<std::string>("lied_to", {.maxsize = 10});
+      // Before: 7 read as "full", polled until the timeout (forever without one).
+      CHECK_THROWS_WITH_AS(q.put("x", true, 5s), l.message.c_str(), corio::redis::unexpected_reply);
+    } else {
+      auto q = m.queue<std::string>("lied_to");
+      // Before: a loop without end; with the timeout, queue_empty after 5 s.
+      CHECK_THROWS_WITH_AS(q.get(true, 5s), l.message.c_str(), corio::redis::unexpected_reply);
+    }
+    CHECK(steady::now() - start < 4s);
+    CHECK(warnings == l.warnings);
+  }
 }

@@ -4,7 +4,10 @@
 // lease and continued after another finished the task (no second result); a poison task
 // that kills every worker it reaches (dead-lettered after max_deliveries, the pool flows on);
 // a foreign task whose reply stream is not the pool's (dead-lettered unrun); refused
-// credentials and a missing ACL permission (a clear auth_error within 2 s).
+// credentials and a missing ACL permission (a clear auth_error within 2 s); lying fake
+// servers (results ids that stand still or go back, wrong script and XREADGROUP shapes, a
+// bad MOVED): redis::unexpected_reply or the cluster_error within seconds, never a loop or
+// std::terminate; a worker stopped during its pause after an error reply.
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
@@ -19,9 +22,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -402,7 +408,7 @@ TEST_CASE("a result value reads back as written; a deliveries count that is no i
 
 TEST_CASE("a renew count above the leases asked for (a lying server) is redis::error, not a wrapped count") {
   corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
-    if (argv[0] == "SCRIPT") return "$40\r\n" + std::string(40, 'a') + "\r\n";
+    if (argv[0] == "SCRIPT") return corio_test::script_sha(argv);
     return ":5\r\n";  // the renew script's EVALSHA: 5 of 2 renewed
   });
   corio::loop lp;
@@ -415,6 +421,41 @@ TEST_CASE("a renew count above the leases asked for (a lying server) is redis::e
       FAIL("no error");
     } catch (const corio::redis::error& e) {
       CHECK(std::string(e.what()) == "corio::dist: the renew script answered 5 for 2 leases");
+    }
+  }());
+}
+
+TEST_CASE("a complete or bury script answering other than 0 or 1 is unexpected_reply, not a result taken for a "
+          "duplicate") {
+  corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
+    if (argv[0] == "SCRIPT") return corio_test::script_sha(argv);
+    return argv.at(4) == "{p}:dead" ? "$1\r\n1\r\n" : "*1\r\n:2\r\n";  // EVALSHA sha n tasks dead|stats ...
+  });
+  namespace pd = corio::dist::detail;
+  const pd::pool_keys k("p");
+  pd::pool_task t;  // built out here: GCC 12 mishandles braced aggregates inside a coroutine
+  t.entry = "1-1";
+  t.reply = k.results("me");
+  std::vector<pd::pool_result> results(1);
+  results[0].task = t;
+  results[0].status = "ok";
+  const std::string tail = " (a broken or lying server?)";
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(corio::redis::options(liar.address()));
+    try {
+      co_await pd::pool_complete(c, k, results);
+      FAIL("no error");
+    } catch (const corio::redis::unexpected_reply& e) {
+      CHECK(std::string(e.what()) == "corio::dist::task_pool \"p\": the complete script answered 2 for a result, "
+                                     "not 1 (written) or 0 (a duplicate)" + tail);
+    }
+    try {
+      co_await pd::pool_bury(c, k, t, "why");
+      FAIL("no error");
+    } catch (const corio::redis::unexpected_reply& e) {
+      CHECK(std::string(e.what()) == "corio::dist::task_pool \"p\": the bury script answered \"1\", not 1 (buried) "
+                                     "or 0 (finished meanwhile)" + tail);
     }
   }());
 }
@@ -435,4 +476,156 @@ TEST_CASE("a fetch after a restart that lost the group and the scripts (NOSCRIPT
     CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::group_recreated);
     CHECK((co_await pd::pool_fetch(c, k, "A", 20s, 3, 1)).what == pd::fetched::kind::none);
   }());
+}
+
+namespace {
+
+// An XREAD answer of one entry of the results stream `stream`: id, one field pair.
+std::string results_entry(std::string_view stream, std::string_view id) {
+  using corio_test::bulk;
+  return "*1\r\n*2\r\n" + bulk(stream) + "*1\r\n*2\r\n" + bulk(id) + "*2\r\n" + bulk("not-a-tid") + bulk("ok 1 x");
+}
+
+// A Redis that answers a submitter as Redis does, except the collector's XREAD:
+// read(stream, id asked after).
+corio_test::fake_redis results_liar(std::function<std::string(std::string_view, std::string_view)> read) {
+  return corio_test::manager_fake([read = std::move(read)](const std::vector<std::string_view>& argv) {
+    if (argv[0] == "XADD") return corio_test::bulk("1-1");
+    if (argv[0] == "XREAD") return read(argv.at(6), argv.at(7));  // XREAD COUNT n BLOCK ms STREAMS key id
+    return std::string(argv[0] == "XTRIM" ? ":0\r\n" : "+OK\r\n");
+  });
+}
+
+// w.run(), stopped after `d` if it has not ended by then: a worker that should have
+// failed fails the test in seconds (it returns normally) instead of hanging.
+void run_at_most(worker& w, std::chrono::milliseconds d) {
+  std::stop_source stop;
+  std::atomic<bool> ended{false};
+  std::thread watchdog([&] {
+    for (const auto give_up = steady::now() + d; !ended && steady::now() < give_up;)
+      std::this_thread::sleep_for(10ms);
+    stop.request_stop();
+  });
+  struct join {
+    std::atomic<bool>& ended;
+    std::thread& t;
+    ~join() {
+      ended = true;
+      t.join();
+    }
+  } joined{ended, watchdog};
+  w.run(stop.get_token());
+}
+
+}  // namespace
+
+TEST_CASE("a results stream whose entry ids stand still, go back or are no ids fails the futures with "
+          "unexpected_reply, not a loop" * doctest::timeout(30)) {
+  struct lie {
+    std::string what;
+    std::function<std::string(std::string_view, std::string_view)> read;
+    std::string message;
+  };
+  const std::string who = "corio::dist::task_pool \"lied\": XREAD answered ";
+  const std::string tail = " (a broken or lying server?)";
+  const lie lies[] = {
+      {"the id asked after, again", [](auto stream, auto after) { return results_entry(stream, after); },
+       who + "the entry id 0-0, not after 0-0 (the last one read)" + tail},
+      {"5-0, then 4-0",
+       [](auto stream, auto after) { return results_entry(stream, after == "0-0" ? "5-0" : "4-0"); },
+       who + "the entry id 4-0, not after 5-0 (the last one read)" + tail},
+      {"no ms-seq", [](auto stream, auto) { return results_entry(stream, "x-1"); },
+       who + "the entry id \"x-1\", not ms-seq" + tail},
+      {"a sequence past 2^64", [](auto stream, auto) { return results_entry(stream, "1-18446744073709551616"); },
+       who + "the entry id \"1-18446744073709551616\", not ms-seq" + tail},
+      {"an integer", [](auto, auto) { return std::string(":1\r\n"); },
+       who + "1, not [[its results stream, [entries]]]" + tail},
+      {"another stream", [](auto, auto after) { return results_entry("{lied}:tasks", after); },
+       who + "[[\"{lied}:tasks\", [[\"0-0\", [\"not-a-tid\", \"ok 1 x\"]]]]], not [[its results stream, [entries]]]" +
+           tail},
+  };
+  for (const lie& l : lies) {
+    CAPTURE(l.what);
+    corio_test::fake_redis liar = results_liar(l.read);
+    manager m{corio::redis::options(liar.address())};
+    m.on_warning([](const std::string&) {});
+    task_pool pool(m, "lied");
+    const auto start = steady::now();
+    corio::dist::remote_future<int> f = pool.submit<int>("square", 7);
+    REQUIRE_MESSAGE(f.wait_for(5s), "the future was not failed within 5 s: the collector loops");
+    CHECK_THROWS_WITH_AS(f.get(), l.message.c_str(), corio::redis::unexpected_reply);
+    CHECK(steady::now() - start < 5s);
+  }
+}
+
+TEST_CASE("a worker whose claim script or XREADGROUP answers a wrong shape, or a lying MOVED, ends with that "
+          "error, not a crash or a spin" * doctest::timeout(30)) {
+  using corio_test::bulk;
+  struct lie {
+    std::string evalsha, message;
+    std::string xreadgroup = "*-1\r\n";  // nil: nothing new
+  };
+  const std::string tail = " (a broken or lying server?)";
+  const auto read = [](std::string_view id, std::string fields) {
+    return "*1\r\n*2\r\n" + bulk("{lied}:tasks") + "*1\r\n*2\r\n" + bulk(id) + fields;
+  };
+  const lie lies[] = {
+      {"*1\r\n:7\r\n", "corio::dist::task_pool \"lied\": the claim script answered [7], not {0}, {2} or {1 or 3, "
+                       "deliveries, {entry}}" + tail},
+      {"*3\r\n:1\r\n:0\r\n*0\r\n", "corio::dist::task_pool \"lied\": the claim script answered [1, 0, []], not {0}, "
+                                   "{2} or {1 or 3, deliveries, {entry}}" + tail},
+      {"+OK\r\n", "corio::dist::task_pool \"lied\": the claim script answered +\"OK\", not {0}, {2} or {1 or 3, "
+                  "deliveries, {entry}}" + tail},
+      // Escaped the worker's catch clauses before, past its live task groups: std::terminate.
+      {"-MOVED 99999 127.0.0.1:1\r\n", "redis cluster: cannot follow a redirection (bad slot) \"MOVED 99999 "
+                                      "127.0.0.1:1\""},
+      // New tasks whose entry id is none, or whose fields do not pair up.
+      {"*1\r\n:0\r\n", "corio::dist::task_pool \"lied\": XREADGROUP answered the entry [\"x\", [\"tid\", \"1\"]], "
+                       "not [ms-seq id, [field, value, ...]]" + tail,
+       read("x", "*2\r\n" + bulk("tid") + bulk("1"))},
+      {"*1\r\n:0\r\n", "corio::dist::task_pool \"lied\": XREADGROUP answered the entry [\"1-1\", [\"tid\"]], not "
+                       "[ms-seq id, [field, value, ...]]" + tail,
+       read("1-1", "*1\r\n" + bulk("tid"))},
+      {"*1\r\n:0\r\n", "corio::dist::task_pool \"lied\": XREADGROUP answered 5, not nil or [[{lied}:tasks, "
+                       "[entries]]]" + tail, ":5\r\n"},
+  };
+  for (const lie& l : lies) {
+    CAPTURE(l.evalsha);
+    corio_test::fake_redis liar = corio_test::manager_fake([&](const std::vector<std::string_view>& argv) {
+      if (argv[0] == "EVALSHA") return l.evalsha;
+      return argv[0] == "XREADGROUP" ? l.xreadgroup : std::string("+OK\r\n");
+    });
+    manager m{corio::redis::options(liar.address())};
+    m.on_warning([](const std::string&) {});
+    worker w(m, "lied");
+    const auto start = steady::now();
+    CHECK_THROWS_WITH_AS(run_at_most(w, 5s), l.message.c_str(), corio::redis::error);
+    CHECK(steady::now() - start < 5s);
+  }
+}
+
+TEST_CASE("a worker stopped while it pauses after an error reply returns from run, not std::terminate"
+          * doctest::timeout(30)) {
+  // Every claim answers -ERR: the worker warns and pauses 200 ms each time; stops at
+  // several points of that cycle.
+  corio_test::fake_redis failing = corio_test::manager_fake([](const std::vector<std::string_view>& argv) {
+    return std::string(argv[0] == "EVALSHA" ? "-ERR not today\r\n" : "+OK\r\n");
+  });
+  for (const auto after : {30ms, 110ms, 250ms, 420ms}) {
+    CAPTURE(after.count());
+    manager m{corio::redis::options(failing.address())};
+    std::atomic<int> warnings{0};
+    m.on_warning([&](const std::string&) { ++warnings; });
+    worker w(m, "paused");
+    std::stop_source stop;
+    std::thread stopper([&] {
+      std::this_thread::sleep_for(after);
+      stop.request_stop();
+    });
+    const auto start = steady::now();
+    CHECK_NOTHROW(w.run(stop.get_token()));
+    stopper.join();
+    CHECK(steady::now() - start < 5s);
+    if (after > 250ms) CHECK(warnings >= 1);
+  }
 }
