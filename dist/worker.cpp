@@ -38,6 +38,25 @@ task<void> worker::renew_leases() {
 }
 
 task<void> worker::run_one(detail::pool_task t) {
+  const std::string entry = t.entry;
+  try {
+    co_await run_and_record(std::move(t));
+  } catch (const operation_cancelled&) {
+    throw;  // the worker is stopping
+  } catch (const redis::unexpected_reply&) {
+    if (!ended_by_) ended_by_ = std::current_exception();
+  } catch (const std::exception& e) {
+    // Redis unreachable, or refusing the completion script. Rethrown, it would stop the
+    // task group and with it every later task of this worker. A task whose result did
+    // not reach Redis stays pending: it runs again after its lease and still counts once.
+    // One exception: a refusal inside the script after the XACK (the reply key holds no
+    // stream, which only a foreign write does) loses that result, as Redis keeps the
+    // writes a failed script made.
+    m_->warn("corio: worker of " + keys_.tasks + ": could not record the result of task " + entry + ": " + e.what());
+  }
+}
+
+task<void> worker::run_and_record(detail::pool_task t) {
   if (!keys_.holds(t.reply)) {  // not from a corio submitter: its result could not be written
     m_->warn("corio: worker of " + keys_.tasks + ": task " + t.entry + " names a reply stream outside the pool's keys " +
              "(not \"" + keys_.tasks.substr(0, keys_.tasks.size() - 5) + "...\"): moved to " + keys_.dead);
@@ -201,6 +220,7 @@ task<void> worker::async_run() {
       }
     }
     for (std::size_t i = tasks.size(); i < free; ++i) slots.release();
+    if (!refused && ended_by_) refused = ended_by_;  // a task's completion met a lying reply
     if (refused || stop_now) break;
   }
   if (refused) running.request_stop();

@@ -136,7 +136,12 @@ class worker {
   const worker_stats& stats() const noexcept { return stats_; }
 
  private:
+  // Runs t and records its result. Throws only operation_cancelled (the worker stops): a
+  // failure to record is a warning (the task comes back after its lease), a reply of the
+  // wrong shape is kept in ended_by_ for async_run, so one task never stops the others'
+  // task group.
   task<void> run_one(detail::pool_task t);
+  task<void> run_and_record(detail::pool_task t);
   task<void> renew_leases();
   struct completion_batch;
   // Records r with the other results of this loop turn; true if it was recorded.
@@ -150,6 +155,7 @@ class worker {
   worker_stats stats_;
   std::set<std::string> running_;  // stream entries of the tasks in hand
   std::shared_ptr<completion_batch> batch_;  // results waiting for this turn's flush
+  std::exception_ptr ended_by_;  // a task's lying reply (unexpected_reply): ends async_run
 };
 
 }  // namespace corio::dist

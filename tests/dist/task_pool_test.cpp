@@ -7,7 +7,8 @@
 // credentials and a missing ACL permission (a clear auth_error within 2 s); lying fake
 // servers (results ids that stand still or go back, wrong script and XREADGROUP shapes, a
 // bad MOVED): redis::unexpected_reply or the cluster_error within seconds, never a loop or
-// std::terminate; a worker stopped during its pause after an error reply.
+// std::terminate; a worker stopped during its pause after an error reply; a result Redis
+// refuses to record (a warning: the worker goes on serving).
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
@@ -61,6 +62,11 @@ class worker_processes {
       worker w(m, "test", options_);
       const int fd = started_fd_;
       w.define("square", [](int x) { return x * x; });
+      // On the worker's loop, through a timer: it sees the worker's stop token.
+      w.define("square_later", [](int x) -> corio::task<int> {
+        co_await corio::sleep_for(1ms);
+        co_return x * x;
+      });
       w.define("fail", [](std::string what) -> int { throw std::out_of_range("no such image: " + what); });
       w.define("slow", [fd](int ms) {
         if (fd >= 0) {  // tell the test who runs it
@@ -627,5 +633,49 @@ TEST_CASE("a worker stopped while it pauses after an error reply returns from ru
     stopper.join();
     CHECK(steady::now() - start < 5s);
     if (after > 250ms) CHECK(warnings >= 1);
+  }
+}
+
+TEST_CASE("a result Redis refuses to record is a warning; the worker goes on serving the next tasks") {
+  SKIP_WITHOUT_REDIS();
+  redis_server server;
+  // A lease far beyond the test: a later task can only be served by the worker going on,
+  // not by a takeover.
+  worker_processes workers(server, {.concurrency = 1, .lease = 60s});
+  workers.start();
+  manager m(options_for(server));
+  task_pool pool(m, "test");
+  CHECK(pool.submit<int>("square", 4).get() == 16);  // the worker is serving
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    // A reply key of the pool's that holds a string: the completion script's XADD there
+    // fails with WRONGTYPE, and the worker's completion throws.
+    co_await c.command("SET", "{test}:results:not-a-stream", "x");
+    const corio::resp::reply id = co_await c.command("XADD", "{test}:tasks", "*", "tid", "refused-1", "fn", "square",
+                                                     "args", "x", "reply", "{test}:results:not-a-stream");
+    // Delivered and acknowledged (the script's XACK stands): the worker has met the refusal.
+    const auto give_up = steady::now() + 10s;
+    for (;;) {
+      const corio::resp::reply groups = co_await c.command("XINFO", "GROUPS", "{test}:tasks");
+      REQUIRE(groups.elements.size() == 1);
+      std::string last;
+      std::int64_t pending = -1;
+      const auto& g = groups.elements[0].elements;
+      for (std::size_t i = 0; i + 1 < g.size(); i += 2) {
+        if (g[i].str == "last-delivered-id") last = g[i + 1].str;
+        if (g[i].str == "pending") pending = g[i + 1].integer;
+      }
+      if (last == id.str && pending == 0) break;
+      REQUIRE_MESSAGE(steady::now() < give_up, "the refused task was not delivered and acknowledged within 10 s");
+      co_await corio::sleep_for(20ms);
+    }
+  }());
+  // Before the fix the worker's task group stayed stopped after the refusal: a later
+  // task's timer threw operation_cancelled, which came back as a remote_error.
+  for (int i = 0; i < 3; ++i) {
+    auto f = pool.submit<int>("square_later", 5 + i);
+    REQUIRE_MESSAGE(f.wait_for(10s), "task " << i << " after the refusal was not served within 10 s");
+    CHECK(f.get() == (5 + i) * (5 + i));
   }
 }
