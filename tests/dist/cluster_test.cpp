@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "../needs_feature.hpp"
 #include "../ipc/ipc_test_support.hpp"
 #include "fake_redis.hpp"
 #include "redis_cluster.hpp"
@@ -140,8 +141,7 @@ class cluster_workers {
 
 }  // namespace
 
-TEST_CASE("a client given a dead seed first finds the cluster, routes by slot, and key_slot agrees with CLUSTER KEYSLOT") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
+REDIS_CLUSTER_TEST_CASE("a client given a dead seed first finds the cluster, routes by slot, and key_slot agrees with CLUSTER KEYSLOT") {
   redis_cluster cl;
   const std::string seeds = "127.0.0.1:" + std::to_string(corio_test::free_port()) + "," + cl.seeds();
   on_loop([&]() -> corio::task<void> {
@@ -164,8 +164,7 @@ TEST_CASE("a client given a dead seed first finds the cluster, routes by slot, a
   for (int i = 0; i < 3; ++i) CHECK(std::stoi(cl.cli(i, "dbsize")) > 50);  // every master got keys
 }
 
-TEST_CASE("cluster misuse is a clear error: keys of two slots before sending, SELECT at connect, a bad password") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
+REDIS_CLUSTER_TEST_CASE("cluster misuse is a clear error: keys of two slots before sending, SELECT at connect, a bad password") {
   redis_cluster cl;
   on_loop([&]() -> corio::task<void> {
     client c = co_await client::connect(options_for(cl));
@@ -190,8 +189,7 @@ TEST_CASE("cluster misuse is a clear error: keys of two slots before sending, SE
   });
 }
 
-TEST_CASE("ASK is followed with ASKING, once, leaving the slot map; MOVED is followed and remembered") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
+REDIS_CLUSTER_TEST_CASE("ASK is followed with ASKING, once, leaving the slot map; MOVED is followed and remembered") {
   redis_cluster cl;
   const int slot = key_slot("ask");
   const int from = cl.owner(slot);
@@ -230,8 +228,7 @@ TEST_CASE("ASK is followed with ASKING, once, leaving the slot map; MOVED is fol
   CHECK(cl.owner(slot) == to);
 }
 
-TEST_CASE("a node lost: its command fails as connection_error within reconnect_for and the map is read again elsewhere") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
+REDIS_CLUSTER_TEST_CASE("a node lost: its command fails as connection_error within reconnect_for and the map is read again elsewhere") {
   redis_cluster cl;
   // A key on a node other than the seed that answers (node 0).
   std::string key;
@@ -283,8 +280,7 @@ TEST_CASE("a lying server's MOVED is cluster_error, and redirections that never 
   CHECK(loop_server.commands() == 17);
 }
 
-TEST_CASE("8 queues whose hash tags land on all 3 masters carry their values") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
+REDIS_CLUSTER_TEST_CASE("8 queues whose hash tags land on all 3 masters carry their values") {
   redis_cluster cl;
   const std::vector<std::string> names = names_over_masters(cl, "queue", 8);
   corio::dist::manager m(options_for(cl));
@@ -306,8 +302,7 @@ TEST_CASE("8 queues whose hash tags land on all 3 masters carry their values") {
   for (int i = 0; i < 3; ++i) CHECK(std::stoi(cl.cli(i, "dbsize")) >= 2);
 }
 
-TEST_CASE("8 queues over 3 masters keep every value exactly once while redis-cli --cluster reshard moves two of them") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
+REDIS_CLUSTER_TEST_CASE("8 queues over 3 masters keep every value exactly once while redis-cli --cluster reshard moves two of them") {
   redis_cluster cl;
   // reshard moves the lowest slots of its source first: two queues in slots 0..63 move.
   const int from = cl.owner(0);
@@ -368,8 +363,7 @@ TEST_CASE("8 queues over 3 masters keep every value exactly once while redis-cli
                                    << producer_stats.moved << " MOVED and " << producer_stats.asked << " ASK");
 }
 
-TEST_CASE("8 task pools over 3 masters carry every task, and a slot migrated mid-run loses none") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
+REDIS_CLUSTER_TEST_CASE("8 task pools over 3 masters carry every task, and a slot migrated mid-run loses none") {
   redis_cluster cl;
   const std::vector<std::string> names = names_over_masters(cl, "pool", 8);
   const std::string victim = names[0];
@@ -433,9 +427,8 @@ TEST_CASE("8 task pools over 3 masters carry every task, and a slot migrated mid
 // fail there writing the results stream ("Script attempted to access a non local key");
 // with the results stream in KEYS the old node answers TRYAGAIN before running, and the
 // client retries until the move ends.
-TEST_CASE("pool scripts declare their reply streams: with only the results stream migrated, a completion and the burial "
+REDIS_CLUSTER_TEST_CASE("pool scripts declare their reply streams: with only the results stream migrated, a completion and the burial "
           "of a task taken over too often wait and write once; a burial tells its submitter on every master") {
-  SKIP_WITHOUT_REDIS_CLUSTER();
   namespace pd = corio::dist::detail;
   redis_cluster cl;
   const std::vector<std::string> names = names_over_masters(cl, "proto", 3);

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../needs_feature.hpp"
 #include "fake_redis.hpp"
 #include "redis_server.hpp"
 
@@ -34,8 +35,7 @@ TEST_CASE("sha1_hex gives FIPS 180's digests, and the padding's one- and two-blo
   CHECK(sha1_hex(std::string(64, 'x')) == "bb2fa3ee7afb9f54c6dfb5d021f14b1ffe40c163");
 }
 
-TEST_CASE("a real redis-server's SCRIPT LOAD answers the SHA1 computed here, and the script runs by it") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a real redis-server's SCRIPT LOAD answers the SHA1 computed here, and the script runs by it") {
   corio_test::redis_server server;
   corio::loop lp;
   lp.run([&]() -> corio::task<void> {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "../needs_feature.hpp"
 #include "../ipc/ipc_test_support.hpp"
 #include "fake_redis.hpp"
 #include "redis_server.hpp"
@@ -48,8 +49,7 @@ struct quiet_manager {
 
 }  // namespace
 
-TEST_CASE("put and get outside a loop keep order; size, empty, try_get and a timeout") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("put and get outside a loop keep order; size, empty, try_get and a timeout") {
   redis_server server({.aof = true});
   quiet_manager qm(server);
   auto q = qm.m.queue<std::string>("task_queue");
@@ -77,8 +77,7 @@ TEST_CASE("put and get outside a loop keep order; size, empty, try_get and a tim
   CHECK(blobs.get() == big);
 }
 
-TEST_CASE("a get blocked in one process is woken by a put from another") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a get blocked in one process is woken by a put from another") {
   redis_server server({.aof = true});
   const pid_t child = corio_test::fork_child([&] {
     std::this_thread::sleep_for(300ms);
@@ -96,8 +95,7 @@ TEST_CASE("a get blocked in one process is woken by a put from another") {
   CHECK(corio_test::exit_status(child) == 0);
 }
 
-TEST_CASE("async_put and async_get inside a loop, two managers as two hosts") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("async_put and async_get inside a loop, two managers as two hosts") {
   redis_server server({.aof = true});
   quiet_manager master(server), worker(server);
   auto tasks = master.m.queue<std::string>("task_queue");
@@ -127,8 +125,7 @@ TEST_CASE("async_put and async_get inside a loop, two managers as two hosts") {
   }());
 }
 
-TEST_CASE("a bounded queue refuses a put when full; a value above 512 MiB is refused in the caller") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a bounded queue refuses a put when full; a value above 512 MiB is refused in the caller") {
   redis_server server({.aof = true});
   quiet_manager qm(server);
   auto q = qm.m.queue<int>("bounded", {.maxsize = 2});
@@ -152,8 +149,7 @@ TEST_CASE("a bounded queue refuses a put when full; a value above 512 MiB is ref
                        std::length_error);
 }
 
-TEST_CASE("a value taken and never acknowledged is handed out again after the lease") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a value taken and never acknowledged is handed out again after the lease") {
   redis_server server({.aof = true});
   quiet_manager qm(server);
   auto q = qm.m.queue<std::string>("leased", {.maxsize = 0, .lease = 300ms});
@@ -174,8 +170,7 @@ TEST_CASE("a value taken and never acknowledged is handed out again after the le
   CHECK_FALSE(q.try_get().has_value());  // acknowledged and deleted: not a third time
 }
 
-TEST_CASE("a consumer group that vanished is re-created and reported, not spun on") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a consumer group that vanished is re-created and reported, not spun on") {
   redis_server server({.aof = true});
   quiet_manager qm(server);
   auto q = qm.m.queue<int>("fragile");
@@ -192,8 +187,7 @@ TEST_CASE("a consumer group that vanished is re-created and reported, not spun o
   CHECK(qm.warnings[0].find("the consumer group of queue \"fragile\"") != std::string::npos);
 }
 
-TEST_CASE("a Redis that may lose data is reported at connect") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a Redis that may lose data is reported at connect") {
   redis_server server({.aof = false, .extra = {"maxmemory-policy allkeys-lru"}});
   quiet_manager qm(server);
   qm.m.connect();

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "../needs_feature.hpp"
 #include "fake_redis.hpp"
 #include "redis_server.hpp"
 
@@ -103,8 +104,7 @@ TEST_CASE("parse_endpoint reads host:port, redis:// URLs and unix paths") {
                        "bad redis address \"::1:6379\": an IPv6 host needs brackets: [HOST]:PORT", std::invalid_argument);
 }
 
-TEST_CASE("the client connects through a host name, and a name that does not resolve fails the connect naming it") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("the client connects through a host name, and a name that does not resolve fails the connect naming it") {
   redis_server server;
   on_loop([&]() -> corio::task<void> {
     client c = co_await client::connect(
@@ -129,8 +129,7 @@ TEST_CASE("the client connects through a host name, and a name that does not res
   corio::detail::getaddrinfo_hook = &::getaddrinfo;
 }
 
-TEST_CASE("commands of a thousand coroutines share one connection and go out in one write") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("commands of a thousand coroutines share one connection and go out in one write") {
   redis_server server;
   on_loop([&]() -> corio::task<void> {
     client c = co_await client::connect(options_for(server));
@@ -157,8 +156,7 @@ TEST_CASE("commands of a thousand coroutines share one connection and go out in 
   });
 }
 
-TEST_CASE("the handshake authenticates an ACL user, selects the database and names the client") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("the handshake authenticates an ACL user, selects the database and names the client") {
   redis_server server;
   on_loop([&]() -> corio::task<void> {
     client admin = co_await client::connect(options_for(server));
@@ -174,8 +172,7 @@ TEST_CASE("the handshake authenticates an ACL user, selects the database and nam
   });
 }
 
-TEST_CASE("refused credentials and permissions are auth_error at once, never retried, without the password") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("refused credentials and permissions are auth_error at once, never retried, without the password") {
   redis_server server;
   on_loop([&]() -> corio::task<void> {
     client admin = co_await client::connect(options_for(server));
@@ -230,8 +227,7 @@ TEST_CASE("refused credentials and permissions are auth_error at once, never ret
   });
 }
 
-TEST_CASE("a deadline or a stop request ends the wait and the connection stays in order") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a deadline or a stop request ends the wait and the connection stays in order") {
   redis_server server;
   on_loop([&]() -> corio::task<void> {
     client c = co_await client::connect(options_for(server));
@@ -260,8 +256,7 @@ TEST_CASE("a deadline or a stop request ends the wait and the connection stays i
   });
 }
 
-TEST_CASE("a killed connection reconnects: idempotent commands are sent again, others fail as maybe applied") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a killed connection reconnects: idempotent commands are sent again, others fail as maybe applied") {
   redis_server server;
   on_loop([&]() -> corio::task<void> {
     client admin = co_await client::connect(options_for(server));
@@ -301,8 +296,7 @@ int moving_resolver(const char*, const char*, const addrinfo* hints, addrinfo** 
 
 }  // namespace
 
-TEST_CASE("a reconnect looks the name up again and follows it to the server it names now") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a reconnect looks the name up again and follows it to the server it names now") {
   redis_server a;
   redis_server b;
   corio::detail::getaddrinfo_hook = &moving_resolver;
@@ -357,8 +351,7 @@ TEST_CASE("a cluster node announced by a host name is resolved and reached") {
   CHECK(node.commands() == 1);
 }
 
-TEST_CASE("a server restarted with AOF: the client reconnects and finds the data") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a server restarted with AOF: the client reconnects and finds the data") {
   redis_server server({.aof = true});
   on_loop([&]() -> corio::task<void> {
     client c = co_await client::connect(options_for(server));
@@ -386,8 +379,7 @@ TEST_CASE("a port nobody listens on is connection_error at once, naming the addr
   });
 }
 
-TEST_CASE("reconnecting gives up after reconnect_for and fails the waiting commands") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("reconnecting gives up after reconnect_for and fails the waiting commands") {
   auto server = std::make_unique<redis_server>();
   on_loop([&]() -> corio::task<void> {
     auto o = options_for(*server);

@@ -99,9 +99,14 @@ class redis_cluster {
 
 }  // namespace corio_test
 
-// At the top of a test that needs redis-server and redis-cli.
-#define SKIP_WITHOUT_REDIS_CLUSTER()                                                              \
-  if (!corio_test::have_redis_server() || std::system("command -v redis-cli >/dev/null 2>&1") != 0) { \
-    MESSAGE("skipped: redis-server or redis-cli is not installed (scripts/deps.sh installs them)"); \
-    return;                                                                                       \
-  }
+namespace corio_test {
+inline bool have_redis_cli() {
+  static const bool have = std::system("command -v redis-cli >/dev/null 2>&1") == 0;
+  return have;
+}
+}  // namespace corio_test
+
+// A test case that needs redis-server and redis-cli (skipped with the reason without them).
+#define REDIS_CLUSTER_TEST_CASE(name)                                                      \
+  CORIO_TEST_IF(name, corio_test::have_redis_server() && corio_test::have_redis_cli(), \
+                "redis-server or redis-cli is not installed (scripts/deps.sh installs them)")

@@ -12,7 +12,7 @@
 // talking to someone else's server.
 // No system service is touched. A machine without redis-server makes the test a skip.
 // Free of doctest (bench/bench_distributed.cpp starts its server with it too); the
-// SKIP_WITHOUT_REDIS macro needs doctest where it is used.
+// REDIS_TEST_CASE macro needs tests/needs_feature.hpp where it is used.
 #include <corio/dist/redis_client.hpp>
 
 #include <arpa/inet.h>
@@ -34,9 +34,14 @@
 #include <thread>
 #include <vector>
 
+
 namespace corio_test {
 
-inline bool have_redis_server() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
+// Asked once per process: test cases are decided at start-up (REDIS_TEST_CASE).
+inline bool have_redis_server() {
+  static const bool have = std::system("command -v redis-server >/dev/null 2>&1") == 0;
+  return have;
+}
 
 // A port nobody listens on now (the kernel's pick for a bind to port 0).
 inline int free_port() {
@@ -205,9 +210,7 @@ inline corio::redis::options options_for(const redis_server& s) {
 
 }  // namespace corio_test
 
-// At the top of a test that needs redis-server.
-#define SKIP_WITHOUT_REDIS()                                                         \
-  if (!corio_test::have_redis_server()) {                                            \
-    MESSAGE("skipped: redis-server is not installed (scripts/deps.sh installs it)"); \
-    return;                                                                          \
-  }
+// A test case that needs redis-server: without it doctest skips the case and the reason is
+// printed (needs_feature.hpp), never a pass.
+#define REDIS_TEST_CASE(name) \
+  CORIO_TEST_IF(name, corio_test::have_redis_server(), "redis-server is not installed (scripts/deps.sh installs it)")

@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "../needs_feature.hpp"
 #include "../ipc/ipc_test_support.hpp"
 #include "fake_redis.hpp"
 #include "redis_server.hpp"
@@ -126,8 +127,7 @@ bool eventually(Pred pred, std::chrono::milliseconds within) {
 
 }  // namespace
 
-TEST_CASE("tasks run on two worker processes; an exception comes back as remote_error") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("tasks run on two worker processes; an exception comes back as remote_error") {
   redis_server server({.aof = true});
   worker_processes workers(server, {.concurrency = 4, .lease = 5s});
   workers.start();
@@ -198,8 +198,7 @@ struct slow_task_scene {
   corio::dist::remote_future<int> f;
 };
 
-TEST_CASE("a worker SIGKILLed mid-task: the task is redelivered after the lease and has one result") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a worker SIGKILLed mid-task: the task is redelivered after the lease and has one result") {
   slow_task_scene scene(1500);
   ::kill(scene.first, SIGKILL);
   REQUIRE(eventually([&] { return scene.workers.dead(scene.first); }, 5000ms));
@@ -209,8 +208,7 @@ TEST_CASE("a worker SIGKILLed mid-task: the task is redelivered after the lease 
   CHECK(stats.at("duplicates") == 0);
 }
 
-TEST_CASE("a worker stopped past its lease and continued after another finished adds no second result") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a worker stopped past its lease and continued after another finished adds no second result") {
   slow_task_scene scene(1000);
   ::kill(scene.first, SIGSTOP);
   scene.second_worker_finishes(1000);
@@ -220,8 +218,7 @@ TEST_CASE("a worker stopped past its lease and continued after another finished 
   CHECK(scene.pool.stats().at("written") == 1);
 }
 
-TEST_CASE("a poison task that kills its workers goes to the dead letters; the pool flows on") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a poison task that kills its workers goes to the dead letters; the pool flows on") {
   redis_server server({.aof = true});
   worker_processes workers(server, {.concurrency = 1, .lease = 300ms, .max_deliveries = 2});
   pid_t current = workers.start();
@@ -251,8 +248,7 @@ TEST_CASE("a poison task that kills its workers goes to the dead letters; the po
   }());
 }
 
-TEST_CASE("a task whose reply stream is not its pool's goes to the dead letters unrun, without writing there") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a task whose reply stream is not its pool's goes to the dead letters unrun, without writing there") {
   redis_server server;
   worker_processes workers(server, {.concurrency = 1, .lease = 1s});
   workers.start();
@@ -284,8 +280,7 @@ TEST_CASE("a task whose reply stream is not its pool's goes to the dead letters 
   CHECK(pool.submit<int>("square", 5).get() == 25);  // the pool flows on
 }
 
-TEST_CASE("redis-server SIGKILLed and restarted mid-run (AOF always): every task has exactly one result") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("redis-server SIGKILLed and restarted mid-run (AOF always): every task has exactly one result") {
   redis_server server({.aof = true});
   worker_processes workers(server, {.concurrency = 4, .lease = 1000ms});
   workers.start();
@@ -311,8 +306,7 @@ TEST_CASE("redis-server SIGKILLed and restarted mid-run (AOF always): every task
   CHECK(stats.at("written") == 120);
 }
 
-TEST_CASE("the task stream deleted under idle workers (a restart without persistence) is re-created; tasks flow on") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("the task stream deleted under idle workers (a restart without persistence) is re-created; tasks flow on") {
   redis_server server({.aof = true});
   worker_processes workers(server, {.concurrency = 2, .lease = 500ms});
   workers.start();
@@ -330,8 +324,7 @@ TEST_CASE("the task stream deleted under idle workers (a restart without persist
   CHECK(f.get() == 36);
 }
 
-TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_error within 2 s") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_error within 2 s") {
   redis_server server({.aof = true});
   {
     manager admin(options_for(server));
@@ -371,8 +364,7 @@ TEST_CASE("wrong password, unknown user, a missing ACL permission: a clear auth_
   CHECK_THROWS_AS((void)pool.submit<int>("square", 1), corio::redis::auth_error);
 }
 
-TEST_CASE("a thousand submits started in one loop turn share one connection (and the collector has one)") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a thousand submits started in one loop turn share one connection (and the collector has one)") {
   redis_server server;
   corio::loop lp;
   lp.run([&]() -> corio::task<void> {
@@ -466,8 +458,7 @@ TEST_CASE("a complete or bury script answering other than 0 or 1 is unexpected_r
   }());
 }
 
-TEST_CASE("a fetch after a restart that lost the group and the scripts (NOSCRIPT) reports the group re-created") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a fetch after a restart that lost the group and the scripts (NOSCRIPT) reports the group re-created") {
   redis_server server({.aof = true});
   namespace pd = corio::dist::detail;
   corio::loop lp;
@@ -636,8 +627,7 @@ TEST_CASE("a worker stopped while it pauses after an error reply returns from ru
   }
 }
 
-TEST_CASE("a result Redis refuses to record is a warning; the worker goes on serving the next tasks") {
-  SKIP_WITHOUT_REDIS();
+REDIS_TEST_CASE("a result Redis refuses to record is a warning; the worker goes on serving the next tasks") {
   redis_server server;
   // A lease far beyond the test: a later task can only be served by the worker going on,
   // not by a takeover.

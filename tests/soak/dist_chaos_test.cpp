@@ -46,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "../needs_feature.hpp"
 #include "../dist/redis_server.hpp"
 #include "../ipc/ipc_test_support.hpp"
 
@@ -136,13 +137,11 @@ std::int64_t info_number(const std::string& info, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("1,000,000 tasks while a random worker of 4 is SIGKILLed every 2 s: each id once, nothing pending, memory back") {
-  SKIP_WITHOUT_REDIS();
+CORIO_TEST_IF("1,000,000 tasks while a random worker of 4 is SIGKILLed every 2 s: each id once, nothing pending, memory back",
+              corio_test::have_redis_server() && std::getenv("CORIO_POOL_NODE") != nullptr,
+              "needs redis-server (scripts/deps.sh installs it) and CORIO_POOL_NODE, the path of tests/pool_node "
+              "(meson test sets it)") {
   const char* node = std::getenv("CORIO_POOL_NODE");
-  if (node == nullptr) {
-    MESSAGE("skipped: CORIO_POOL_NODE (the path of tests/pool_node) is not set; meson test sets it");
-    return;
-  }
   const long n = env_number("CORIO_DIST_CHAOS_TASKS", 1000000);
   const auto kill_every = std::chrono::milliseconds(env_number("CORIO_DIST_CHAOS_KILL_MS", 2000));
   REQUIRE(n > 0);
