@@ -37,6 +37,9 @@
 //   without a system call or a suspension when it is already there, and gives the ring's
 //   buffers back at once. From the first fill() on, the socket's bytes belong to the
 //   reader: receiving on the stream directly as well would take bytes out of order.
+//   read_some() then copies straight from the ring's buffers into the caller's memory
+//   (one copy, as a recv into that memory makes), so a caller that parses from its own
+//   growable buffer (examples/kv_server.cpp) loses nothing by reading through a reader.
 //   Without the features, and on sockets other than TCP (on AF_UNIX streams Linux 6.18 was
 //   seen to lose the end of stream after a burst), the reader receives with one recv per
 //   fill(), as before.
@@ -153,6 +156,8 @@ class buffered_reader {
   // Fills `out` completely: buffered bytes first, then receives.
   [[nodiscard]] task<void> read_exact(std::span<std::byte> out, op_options options = {});
   // Up to out.size() bytes: buffered bytes if any, else one receive; 0 at end of stream.
+  // With nothing buffered, the bytes go straight into `out` (not through the reader's
+  // buffer) when the multishot receive is in use or `out` is at least the capacity.
   [[nodiscard]] task<std::size_t> read_some(std::span<std::byte> out, op_options options = {});
 
   // `hooks` must outlive the reader (a static object, typically).
@@ -189,11 +194,12 @@ class buffered_reader {
 };
 
 // What fill() returns: one plain recv, or a wait on the multishot receive (which ends at
-// once when bytes are already queued).
+// once when bytes are already queued). `space` is the reader's free tail, whose bytes
+// become buffered (into_reader), or the caller's memory of a read_some.
 class [[nodiscard]] buffered_reader::fill_awaiter {
  public:
-  fill_awaiter(buffered_reader& reader, std::span<std::byte> space, op_options options)
-      : reader_(&reader), space_(space) {
+  fill_awaiter(buffered_reader& reader, std::span<std::byte> space, op_options options, bool into_reader = true)
+      : reader_(&reader), space_(space), into_reader_(into_reader) {
     if (reader.multishot_ != nullptr) {
       wait_.emplace(reader.multishot_, space, options);
     } else {
@@ -217,6 +223,7 @@ class [[nodiscard]] buffered_reader::fill_awaiter {
  private:
   buffered_reader* reader_;
   std::span<std::byte> space_;
+  bool into_reader_;
   std::optional<detail::uring_awaiter<detail::recv_prep, detail::describe_socket_fn>> single_;
   std::optional<detail::multishot_wait> wait_;
 };
