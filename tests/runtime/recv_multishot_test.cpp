@@ -137,6 +137,43 @@ CORIO_TEST_NEEDS("read_some takes the bytes the multishot receive queued, in ord
   lp.run(body());
 }
 
+CORIO_TEST_NEEDS("with direct reads a read_some is one plain recv, and without them the multishot receive is re-armed",
+                 corio::kernel_feature::recv_multishot) {
+  corio::loop lp;
+  const std::string big = pattern(200'000);
+  auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
+    buffered_reader in(ends.first, 64);
+    REQUIRE(in.use_provided_buffers());
+    co_await arm(in, ends.second, "first");  // the multishot receive is armed now
+    in.set_direct_reads(true);
+    std::string out(100'000, '\0');
+    corio::task_group g;
+    g.spawn([&]() -> task<void> {
+      co_await corio::sleep_for(20ms);  // the read below is waiting by then
+      co_await ends.second.write_all(bytes_of(big));
+    });
+    std::string got;
+    while (got.size() < big.size()) {
+      const std::size_t n = co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s));
+      REQUIRE(n > 0);
+      got.append(out, 0, n);
+    }
+    co_await g.wait();
+    CHECK(got == big);
+    const auto direct = in.multishot()->stats();
+    CHECK(direct.multishot_arms == 1);  // cancelled for the first direct read, not re-armed
+    CHECK(direct.plain_receives >= 1);
+    in.set_direct_reads(false);
+    co_await ends.second.write_all(bytes_of("small"));
+    const std::size_t n = co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s));
+    CHECK(out.substr(0, n) == "small");
+    CHECK(in.multishot()->stats().multishot_arms == 2);
+    CHECK(in.multishot()->stats().plain_receives == direct.plain_receives);
+  };
+  lp.run(body());
+}
+
 CORIO_TEST_NEEDS("an empty buffer ring ends the multishot receive with ENOBUFS and the next wait re-arms it",
                  corio::kernel_feature::recv_multishot) {
   corio::loop lp;
