@@ -91,15 +91,21 @@ bool buffered_reader::use_provided_buffers(std::shared_ptr<detail::buffer_ring> 
 }
 
 int buffered_reader::fill_awaiter::await_resume() {
-  if (single_) return reader_->filled(single_->await_resume());
-  wait_->await_resume();  // throws for a stop or a deadline
-  detail::recv_multishot& ms = *reader_->multishot_;
-  int n = ms.take_plain_result();
-  if (n < 0) {
-    n = static_cast<int>(ms.copy_out(space_));
-    if (n == 0 && ms.error() != 0) detail::throw_errno(ms.error(), "recv fd " + std::to_string(ms.fd()));
+  int n;
+  if (single_) {
+    n = single_->await_resume();
+  } else {
+    wait_->await_resume();  // throws for a stop or a deadline
+    detail::recv_multishot& ms = *reader_->multishot_;
+    n = ms.take_plain_result();
+    if (n < 0) {
+      n = static_cast<int>(ms.copy_out(space_));
+      if (n == 0 && ms.error() != 0) detail::throw_errno(ms.error(), "recv fd " + std::to_string(ms.fd()));
+    }
   }
-  return reader_->filled(n);
+  if (into_reader_) return reader_->filled(n);
+  reader_->received();
+  return n;
 }
 
 void buffered_reader::consume(std::size_t n) noexcept {
@@ -184,6 +190,10 @@ task<void> buffered_reader::read_exact(std::span<std::byte> out, op_options opti
 task<std::size_t> buffered_reader::read_some(std::span<std::byte> out, op_options options) {
   if (out.empty()) co_return 0;
   if (begin_ == end_) {
+    // The multishot receive may hold bytes already: a recv on the stream would take the
+    // later ones first. They are copied from the ring's buffers into `out` directly.
+    if (multishot_ != nullptr)
+      co_return static_cast<std::size_t>(co_await fill_awaiter(*this, out, effective(options), false));
     if (out.size() >= capacity_) {
       const int n = co_await stream_.read_some(out, effective(options));
       received();

@@ -37,6 +37,13 @@
 //   without a system call or a suspension when it is already there, and gives the ring's
 //   buffers back at once. From the first fill() on, the socket's bytes belong to the
 //   reader: receiving on the stream directly as well would take bytes out of order.
+//   read_some() then copies straight from the ring's buffers into the caller's memory,
+//   so a caller that parses from its own growable buffer (examples/kv_server.cpp) can
+//   read through a reader. But a message of many ring buffers costs a kernel receive, a
+//   CQE and a copy per buffer, where one recv into the caller's memory takes it whole:
+//   with set_direct_reads(true), a read_some that finds nothing queued is one plain recv
+//   into the caller's memory instead (the multishot receive is cancelled first, and
+//   re-armed by the first fill() or read_some after set_direct_reads(false)).
 //   Without the features, and on sockets other than TCP (on AF_UNIX streams Linux 6.18 was
 //   seen to lose the end of stream after a burst), the reader receives with one recv per
 //   fill(), as before.
@@ -100,7 +107,6 @@ class buffer_limit_exceeded : public std::length_error {
 class buffered_reader {
  public:
   static constexpr std::size_t default_capacity = 16 * 1024;
-
   // Called around each receive made with default options. `before` supplies its options;
   // `buffer_empty` tells whether any unconsumed byte is buffered (waiting for a new
   // message versus for the rest of one). `after` runs when the receive completed.
@@ -123,6 +129,9 @@ class buffered_reader {
   // the loop has no ring.
   // Call it on the loop's thread, before the first fill().
   bool use_provided_buffers(std::shared_ptr<detail::buffer_ring> ring = nullptr);
+  // With provided buffers: read_some receives with plain recvs into the caller's memory
+  // (for a caller that expects big messages; see the contract above).
+  void set_direct_reads(bool on) noexcept { direct_reads_ = on; }
   // The multishot receive, or nullptr (for tests and statistics).
   const detail::recv_multishot* multishot() const noexcept { return multishot_; }
   // Tests: ends the multishot receive in flight as the kernel may (the next wait re-arms).
@@ -153,6 +162,8 @@ class buffered_reader {
   // Fills `out` completely: buffered bytes first, then receives.
   [[nodiscard]] task<void> read_exact(std::span<std::byte> out, op_options options = {});
   // Up to out.size() bytes: buffered bytes if any, else one receive; 0 at end of stream.
+  // With nothing buffered, the bytes go straight into `out` (not through the reader's
+  // buffer) when the multishot receive is in use or `out` is at least the capacity.
   [[nodiscard]] task<std::size_t> read_some(std::span<std::byte> out, op_options options = {});
 
   // `hooks` must outlive the reader (a static object, typically).
@@ -186,16 +197,18 @@ class buffered_reader {
   const receive_hooks* hooks_ = nullptr;
   void* hooks_context_ = nullptr;
   detail::recv_multishot* multishot_ = nullptr;  // owned: release() in the destructor
+  bool direct_reads_ = false;
 };
 
 // What fill() returns: one plain recv, or a wait on the multishot receive (which ends at
-// once when bytes are already queued).
+// once when bytes are already queued). `space` is the reader's free tail, whose bytes
+// become buffered (into_reader), or the caller's memory of a read_some.
 class [[nodiscard]] buffered_reader::fill_awaiter {
  public:
-  fill_awaiter(buffered_reader& reader, std::span<std::byte> space, op_options options)
-      : reader_(&reader), space_(space) {
+  fill_awaiter(buffered_reader& reader, std::span<std::byte> space, op_options options, bool into_reader = true)
+      : reader_(&reader), space_(space), into_reader_(into_reader) {
     if (reader.multishot_ != nullptr) {
-      wait_.emplace(reader.multishot_, space, options);
+      wait_.emplace(reader.multishot_, space, !into_reader && reader.direct_reads_, options);
     } else {
       // With nothing buffered, the next bytes are usually not here yet (a request/response
       // peer waits for our answer): IORING_RECVSEND_POLL_FIRST (Linux 5.19) skips the
@@ -217,6 +230,7 @@ class [[nodiscard]] buffered_reader::fill_awaiter {
  private:
   buffered_reader* reader_;
   std::span<std::byte> space_;
+  bool into_reader_;
   std::optional<detail::uring_awaiter<detail::recv_prep, detail::describe_socket_fn>> single_;
   std::optional<detail::multishot_wait> wait_;
 };

@@ -76,21 +76,33 @@ void recv_multishot::arm_plain() {
 
 void recv_multishot::arm_for_waiter() {
   // An empty ring would end a multishot request at once with -ENOBUFS: then one plain
-  // receive into the reader's own space instead (see the header).
-  if (ring_->available() > 0)
+  // receive into the reader's own space instead (see the header). So does a direct wait.
+  if (ring_->available() > 0 && !wait_direct_)
     arm_multishot();
   else
     arm_plain();
 }
 
-void recv_multishot::start_wait(std::coroutine_handle<> h, std::span<std::byte> space, const std::stop_token* token,
+void recv_multishot::start_wait(std::coroutine_handle<> h, std::span<std::byte> space, bool direct,
+                                const std::stop_token* token,
                                 std::optional<std::chrono::steady_clock::time_point> deadline) {
   if (lp_ == nullptr) lp_ = &loop::this_loop();
   wait_space_ = space;
+  wait_direct_ = direct;
   wait_token_ = token;
   plain_result_ = -1;
   signalled_ = cancelled_ = timed_out_ = timer_cancel_sent_ = false;
-  if (in_flight_ == request::none) arm_for_waiter();
+  if (in_flight_ == request::none) {
+    arm_for_waiter();
+  } else if (direct && in_flight_ == request::multishot && !pause_sent_) {
+    // Its final CQE re-arms for this wait, with a plain recv (on_complete).
+    try {
+      lp_->cancel(this);
+      pause_sent_ = true;
+    } catch (...) {
+      // No SQE: the multishot request serves this wait.
+    }
+  }
   if (deadline) {
     timeout_ = to_kernel_timespec(*deadline - std::chrono::steady_clock::now());
     // Throwing here leaves the receive armed, as between waits; nothing waits.
@@ -234,7 +246,7 @@ bool multishot_wait::suspend(std::coroutine_handle<> h) {
     stopped_early_ = true;
     return false;
   }
-  state_->start_wait(h, space_, token_, options_.deadline);
+  state_->start_wait(h, space_, direct_, token_, options_.deadline);
   if (token_->stop_possible()) {
     state_->token = token_;
     state_->wait_ = this;

@@ -18,7 +18,12 @@
 //   queue the request is cancelled (TCP flow control then holds the peer), so one slow
 //   or lingering connection cannot take the whole shared ring; the next wait re-arms;
 // - end of stream (res 0) and errors are kept: every later wait ends at once with them,
-//   after the bytes queued before them.
+//   after the bytes queued before them;
+// - a `direct` wait (a receive straight into the caller's memory: read_some after
+//   buffered_reader::set_direct_reads) with nothing queued cancels the multishot request
+//   and, once its final CQE is in, makes one plain recv into its space: a big transfer
+//   then costs one CQE per recv and no copy, instead of one CQE, one kernel receive and
+//   one copy per ring buffer. The next wait that is not direct re-arms the request.
 //
 // Lifetime (design.md: a cancel is a request, only the completion frees): the state is
 // on the heap. release() by the owner cancels whatever is in flight; the state then
@@ -60,7 +65,7 @@ class recv_multishot : public stop_watched_op {
   // Counters, for tests and benchmarks.
   struct counters {
     std::size_t multishot_arms = 0;  // multishot requests submitted
-    std::size_t plain_receives = 0;  // starved waits served by one plain recv
+    std::size_t plain_receives = 0;  // starved or direct waits served by one plain recv
     std::size_t enobufs = 0;         // requests ended by an empty ring
     std::size_t completions = 0;     // CQEs of the receive
     std::size_t pauses = 0;          // requests cancelled for a full queue
@@ -89,8 +94,9 @@ class recv_multishot : public stop_watched_op {
 
   // --- The wait (fill_awaiter in buffered_stream.hpp) --------------------------------
   // Waits until ready() or a plain receive into `space` completed, the token stops or
-  // the deadline passes; resumes `h`. Throws (nothing suspended) when no SQE is free.
-  void start_wait(std::coroutine_handle<> h, std::span<std::byte> space, const std::stop_token* token,
+  // the deadline passes; resumes `h`. `direct`: receive with a plain recv into `space`
+  // (see above). Throws (nothing suspended) when no SQE is free.
+  void start_wait(std::coroutine_handle<> h, std::span<std::byte> space, bool direct, const std::stop_token* token,
                   std::optional<std::chrono::steady_clock::time_point> deadline);
   // After the resumption: bytes of a plain receive (>= 0), or -1 when there was none.
   int take_plain_result() noexcept { return std::exchange(plain_result_, -1); }
@@ -132,6 +138,7 @@ class recv_multishot : public stop_watched_op {
   multishot_wait* wait_ = nullptr;  // for the stop callback registered before a sleep
   std::coroutine_handle<> waiter_;
   std::span<std::byte> wait_space_;
+  bool wait_direct_ = false;
   const std::stop_token* wait_token_ = &never_stop;
   int plain_result_ = -1;
   bool signalled_ = false;  // the wait's outcome is known; resume once the timer is back
@@ -140,7 +147,7 @@ class recv_multishot : public stop_watched_op {
   timer_op timer_{};
   bool timer_armed_ = false;
   bool timer_cancel_sent_ = false;
-  bool pause_sent_ = false;  // cancelled for a full queue; cleared at the final CQE
+  bool pause_sent_ = false;  // cancelled for a full queue or a direct wait; cleared at the final CQE
   __kernel_timespec timeout_{};
   counters stats_;
 };
@@ -148,9 +155,10 @@ class recv_multishot : public stop_watched_op {
 // Awaits a recv_multishot's wait with the stop-token handling every op has.
 class [[nodiscard]] multishot_wait {
  public:
-  multishot_wait(recv_multishot* state, std::span<std::byte> space, op_options options) noexcept
-      : state_(state), space_(space), options_(options) {}
-  multishot_wait(multishot_wait&& o) noexcept : state_(o.state_), space_(o.space_), options_(o.options_) {}
+  multishot_wait(recv_multishot* state, std::span<std::byte> space, bool direct, op_options options) noexcept
+      : state_(state), space_(space), direct_(direct), options_(options) {}
+  multishot_wait(multishot_wait&& o) noexcept
+      : state_(o.state_), space_(o.space_), direct_(o.direct_), options_(o.options_) {}
   multishot_wait(const multishot_wait&) = delete;
   multishot_wait& operator=(const multishot_wait&) = delete;
 
@@ -175,6 +183,7 @@ class [[nodiscard]] multishot_wait {
 
   recv_multishot* state_;
   std::span<std::byte> space_;
+  bool direct_;
   op_options options_;
   const std::stop_token* token_ = &never_stop;
   bool stopped_early_ = false;

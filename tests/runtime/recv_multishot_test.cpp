@@ -101,6 +101,79 @@ TEST_CASE("use_provided_buffers is on exactly when the kernel features are, and 
   lp.run(body());
 }
 
+CORIO_TEST_NEEDS("read_some takes the bytes the multishot receive queued, in order, straight into the caller's memory",
+                 corio::kernel_feature::recv_multishot) {
+  corio::loop lp;
+  auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
+    buffered_reader in(ends.first, 64);
+    REQUIRE(in.use_provided_buffers());
+    co_await arm(in, ends.second, "first");
+    // Bytes that arrive while nobody reads wait in the multishot receive's queue.
+    auto send_and_queue = [&](std::string_view s) -> task<void> {
+      co_await ends.second.write_all(bytes_of(s));
+      for (int i = 0; i < 5000 && !in.multishot()->ready(); ++i) co_await corio::sleep_for(1ms);
+      REQUIRE(in.multishot()->ready());
+    };
+    co_await send_and_queue("queued");
+    // Larger than the reader's buffer: a recv on the socket here would wait for bytes
+    // that come after the queued ones (it did, until the deadline).
+    std::string out(1000, '\0');
+    std::size_t n = co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s));
+    CHECK(out.substr(0, n) == "queued");
+    CHECK(in.buffered().empty());
+    // Smaller than what is queued: the rest stays queued for the next read_some.
+    co_await send_and_queue("0123456789");
+    n = co_await in.read_some(std::as_writable_bytes(std::span(out).first(4)), corio::within(5s));
+    CHECK(out.substr(0, n) == "0123");
+    CHECK(in.buffered().empty());
+    n = co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s));
+    CHECK(out.substr(0, n) == "456789");
+    ends.second.shutdown(SHUT_WR);
+    CHECK(co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s)) == 0);
+    CHECK(in.multishot()->stats().multishot_arms == 1);
+    CHECK(in.multishot()->stats().plain_receives == 0);
+  };
+  lp.run(body());
+}
+
+CORIO_TEST_NEEDS("with direct reads a read_some is one plain recv, and without them the multishot receive is re-armed",
+                 corio::kernel_feature::recv_multishot) {
+  corio::loop lp;
+  const std::string big = pattern(200'000);
+  auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
+    buffered_reader in(ends.first, 64);
+    REQUIRE(in.use_provided_buffers());
+    co_await arm(in, ends.second, "first");  // the multishot receive is armed now
+    in.set_direct_reads(true);
+    std::string out(100'000, '\0');
+    corio::task_group g;
+    g.spawn([&]() -> task<void> {
+      co_await corio::sleep_for(20ms);  // the read below is waiting by then
+      co_await ends.second.write_all(bytes_of(big));
+    });
+    std::string got;
+    while (got.size() < big.size()) {
+      const std::size_t n = co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s));
+      REQUIRE(n > 0);
+      got.append(out, 0, n);
+    }
+    co_await g.wait();
+    CHECK(got == big);
+    const auto direct = in.multishot()->stats();
+    CHECK(direct.multishot_arms == 1);  // cancelled for the first direct read, not re-armed
+    CHECK(direct.plain_receives >= 1);
+    in.set_direct_reads(false);
+    co_await ends.second.write_all(bytes_of("small"));
+    const std::size_t n = co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s));
+    CHECK(out.substr(0, n) == "small");
+    CHECK(in.multishot()->stats().multishot_arms == 2);
+    CHECK(in.multishot()->stats().plain_receives == direct.plain_receives);
+  };
+  lp.run(body());
+}
+
 CORIO_TEST_NEEDS("an empty buffer ring ends the multishot receive with ENOBUFS and the next wait re-arms it",
                  corio::kernel_feature::recv_multishot) {
   corio::loop lp;
