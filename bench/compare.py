@@ -66,7 +66,15 @@ TARGETS = [
     Target("io_uring NOP through the loop vs raw", "BM_loop_nop", ("BM_raw_uring_nop",), ratio=0.7),
     Target("spawn + complete a task vs Go", "BM_spawn", ("go_spawn",), ratio=2),
     Target("spawn + complete a task vs Asio", "BM_spawn", ("BM_asio_co_spawn",), ratio=1),
-    Target("TCP echo, 64 B round trips", "echo_corio", ("echo_asio",), ratio=1.2),
+    Target("TCP echo, 64 B round trips", "echo_corio_io_uring", ("echo_asio_io_uring",), ratio=1.2),
+    # corio's epoll backend (docs/backends.md) against Asio's epoll reactor, both servers
+    # pinned to one CPU: round trips per second of server CPU (1 / CPU per round trip, so
+    # above 1x corio costs less), as the HTTP rows of requests per CPU second read. The
+    # second row is what the fallback costs against corio's own io_uring backend.
+    Target("TCP echo, epoll backend vs Asio epoll, round trips per CPU second", "echo_corio_epoll_per_cpu_s",
+           ("echo_asio_epoll_per_cpu_s",), ratio=1.0, unit="req/CPU-s"),
+    Target("TCP echo, epoll vs io_uring backend, round trips per CPU second", "echo_corio_epoll_per_cpu_s",
+           ("echo_corio_io_uring_per_cpu_s",), unit="req/CPU-s"),
     Target("ipc spsc ring, 8 B vs raw ring", "BM_spsc_ring_8B", ("BM_raw_spsc_spin",), ratio=0.5),
     Target("ipc queue, 8 B vs Python mp.Queue", "BM_queue_8B", ("python_mp_queue",), ratio=100),
     Target("ipc queue, 8 B vs ZeroMQ ipc", "BM_queue_8B", ("BM_zmq_ipc_8B",), ratio=3),
@@ -312,7 +320,7 @@ class Runner:
             self.note("go_spawn skipped: no `go` on PATH (Debian: apt-get install golang-go)")
         seconds = "10" if full else "3"
         self.peer_json("echo", [sys.executable, os.path.join(HERE, "echo_compare.py"),
-                                self.args.builddir, "--seconds", seconds], figures, timeout=300)
+                                self.args.builddir, "--seconds", seconds, "--epoll"], figures, timeout=300)
 
     def row_scripts(self) -> list:
         rows = []
@@ -348,16 +356,20 @@ class Runner:
 
 
 # Options a compare script may offer, with the value given in a quick and in a full run
-# (None: keep the script's default). The quick values keep each script near 30 s on 2 cores.
+# (None: keep the script's default; True: a flag, given without a value). The quick values
+# keep each script near 30 s on 2 cores.
 # --requests: redis-benchmark's runs at 1.8 M req/s last a quarter of a second at 500,000
 # (at 200,000, a tenth, start-up and one scheduling hiccup moved a row by 10%).
 # --connections: http_compare.py's rows of CPU per request at 1,000 and 5,000 connections
 # (cost must not grow with the connection count), measured against the 64-connection row.
+# --epoll: http_compare.py's corio-epoll and asio-epoll servers, at the first count only
+# (two more 3 s runs: docs/backends.md, what the fallback costs).
 SCRIPT_OPTIONS = [
     ("--seconds", "3", "10"),
     ("--connections", "64,1000,5000", "64,1000,5000"),
     ("--duration", "3", "10"),
     ("--requests", "500000", None),
+    ("--epoll", True, True),
 ]
 
 
@@ -371,7 +383,7 @@ def script_args_from_help(help_text: str, json_out: str, builddir: str, full: bo
     for option, quick, longer in SCRIPT_OPTIONS:
         value = longer if full else quick
         if value is not None and re.search(re.escape(option) + r"\b", help_text):
-            args += [option, value]
+            args += [option] if value is True else [option, value]
     return args
 
 
