@@ -468,6 +468,11 @@ def _plotted(row: Row):
     return row.ratio, mark
 
 
+def text_width(text: str) -> int:
+    """A generous width in pixels of text at the chart's 12 px sans-serif."""
+    return 7 * len(text)
+
+
 def render_svg(rows: list, machine: dict) -> str:
     """A horizontal bar per row, log-scale ratio axis, a tick at each target; green PASS,
     red MISS, grey when there is no target or a figure is missing."""
@@ -477,7 +482,14 @@ def render_svg(rows: list, machine: dict) -> str:
     hi = 10.0 ** math.ceil(math.log10(1.5 * max(values + [10.0])))  # room past the last tick
     lo, hi = max(lo, 1e-3), min(hi, 1e5)
 
-    label_w, chart_w, row_h, top, right_w = 330, 460, 24, 54, 210
+    notes = [None if not bar else f'{bar:.3g}x{"+" if bar > hi else ""} {row.result}, {human(row.corio, row.unit)}'
+             for row, (bar, mark) in zip(rows, plotted)]
+    # The label and note columns fit their longest text (no font metrics here: 7 px a
+    # character is a little over DejaVu Sans's average at 12 px), so long row names and
+    # req/CPU-s figures are not cut at the picture's edges.
+    label_w = max(330, text_width(max((r.work for r in rows), key=len, default="")) + 16)
+    right_w = max(210, text_width(max((n for n in notes if n), key=len, default="")) + 16)
+    chart_w, row_h, top = 460, 24, 54
     width = label_w + chart_w + right_w
     height = top + row_h * len(rows) + 36
 
@@ -502,16 +514,14 @@ def render_svg(rows: list, machine: dict) -> str:
         out.append(f'<line x1="{gx:.1f}" y1="{top - 4}" x2="{gx:.1f}" y2="{axis_y}" stroke="{stroke}"/>')
         out.append(f'<text x="{gx:.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#555">{decade:g}x</text>')
         decade *= 10
-    for i, (row, (bar, mark)) in enumerate(zip(rows, plotted)):
+    for i, (row, (bar, mark), note) in enumerate(zip(rows, plotted, notes)):
         y = top + i * row_h
         out.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(row.work)}</text>')
         if bar:
             fill = colors.get(row.result, "#9a9a9a")
             out.append(f'<rect x="{label_w}" y="{y + 5}" width="{max(x(bar) - label_w, 1):.1f}" '
                        f'height="{row_h - 10}" fill="{fill}"/>')
-            clipped = "+" if bar > hi else ""
-            out.append(f'<text x="{label_w + chart_w + 8}" y="{y + 16}">{bar:.3g}x{clipped} '
-                       f'{escape(row.result)}, {escape(human(row.corio, row.unit))}</text>')
+            out.append(f'<text x="{label_w + chart_w + 8}" y="{y + 16}">{escape(note)}</text>')
         else:
             out.append(f'<text x="{label_w + 6}" y="{y + 16}" fill="#888">n/a</text>')
         if mark:

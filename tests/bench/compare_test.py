@@ -180,6 +180,13 @@ class EpollRowsTest(unittest.TestCase):
         self.assertIn("HTTP hello, epoll backend vs Asio epoll, requests per CPU second (wrk, 64 conns)", texts)
         self.assertIn("1.25x PASS, 125.0 k req/CPU-s", texts)
         self.assertEqual(len([r for r in root.iter(ns + "rect")]) - 1, len(rows))
+        # Long names and notes fit the picture at 7 px a character (they were cut at its edges).
+        width = float(root.get("width"))
+        for t in root.iter(ns + "text"):
+            left = float(t.get("x")) - (7 * len(t.text) if t.get("text-anchor") == "end" else 0)
+            self.assertGreaterEqual(left, 0, t.text)
+            if t.get("text-anchor") is None:
+                self.assertLessEqual(float(t.get("x")) + 7 * len(t.text), width, t.text)
 
 
 class SalvageTest(unittest.TestCase):
