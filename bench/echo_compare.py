@@ -4,8 +4,10 @@ asio_echo.cpp, io_uring backend), both driven by the same load generator, bench/
 (corio's own), with the same connections, message size and duration, one after the other
 in one run. With --epoll, also corio's epoll backend (echo_server with CORIO_BACKEND=epoll)
 and Asio's epoll reactor (bench_peer_asio_echo_epoll), under the same conditions: what the
-fallback costs (docs/backends.md), and whether it costs more than Asio's own epoll. Both servers get the same number of threads (--threads, one listener per
-thread with SO_REUSEPORT); the default, 1, leaves the second core of a 2-core machine to
+fallback costs (docs/backends.md), and whether it costs more than Asio's own epoll.
+
+All servers get the same number of threads (--threads, one listener per thread with
+SO_REUSEPORT); the default, 1, leaves the second core of a 2-core machine to
 the client, so the servers, not the client, are what is measured. The server is pinned to
 the first CPUs and the client to the next one (taskset, as bench/http_compare.py does with
 wrk): unpinned, the scheduler now and then moved the woken client onto the server's CPU,
@@ -27,7 +29,8 @@ echo_asio_epoll):
                            "server": "corio-io_uring", ...}, ...}
 items_per_second is round trips per second, per_cpu_second round trips per second of
 server CPU time (1 / CPU per round trip: higher is cheaper, as the ratios read). A server
-whose program is not built is left out (and said so on stderr).
+that is not built or fails is left out, with its reason on stderr (its rows are n/a in
+bench/compare.py); the script fails only when no server could be measured.
 
 corio's server runs with CORIO_BACKEND set to the backend its entry names (io_uring forced,
 so a refused io_uring fails rather than measuring epoll under the io_uring name); the load
@@ -81,11 +84,6 @@ def measure(server: str, server_cmd: list, port: int, args, pinning, env=None) -
         stop(server_proc, signal.SIGINT)
 
 
-def corio_env(backend: str) -> dict:
-    env = dict(os.environ)
-    env["CORIO_BACKEND"] = backend
-    return env
-
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -107,7 +105,8 @@ def main() -> int:
         # --idle-poll 0: like Asio, sleep as soon as the work runs out, so the CPU per round
         # trip counts round trips, not polling (echo_server polls 50 us by default).
         asio = os.path.join(args.builddir, "bench", "bench_peer_asio_echo" + ("_epoll" if backend == "epoll" else ""))
-        servers = [(f"corio-{backend}", [echo_server, "{address}", threads, "--idle-poll", "0"], corio_env(backend)),
+        servers = [(f"corio-{backend}", [echo_server, "{address}", threads, "--idle-poll", "0"],
+                    dict(os.environ, CORIO_BACKEND=backend)),
                    (f"asio-{backend}", [asio, "{port}", threads], None)]
         for server, cmd, env in servers:
             if not os.access(cmd[0], os.X_OK):
