@@ -175,23 +175,27 @@ def measure_all(args, connections: int, go, server_cpus, wrk_cpus, notes: list) 
     no_poll = [] if args.plain else ["--idle-poll", "0"]
     first = connections == args.connections[0]
     backends = ["io_uring", "epoll"] if args.epoll and first else ["io_uring"]
-    results = {}
+    servers = []  # (name, program, arguments after the port, environment)
     for backend in backends:
-        port = free_port()
-        env = dict(os.environ, CORIO_BACKEND=backend)
-        results[f"corio-{backend}"] = measure(
-            f"corio-{backend}", [os.path.join(args.builddir, "examples", "http_hello"), str(port), *threads, *no_poll],
-            port, args, connections, server_cpus, wrk_cpus, env=env)
+        servers.append((f"corio-{backend}", os.path.join(args.builddir, "examples", "http_hello"),
+                        [*threads, *no_poll], dict(os.environ, CORIO_BACKEND=backend)))
         asio = os.path.join(args.builddir, "bench", "bench_peer_asio_http" + ("_epoll" if backend == "epoll" else ""))
         if os.path.exists(asio):
-            port = free_port()
-            results[f"asio-{backend}"] = measure(f"asio-{backend}", [asio, str(port), *threads], port, args,
-                                                 connections, server_cpus, wrk_cpus)
+            servers.append((f"asio-{backend}", asio, threads, None))
         elif first:
             notes.append(f"asio-{backend} skipped: {asio} not built (meson -Dbenchmarks=true)")
     if go:
+        servers.append(("go", go[0], [], go[1]))
+    results = {}
+    for name, program, rest, env in servers:
         port = free_port()
-        results["go"] = measure("go", [go[0], str(port)], port, args, connections, server_cpus, wrk_cpus, env=go[1])
+        # A server that fails (io_uring refused here, say) is left out: its rows are n/a,
+        # the others are still measured.
+        try:
+            results[name] = measure(name, [program, str(port), *rest], port, args, connections, server_cpus,
+                                    wrk_cpus, env=env)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            notes.append(f"{name} skipped at {connections} connections: {' '.join(str(e).split())}")
     return results
 
 
@@ -211,7 +215,9 @@ def print_table(args, connections: int, results: dict, notes: list) -> None:
     peers = headline_peers(results)
     if peers:
         best = max(peers, key=lambda k: peers[k]["rps"])
-        print(f"corio-io_uring / {best} = {results['corio-io_uring']['rps'] / peers[best]['rps']:.2f}x (target 1.2x)")
+        if "corio-io_uring" in results:
+            print(f"corio-io_uring / {best} = {results['corio-io_uring']['rps'] / peers[best]['rps']:.2f}x"
+                  " (target 1.2x)")
     for corio, peer, target in (("corio-epoll", "asio-epoll", " (target 1.0x)"), ("corio-epoll", "corio-io_uring", "")):
         if corio in results and peer in results and per_cpu_second(results[peer]):
             print(f"{corio} / {peer}, requests per CPU second = "
@@ -227,17 +233,17 @@ def cpu_row(work: str, benchmark: str, results: dict, corio: str, peer: str, tar
     """A requests per CPU second row: corio over peer, higher is cheaper (1 / CPU per request).
     A peer that was not measured keeps its name, so the table says what is missing."""
     there = results.get(peer)
-    return {"work": work, "benchmark": benchmark, "corio": per_cpu_second(results[corio]), "unit": "req/CPU-s",
+    return {"work": work, "benchmark": benchmark, "corio": per_cpu_second(results.get(corio, {})), "unit": "req/CPU-s",
             "peer": peer, "peer_value": per_cpu_second(there) if there else None, "target": target, "extra": extra}
 
 
 def rows_for(args, connections: int, results: dict, basis_cpu, split: str) -> list:
     """The requests/s row (first count only), the requests per CPU second row, and with
     --epoll the epoll rows (first count only)."""
-    corio = results["corio-io_uring"]
+    corio = results.get("corio-io_uring", {})
     peers = headline_peers(results)
-    extra = {"corio_p99_ms": corio["p99_ms"], "corio_p50_ms": corio["p50_ms"],
-             "corio_cpu_us_per_request": corio["cpu_us_per_request"],
+    extra = {"corio_p99_ms": corio.get("p99_ms"), "corio_p50_ms": corio.get("p50_ms"),
+             "corio_cpu_us_per_request": corio.get("cpu_us_per_request"),
              "threads": "default" if args.plain else args.server_threads,
              "wrk_threads": args.wrk_threads, "seconds": args.seconds, "pinning": split}
     for name, r in results.items():
@@ -252,16 +258,16 @@ def rows_for(args, connections: int, results: dict, basis_cpu, split: str) -> li
     if connections == args.connections[0]:
         best = max(peers, key=lambda k: peers[k]["rps"]) if peers else None
         rows.append({"work": f"HTTP hello (wrk, {connections} conns{plain})", "benchmark": "http_hello",
-                     "corio": corio["rps"], "unit": "req/s", "peer": best,
+                     "corio": corio.get("rps"), "unit": "req/s", "peer": best,
                      "peer_value": peers[best]["rps"] if best else None, "target": 1.2, "extra": extra})
     if len(args.connections) > 1:
         cpu_extra = dict(extra)
-        if basis_cpu and corio["cpu_us_per_request"]:
+        if basis_cpu and corio.get("cpu_us_per_request"):
             cpu_extra["cpu_growth"] = corio["cpu_us_per_request"] / basis_cpu
             cpu_extra["cpu_growth_basis_conns"] = args.connections[0]
         rows.append(cpu_row(f"HTTP hello, requests per CPU second (wrk, {connections} conns{plain})",
                             "http_hello_cpu", results, "corio-io_uring", "asio-io_uring", 1.0, cpu_extra))
-    if "corio-epoll" in results:
+    if args.epoll and connections == args.connections[0]:
         rows.append(cpu_row(f"HTTP hello, epoll backend vs Asio epoll, requests per CPU second "
                             f"(wrk, {connections} conns{plain})",
                             "http_hello_epoll_cpu", results, "corio-epoll", "asio-epoll", 1.0, extra))
@@ -298,15 +304,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         notes = [split]
         go = build_go("" if args.plain else str(args.server_threads), tmp, notes)
-        basis_cpu = None
+        basis_cpu, measured = None, False
         for connections in args.connections:
             results = measure_all(args, connections, go, server_cpus, wrk_cpus, notes)
+            measured = measured or bool(results)
             print_table(args, connections, results, notes)
-            if basis_cpu is None:
-                basis_cpu = results["corio-io_uring"]["cpu_us_per_request"]
+            if connections == args.connections[0]:
+                basis_cpu = results.get("corio-io_uring", {}).get("cpu_us_per_request")
             rows += rows_for(args, connections, results, basis_cpu, split)
+    if not measured:
+        print("http_compare: no server could be measured", file=sys.stderr)
+        return 1
     if len(args.connections) > 1:
-        growth = [f"{r['extra'].get('cpu_growth', 0):.2f}x at {c}" for c, r in
+        growth = [f"{r['extra']['cpu_growth']:.2f}x at {c}" if "cpu_growth" in r["extra"] else f"n/a at {c}"
+                  for c, r in
                   zip(args.connections, [r for r in rows if r["benchmark"] == "http_hello_cpu"])]
         print(f"corio CPU per request vs {args.connections[0]} connections: {', '.join(growth)} (goal <= 1.2x)")
 

@@ -124,9 +124,10 @@ class EpollRowsTest(unittest.TestCase):
                                                                   "o.json", "/b", full=False))
 
     @staticmethod
-    def http_args(connections):
+    def http_args(connections, epoll=True):
         import argparse
-        return argparse.Namespace(plain=False, server_threads=1, wrk_threads=1, seconds=3, connections=connections)
+        return argparse.Namespace(plain=False, server_threads=1, wrk_threads=1, seconds=3, connections=connections,
+                                  epoll=epoll)
 
     @staticmethod
     def server(rps, cpu_us):
@@ -164,10 +165,22 @@ class EpollRowsTest(unittest.TestCase):
                          (125e3, None, "n/a", ["asio-epoll"]))
         self.assertRegex(compare.result_text(vs_asio), r"^n/a \(asio-epoll not measured\)$")
 
-    def test_http_compare_without_epoll_servers_writes_no_epoll_row(self):
+    def test_http_compare_writes_no_epoll_row_without_epoll_or_past_the_first_count(self):
         results = {k: v for k, v in self.http_results().items() if "epoll" not in k}
         rows = http_compare.rows_for(self.http_args([64, 1000]), 1000, results, 5.0, "pinned")
         self.assertEqual([r["benchmark"] for r in rows], ["http_hello_cpu"])
+        rows = http_compare.rows_for(self.http_args([64], epoll=False), 64, results, 5.0, "pinned")
+        self.assertEqual([r["benchmark"] for r in rows], ["http_hello"])
+
+    def test_http_compare_rows_are_na_for_a_corio_server_that_failed(self):
+        results = {k: v for k, v in self.http_results().items() if not k.startswith("corio-")}
+        rows = http_compare.rows_for(self.http_args([64, 1000]), 64, results, None, "pinned")
+        got = compare.rows_from_script_output({"rows": rows}, "http_compare.py")
+        self.assertEqual([(r.benchmark, r.corio, r.result) for r in got],
+                         [("http_hello", None, "n/a"), ("http_hello_cpu", None, "n/a"),
+                          ("http_hello_epoll_cpu", None, "n/a"), ("http_hello_epoll_cost", None, "n/a")])
+        self.assertEqual((got[0].peer, got[2].peer_value), ("asio-io_uring", 100e3))
+        self.assertNotIn("cpu_growth", rows[1]["extra"])
 
     def test_the_chart_draws_the_epoll_rows(self):
         rows = list(self.echo_rows(compare.summarize.collect_peers(self.ECHO)).values())
