@@ -66,7 +66,15 @@ TARGETS = [
     Target("io_uring NOP through the loop vs raw", "BM_loop_nop", ("BM_raw_uring_nop",), ratio=0.7),
     Target("spawn + complete a task vs Go", "BM_spawn", ("go_spawn",), ratio=2),
     Target("spawn + complete a task vs Asio", "BM_spawn", ("BM_asio_co_spawn",), ratio=1),
-    Target("TCP echo, 64 B round trips", "echo_corio", ("echo_asio",), ratio=1.2),
+    Target("TCP echo, 64 B round trips", "echo_corio_io_uring", ("echo_asio_io_uring",), ratio=1.2),
+    # corio's epoll backend (docs/backends.md) against Asio's epoll reactor, both servers
+    # pinned to one CPU: round trips per second of server CPU (1 / CPU per round trip, so
+    # above 1x corio costs less), as the HTTP rows of requests per CPU second read. The
+    # second row is what the fallback costs against corio's own io_uring backend.
+    Target("TCP echo, epoll backend vs Asio epoll, round trips per CPU second", "echo_corio_epoll_per_cpu_s",
+           ("echo_asio_epoll_per_cpu_s",), ratio=1.0, unit="req/CPU-s"),
+    Target("TCP echo, epoll vs io_uring backend, round trips per CPU second", "echo_corio_epoll_per_cpu_s",
+           ("echo_corio_io_uring_per_cpu_s",), unit="req/CPU-s"),
     Target("ipc spsc ring, 8 B vs raw ring", "BM_spsc_ring_8B", ("BM_raw_spsc_spin",), ratio=0.5),
     Target("ipc queue, 8 B vs Python mp.Queue", "BM_queue_8B", ("python_mp_queue",), ratio=100),
     Target("ipc queue, 8 B vs ZeroMQ ipc", "BM_queue_8B", ("BM_zmq_ipc_8B",), ratio=3),
@@ -312,7 +320,7 @@ class Runner:
             self.note("go_spawn skipped: no `go` on PATH (Debian: apt-get install golang-go)")
         seconds = "10" if full else "3"
         self.peer_json("echo", [sys.executable, os.path.join(HERE, "echo_compare.py"),
-                                self.args.builddir, "--seconds", seconds], figures, timeout=300)
+                                self.args.builddir, "--seconds", seconds, "--epoll"], figures, timeout=300)
 
     def row_scripts(self) -> list:
         rows = []
@@ -348,16 +356,20 @@ class Runner:
 
 
 # Options a compare script may offer, with the value given in a quick and in a full run
-# (None: keep the script's default). The quick values keep each script near 30 s on 2 cores.
+# (None: keep the script's default; True: a flag, given without a value). The quick values
+# keep each script near 30 s on 2 cores.
 # --requests: redis-benchmark's runs at 1.8 M req/s last a quarter of a second at 500,000
 # (at 200,000, a tenth, start-up and one scheduling hiccup moved a row by 10%).
 # --connections: http_compare.py's rows of CPU per request at 1,000 and 5,000 connections
 # (cost must not grow with the connection count), measured against the 64-connection row.
+# --epoll: http_compare.py's corio-epoll and asio-epoll servers, at the first count only
+# (two more 3 s runs: docs/backends.md, what the fallback costs).
 SCRIPT_OPTIONS = [
     ("--seconds", "3", "10"),
     ("--connections", "64,1000,5000", "64,1000,5000"),
     ("--duration", "3", "10"),
     ("--requests", "500000", None),
+    ("--epoll", True, True),
 ]
 
 
@@ -371,7 +383,7 @@ def script_args_from_help(help_text: str, json_out: str, builddir: str, full: bo
     for option, quick, longer in SCRIPT_OPTIONS:
         value = longer if full else quick
         if value is not None and re.search(re.escape(option) + r"\b", help_text):
-            args += [option, value]
+            args += [option] if value is True else [option, value]
     return args
 
 
@@ -456,6 +468,11 @@ def _plotted(row: Row):
     return row.ratio, mark
 
 
+def text_width(text: str) -> int:
+    """A generous width in pixels of text at the chart's 12 px sans-serif."""
+    return 7 * len(text)
+
+
 def render_svg(rows: list, machine: dict) -> str:
     """A horizontal bar per row, log-scale ratio axis, a tick at each target; green PASS,
     red MISS, grey when there is no target or a figure is missing."""
@@ -465,7 +482,14 @@ def render_svg(rows: list, machine: dict) -> str:
     hi = 10.0 ** math.ceil(math.log10(1.5 * max(values + [10.0])))  # room past the last tick
     lo, hi = max(lo, 1e-3), min(hi, 1e5)
 
-    label_w, chart_w, row_h, top, right_w = 330, 460, 24, 54, 210
+    notes = [None if not bar else f'{bar:.3g}x{"+" if bar > hi else ""} {row.result}, {human(row.corio, row.unit)}'
+             for row, (bar, mark) in zip(rows, plotted)]
+    # The label and note columns fit their longest text (no font metrics here: 7 px a
+    # character is a little over DejaVu Sans's average at 12 px), so long row names and
+    # req/CPU-s figures are not cut at the picture's edges.
+    label_w = max(330, text_width(max((r.work for r in rows), key=len, default="")) + 16)
+    right_w = max(210, text_width(max((n for n in notes if n), key=len, default="")) + 16)
+    chart_w, row_h, top = 460, 24, 54
     width = label_w + chart_w + right_w
     height = top + row_h * len(rows) + 36
 
@@ -490,16 +514,14 @@ def render_svg(rows: list, machine: dict) -> str:
         out.append(f'<line x1="{gx:.1f}" y1="{top - 4}" x2="{gx:.1f}" y2="{axis_y}" stroke="{stroke}"/>')
         out.append(f'<text x="{gx:.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#555">{decade:g}x</text>')
         decade *= 10
-    for i, (row, (bar, mark)) in enumerate(zip(rows, plotted)):
+    for i, (row, (bar, mark), note) in enumerate(zip(rows, plotted, notes)):
         y = top + i * row_h
         out.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(row.work)}</text>')
         if bar:
             fill = colors.get(row.result, "#9a9a9a")
             out.append(f'<rect x="{label_w}" y="{y + 5}" width="{max(x(bar) - label_w, 1):.1f}" '
                        f'height="{row_h - 10}" fill="{fill}"/>')
-            clipped = "+" if bar > hi else ""
-            out.append(f'<text x="{label_w + chart_w + 8}" y="{y + 16}">{bar:.3g}x{clipped} '
-                       f'{escape(row.result)}, {escape(human(row.corio, row.unit))}</text>')
+            out.append(f'<text x="{label_w + chart_w + 8}" y="{y + 16}">{escape(note)}</text>')
         else:
             out.append(f'<text x="{label_w + 6}" y="{y + 16}" fill="#888">n/a</text>')
         if mark:

@@ -3,6 +3,14 @@
 asio_http.cpp, io_uring backend) and Go net/http (bench/peers/go_http.go, when `go` is
 installed), all driven by wrk with the same parameters, one server after the other.
 
+Servers are named after their backend: corio-io_uring (http_hello with CORIO_BACKEND=
+io_uring: forced, so a refused io_uring fails rather than being measured under the wrong
+name), asio-io_uring (bench_peer_asio_http), go. With --epoll, at the first connection
+count, also corio-epoll (CORIO_BACKEND=epoll) and asio-epoll (bench_peer_asio_http_epoll,
+the same source on Asio's default Linux reactor), under the same pinning, connections and
+duration: what corio's epoll fallback costs (docs/backends.md), and whether it costs more
+than Asio's own epoll reactor.
+
 Every server answers GET / with the same 82 bytes (keep-alive, no Date header) and runs
 with the same number of threads (--server-threads: corio shards, Asio io_contexts with
 one SO_REUSEPORT listener each, Go's GOMAXPROCS).
@@ -35,12 +43,20 @@ pinned, wrk included. It measures the defaults rather than the servers at equal 
 Prints a table (requests/s, p99 latency, CPU per request) and, with --json OUT, writes
   {"rows": [{"work": "HTTP hello (wrk, 64 conns)", "benchmark": "http_hello",
              "corio": req/s, "unit": "req/s", "peer": best peer, "peer_value": req/s,
-             "target": 1.2, "extra": {"corio_p99_ms": ..., "asio": ..., "go": ..., ...}},
+             "target": 1.2, "extra": {"corio_p99_ms": ..., "asio_io_uring": ..., "go": ..., ...}},
             {"work": "HTTP hello, requests per CPU second (wrk, 1000 conns)", ...,
-             "unit": "req/CPU-s", "peer": "asio", "target": 1.0, ...}, ...]}
+             "unit": "req/CPU-s", "peer": "asio-io_uring", "target": 1.0, ...},
+            with --epoll:
+            {"work": "HTTP hello, epoll backend vs Asio epoll, requests per CPU second (wrk, 64 conns)",
+             "benchmark": "http_hello_epoll_cpu", "corio": corio-epoll's req/CPU-s,
+             "peer": "asio-epoll", "target": 1.0, ...},
+            {"work": "HTTP hello, epoll vs io_uring backend, ...", "benchmark": "http_hello_epoll_cost",
+             "corio": corio-epoll's req/CPU-s, "peer": "corio-io_uring", "target": null, ...}, ...]}
+The headline requests/s row compares corio-io_uring with asio-io_uring and go; the epoll
+servers have their own rows.
 
 Usage: http_compare.py [--builddir build/release] [--seconds 5] [--connections 64[,1000,...]]
-                       [--server-threads 1] [--wrk-threads 1] [--plain] [--json OUT]
+                       [--server-threads 1] [--wrk-threads 1] [--epoll] [--plain] [--json OUT]
 """
 import argparse
 import json
@@ -151,40 +167,61 @@ def build_go(threads: str, tmp: str, notes: list):
 
 
 def measure_all(args, connections: int, go, server_cpus, wrk_cpus, notes: list) -> dict:
-    """Every server at one connection count, one after the other."""
+    """Every server at one connection count, one after the other; the epoll servers (with
+    --epoll) at the first count only, which keeps compare.py's run short."""
     threads = [] if args.plain else [str(args.server_threads)]
     # Pinned, at equal budgets, corio sleeps at once like its peers: its CPU per request is
     # then the cost of the requests, not of polling between them (its default, --plain).
     no_poll = [] if args.plain else ["--idle-poll", "0"]
-    results = {}
-    port = free_port()
-    results["corio"] = measure("corio", [os.path.join(args.builddir, "examples", "http_hello"), str(port), *threads,
-                                         *no_poll],
-                               port, args, connections, server_cpus, wrk_cpus)
-    asio = os.path.join(args.builddir, "bench", "bench_peer_asio_http")
-    if os.path.exists(asio):
-        port = free_port()
-        results["asio"] = measure("asio", [asio, str(port), *threads], port, args, connections, server_cpus, wrk_cpus)
-    elif connections == args.connections[0]:
-        notes.append(f"asio skipped: {asio} not built (meson -Dbenchmarks=true)")
+    first = connections == args.connections[0]
+    backends = ["io_uring", "epoll"] if args.epoll and first else ["io_uring"]
+    servers = []  # (name, program, arguments after the port, environment)
+    for backend in backends:
+        servers.append((f"corio-{backend}", os.path.join(args.builddir, "examples", "http_hello"),
+                        [*threads, *no_poll], dict(os.environ, CORIO_BACKEND=backend)))
+        asio = os.path.join(args.builddir, "bench", "bench_peer_asio_http" + ("_epoll" if backend == "epoll" else ""))
+        if os.path.exists(asio):
+            servers.append((f"asio-{backend}", asio, threads, None))
+        elif first:
+            notes.append(f"asio-{backend} skipped: {asio} not built (meson -Dbenchmarks=true)")
     if go:
+        servers.append(("go", go[0], [], go[1]))
+    results = {}
+    for name, program, rest, env in servers:
         port = free_port()
-        results["go"] = measure("go", [go[0], str(port)], port, args, connections, server_cpus, wrk_cpus, env=go[1])
+        # A server that fails (io_uring refused here, say) is left out: its rows are n/a,
+        # the others are still measured.
+        try:
+            results[name] = measure(name, [program, str(port), *rest], port, args, connections, server_cpus,
+                                    wrk_cpus, env=env)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            notes.append(f"{name} skipped at {connections} connections: {' '.join(str(e).split())}")
     return results
+
+
+def headline_peers(results: dict) -> dict:
+    """The peers of the requests/s row and the 1.2x target: Asio on io_uring and Go."""
+    return {k: v for k, v in results.items() if not k.startswith("corio-") and k != "asio-epoll"}
 
 
 def print_table(args, connections: int, results: dict, notes: list) -> None:
     threads = "default server threads" if args.plain else f"{args.server_threads} server thread(s)"
     print(f"HTTP hello, wrk -t{args.wrk_threads} -c{connections} -d{args.seconds}s, {threads}; {'; '.join(notes)}")
-    print(f"{'server':8} {'req/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}  errors")
+    print(f"{'server':14} {'req/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}  errors")
     for name, r in results.items():
         p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else "n/a"
         cpu = f"{r['cpu_us_per_request']:.2f}" if r["cpu_us_per_request"] is not None else "n/a"
-        print(f"{name:8} {r['rps']:12.0f} {p50:>8} {r['p99_ms']:8.2f} {cpu:>11}  {r['errors'] or '-'}")
-    peers = {k: v for k, v in results.items() if k != "corio"}
+        print(f"{name:14} {r['rps']:12.0f} {p50:>8} {r['p99_ms']:8.2f} {cpu:>11}  {r['errors'] or '-'}")
+    peers = headline_peers(results)
     if peers:
         best = max(peers, key=lambda k: peers[k]["rps"])
-        print(f"corio / {best} = {results['corio']['rps'] / peers[best]['rps']:.2f}x (target 1.2x)")
+        if "corio-io_uring" in results:
+            print(f"corio-io_uring / {best} = {results['corio-io_uring']['rps'] / peers[best]['rps']:.2f}x"
+                  " (target 1.2x)")
+    for corio, peer, target in (("corio-epoll", "asio-epoll", " (target 1.0x)"), ("corio-epoll", "corio-io_uring", "")):
+        if corio in results and peer in results and per_cpu_second(results[peer]):
+            print(f"{corio} / {peer}, requests per CPU second = "
+                  f"{per_cpu_second(results[corio]) / per_cpu_second(results[peer]):.2f}x{target}")
 
 
 def per_cpu_second(r: dict):
@@ -192,35 +229,51 @@ def per_cpu_second(r: dict):
     return 1e6 / cpu if cpu else None
 
 
+def cpu_row(work: str, benchmark: str, results: dict, corio: str, peer: str, target, extra: dict) -> dict:
+    """A requests per CPU second row: corio over peer, higher is cheaper (1 / CPU per request).
+    A peer that was not measured keeps its name, so the table says what is missing."""
+    there = results.get(peer)
+    return {"work": work, "benchmark": benchmark, "corio": per_cpu_second(results.get(corio, {})), "unit": "req/CPU-s",
+            "peer": peer, "peer_value": per_cpu_second(there) if there else None, "target": target, "extra": extra}
+
+
 def rows_for(args, connections: int, results: dict, basis_cpu, split: str) -> list:
-    """The requests/s row (first count only) and the requests per CPU second row."""
-    corio = results["corio"]
-    peers = {k: v for k, v in results.items() if k != "corio"}
-    extra = {"corio_p99_ms": corio["p99_ms"], "corio_p50_ms": corio["p50_ms"],
-             "corio_cpu_us_per_request": corio["cpu_us_per_request"],
+    """The requests/s row (first count only), the requests per CPU second row, and with
+    --epoll the epoll rows (first count only)."""
+    corio = results.get("corio-io_uring", {})
+    peers = headline_peers(results)
+    extra = {"corio_p99_ms": corio.get("p99_ms"), "corio_p50_ms": corio.get("p50_ms"),
+             "corio_cpu_us_per_request": corio.get("cpu_us_per_request"),
              "threads": "default" if args.plain else args.server_threads,
              "wrk_threads": args.wrk_threads, "seconds": args.seconds, "pinning": split}
-    for name, r in peers.items():
-        extra[name] = r["rps"]
-        extra[name + "_p99_ms"] = r["p99_ms"]
-        extra[name + "_cpu_us_per_request"] = r["cpu_us_per_request"]
+    for name, r in results.items():
+        if name == "corio-io_uring":
+            continue
+        key = name.replace("-", "_")
+        extra[key] = r["rps"]
+        extra[key + "_p99_ms"] = r["p99_ms"]
+        extra[key + "_cpu_us_per_request"] = r["cpu_us_per_request"]
     rows = []
     plain = ", plain start" if args.plain else ""
     if connections == args.connections[0]:
         best = max(peers, key=lambda k: peers[k]["rps"]) if peers else None
         rows.append({"work": f"HTTP hello (wrk, {connections} conns{plain})", "benchmark": "http_hello",
-                     "corio": corio["rps"], "unit": "req/s", "peer": best,
+                     "corio": corio.get("rps"), "unit": "req/s", "peer": best,
                      "peer_value": peers[best]["rps"] if best else None, "target": 1.2, "extra": extra})
     if len(args.connections) > 1:
         cpu_extra = dict(extra)
-        if basis_cpu and corio["cpu_us_per_request"]:
+        if basis_cpu and corio.get("cpu_us_per_request"):
             cpu_extra["cpu_growth"] = corio["cpu_us_per_request"] / basis_cpu
             cpu_extra["cpu_growth_basis_conns"] = args.connections[0]
-        asio = peers.get("asio")
-        rows.append({"work": f"HTTP hello, requests per CPU second (wrk, {connections} conns{plain})",
-                     "benchmark": "http_hello_cpu", "corio": per_cpu_second(corio), "unit": "req/CPU-s",
-                     "peer": "asio" if asio else "", "peer_value": per_cpu_second(asio) if asio else None,
-                     "target": 1.0, "extra": cpu_extra})
+        rows.append(cpu_row(f"HTTP hello, requests per CPU second (wrk, {connections} conns{plain})",
+                            "http_hello_cpu", results, "corio-io_uring", "asio-io_uring", 1.0, cpu_extra))
+    if args.epoll and connections == args.connections[0]:
+        rows.append(cpu_row(f"HTTP hello, epoll backend vs Asio epoll, requests per CPU second "
+                            f"(wrk, {connections} conns{plain})",
+                            "http_hello_epoll_cpu", results, "corio-epoll", "asio-epoll", 1.0, extra))
+        rows.append(cpu_row(f"HTTP hello, epoll vs io_uring backend, requests per CPU second "
+                            f"(wrk, {connections} conns{plain})",
+                            "http_hello_epoll_cost", results, "corio-epoll", "corio-io_uring", None, extra))
     return rows
 
 
@@ -232,6 +285,8 @@ def main() -> int:
                    help="a count or a list: 64,1000,5000")
     p.add_argument("--server-threads", type=int, default=1)
     p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--epoll", action="store_true",
+                   help="also corio with CORIO_BACKEND=epoll and Asio's epoll reactor (first connection count)")
     p.add_argument("--plain", action="store_true",
                    help="start every server with its own defaults, nothing pinned")
     p.add_argument("--json", help="write the result rows here")
@@ -249,15 +304,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         notes = [split]
         go = build_go("" if args.plain else str(args.server_threads), tmp, notes)
-        basis_cpu = None
+        basis_cpu, measured = None, False
         for connections in args.connections:
             results = measure_all(args, connections, go, server_cpus, wrk_cpus, notes)
+            measured = measured or bool(results)
             print_table(args, connections, results, notes)
-            if basis_cpu is None:
-                basis_cpu = results["corio"]["cpu_us_per_request"]
+            if connections == args.connections[0]:
+                basis_cpu = results.get("corio-io_uring", {}).get("cpu_us_per_request")
             rows += rows_for(args, connections, results, basis_cpu, split)
+    if not measured:
+        print("http_compare: no server could be measured", file=sys.stderr)
+        return 1
     if len(args.connections) > 1:
-        growth = [f"{r['extra'].get('cpu_growth', 0):.2f}x at {c}" for c, r in
+        growth = [f"{r['extra']['cpu_growth']:.2f}x at {c}" if "cpu_growth" in r["extra"] else f"n/a at {c}"
+                  for c, r in
                   zip(args.connections, [r for r in rows if r["benchmark"] == "http_hello_cpu"])]
         print(f"corio CPU per request vs {args.connections[0]} connections: {', '.join(growth)} (goal <= 1.2x)")
 

@@ -64,8 +64,17 @@ def collect_benchmarks(doc: dict) -> dict:
 
 
 def collect_peers(doc: dict) -> dict:
-    return {name: entry["items_per_second"] for name, entry in doc.items()
-            if isinstance(entry, dict) and "items_per_second" in entry}
+    """Maps each peer entry to its items_per_second; an entry that also gives
+    "per_cpu_second" (a server: items per second of its own CPU time, echo_compare.py
+    writes it) adds NAME_per_cpu_s with that figure."""
+    figures = {}
+    for name, entry in doc.items():
+        if not isinstance(entry, dict):
+            continue
+        for key, figure in (("items_per_second", name), ("per_cpu_second", name + "_per_cpu_s")):
+            if isinstance(entry.get(key), (int, float)):
+                figures[figure] = entry[key]
+    return figures
 
 
 def describe_run(doc: dict) -> str:

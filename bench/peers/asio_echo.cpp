@@ -1,9 +1,11 @@
 // Peer for the echo benchmark: a TCP echo server on Boost.Asio 1.81 with its io_uring
 // backend (BOOST_ASIO_HAS_IO_URING), C++20 coroutines, one io_context per core, each with
 // its own SO_REUSEPORT listener, as corio's examples/echo_server does. Built as
-// bench_peer_asio_echo; driven by bench/echo_client.
+// bench_peer_asio_echo, and without the io_uring defines as bench_peer_asio_echo_epoll
+// (Asio's default Linux reactor, epoll: the peer of corio's epoll backend); driven by
+// bench/echo_client.
 //
-// Usage: bench_peer_asio_echo PORT [THREADS]     (runs until SIGINT/SIGTERM)
+// Usage: bench_peer_asio_echo[_epoll] PORT [THREADS]     (runs until SIGINT/SIGTERM)
 #include "asio_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>

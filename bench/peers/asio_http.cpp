@@ -1,13 +1,14 @@
 // Peer for the HTTP benchmark: the same "Hello, World!" HTTP/1.1 server as
 // examples/http_hello, on Boost.Asio 1.81 with its io_uring backend
-// (BOOST_ASIO_HAS_IO_URING), C++20 coroutines, one io_context per thread (concurrency
+// (BOOST_ASIO_HAS_IO_URING; bench_peer_asio_http_epoll is the same source on Asio's
+// default Linux reactor, epoll, the peer of corio's epoll backend), C++20 coroutines, one io_context per thread (concurrency
 // hint 1: no locking), each with its own SO_REUSEPORT listener: the usual best practice
 // for a share-nothing Asio server. Same behaviour and response bytes as corio's:
 // keep-alive, pipelining (every complete request in the buffer answered, one write per
 // batch), Connection: close, HTTP/1.0, 404. Error handling is simpler (400 and close
 // for anything it does not understand); the benchmark sends only valid GET / requests.
 //
-// Usage: bench_peer_asio_http PORT [THREADS]     (runs until SIGINT/SIGTERM)
+// Usage: bench_peer_asio_http[_epoll] PORT [THREADS]     (runs until SIGINT/SIGTERM)
 #include "asio_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>

@@ -13,6 +13,8 @@ compare = importlib.util.module_from_spec(_spec)
 sys.modules["compare"] = compare  # dataclasses look the module up while the class is built
 _spec.loader.exec_module(compare)
 Target = compare.Target
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import http_compare  # noqa: E402  (bench/http_compare.py: its rows, no server started)
 
 
 class BuildRowsTest(unittest.TestCase):
@@ -63,6 +65,141 @@ class BuildRowsTest(unittest.TestCase):
         self.assertIn(("BM_spsc_ring_8B", 0.5, None), names)
         self.assertIn(("BM_pool_submit", None, 1e6), names)
         self.assertIn(("BM_process_start_join", None, 2000), names)
+
+
+class EpollRowsTest(unittest.TestCase):
+    """The epoll backend's rows: round trips (requests) per second of server CPU, so a
+    ratio above 1 means corio's epoll backend costs less CPU per request than the peer."""
+
+    ECHO = {"echo_corio_io_uring": {"items_per_second": 50e3, "per_cpu_second": 125e3},
+            "echo_asio_io_uring": {"items_per_second": 40e3, "per_cpu_second": 100e3},
+            "echo_corio_epoll": {"items_per_second": 30e3, "per_cpu_second": 100e3},
+            "echo_asio_epoll": {"items_per_second": 35e3, "per_cpu_second": 80e3},
+            "python_x": {"items_per_second": 7.0}, "not an entry": 3}
+
+    def echo_rows(self, figures):
+        rows = compare.build_rows(compare.TARGETS, figures)
+        return {r.work: r for r in rows if r.work.startswith("TCP echo")}
+
+    def test_a_server_entry_gives_its_rate_and_its_rate_per_cpu_second(self):
+        figures = compare.summarize.collect_peers(self.ECHO)
+        self.assertEqual(figures["echo_corio_epoll"], 30e3)
+        self.assertEqual(figures["echo_corio_epoll_per_cpu_s"], 100e3)
+        self.assertEqual(figures["python_x"], 7.0)
+        self.assertNotIn("python_x_per_cpu_s", figures)
+        self.assertEqual(len(figures), 9)
+
+    def test_the_echo_rows_compare_cpu_per_round_trip_with_lower_cpu_winning(self):
+        rows = self.echo_rows(compare.summarize.collect_peers(self.ECHO))
+        self.assertEqual(len(rows), 3)
+        head = rows["TCP echo, 64 B round trips"]
+        self.assertEqual((head.corio, head.peer, head.ratio, head.result), (50e3, "echo_asio_io_uring", 1.25, "PASS"))
+        vs_asio = rows["TCP echo, epoll backend vs Asio epoll, round trips per CPU second"]
+        # corio-epoll 10 us per round trip, asio-epoll 12.5 us: corio is cheaper, 1.25x PASS.
+        self.assertEqual((vs_asio.peer, vs_asio.ratio, vs_asio.target_ratio, vs_asio.result, vs_asio.unit),
+                         ("echo_asio_epoll_per_cpu_s", 1.25, 1.0, "PASS", "req/CPU-s"))
+        cost = rows["TCP echo, epoll vs io_uring backend, round trips per CPU second"]
+        self.assertEqual((cost.peer, cost.ratio, cost.result), ("echo_corio_io_uring_per_cpu_s", 0.8, "-"))
+
+    def test_the_epoll_row_misses_when_corio_needs_more_cpu_per_round_trip(self):
+        echo = dict(self.ECHO, echo_asio_epoll={"items_per_second": 35e3, "per_cpu_second": 110e3})
+        row = self.echo_rows(compare.summarize.collect_peers(echo))[
+            "TCP echo, epoll backend vs Asio epoll, round trips per CPU second"]
+        self.assertEqual((round(row.ratio, 4), row.result), (0.9091, "MISS"))
+
+    def test_the_epoll_row_is_na_when_the_asio_epoll_peer_is_missing(self):
+        echo = {k: v for k, v in self.ECHO.items() if k != "echo_asio_epoll"}
+        row = self.echo_rows(compare.summarize.collect_peers(echo))[
+            "TCP echo, epoll backend vs Asio epoll, round trips per CPU second"]
+        self.assertEqual((row.corio, row.result, row.missing), (100e3, "n/a", ["echo_asio_epoll_per_cpu_s"]))
+        self.assertRegex(compare.format_table([row]).splitlines()[1],
+                         r"100\.0 k req/CPU-s\s+echo_asio_epoll_per_cpu_s\s+n/a\s+n/a\s+>= 1x\s+"
+                         r"n/a \(echo_asio_epoll_per_cpu_s not measured\)$")
+
+    def test_compare_gives_http_compare_its_epoll_flag_without_a_value(self):
+        http = "usage: h.py [-h] [--builddir BUILDDIR] [--seconds SECONDS] [--epoll] [--json JSON]\n"
+        self.assertEqual(compare.script_args_from_help(http, "o.json", "/b", full=False),
+                         ["--json", "o.json", "--builddir", "/b", "--seconds", "3", "--epoll"])
+        self.assertNotIn("--epoll", compare.script_args_from_help("usage: k.py [--json OUT] builddir\n",
+                                                                  "o.json", "/b", full=False))
+
+    @staticmethod
+    def http_args(connections, epoll=True):
+        import argparse
+        return argparse.Namespace(plain=False, server_threads=1, wrk_threads=1, seconds=3, connections=connections,
+                                  epoll=epoll)
+
+    @staticmethod
+    def server(rps, cpu_us):
+        return {"rps": rps, "p99_ms": 1.0, "p50_ms": 0.5, "cpu_us_per_request": cpu_us, "errors": ""}
+
+    def http_results(self):
+        return {"corio-io_uring": self.server(150e3, 5.0), "asio-io_uring": self.server(120e3, 8.0),
+                "corio-epoll": self.server(110e3, 8.0), "asio-epoll": self.server(130e3, 10.0),
+                "go": self.server(100e3, 16.0)}
+
+    def test_http_compare_writes_the_epoll_rows_at_the_first_connection_count(self):
+        results = self.http_results()
+        rows = http_compare.rows_for(self.http_args([64, 1000]), 64, results, 5.0, "pinned")
+        self.assertEqual([r["benchmark"] for r in rows],
+                         ["http_hello", "http_hello_cpu", "http_hello_epoll_cpu", "http_hello_epoll_cost"])
+        head, cpu, vs_asio, cost = compare.rows_from_script_output({"rows": rows}, "http_compare.py")
+        # The headline compares the io_uring backend with Asio on io_uring and Go only.
+        self.assertEqual((head.corio, head.peer, head.ratio), (150e3, "asio-io_uring", 1.25))
+        self.assertEqual((cpu.peer, cpu.ratio, cpu.result), ("asio-io_uring", 1.6, "PASS"))
+        self.assertEqual((vs_asio.work, vs_asio.corio, vs_asio.peer, vs_asio.peer_value, vs_asio.ratio,
+                          vs_asio.result),
+                         ("HTTP hello, epoll backend vs Asio epoll, requests per CPU second (wrk, 64 conns)",
+                          125e3, "asio-epoll", 100e3, 1.25, "PASS"))
+        self.assertEqual((cost.peer, cost.ratio, cost.target_ratio, cost.result), ("corio-io_uring", 0.625, None, "-"))
+        self.assertEqual((vs_asio.extra["asio_epoll"], vs_asio.extra["asio_epoll_cpu_us_per_request"],
+                          vs_asio.extra["corio_epoll_cpu_us_per_request"]), (130e3, 10.0, 8.0))
+
+    def test_http_compare_epoll_row_is_na_without_the_asio_epoll_peer(self):
+        results = self.http_results()
+        del results["asio-epoll"]
+        rows = http_compare.rows_for(self.http_args([64]), 64, results, 5.0, "pinned")
+        self.assertEqual([r["benchmark"] for r in rows], ["http_hello", "http_hello_epoll_cpu", "http_hello_epoll_cost"])
+        vs_asio = compare.rows_from_script_output({"rows": rows}, "http_compare.py")[1]
+        self.assertEqual((vs_asio.corio, vs_asio.peer_value, vs_asio.result, vs_asio.missing),
+                         (125e3, None, "n/a", ["asio-epoll"]))
+        self.assertRegex(compare.result_text(vs_asio), r"^n/a \(asio-epoll not measured\)$")
+
+    def test_http_compare_writes_no_epoll_row_without_epoll_or_past_the_first_count(self):
+        results = {k: v for k, v in self.http_results().items() if "epoll" not in k}
+        rows = http_compare.rows_for(self.http_args([64, 1000]), 1000, results, 5.0, "pinned")
+        self.assertEqual([r["benchmark"] for r in rows], ["http_hello_cpu"])
+        rows = http_compare.rows_for(self.http_args([64], epoll=False), 64, results, 5.0, "pinned")
+        self.assertEqual([r["benchmark"] for r in rows], ["http_hello"])
+
+    def test_http_compare_rows_are_na_for_a_corio_server_that_failed(self):
+        results = {k: v for k, v in self.http_results().items() if not k.startswith("corio-")}
+        rows = http_compare.rows_for(self.http_args([64, 1000]), 64, results, None, "pinned")
+        got = compare.rows_from_script_output({"rows": rows}, "http_compare.py")
+        self.assertEqual([(r.benchmark, r.corio, r.result) for r in got],
+                         [("http_hello", None, "n/a"), ("http_hello_cpu", None, "n/a"),
+                          ("http_hello_epoll_cpu", None, "n/a"), ("http_hello_epoll_cost", None, "n/a")])
+        self.assertEqual((got[0].peer, got[2].peer_value), ("asio-io_uring", 100e3))
+        self.assertNotIn("cpu_growth", rows[1]["extra"])
+
+    def test_the_chart_draws_the_epoll_rows(self):
+        rows = list(self.echo_rows(compare.summarize.collect_peers(self.ECHO)).values())
+        rows += compare.rows_from_script_output(
+            {"rows": http_compare.rows_for(self.http_args([64]), 64, self.http_results(), 5.0, "p")}, "h")
+        machine = {"cpu": "c", "cores": 2, "kernel": "6.18", "compiler": "g++", "date": "d"}
+        root = ET.fromstring(compare.render_svg(rows, machine))
+        ns = "{http://www.w3.org/2000/svg}"
+        texts = [t.text for t in root.iter(ns + "text")]
+        self.assertIn("HTTP hello, epoll backend vs Asio epoll, requests per CPU second (wrk, 64 conns)", texts)
+        self.assertIn("1.25x PASS, 125.0 k req/CPU-s", texts)
+        self.assertEqual(len([r for r in root.iter(ns + "rect")]) - 1, len(rows))
+        # Long names and notes fit the picture at 7 px a character (they were cut at its edges).
+        width = float(root.get("width"))
+        for t in root.iter(ns + "text"):
+            left = float(t.get("x")) - (7 * len(t.text) if t.get("text-anchor") == "end" else 0)
+            self.assertGreaterEqual(left, 0, t.text)
+            if t.get("text-anchor") is None:
+                self.assertLessEqual(float(t.get("x")) + 7 * len(t.text), width, t.text)
 
 
 class SalvageTest(unittest.TestCase):
