@@ -35,16 +35,20 @@ bool future_state_base::try_start() {
 }
 
 void future_state_base::finish() {
+  phase_.store(phase::finished, std::memory_order_seq_cst);
+  if (!listening_.load(std::memory_order_seq_cst)) return;  // see listening_
   std::unique_lock lock(mutex_);
-  complete(lock, phase::finished);
+  notify(lock);
 }
 
 bool future_state_base::cancel() {
   std::unique_lock lock(mutex_);
   phase seen = phase::pending;
   // Against try_start's CAS: a task that started meanwhile is cancelled as a running one.
-  if (phase_.compare_exchange_strong(seen, phase::cancelled, std::memory_order_relaxed)) {
-    complete(lock, phase::cancelled);
+  // Decided under mutex_, where listeners register: every one registered so far is
+  // notified, and a later one sees the final phase.
+  if (phase_.compare_exchange_strong(seen, phase::cancelled, std::memory_order_seq_cst)) {
+    notify(lock);
     return true;
   }
   switch (seen) {
@@ -62,9 +66,7 @@ bool future_state_base::cancel() {
   return false;
 }
 
-void future_state_base::complete(std::unique_lock<std::mutex>& lock, phase to) {
-  // Release: the task's result (stored before finish()) is visible to whoever sees `to`.
-  phase_.store(to, std::memory_order_release);
+void future_state_base::notify(std::unique_lock<std::mutex>& lock) {
   std::vector<std::function<void()>> callbacks = std::move(callbacks_);
   loop* lp = std::exchange(waiter_loop_, nullptr);
   std::coroutine_handle<> h = std::exchange(waiter_, nullptr);
@@ -79,17 +81,20 @@ void future_state_base::complete(std::unique_lock<std::mutex>& lock, phase to) {
 void future_state_base::wait() {
   if (detail::spin_until([this] { return ready(); }, result_spin)) return;
   std::unique_lock lock(mutex_);
+  listen();
   ready_cv_.wait(lock, [this] { return ready(); });
 }
 
 bool future_state_base::wait_until(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
+  listen();
   return ready_cv_.wait_until(lock, deadline, [this] { return ready(); });
 }
 
 void future_state_base::add_done_callback(std::function<void()> fn) {
   {
     std::lock_guard lock(mutex_);
+    listen();
     if (!ready()) {
       callbacks_.push_back(std::move(fn));
       return;
@@ -100,6 +105,7 @@ void future_state_base::add_done_callback(std::function<void()> fn) {
 
 bool future_state_base::suspend(std::coroutine_handle<> h, loop& lp) {
   std::lock_guard lock(mutex_);
+  listen();
   if (ready()) return false;
   if (waiter_) throw std::logic_error("corio::thread_future: awaited by two coroutines at once");
   waiter_ = h;

@@ -68,8 +68,8 @@ class future_state_base {
   bool cancel();
 
   [[nodiscard]] phase current() const noexcept {
-    // Acquire: pairs with the release in complete(); a reader seeing finished also sees
-    // the result the task stored before it.
+    // Acquire: pairs with finish()'s store (seq_cst, so release too); a reader seeing
+    // finished also sees the result the task stored before it.
     return phase_.load(std::memory_order_acquire);
   }
   [[nodiscard]] bool ready() const noexcept {
@@ -91,14 +91,25 @@ class future_state_base {
   void begin_take(const char* what);
 
  private:
-  // Stores `to` under `lock`, then (unlocked) wakes waiters, runs callbacks, resumes the
-  // awaiting coroutine.
-  void complete(std::unique_lock<std::mutex>& lock, phase to);
+  // With `lock` held and the final phase stored: (unlocked) wakes waiters, runs
+  // callbacks, resumes the awaiting coroutine.
+  void notify(std::unique_lock<std::mutex>& lock);
+  // Under mutex_, before a listener (a sleeping wait, a callback, an awaiting coroutine)
+  // checks ready() and registers: see listening_.
+  void listen() noexcept { listening_.store(true, std::memory_order_seq_cst); }
 
   mutable std::mutex mutex_;
   std::condition_variable ready_cv_;
-  // Moved on by complete() under mutex_, or by the CAS of try_start / cancel.
+  // Moved on by the CAS of try_start / cancel, by cancel() under mutex_, and by finish()
+  // without it.
   std::atomic<phase> phase_{phase::pending};
+  // Set once anyone listens. finish() stores the final phase, then reads this, without
+  // mutex_: a task nobody waits on, sleeping or with a callback, finishes without taking
+  // the lock (the usual submit-then-get whose get() polls). Dekker pair, seq_cst on both
+  // sides: a listener stores it, then reads the phase (under mutex_); so either finish()
+  // sees it set and takes mutex_ to notify (after the listener registered, which it does
+  // in the same section), or the listener sees the final phase and does not wait.
+  std::atomic<bool> listening_{false};
   std::atomic<bool> taken_{false};  // set by the one get() / co_await that consumes
   std::vector<std::function<void()>> callbacks_;
   loop* waiter_loop_ = nullptr;
