@@ -31,8 +31,12 @@ requests per CPU second measure the server's own cost and stay stable (reported 
 A polling kv_server's CPU time includes its polling: run with --idle-poll 0 to compare costs.
 
 Prints a table; with --json OUT writes {"rows": [{"work", "benchmark", "corio", "unit",
-"peer", "peer_value", "target", "extra"}, ...]} (one row each for ping, set, get), the
-schema shared with the other compare scripts.
+"peer", "peer_value", "target", "extra"}, ...]}, the schema shared with the other compare
+scripts: one req/s row each for ping, set, get (target 1.0), and for SET and GET a row of
+requests per server CPU second, unit "req/CPU-s" (higher is better, as every row bench/
+compare.py reads), corio = kv_server on one shard, peer = redis-server, target 1.43 = 1/0.7:
+issue 14's "kv_server CPU per request <= 0.7x redis-server's". Those rows' figures include
+the one-shard kv_server's --idle-poll polling (extra says which value), as its req/s do.
 
 Usage: kv_compare.py BUILDDIR [--requests 1000000] [--clients 50] [--pipeline 16]
                      [--keyspace 100000] [--repeats 3] [--idle-poll 50] [--json OUT]
@@ -51,6 +55,10 @@ from benchlib import free_port, wait_listening, cpu_seconds, stop
 
 TESTS = ("PING_INLINE", "PING_MBULK", "SET", "GET")
 ROWS = (("ping", "PING_MBULK", "Redis PING"), ("set", "SET", "Redis SET"), ("get", "GET", "Redis GET"))
+CPU_ROWS = (("set", "SET", "Redis SET"), ("get", "GET", "Redis GET"))
+# Issue 14: kv_server's CPU per request at most 0.7x redis-server's, i.e. requests per CPU
+# second at least 1/0.7 = 1.43x redis-server's.
+CPU_TARGET = 1.43
 
 
 def run_benchmark(port: int, test: str, args) -> dict:
@@ -88,6 +96,67 @@ def measure(server_cmd: list, port: int, args) -> dict:
         stop(server, signal.SIGTERM)
 
 
+def build_rows(runs: dict, args, cpu: str) -> list:
+    """Prints the table and returns the JSON rows, from runs = {"kv_1", "redis", "kv_2": [one
+    measure() result per repeat]}."""
+    keys = list(TESTS) + [t + "_per_cpu_s" for t in TESTS]
+    # Best of the runs: other load on the machine only ever slows a run down, so the best
+    # run is the closest to each server's capability; the medians go to extra as well.
+    best = {name: {k: max(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
+    median = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
+    repeats = len(runs["kv_1"])
+    print(f"requests per second, best of {repeats} runs; the last three columns: per second of server CPU")
+    print(f"{'test':<12} {'kv 1 shard':>11} {'redis':>11} {'ratio':>6} {'kv 2 shards':>12} |"
+          f" {'kv/cpu-s':>10} {'redis/cpu-s':>11} {'ratio':>6}")
+    for test in TESTS:
+        a, b, c = best["kv_1"][test], best["redis"][test], best["kv_2"][test]
+        ca, cb = best["kv_1"][test + "_per_cpu_s"], best["redis"][test + "_per_cpu_s"]
+        print(f"{test:<12} {a:>11,.0f} {b:>11,.0f} {a / b:>5.2f}x {c:>12,.0f} |"
+              f" {ca:>10,.0f} {cb:>11,.0f} {ca / cb:>5.2f}x")
+    common = {
+        "loadavg_1min_at_end": os.getloadavg()[0],
+        "servers_cpu": f"both on CPU {cpu} (taskset); 2-shard run on all CPUs",
+        "kv_server_options": f"1 shard: --idle-poll {args.idle_poll}; 2 shards: none",
+        "clients": args.clients, "pipeline": args.pipeline, "requests": args.requests,
+        "keyspace": args.keyspace, "repeats": repeats,
+    }
+
+    def row(work: str, benchmark: str, unit: str, target: float, key: str, extra: dict) -> dict:
+        """kv_server on one shard against redis-server on figure `key` of measure()."""
+        return {
+            "work": work, "benchmark": benchmark, "corio": best["kv_1"][key], "unit": unit,
+            "peer": "redis-server", "peer_value": best["redis"][key], "target": target,
+            "extra": {
+                "ratio": best["kv_1"][key] / best["redis"][key],
+                "median": {"corio": median["kv_1"][key], "redis": median["redis"][key],
+                           "kv_server_2_shards": median["kv_2"][key]},
+                "kv_server_2_shards": best["kv_2"][key],
+                **extra, **common,
+                "runs": {name: [r[key] for r in rs] for name, rs in runs.items()},
+            },
+        }
+
+    rows = []
+    for short, test, work in ROWS:
+        rows.append(row(f"{work} (redis-benchmark -P {args.pipeline})", f"kv_{short}", "req/s", 1.0, test, {
+            "corio_per_cpu_second": best["kv_1"][test + "_per_cpu_s"],
+            "redis_per_cpu_second": best["redis"][test + "_per_cpu_s"],
+            "cpu_ratio": best["kv_1"][test + "_per_cpu_s"] / best["redis"][test + "_per_cpu_s"],
+            "ping_inline": {"corio": best["kv_1"]["PING_INLINE"], "redis": best["redis"]["PING_INLINE"]}
+            if short == "ping" else None,
+        }))
+    for short, test, work in CPU_ROWS:
+        per_cpu = test + "_per_cpu_s"
+        rows.append(row(f"{work}, requests per server CPU second (redis-benchmark -P {args.pipeline})",
+                        f"kv_{short}_cpu", "req/CPU-s", CPU_TARGET, per_cpu, {
+                            "cpu_per_request_ratio": best["redis"][per_cpu] / best["kv_1"][per_cpu],
+                            "cpu_per_request_target": 0.7,
+                            "corio_cpu_us_per_request": 1e6 / best["kv_1"][per_cpu],
+                            "redis_cpu_us_per_request": 1e6 / best["redis"][per_cpu],
+                        }))
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("builddir")
@@ -118,47 +187,7 @@ def main() -> int:
         port = free_port()
         runs["kv_2"].append(measure([kv, str(port), "2", "--idle-poll", "0"], port, args))
 
-    keys = list(TESTS) + [t + "_per_cpu_s" for t in TESTS]
-    # Best of the runs: other load on the machine only ever slows a run down, so the best
-    # run is the closest to each server's capability; the medians go to extra as well.
-    best = {name: {k: max(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
-    median = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
-    rows = []
-    print(f"requests per second, best of {args.repeats} runs; the last three columns: per second of server CPU")
-    print(f"{'test':<12} {'kv 1 shard':>11} {'redis':>11} {'ratio':>6} {'kv 2 shards':>12} |"
-          f" {'kv/cpu-s':>10} {'redis/cpu-s':>11} {'ratio':>6}")
-    for test in TESTS:
-        a, b, c = best["kv_1"][test], best["redis"][test], best["kv_2"][test]
-        ca, cb = best["kv_1"][test + "_per_cpu_s"], best["redis"][test + "_per_cpu_s"]
-        print(f"{test:<12} {a:>11,.0f} {b:>11,.0f} {a / b:>5.2f}x {c:>12,.0f} |"
-              f" {ca:>10,.0f} {cb:>11,.0f} {ca / cb:>5.2f}x")
-    for short, test, work in ROWS:
-        rows.append({
-            "work": f"{work} (redis-benchmark -P {args.pipeline})",
-            "benchmark": f"kv_{short}",
-            "corio": best["kv_1"][test],
-            "unit": "req/s",
-            "peer": "redis-server",
-            "peer_value": best["redis"][test],
-            "target": 1.0,
-            "extra": {
-                "ratio": best["kv_1"][test] / best["redis"][test],
-                "median": {"corio": median["kv_1"][test], "redis": median["redis"][test],
-                           "kv_server_2_shards": median["kv_2"][test]},
-                "kv_server_2_shards": best["kv_2"][test],
-                "corio_per_cpu_second": best["kv_1"][test + "_per_cpu_s"],
-                "redis_per_cpu_second": best["redis"][test + "_per_cpu_s"],
-                "cpu_ratio": best["kv_1"][test + "_per_cpu_s"] / best["redis"][test + "_per_cpu_s"],
-                "loadavg_1min_at_end": os.getloadavg()[0],
-                "ping_inline": {"corio": best["kv_1"]["PING_INLINE"], "redis": best["redis"]["PING_INLINE"]}
-                if short == "ping" else None,
-                "servers_cpu": f"both on CPU {cpu} (taskset); 2-shard run on all CPUs",
-                "kv_server_options": f"1 shard: --idle-poll {args.idle_poll}; 2 shards: none",
-                "clients": args.clients, "pipeline": args.pipeline, "requests": args.requests,
-                "keyspace": args.keyspace, "repeats": args.repeats,
-                "runs": {name: [r[test] for r in rs] for name, rs in runs.items()},
-            },
-        })
+    rows = build_rows(runs, args, cpu)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows}, f, indent=2)
