@@ -66,6 +66,19 @@ task<void> arm(buffered_reader& in, corio::tcp_stream& peer, std::string_view fi
   in.consume(first.size());
 }
 
+// Runs body(ends, in) on a loop of its own: `in` reads ends.first (64-byte buffer) through
+// the multishot receive, which the kernel must have (the callers need recv_multishot).
+template <class Body>
+void with_multishot_reader(Body body) {
+  corio::loop lp;
+  lp.run([&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
+    buffered_reader in(ends.first, 64);
+    REQUIRE(in.use_provided_buffers());
+    co_await body(ends, in);
+  }());
+}
+
 std::string pattern(std::size_t n) {
   std::string s(n, '\0');
   for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
@@ -103,11 +116,7 @@ TEST_CASE("use_provided_buffers is on exactly when the kernel features are, and 
 
 CORIO_TEST_NEEDS("read_some takes the bytes the multishot receive queued, in order, straight into the caller's memory",
                  corio::kernel_feature::recv_multishot) {
-  corio::loop lp;
-  auto body = [&]() -> task<void> {
-    tcp_pair ends = co_await connected_pair();
-    buffered_reader in(ends.first, 64);
-    REQUIRE(in.use_provided_buffers());
+  with_multishot_reader([&](tcp_pair& ends, buffered_reader& in) -> task<void> {
     co_await arm(in, ends.second, "first");
     // Bytes that arrive while nobody reads wait in the multishot receive's queue.
     auto send_and_queue = [&](std::string_view s) -> task<void> {
@@ -133,18 +142,13 @@ CORIO_TEST_NEEDS("read_some takes the bytes the multishot receive queued, in ord
     CHECK(co_await in.read_some(std::as_writable_bytes(std::span(out)), corio::within(5s)) == 0);
     CHECK(in.multishot()->stats().multishot_arms == 1);
     CHECK(in.multishot()->stats().plain_receives == 0);
-  };
-  lp.run(body());
+  });
 }
 
 CORIO_TEST_NEEDS("with direct reads a read_some is one plain recv, and without them the multishot receive is re-armed",
                  corio::kernel_feature::recv_multishot) {
-  corio::loop lp;
   const std::string big = pattern(200'000);
-  auto body = [&]() -> task<void> {
-    tcp_pair ends = co_await connected_pair();
-    buffered_reader in(ends.first, 64);
-    REQUIRE(in.use_provided_buffers());
+  with_multishot_reader([&](tcp_pair& ends, buffered_reader& in) -> task<void> {
     co_await arm(in, ends.second, "first");  // the multishot receive is armed now
     in.set_direct_reads(true);
     std::string out(100'000, '\0');
@@ -170,8 +174,7 @@ CORIO_TEST_NEEDS("with direct reads a read_some is one plain recv, and without t
     CHECK(out.substr(0, n) == "small");
     CHECK(in.multishot()->stats().multishot_arms == 2);
     CHECK(in.multishot()->stats().plain_receives == direct.plain_receives);
-  };
-  lp.run(body());
+  });
 }
 
 CORIO_TEST_NEEDS("an empty buffer ring ends the multishot receive with ENOBUFS and the next wait re-arms it",
@@ -205,11 +208,7 @@ CORIO_TEST_NEEDS("an empty buffer ring ends the multishot receive with ENOBUFS a
 
 CORIO_TEST_NEEDS("a multishot receive the kernel ended without F_MORE is re-armed at the next wait",
                  corio::kernel_feature::recv_multishot) {
-  corio::loop lp;
-  auto body = [&]() -> task<void> {
-    tcp_pair ends = co_await connected_pair();
-    buffered_reader in(ends.first, 64);
-    REQUIRE(in.use_provided_buffers());
+  with_multishot_reader([&](tcp_pair& ends, buffered_reader& in) -> task<void> {
     co_await arm(in, ends.second, "one");
     // Its final CQE (-ECANCELED, no F_MORE) comes while the next fill already waits:
     // that wait neither fails nor hangs, the request is re-armed for it.
@@ -223,17 +222,12 @@ CORIO_TEST_NEEDS("a multishot receive the kernel ended without F_MORE is re-arme
     CHECK(in.buffered_text() == "two");
     CHECK(in.multishot()->stats().multishot_arms == 2);
     co_await g.wait();
-  };
-  lp.run(body());
+  });
 }
 
 CORIO_TEST_NEEDS("a peer's reset in the middle of a multishot receive fails the next fill with ECONNRESET",
                  corio::kernel_feature::recv_multishot) {
-  corio::loop lp;
-  auto body = [&]() -> task<void> {
-    tcp_pair ends = co_await connected_pair();
-    buffered_reader in(ends.first, 64);
-    REQUIRE(in.use_provided_buffers());
+  with_multishot_reader([&](tcp_pair& ends, buffered_reader& in) -> task<void> {
     co_await arm(in, ends.second, "hello");
     // SO_LINGER 0: close sends a reset instead of a FIN.
     const linger reset{.l_onoff = 1, .l_linger = 0};
@@ -246,17 +240,12 @@ CORIO_TEST_NEEDS("a peer's reset in the middle of a multishot receive fails the 
       error = e.code().value();
     }
     CHECK(error == ECONNRESET);
-  };
-  lp.run(body());
+  });
 }
 
 CORIO_TEST_NEEDS("a deadline or a stop request ends a multishot wait, and later bytes still arrive",
                  corio::kernel_feature::recv_multishot) {
-  corio::loop lp;
-  auto body = [&]() -> task<void> {
-    tcp_pair ends = co_await connected_pair();
-    buffered_reader in(ends.first, 64);
-    REQUIRE(in.use_provided_buffers());
+  with_multishot_reader([&](tcp_pair& ends, buffered_reader& in) -> task<void> {
     CHECK_THROWS_AS((void)co_await in.fill(corio::within(20ms)), corio::timed_out);
     std::stop_source stop;
     const std::stop_token token = stop.get_token();
@@ -270,8 +259,7 @@ CORIO_TEST_NEEDS("a deadline or a stop request ends a multishot wait, and later 
     co_await ends.second.write_all(bytes_of("late"));
     CHECK(co_await in.fill(corio::within(5s)) == 4);
     CHECK(in.buffered_text() == "late");
-  };
-  lp.run(body());
+  });
 }
 
 CORIO_TEST_NEEDS("a reader destroyed while its multishot receive is armed leaves nothing behind",
