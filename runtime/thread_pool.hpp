@@ -17,7 +17,8 @@
 //   loop, cancel() while queued. If fn takes a std::stop_token first, it receives the
 //   future's, requested by cancel(). Throws std::logic_error after shutdown(). The future
 //   may be dropped (fire and forget, as in Python): the task still runs, its exception
-//   is then lost.
+//   is then lost. The pool thread destroys fn and the argument copies once the task ran
+//   or was found cancelled, before the result is published (not when the future goes).
 // - map(fn, items) submits fn(item) for every item at once and returns a generator that
 //   yields the results in input order, blocking on each; a task's exception is rethrown
 //   when iteration reaches it (Python's Executor.map). Items are copied into the tasks.
@@ -59,6 +60,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <ranges>
 #include <stdexcept>
 #include <stop_token>
@@ -111,24 +113,35 @@ using submit_result_t =
 // Does nothing on a thread that is not a pool worker.
 void before_publish() noexcept;
 
-// A submitted task: owns the callable and its arguments, shares the future's state.
-// Heap-allocated by submit(); deletes itself when run or dropped.
+// A submitted task and its future's state in one allocation (submit's make_shared; a
+// task costs one malloc). The future holds `state` through an aliasing shared_ptr; the
+// queue's reference is `queued`, the job's pointer to itself, moved out when the job runs
+// or is dropped (so the job lives while queued even if every future was dropped). The
+// callable and its arguments go as soon as the task ran or was cancelled, before the
+// result is published, not when the last future does: what they hold is released as
+// Python's executor releases it.
 template <class R, class F, class... Args>
 struct future_job final : pool_job {
-  future_job(std::shared_ptr<future_state<R>> st, F f, std::tuple<Args...> a)
-      : state(std::move(st)), fn(std::move(f)), args(std::move(a)) {
+  static constexpr bool takes_stop = std::is_invocable_v<F&, std::stop_token, Args&...>;
+
+  future_job(F f, std::tuple<Args...> a) : call(std::in_place, std::move(f), std::move(a)) {
     run = &run_job;
-    if constexpr (std::is_invocable_v<F&, std::stop_token, Args&...>) state->enable_stop();
+    if constexpr (takes_stop) state.enable_stop();
   }
 
   static void run_job(pool_job* job, bool cancelled) noexcept {
-    std::unique_ptr<future_job> self(static_cast<future_job*>(job));
-    future_state<R>& st = *self->state;
+    auto* self = static_cast<future_job*>(job);
+    const std::shared_ptr<future_job> keep = std::move(self->queued);  // the queue's reference
+    future_state<R>& st = self->state;
     if (cancelled) {
+      self->call.reset();
       st.cancel();
       return;
     }
-    if (!st.try_start()) return;  // cancelled while queued
+    if (!st.try_start()) {  // cancelled while queued
+      self->call.reset();
+      return;
+    }
     try {
       if constexpr (std::is_void_v<R>) {
         self->invoke(st.stop_token());
@@ -139,20 +152,28 @@ struct future_job final : pool_job {
     } catch (...) {
       st.result.set_exception(std::current_exception());
     }
+    self->call.reset();
     before_publish();
     st.finish();
   }
 
   decltype(auto) invoke(std::stop_token token) {
-    if constexpr (std::is_invocable_v<F&, std::stop_token, Args&...>)
-      return std::apply([&](Args&... a) -> decltype(auto) { return std::invoke(fn, std::move(token), a...); }, args);
+    bound_call& c = *call;
+    if constexpr (takes_stop)
+      return std::apply([&](Args&... a) -> decltype(auto) { return std::invoke(c.fn, std::move(token), a...); }, c.args);
     else
-      return std::apply([&](Args&... a) -> decltype(auto) { return std::invoke(fn, a...); }, args);
+      return std::apply([&](Args&... a) -> decltype(auto) { return std::invoke(c.fn, a...); }, c.args);
   }
 
-  std::shared_ptr<future_state<R>> state;
-  F fn;
-  std::tuple<Args...> args;
+  struct bound_call {
+    bound_call(F f, std::tuple<Args...> a) : fn(std::move(f)), args(std::move(a)) {}
+    F fn;
+    std::tuple<Args...> args;
+  };
+
+  future_state<R> state;
+  std::optional<bound_call> call;
+  std::shared_ptr<future_job> queued;
 };
 
 }  // namespace detail
@@ -175,12 +196,17 @@ class thread_pool {
       F&& fn, Args&&... args) {
     using R = detail::submit_result_t<std::decay_t<F>, std::decay_t<Args>...>;
     using job = detail::future_job<R, std::decay_t<F>, std::decay_t<Args>...>;
-    auto state = std::make_shared<detail::future_state<R>>();
-    auto owned = std::make_unique<job>(state, std::forward<F>(fn),
+    auto owned = std::make_shared<job>(std::forward<F>(fn),
                                        std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...));
-    enqueue(owned.get());
-    owned.release();  // the queue owns it now
-    return thread_future<R>(std::move(state));
+    owned->queued = owned;
+    try {
+      enqueue(owned.get());
+    } catch (...) {
+      owned->queued.reset();  // never queued: break the self-reference
+      throw;
+    }
+    detail::future_state<R>* state = &owned->state;
+    return thread_future<R>(std::shared_ptr<detail::future_state<R>>(std::move(owned), state));
   }
 
   // fn(item) for every item, results in input order; see the contract.

@@ -241,6 +241,27 @@ TEST_CASE("submit from plain code runs fn with its arguments on a named pool thr
   CHECK(f.ready());
 }
 
+TEST_CASE("a task's callable and arguments are released once it ran or was cancelled, though its future lives on") {
+  auto held = std::make_shared<int>(1);
+  corio::thread_pool pool(1);
+  auto ran = pool.submit([held](const std::shared_ptr<int>& arg) { return *held + *arg; }, held);
+  CHECK(ran.get() == 2);
+  CHECK(held.use_count() == 1);  // the capture and the argument went before get() returned
+
+  blocked_pool blocked;
+  auto queued = blocked.pool.submit([held] {});
+  CHECK(held.use_count() == 2);
+  CHECK(queued.cancel());
+  blocked.open();
+  blocked.pool.submit([] {}).get();  // FIFO: the worker passed over the cancelled task first
+  CHECK(held.use_count() == 1);
+  CHECK(queued.cancelled());
+
+  pool.submit([held] {});  // a dropped future: the queue alone keeps the task, then nothing
+  pool.shutdown();
+  CHECK(held.use_count() == 1);
+}
+
 TEST_CASE("get rethrows the task's exception once, then a second get throws std::logic_error") {
   corio::thread_pool pool(1);
   auto f = pool.submit([]() -> int { throw std::out_of_range("index 9 of 3"); });
