@@ -34,6 +34,10 @@ void before_publish() noexcept {
 
 namespace {
 
+// What incoming_ holds once the pool is shut down: submits see it and throw, so nothing
+// is pushed after shutdown's last take. Never run or dereferenced.
+detail::pool_job closed_mark;
+
 // How long an idle worker polls the queue before it sleeps (see "Idle workers").
 constexpr std::chrono::microseconds idle_spin{50};
 
@@ -62,25 +66,25 @@ thread_pool::thread_pool(std::size_t threads, std::string thread_name_prefix) {
 thread_pool::~thread_pool() { shutdown(); }
 
 void thread_pool::enqueue(detail::pool_job* job) {
-  bool wake = false;
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_) throw std::logic_error("corio::thread_pool: submit after shutdown()");
-    job->next = nullptr;
-    (tail_ ? tail_->next : head_) = job;
-    tail_ = job;
-    has_work_.store(true, std::memory_order_relaxed);
-    wake = needs_wake_locked();
-  }
-  if (wake) ready_.notify_one();
+  detail::pool_job* top = incoming_.load(std::memory_order_relaxed);
+  do {
+    if (top == &closed_mark) throw std::logic_error("corio::thread_pool: submit after shutdown()");
+    job->next = top;
+  } while (!incoming_.compare_exchange_weak(top, job, std::memory_order_seq_cst, std::memory_order_relaxed));
+  if (sleeping_.load(std::memory_order_seq_cst) == 0 || spinning_.load(std::memory_order_seq_cst) != 0) return;
+  { const std::lock_guard lock(mutex_); }  // the sleeper is inside ready_.wait now
+  ready_.notify_one();
 }
 
 void thread_pool::shutdown(bool wait, bool cancel_futures) {
   detail::pool_job* dropped = nullptr;
   {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    has_work_.store(true, std::memory_order_relaxed);
+    const std::lock_guard lock(mutex_);
+    if (!closed_) {
+      take_incoming_locked(&closed_mark);
+      closed_ = true;
+      has_work_.store(true, std::memory_order_relaxed);
+    }
     if (cancel_futures) {
       dropped = std::exchange(head_, nullptr);
       tail_ = nullptr;
@@ -99,31 +103,53 @@ void thread_pool::shutdown(bool wait, bool cancel_futures) {
 }
 
 bool thread_pool::needs_wake_locked() const noexcept {
-  return sleeping_ > 0 && spinning_.load(std::memory_order_relaxed) == 0;
+  return sleeping_.load(std::memory_order_relaxed) > 0 && spinning_.load(std::memory_order_relaxed) == 0;
+}
+
+void thread_pool::take_incoming_locked(detail::pool_job* leave) noexcept {
+  if (closed_) return;  // shutdown took the last jobs and left closed_mark for good
+  // Acquire for the jobs' contents, written before their push; seq_cst because this is
+  // the re-check of the Dekker pairs in "Idle workers" (an x86 xchg is a full barrier
+  // anyway).
+  detail::pool_job* newest_first = incoming_.exchange(leave, std::memory_order_seq_cst);
+  if (newest_first == nullptr) return;
+  detail::pool_job* const last = newest_first;
+  detail::pool_job* oldest_first = nullptr;
+  while (newest_first != nullptr) {
+    detail::pool_job* job = std::exchange(newest_first, newest_first->next);
+    job->next = std::exchange(oldest_first, job);
+  }
+  (tail_ ? tail_->next : head_) = oldest_first;
+  tail_ = last;
 }
 
 detail::pool_job* thread_pool::pop_locked(bool& wake_more) noexcept {
+  if (head_ == nullptr) take_incoming_locked();
   detail::pool_job* job = head_;
   if (job == nullptr) return nullptr;
   head_ = job->next;
   if (head_ == nullptr) tail_ = nullptr;
-  has_work_.store(head_ != nullptr || stopping_, std::memory_order_relaxed);
+  has_work_.store(head_ != nullptr || closed_, std::memory_order_relaxed);
   // The submits that queued the rest may have skipped the wake-up because this worker was
   // spinning; it is busy now, so it passes the wake-up on.
-  wake_more = head_ != nullptr && needs_wake_locked();
+  wake_more = (head_ != nullptr || incoming_.load(std::memory_order_seq_cst) != nullptr) && needs_wake_locked();
   return job;
 }
 
 void thread_pool::spin_for_work() noexcept {
-  (void)detail::spin_until([this] { return has_work_.load(std::memory_order_relaxed); }, idle_spin);
+  (void)detail::spin_until(
+      [this] {
+        return has_work_.load(std::memory_order_relaxed) || incoming_.load(std::memory_order_relaxed) != nullptr;
+      },
+      idle_spin);
 }
 
 void thread_pool::poll_then_release(std::unique_lock<std::mutex>& lock) noexcept {
   lock.unlock();
   spin_for_work();
-  // Cleared before the re-lock: a submit that saw it set and skipped the wake-up locked
-  // mutex_ before this worker re-checks the queue under it (see "Idle workers").
-  spinning_.store(0, std::memory_order_relaxed);
+  // Cleared before the re-check under mutex_, seq_cst: a submit that saw it set and
+  // skipped the wake-up pushed before this store (see "Idle workers").
+  spinning_.store(0, std::memory_order_seq_cst);
   lock.lock();
 }
 
@@ -139,16 +165,18 @@ void thread_pool::work(std::string name) {
       if (std::exchange(holds_poll, false)) {
         // Claimed as the last job finished: poll now if there is nothing to take, else
         // give it back before pop_locked decides whether to pass a wake-up on.
-        if (head_ == nullptr && !stopping_) {
+        if (head_ == nullptr && incoming_.load(std::memory_order_seq_cst) == nullptr && !closed_) {
           may_spin = false;
           poll_then_release(lock);
         } else {
-          spinning_.store(0, std::memory_order_relaxed);
+          // seq_cst, as poll_then_release's: pop_locked's wake-up decision below then sees
+          // the jobs of every submit that saw the claim and skipped its wake-up.
+          spinning_.store(0, std::memory_order_seq_cst);
         }
       }
       for (;;) {
         job = pop_locked(wake_more);
-        if (job != nullptr || stopping_) break;
+        if (job != nullptr || closed_) break;
         if (may_spin && spinning_.load(std::memory_order_relaxed) == 0) {
           may_spin = false;
           // Set and tested under mutex_, so at most one worker spins.
@@ -156,14 +184,14 @@ void thread_pool::work(std::string name) {
           poll_then_release(lock);
           continue;
         }
-        ++sleeping_;
-        ready_.wait(lock);
-        --sleeping_;
+        sleeping_.fetch_add(1, std::memory_order_seq_cst);
+        if (incoming_.load(std::memory_order_seq_cst) == nullptr) ready_.wait(lock);  // see "Idle workers"
+        sleeping_.fetch_sub(1, std::memory_order_relaxed);
         may_spin = true;  // woken: a new spell (the job may have gone to another worker)
       }
     }
     if (wake_more) ready_.notify_one();
-    if (job == nullptr) return;  // stopping, and the queue is drained
+    if (job == nullptr) return;  // closed, and the queue is drained
     job->run(job, false);
   }
 }

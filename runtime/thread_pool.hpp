@@ -252,38 +252,61 @@ class thread_pool {
   // Under mutex_: pops the head job, or returns nullptr. Sets wake_more when jobs remain
   // that no awake worker is about to take.
   detail::pool_job* pop_locked(bool& wake_more) noexcept;
+  // Under mutex_: moves every job submitted since the last call from incoming_ to the end
+  // of the FIFO, oldest first, leaving `leave` in incoming_: nullptr, or closed_mark
+  // (thread_pool.cpp) when shutdown closes it to submits in the same exchange.
+  void take_incoming_locked(detail::pool_job* leave = nullptr) noexcept;
   // Under mutex_: whether a new job needs a sleeping worker woken (see "Idle workers").
   bool needs_wake_locked() const noexcept;
-  // Polls has_work_ for at most idle_spin (thread_pool.cpp). Called without mutex_, by the
+  // Polls for work for at most idle_spin (thread_pool.cpp). Called without mutex_, by the
   // one worker that set spinning_.
   void spin_for_work() noexcept;
 
-  // Why no submit is left unserved while a worker sleeps ("Idle workers"): a job is
-  // queued, and the wake-up decided, under mutex_; a worker goes to sleep only under
-  // mutex_ after it saw the queue empty, counted in sleeping_ in the same section. So a
-  // submit after that sees sleeping_ > 0 and wakes one, unless spinning_ is set. Then the
-  // spinner S either sees has_work_ while it polls, or stops polling: it clears spinning_
-  // and only then takes mutex_ and re-checks the queue. Had S's re-check come before the
-  // submit's section, its clear would happen-before the submit's read (through mutex_),
-  // which would have seen 0: so the re-check comes after, and finds the job. A worker
-  // that pops a job and leaves others queued passes the wake-up on (pop_locked), since
-  // the submits of those may have relied on it while it was the spinner. A worker may
-  // also take spinning_ outside mutex_, by CAS, as it finishes a job (before_publish);
-  // its next step is the same re-check under mutex_: it gives spinning_ back there if it
-  // finds a job (so pop_locked's wake-up decision sees it clear), and polls otherwise.
-  std::mutex mutex_;
+  // Two sides, so that a submitter and the workers share no lock and few cache lines: a
+  // submit pushes its job onto incoming_, a lock-free stack, with one CAS (no mutex_);
+  // the workers, under mutex_, move the whole stack at once into the FIFO (head_, tail_)
+  // and pop from there. A burst of submits thus costs the workers one exchange on
+  // incoming_'s line per burst rather than a lock handed back and forth per job.
+  //
+  // Why no submit is left unserved while a worker sleeps ("Idle workers"): a submit
+  // pushes, then reads sleeping_; a worker about to sleep counts itself in sleeping_
+  // (under mutex_), then reads incoming_. Both seq_cst (a Dekker pair), so either the
+  // submit sees the sleeper and wakes one, or the worker sees the job and does not
+  // sleep. The wake-up takes mutex_ before it notifies: a worker that counted itself
+  // holds mutex_ until ready_.wait releases it, so the notify cannot fall between its
+  // check and its wait. A submit does not wake anyone while spinning_ is set: then the
+  // spinner S either sees the job while it polls, or stops polling: it clears spinning_
+  // (seq_cst) and only then re-checks incoming_ under mutex_. The submit read spinning_
+  // set after its push, so S's clear, and S's re-check, come after that push: S finds
+  // the job. A worker that pops a job and leaves others queued passes the wake-up on
+  // (pop_locked), since the submits of those may have relied on it while it was the
+  // spinner. A worker may also take spinning_ outside mutex_, by CAS, as it finishes a
+  // job (before_publish); its next step is the same re-check under mutex_: it gives
+  // spinning_ back there if it finds a job (so pop_locked's wake-up decision sees it
+  // clear), and polls otherwise.
+  //
+  // Shutdown against a racing submit: shutdown's last take from incoming_ leaves a mark
+  // there (closed_mark) in the same exchange, and a submit's CAS never pushes onto the
+  // mark (it throws). So every submit either lands before that take and runs (or is
+  // cancelled by cancel_futures), or throws; none is left behind in a closed pool.
+
+  // The submitters' side: one line, written by every submit.
+  alignas(64) std::atomic<detail::pool_job*> incoming_{nullptr};  // newest first
+  // Written by workers under mutex_ as they sleep and wake, read by every submit.
+  alignas(64) std::atomic<std::size_t> sleeping_{0};
+
+  // The workers' side.
+  alignas(64) std::mutex mutex_;
   std::condition_variable ready_;
-  detail::pool_job* head_ = nullptr;  // guarded by mutex_
+  detail::pool_job* head_ = nullptr;  // the FIFO; guarded by mutex_
   detail::pool_job* tail_ = nullptr;
-  bool stopping_ = false;
-  std::size_t sleeping_ = 0;  // workers inside ready_.wait; guarded by mutex_
-  // head_ != nullptr || stopping_, for spinners to poll without the lock. Written under
-  // mutex_; relaxed: a spinner that sees it set takes mutex_ before it touches the queue.
-  // A line of its own: the spinner's polls then do not pull mutex_'s line away from a
-  // submitter inside its section.
+  bool closed_ = false;  // shutdown: no submit can push any more; guarded by mutex_
+  // head_ != nullptr || closed_, for spinners to poll without the lock (they poll
+  // incoming_ too). Written under mutex_; relaxed: a spinner that sees it set takes
+  // mutex_ before it touches the queue. A line of its own, away from mutex_'s.
   alignas(64) std::atomic<bool> has_work_{false};
   // 1 while a worker spins for work, or has claimed to (at most one does: the cores are
-  // few). Read under mutex_ by whoever decides to wake a sleeper; see "Idle workers".
+  // few). Read by whoever decides to wake a sleeper; see "Idle workers".
   alignas(64) std::atomic<unsigned> spinning_{0};
   std::vector<std::thread> threads_;
 };

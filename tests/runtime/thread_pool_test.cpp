@@ -678,6 +678,36 @@ TEST_CASE("batches submitted from two threads at once all complete with their ow
   CHECK(sum_b == 50LL * (199 * 200 / 2));
 }
 
+TEST_CASE("submits racing with shutdown(cancel_futures) each either throw, run once, or are cancelled: none is lost") {
+  for (int round = 0; round < 200; ++round) {
+    corio::thread_pool pool(2);
+    std::atomic<int> ran{0};
+    int threw = 0;
+    std::vector<corio::thread_future<void>> futures;
+    std::thread closer([&] {
+      std::this_thread::sleep_for(std::chrono::microseconds(round % 50));
+      pool.shutdown(false, round % 2 == 0);
+    });
+    for (int i = 0; i < 2000; ++i) {
+      try {
+        futures.push_back(pool.submit([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }));
+      } catch (const std::logic_error& e) {
+        REQUIRE(std::string(e.what()) == "corio::thread_pool: submit after shutdown()");
+        ++threw;
+      }
+    }
+    closer.join();
+    int cancelled = 0;
+    for (auto& f : futures) {
+      REQUIRE_MESSAGE(f.wait_for(10s), "round " << round << ": a task accepted before shutdown never finished");
+      if (f.cancelled()) ++cancelled;
+    }
+    REQUIRE(static_cast<int>(futures.size()) + threw == 2000);
+    REQUIRE(ran.load() + cancelled == static_cast<int>(futures.size()));
+    if (round % 2 == 1) REQUIRE(cancelled == 0);  // without cancel_futures every accepted task runs
+  }
+}
+
 TEST_CASE("an idle pool stops polling after its budget and then uses no CPU") {
   corio::thread_pool pool(2);
   REQUIRE(pool.submit([] { return 1; }).get() == 1);
