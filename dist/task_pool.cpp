@@ -183,7 +183,7 @@ void pool_submitter::stop_and_wait() {
 task<std::map<std::string, std::int64_t>> pool_submitter::stats() {
   redis::client* c = co_await m_->commands();
   const resp::reply r = co_await c->command("HGETALL", keys_.stats);
-  std::map<std::string, std::int64_t> out{{"written", 0}, {"duplicates", 0}, {"dead", 0}};
+  std::map<std::string, std::int64_t> out{{"written", 0}, {"duplicates", 0}, {"undeliverable", 0}, {"dead", 0}};
   if (!is_array(r)) unexpected(who_, "HGETALL", describe(r) + ", not [field, value, ...]");
   for (std::size_t i = 0; i < r.elements.size(); i += 2) {
     std::int64_t n = 0;

@@ -170,7 +170,8 @@ class task_pool {
     return submit_encoded<R>(p_, fn, corio::encode(std::tuple<std::decay_t<A>...>(args...)));
   }
   // The pool's counters in Redis: written (results recorded), duplicates (late results
-  // dropped), dead (tasks moved to the dead letters).
+  // dropped), undeliverable (results dropped: their reply key held no stream, a foreign
+  // write), dead (tasks moved to the dead letters).
   std::map<std::string, std::int64_t> stats() { return p_->manager().run_blocking("task_pool::stats", p_->stats()); }
 
  private:
