@@ -135,9 +135,19 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
     } catch (const operation_cancelled&) {
       self->fail_waiting(std::current_exception());
       co_return;
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       self->reading_ = false;
       if (self->stopping_) co_return;
+      if (const auto* refused = dynamic_cast<const redis::server_error*>(&e); refused && refused->code() == "WRONGTYPE") {
+        // Someone wrote another type over the results stream (a foreign SET): what it held
+        // went with it, and workers drop the results sent there (counted undeliverable), so
+        // no future waiting would ever end. They fail; the next submit reads afresh.
+        self->fail_waiting(std::make_exception_ptr(redis::server_error(
+            self->who_ + ": its results stream \"" + self->results_ +
+                "\" holds another type now (a foreign write?): the results sent there are dropped (" + e.what() + ")",
+            "WRONGTYPE")));
+        co_return;
+      }
       c.reset();  // reconnect after a pause; the results wait in their stream
       pause = true;
     }

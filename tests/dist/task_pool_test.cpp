@@ -10,7 +10,8 @@
 // std::terminate; a worker stopped during its pause after an error reply; a result Redis
 // refuses to record (a warning: the worker goes on serving); a reply key overwritten by SET
 // (a foreign write: its results dropped and counted undeliverable, the batch's other
-// streams written, its tasks acknowledged and deleted, a burial dead-lettered all the same).
+// streams written, its tasks acknowledged and deleted, a burial dead-lettered all the same,
+// the submitter reading it failing its futures with WRONGTYPE).
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
@@ -865,4 +866,37 @@ REDIS_TEST_CASE("a worker whose task's reply key is overwritten while the task r
                               "stream (a foreign write?)";
   CHECK(std::count(warnings.begin(), warnings.end(), warning) == 1);
   CHECK(pool_stats(server) == counters{{"written", 0}, {"duplicates", 0}, {"undeliverable", 1}, {"dead", 0}});
+}
+
+REDIS_TEST_CASE("a submitter whose results stream is overwritten by SET fails its waiting futures with WRONGTYPE within "
+                "seconds, not a silent wait") {
+  redis_server server;
+  manager m(options_for(server));
+  m.on_warning([](const std::string&) {});
+  task_pool pool(m, "test");
+  corio::dist::remote_future<int> f = pool.submit<int>("square", 3);  // no worker: it waits
+  std::string results;
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const corio::resp::reply task = co_await c.command("XRANGE", "{test}:tasks", "-", "+");
+    REQUIRE(task.elements.size() == 1);
+    const auto& fields = task.elements[0].elements.at(1).elements;
+    REQUIRE(fields.size() == 8);
+    results = fields[7].str;  // the reply field: this submitter's results stream
+    co_await c.command("SET", results, "not a stream");
+  }());
+  REQUIRE(results.starts_with("{test}:results:"));
+  const auto start = steady::now();
+  REQUIRE_MESSAGE(f.wait_for(5s), "the future still waits 5 s after its results stream was overwritten");
+  CHECK(steady::now() - start < 5s);
+  try {
+    (void)f.get();
+    FAIL("no error");
+  } catch (const corio::redis::server_error& e) {
+    CHECK(e.code() == "WRONGTYPE");
+    CHECK(std::string(e.what()).starts_with("corio::dist::task_pool \"test\": its results stream \"" + results +
+                                            "\" holds another type now (a foreign write?): the results sent there "
+                                            "are dropped (redis 127.0.0.1:"));
+  }
 }
