@@ -48,8 +48,14 @@ end
 // (and the submitter told, unless its reply key holds no stream: the dead letter is the
 // record then); 0: the XACK found the entry no longer pending (its holder finished it
 // after all, and that result counts), so nothing is written. The XACK decides, as in
-// the complete script: a task gets exactly one result, its own or the dead letter's.
+// the complete script: a task gets exactly one result, its own or the dead letter's. A
+// dead-letter stream that holds no stream is an error before any write: the task stays
+// pending (and is claimed and buried again later), never acknowledged and then lost.
 constexpr std::string_view bury_script_rest = R"lua(
+local dead = unwritable(2)
+if dead then
+  return redis.error_reply('WRONGTYPE the dead-letter stream ' .. KEYS[2] .. ' holds a ' .. dead .. ', not a stream (a foreign write?): task ' .. ARGV[2] .. ' left pending')
+end
 local tell = #KEYS == 4 and not unwritable(4)
 local buried = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if buried == 1 then

@@ -84,7 +84,8 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
 std::vector<pool_task> pool_tasks_from_read(const resp::reply& r, const pool_keys& k);
 // Moves t to {P}:dead with `why`, tells its submitter (not when its reply stream is not
 // the pool's, nor when its reply key holds no stream), acknowledges and deletes it; false (nothing written) when its entry was no
-// longer pending: its result was written meanwhile, and that one counts.
+// longer pending: its result was written meanwhile, and that one counts. Throws
+// redis::server_error WRONGTYPE, writing nothing, when {P}:dead holds no stream.
 task<bool> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why);
 // Renews the leases of `entries` (one script); returns how many were still ours.
 task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,

@@ -799,6 +799,32 @@ REDIS_TEST_CASE("a task buried while its reply key holds a string is dead-letter
   CHECK(pool_stats(server) == counters{{"written", 0}, {"duplicates", 0}, {"undeliverable", 0}, {"dead", 1}});
 }
 
+REDIS_TEST_CASE("a burial while the dead-letter stream holds a string writes nothing and fails with WRONGTYPE "
+                "naming it; the task stays pending") {
+  redis_server server;
+  const pd::pool_keys k("test");
+  const std::vector<std::string> replies = {k.results("s1")};
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const std::vector<pd::pool_task> held = co_await held_tasks(c, k, replies);
+    co_await c.command("SET", k.dead, "not a stream");  // a foreign write
+    try {
+      co_await pd::pool_bury(c, k, held[0], "why");
+      FAIL("no error");
+    } catch (const corio::redis::server_error& e) {
+      CHECK(e.code() == "WRONGTYPE");
+      INFO(e.what());  // EVALSHA, or EVAL where this process had loaded the script on another server
+      CHECK(std::string(e.what()).ends_with(": WRONGTYPE the dead-letter stream {test}:dead holds a string, "
+                                            "not a stream (a foreign write?): task " + held[0].entry + " left pending"));
+    }
+    CHECK((co_await c.command("XLEN", k.tasks)).integer == 1);
+    CHECK((co_await c.command("XPENDING", k.tasks, pd::pool_group)).elements.at(0).integer == 1);
+    CHECK((co_await c.command("EXISTS", k.results("s1"), k.stats)).integer == 0);
+    CHECK((co_await c.command("GET", k.dead)).str == "not a stream");
+  }());
+}
+
 REDIS_TEST_CASE("a worker whose task's reply key is overwritten while the task runs counts the result undeliverable, "
                 "warns once and does not run the task again") {
   redis_server server;
