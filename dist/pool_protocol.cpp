@@ -5,6 +5,7 @@
 #include "detail/reply_check.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <stdexcept>
 #include <string>
 
@@ -21,7 +22,7 @@ using redis::idempotency;
 // KEYS tasks; ARGV group, consumer, lease ms, max deliveries. {1, deliveries, {entry}}
 // (a task taken over; the entry as XAUTOCLAIM gives it) | {0} | {2} (group re-created) |
 // {3, deliveries, {entry}} (a task taken over once too often: the caller buries it with
-// bury_script, whose KEYS name its reply stream). Only KEYS[1] is touched: a cluster checks
+// the bury script, whose KEYS name its reply stream). Only KEYS[1] is touched: a cluster checks
 // only KEYS before running a script, and the reply stream is known only after the claim.
 constexpr std::string_view claim_script_rest = R"lua(
 local e = c[2][1]
@@ -31,16 +32,35 @@ if n <= tonumber(ARGV[4]) then return {1, n, {e}} end
 return {3, n, {e}}
 )lua";
 
+// What KEYS[k] holds when it is no stream an XADD could write ('string', 'hash', ...),
+// else nil. A foreign write (someone SET a reply key) must be found before a script writes
+// anything: Redis keeps the writes of a script that fails halfway, so an XADD failing with
+// WRONGTYPE after the XACK would lose the task's result and leave the rest undone.
+constexpr std::string_view unwritable_lua = R"lua(
+local function unwritable(k)
+  local t = redis.call('TYPE', KEYS[k])['ok']
+  if t ~= 'stream' and t ~= 'none' then return t end
+end
+)lua";
+
 // KEYS tasks, dead, stats, then the reply stream when it is the pool's; ARGV group,
 // entry, tid, fn, args, reply, deliveries, why, result value. 1: moved to the dead letters
-// (and the submitter told); 0: the XACK found the entry no longer pending (its holder
-// finished it after all, and that result counts), so nothing is written. The XACK decides,
-// as in complete_script: a task gets exactly one result, its own or the dead letter's.
-constexpr std::string_view bury_script = R"lua(
+// (and the submitter told, unless its reply key holds no stream: the dead letter is the
+// record then); 0: the XACK found the entry no longer pending (its holder finished it
+// after all, and that result counts), so nothing is written. The XACK decides, as in
+// the complete script: a task gets exactly one result, its own or the dead letter's. A
+// dead-letter stream that holds no stream is an error before any write: the task stays
+// pending (and is claimed and buried again later), never acknowledged and then lost.
+constexpr std::string_view bury_script_rest = R"lua(
+local dead = unwritable(2)
+if dead then
+  return redis.error_reply('WRONGTYPE the dead-letter stream ' .. KEYS[2] .. ' holds a ' .. dead .. ', not a stream (a foreign write?): task ' .. ARGV[2] .. ' left pending')
+end
+local tell = #KEYS == 4 and not unwritable(4)
 local buried = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if buried == 1 then
   redis.call('XADD', KEYS[2], '*', 'tid', ARGV[3], 'fn', ARGV[4], 'args', ARGV[5], 'reply', ARGV[6], 'deliveries', ARGV[7], 'error', ARGV[8])
-  if #KEYS == 4 then redis.call('XADD', KEYS[4], '*', ARGV[3], ARGV[9]) end
+  if tell then redis.call('XADD', KEYS[4], '*', ARGV[3], ARGV[9]) end
   redis.call('HINCRBY', KEYS[3], 'dead', 1)
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -63,25 +83,33 @@ return renewed
 
 // KEYS tasks, stats, then the reply streams (each the pool's: one slot); ARGV group, then
 // per reply stream (in KEYS' order): k, and k times entry, tid, result (pool_protocol.hpp's
-// "STATUS N PAYLOAD"). Per task 1 (written) or 0 (dropped). The XACK decides: it answers 1 only for the first completion of an entry
+// "STATUS N PAYLOAD"). Per task 1 (written), 0 (dropped: a duplicate) or {2, type}
+// (undeliverable: the reply key holds a `type`, not a stream; the task is acknowledged
+// and deleted all the same, its result dropped and counted, the batch's other streams
+// written). The XACK decides: it answers 1 only for the first completion of an entry
 // still pending, whoever holds it now, so a worker that wakes after its task was taken
 // over and finished elsewhere adds nothing. The results for one stream share entries (256
 // results each: unpack stays far below Lua's stack limit); the finished tasks are deleted.
-constexpr std::string_view complete_script = R"lua(
+constexpr std::string_view complete_script_rest = R"lua(
+local held = {}
+for s = 3, #KEYS do held[s] = unwritable(s) end
 local out, ids = {}, {}
-local written = 0
+local written, dropped = 0, 0
 local i, s = 2, 3
 while i <= #ARGV do
   local stream, last = KEYS[s], i + 3 * tonumber(ARGV[i])
   local r = {}
   for j = i + 1, last, 3 do
     ids[#ids + 1] = ARGV[j]
-    if redis.call('XACK', KEYS[1], ARGV[1], ARGV[j]) == 1 then
+    if redis.call('XACK', KEYS[1], ARGV[1], ARGV[j]) == 0 then
+      out[#out + 1] = 0
+    elseif held[s] then
+      out[#out + 1] = {2, held[s]}
+      dropped = dropped + 1
+    else
       r[#r + 1] = ARGV[j + 1]
       r[#r + 1] = ARGV[j + 2]
       out[#out + 1] = 1
-    else
-      out[#out + 1] = 0
     end
   end
   for x = 1, #r, 512 do redis.call('XADD', stream, '*', unpack(r, x, math.min(x + 511, #r))) end
@@ -90,7 +118,8 @@ while i <= #ARGV do
 end
 for j = 1, #ids, 512 do redis.call('XDEL', KEYS[1], unpack(ids, j, math.min(j + 511, #ids))) end
 if written > 0 then redis.call('HINCRBY', KEYS[2], 'written', written) end
-if written < #ids then redis.call('HINCRBY', KEYS[2], 'duplicates', #ids - written) end
+if dropped > 0 then redis.call('HINCRBY', KEYS[2], 'undeliverable', dropped) end
+if written + dropped < #ids then redis.call('HINCRBY', KEYS[2], 'duplicates', #ids - written - dropped) end
 return out
 )lua";
 
@@ -155,6 +184,14 @@ task<resp::reply> read_new(redis::client& c, const pool_keys& k, const std::stri
   co_return resp::reply{};
 }
 
+// A type TYPE names (string, hash, ..., or a module's, 9 characters of [A-Za-z0-9_-]) other
+// than the two an XADD accepts. It goes into a warning: a lying server's megabyte does not.
+bool is_unwritable_type(const resp::reply& r) {
+  const auto named = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-'; };
+  return is_bulk(r) && !r.str.empty() && r.str.size() <= 32 && std::all_of(r.str.begin(), r.str.end(), named) &&
+         r.str != "stream" && r.str != "none";
+}
+
 }  // namespace
 
 pool_keys::pool_keys(const std::string& pool)
@@ -194,7 +231,7 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
 }
 
 task<bool> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why) {
-  static const lua_script script{std::string(bury_script)};
+  static const lua_script script{std::string(unwritable_lua) + std::string(bury_script_rest)};
   const std::string n = std::to_string(t.deliveries), value = pool_result_value("dead", t.deliveries, why);
   const bool tell = k.holds(t.reply);  // a foreign stream may live on another node
   std::vector<std::string_view> args = {tell ? "4" : "3", k.tasks, k.dead, k.stats};
@@ -248,8 +285,9 @@ parsed_result pool_parse_result(std::string_view value) {
   return r;
 }
 
-task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results) {
-  static const lua_script script{std::string(complete_script)};
+task<std::vector<pool_outcome>> pool_complete(redis::client& c, const pool_keys& k,
+                                              const std::vector<pool_result>& results) {
+  static const lua_script script{std::string(unwritable_lua) + std::string(complete_script_rest)};
   // Grouped by reply stream (one, usually: the one submitter), in the order given.
   std::vector<std::size_t> order(results.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -287,15 +325,23 @@ task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, cons
   if (r.elements.size() != results.size())
     throw redis::unexpected_reply("corio::dist: the complete script answered " + std::to_string(r.elements.size()) +
                                   " of " + std::to_string(results.size()) + " results");
-  std::vector<bool> written(results.size());
+  std::vector<pool_outcome> outcomes(results.size());
   for (std::size_t i = 0; i < order.size(); ++i) {
     const resp::reply& w = r.elements[i];
-    if (!is_integer(w) || w.integer < 0 || w.integer > 1)
+    pool_outcome& o = outcomes[order[i]];
+    if (is_integer(w) && (w.integer == 0 || w.integer == 1)) {
+      o.what = w.integer == 1 ? pool_outcome::kind::written : pool_outcome::kind::duplicate;
+    } else if (is_array(w, 2) && is_integer(w.elements[0]) && w.elements[0].integer == 2 &&
+               is_unwritable_type(w.elements[1])) {
+      o.what = pool_outcome::kind::undeliverable;
+      o.held = w.elements[1].str;
+    } else {
       unexpected(who(k), "the complete script",
-                 describe(w) + " for a result, not 1 (written) or 0 (a duplicate)");
-    written[order[i]] = w.integer == 1;
+                 describe(w) + " for a result, not 1 (written), 0 (a duplicate) or [2, the reply key's type] "
+                               "(undeliverable)");
+    }
   }
-  co_return written;
+  co_return outcomes;
 }
 
 task<void> pool_ensure_group(redis::client& c, const pool_keys& k) {

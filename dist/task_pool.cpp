@@ -135,9 +135,19 @@ task<void> pool_submitter::collect(std::shared_ptr<pool_submitter> self) {
     } catch (const operation_cancelled&) {
       self->fail_waiting(std::current_exception());
       co_return;
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       self->reading_ = false;
       if (self->stopping_) co_return;
+      if (const auto* refused = dynamic_cast<const redis::server_error*>(&e); refused && refused->code() == "WRONGTYPE") {
+        // Someone wrote another type over the results stream (a foreign SET): what it held
+        // went with it, and workers drop the results sent there (counted undeliverable), so
+        // no future waiting would ever end. They fail; the next submit reads afresh.
+        self->fail_waiting(std::make_exception_ptr(redis::server_error(
+            self->who_ + ": its results stream \"" + self->results_ +
+                "\" holds another type now (a foreign write?): the results sent there are dropped (" + e.what() + ")",
+            "WRONGTYPE")));
+        co_return;
+      }
       c.reset();  // reconnect after a pause; the results wait in their stream
       pause = true;
     }
@@ -183,7 +193,7 @@ void pool_submitter::stop_and_wait() {
 task<std::map<std::string, std::int64_t>> pool_submitter::stats() {
   redis::client* c = co_await m_->commands();
   const resp::reply r = co_await c->command("HGETALL", keys_.stats);
-  std::map<std::string, std::int64_t> out{{"written", 0}, {"duplicates", 0}, {"dead", 0}};
+  std::map<std::string, std::int64_t> out{{"written", 0}, {"duplicates", 0}, {"undeliverable", 0}, {"dead", 0}};
   if (!is_array(r)) unexpected(who_, "HGETALL", describe(r) + ", not [field, value, ...]");
   for (std::size_t i = 0; i < r.elements.size(); i += 2) {
     std::int64_t n = 0;

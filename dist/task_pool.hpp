@@ -21,7 +21,10 @@
 // - redis::auth_error, redis::unexpected_reply: the pool could not collect its results
 //   (refused credentials; a reading of the results stream that is not Redis' answer, such
 //   as entry ids that do not advance). Every future waiting then fails with it; the next
-//   submit starts collecting afresh.
+//   submit starts collecting afresh;
+// - redis::server_error with code() WRONGTYPE: the pool's results stream was overwritten
+//   with another type (a foreign write): what it held is gone and workers drop the
+//   results sent there (stats()["undeliverable"]), so every future waiting fails.
 // Delivery is at least once with leases and the result is recorded exactly once
 // (detail/pool_protocol.hpp): a worker killed mid-task loses nothing (another takes the
 // task over after the lease), and a stalled worker that wakes late adds no second result.
@@ -170,7 +173,8 @@ class task_pool {
     return submit_encoded<R>(p_, fn, corio::encode(std::tuple<std::decay_t<A>...>(args...)));
   }
   // The pool's counters in Redis: written (results recorded), duplicates (late results
-  // dropped), dead (tasks moved to the dead letters).
+  // dropped), undeliverable (results dropped: their reply key held no stream, a foreign
+  // write), dead (tasks moved to the dead letters).
   std::map<std::string, std::int64_t> stats() { return p_->manager().run_blocking("task_pool::stats", p_->stats()); }
 
  private:

@@ -49,9 +49,8 @@ task<void> worker::run_one(detail::pool_task t) {
     // Redis unreachable, or refusing the completion script. Rethrown, it would stop the
     // task group and with it every later task of this worker. A task whose result did
     // not reach Redis stays pending: it runs again after its lease and still counts once.
-    // One exception: a refusal inside the script after the XACK (the reply key holds no
-    // stream, which only a foreign write does) loses that result, as Redis keeps the
-    // writes a failed script made.
+    // A reply key that holds no stream (a foreign write) is no refusal: the script checks
+    // every reply key before it writes, and such a result comes back undeliverable.
     m_->warn("corio: worker of " + keys_.tasks + ": could not record the result of task " + entry + ": " + e.what());
   }
 }
@@ -77,30 +76,41 @@ task<void> worker::run_and_record(detail::pool_task t) {
     payload = detail::as_string(corio::encode(std::pair<std::string, std::string>(type, message)));
   }
   ++stats_.tasks;
-  const std::string entry = t.entry;
+  const std::string entry = t.entry, reply = t.reply;
   // Named first: GCC 12 destroys an aggregate temporary built inside co_await twice.
   detail::pool_result result{std::move(t), std::move(status), std::move(payload)};
+  detail::pool_outcome outcome;
   try {
-    if (co_await complete(std::move(result)))
-      ++stats_.results;
-    else
-      ++stats_.duplicates;
+    outcome = co_await complete(std::move(result));
   } catch (...) {
     running_.erase(entry);
     throw;
   }
   running_.erase(entry);
+  switch (outcome.what) {
+    case detail::pool_outcome::kind::written:
+      ++stats_.results;
+      break;
+    case detail::pool_outcome::kind::duplicate:
+      ++stats_.duplicates;
+      break;
+    case detail::pool_outcome::kind::undeliverable:
+      ++stats_.undeliverable;
+      m_->warn("corio: worker of " + keys_.tasks + ": the result of task " + entry + " was dropped: its reply key \"" +
+               reply + "\" holds a " + outcome.held + ", not a stream (a foreign write?)");
+      break;
+  }
 }
 
 // The results finished in one loop turn go to Redis in one script.
 struct worker::completion_batch {
   std::vector<detail::pool_result> results;
-  std::vector<bool> written;
+  std::vector<detail::pool_outcome> outcomes;  // one per result, once done is set
   std::exception_ptr failure;
   event done;
 };
 
-task<bool> worker::complete(detail::pool_result r) {
+task<detail::pool_outcome> worker::complete(detail::pool_result r) {
   if (!batch_) {
     batch_ = std::make_shared<completion_batch>();
     loop::this_loop().spawn(flush_completions());
@@ -110,7 +120,7 @@ task<bool> worker::complete(detail::pool_result r) {
   b->results.push_back(std::move(r));
   co_await b->done.wait();
   if (b->failure) std::rethrow_exception(b->failure);
-  co_return b->written[index];
+  co_return b->outcomes[index];
 }
 
 task<void> worker::flush_completions() {
@@ -122,7 +132,7 @@ task<void> worker::flush_completions() {
   batch_.reset();
   try {
     redis::client* c = co_await m_->commands();
-    b->written = co_await detail::pool_complete(*c, keys_, b->results);
+    b->outcomes = co_await detail::pool_complete(*c, keys_, b->results);
   } catch (...) {
     b->failure = std::current_exception();
   }

@@ -56,10 +56,11 @@ struct worker_options {
 };
 
 struct worker_stats {
-  std::uint64_t tasks = 0;        // tasks run to their end here
-  std::uint64_t results = 0;      // results recorded
-  std::uint64_t duplicates = 0;   // results dropped: the task was taken over and done elsewhere
-  std::uint64_t leases_lost = 0;  // renewals refused: the task had been taken over
+  std::uint64_t tasks = 0;          // tasks run to their end here
+  std::uint64_t results = 0;        // results recorded
+  std::uint64_t duplicates = 0;     // results dropped: the task was taken over and done elsewhere
+  std::uint64_t undeliverable = 0;  // results dropped: the reply key held no stream (a warning each)
+  std::uint64_t leases_lost = 0;    // renewals refused: the task had been taken over
   std::uint64_t dead_lettered = 0;
 };
 
@@ -144,8 +145,8 @@ class worker {
   task<void> run_and_record(detail::pool_task t);
   task<void> renew_leases();
   struct completion_batch;
-  // Records r with the other results of this loop turn; true if it was recorded.
-  task<bool> complete(detail::pool_result r);
+  // Records r with the other results of this loop turn; what became of it.
+  task<detail::pool_outcome> complete(detail::pool_result r);
   task<void> flush_completions();
 
   std::shared_ptr<detail::manager_core> m_;

@@ -10,7 +10,8 @@
 //                        error | dead, N deliveries, then the value's or the error's
 //                        bytes; the submitter trims what it has read (XTRIM MINID)
 //   {P}:dead             dead-letter stream: tasks that killed their worker too often
-//   {P}:stats            hash: written, duplicates, dead (counts since the pool began)
+//   {P}:stats            hash: written, duplicates, undeliverable, dead (counts since the
+//                        pool began)
 //
 // Delivery (at least once, with leases): a worker takes a task with `fetch` (first a task
 // whose holder has not renewed its lease, XAUTOCLAIM, else new ones, XREADGROUP), renews
@@ -19,7 +20,11 @@
 // the task and writes the result only if the XACK found the entry pending (the first
 // completion of a task; the consumer group's pending list is the dedupe, no key per
 // task), then deletes the task. A stalled worker that wakes after its task was taken
-// over and finished therefore adds no second result. The scripts run by SHA1
+// over and finished therefore adds no second result. A reply key that holds no stream
+// (a foreign write: someone SET it) is found by TYPE before the script writes anything:
+// its tasks are acknowledged and deleted as any, their results dropped and counted
+// (undeliverable), and the batch's other reply streams are written as normal; a burial
+// still writes the dead letter, only the reply is skipped. The scripts run by SHA1
 // (detail/lua_script.hpp). A task
 // claimed for the (max_deliveries+1)-th time has killed its worker max_deliveries times:
 // `fetch` moves it to {P}:dead and tells the submitter, in a second script (`bury`, whose
@@ -78,8 +83,9 @@ task<fetched> pool_fetch(redis::client& c, const pool_keys& k, const std::string
 // Throws redis::unexpected_reply for any other shape (as fetch does for its replies).
 std::vector<pool_task> pool_tasks_from_read(const resp::reply& r, const pool_keys& k);
 // Moves t to {P}:dead with `why`, tells its submitter (not when its reply stream is not
-// the pool's), acknowledges and deletes it; false (nothing written) when its entry was no
-// longer pending: its result was written meanwhile, and that one counts.
+// the pool's, nor when its reply key holds no stream), acknowledges and deletes it; false (nothing written) when its entry was no
+// longer pending: its result was written meanwhile, and that one counts. Throws
+// redis::server_error WRONGTYPE, writing nothing, when {P}:dead holds no stream.
 task<bool> pool_bury(redis::client& c, const pool_keys& k, const pool_task& t, const std::string& why);
 // Renews the leases of `entries` (one script); returns how many were still ours.
 task<std::size_t> pool_renew(redis::client& c, const pool_keys& k, const std::string& consumer,
@@ -90,9 +96,19 @@ struct pool_result {
   std::string status;
   std::string payload;
 };
-// Records the results of several tasks in one script; per result, true if it was recorded,
-// false if one was already (a duplicate, dropped).
-task<std::vector<bool>> pool_complete(redis::client& c, const pool_keys& k, const std::vector<pool_result>& results);
+// What became of one result.
+struct pool_outcome {
+  enum class kind {
+    written,        // recorded in its reply stream
+    duplicate,      // one was recorded already (the task was taken over and done elsewhere)
+    undeliverable,  // the task is acknowledged, but its reply key holds no stream: dropped
+  } what = kind::written;
+  std::string held;  // undeliverable: what the reply key holds ("string", "hash", ...)
+};
+// Records the results of several tasks in one script; one outcome per result, in their
+// order. Throws redis::unexpected_reply for an answer that is not one outcome per result.
+task<std::vector<pool_outcome>> pool_complete(redis::client& c, const pool_keys& k,
+                                              const std::vector<pool_result>& results);
 // A result as the results stream holds it, and back.
 std::string pool_result_value(const std::string& status, std::int64_t deliveries, std::string_view payload);
 struct parsed_result {

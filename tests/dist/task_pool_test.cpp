@@ -8,7 +8,10 @@
 // servers (results ids that stand still or go back, wrong script and XREADGROUP shapes, a
 // bad MOVED): redis::unexpected_reply or the cluster_error within seconds, never a loop or
 // std::terminate; a worker stopped during its pause after an error reply; a result Redis
-// refuses to record (a warning: the worker goes on serving).
+// refuses to record (a warning: the worker goes on serving); a reply key overwritten by SET
+// (a foreign write: its results dropped and counted undeliverable, the batch's other
+// streams written, its tasks acknowledged and deleted, a burial dead-lettered all the same,
+// the submitter reading it failing its futures with WRONGTYPE).
 #include <doctest/doctest.h>
 
 #include <corio/coro/task_group.hpp>
@@ -27,10 +30,12 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "../needs_feature.hpp"
@@ -435,11 +440,18 @@ TEST_CASE("a renew count above the leases asked for (a lying server) is redis::e
   }());
 }
 
-TEST_CASE("a complete or bury script answering other than 0 or 1 is unexpected_reply, not a result taken for a "
-          "duplicate") {
-  corio_test::fake_redis liar([](const std::vector<std::string_view>& argv, int) -> std::string {
+TEST_CASE("a complete script answering other than 1, 0 or [2, type] per result, or a bury script other than 0 or "
+          "1, is unexpected_reply, not a result taken for a duplicate") {
+  using corio_test::bulk;
+  // The complete script's answers for one result: a 2 without the type, a type that is no
+  // string, one an XADD would write, and a megabyte that would go into a warning.
+  const std::string lies[] = {"*1\r\n:2\r\n", "*1\r\n*2\r\n:2\r\n:7\r\n", "*1\r\n*2\r\n:2\r\n" + bulk("stream"),
+                              "*1\r\n*2\r\n:2\r\n" + bulk(std::string(1 << 20, 'x'))};
+  const std::string told[] = {"2", "[2, 7]", "[2, \"stream\"]", "[2, \"" + std::string(32, 'x') + "\"...]"};
+  std::atomic<std::size_t> lie{0};
+  corio_test::fake_redis liar([&](const std::vector<std::string_view>& argv, int) -> std::string {
     if (argv[0] == "SCRIPT") return corio_test::script_sha(argv);
-    return argv.at(4) == "{p}:dead" ? "$1\r\n1\r\n" : "*1\r\n:2\r\n";  // EVALSHA sha n tasks dead|stats ...
+    return argv.at(4) == "{p}:dead" ? "$1\r\n1\r\n" : lies[lie];  // EVALSHA sha n tasks dead|stats ...
   });
   namespace pd = corio::dist::detail;
   const pd::pool_keys k("p");
@@ -453,12 +465,16 @@ TEST_CASE("a complete or bury script answering other than 0 or 1 is unexpected_r
   corio::loop lp;
   lp.run([&]() -> corio::task<void> {
     auto c = co_await corio::redis::client::connect(corio::redis::options(liar.address()));
-    try {
-      co_await pd::pool_complete(c, k, results);
-      FAIL("no error");
-    } catch (const corio::redis::unexpected_reply& e) {
-      CHECK(std::string(e.what()) == "corio::dist::task_pool \"p\": the complete script answered 2 for a result, "
-                                     "not 1 (written) or 0 (a duplicate)" + tail);
+    for (std::size_t i = 0; i < std::size(lies); lie = ++i) {
+      CAPTURE(told[i]);
+      try {
+        co_await pd::pool_complete(c, k, results);
+        FAIL("no error");
+      } catch (const corio::redis::unexpected_reply& e) {
+        CHECK(std::string(e.what()) == "corio::dist::task_pool \"p\": the complete script answered " + told[i] +
+                                           " for a result, not 1 (written), 0 (a duplicate) or [2, the reply key's "
+                                           "type] (undeliverable)" + tail);
+      }
     }
     try {
       co_await pd::pool_bury(c, k, t, "why");
@@ -651,11 +667,12 @@ REDIS_TEST_CASE("a result Redis refuses to record is a warning; the worker goes 
   corio::loop lp;
   lp.run([&]() -> corio::task<void> {
     auto c = co_await corio::redis::client::connect(options_for(server));
-    // A reply key of the pool's that holds a string: the completion script's XADD there
-    // fails with WRONGTYPE, and the worker's completion throws.
-    co_await c.command("SET", "{test}:results:not-a-stream", "x");
+    // The stats hash overwritten with a string: the completion script's HINCRBY there,
+    // its last write, fails with WRONGTYPE, and the worker's completion throws. (A reply
+    // key that holds no stream is no refusal: the next test.)
+    co_await c.command("SET", "{test}:stats", "x");
     const corio::resp::reply id = co_await c.command("XADD", "{test}:tasks", "*", "tid", "refused-1", "fn", "square",
-                                                     "args", "x", "reply", "{test}:results:not-a-stream");
+                                                     "args", "x", "reply", "{test}:results:elsewhere");
     // Delivered and acknowledged (the script's XACK stands): the worker has met the refusal.
     auto met_refusal = [&]() -> corio::task<bool> {
       const corio::resp::reply groups = co_await c.command("XINFO", "GROUPS", "{test}:tasks");
@@ -678,5 +695,234 @@ REDIS_TEST_CASE("a result Redis refuses to record is a warning; the worker goes 
     auto f = pool.submit<int>("square_later", 5 + i);
     REQUIRE_MESSAGE(f.wait_for(10s), "task " << i << " after the refusal was not served within 10 s");
     CHECK(f.get() == (5 + i) * (5 + i));
+  }
+}
+
+namespace {
+
+namespace pd = corio::dist::detail;
+
+// One task of pool k per reply key (tids t0, t1, ...), fetched by consumer "A": pending in
+// its name, as a worker holds them.
+corio::task<std::vector<pd::pool_task>> held_tasks(corio::redis::client& c, const pd::pool_keys& k,
+                                                   std::vector<std::string> replies) {
+  co_await pd::pool_ensure_group(c, k);
+  for (std::size_t i = 0; i < replies.size(); ++i)
+    co_await c.command("XADD", k.tasks, "*", "tid", "t" + std::to_string(i), "fn", "square", "args", "a", "reply",
+                       replies[i]);
+  pd::fetched f = co_await pd::pool_fetch(c, k, "A", 20s, 3, static_cast<unsigned>(replies.size()));
+  REQUIRE(f.tasks.size() == replies.size());
+  co_return std::move(f.tasks);
+}
+
+// Every task of pool k acknowledged and deleted: none pending, the stream empty.
+corio::task<void> check_all_finished(corio::redis::client& c, const pd::pool_keys& k) {
+  CHECK((co_await c.command("XLEN", k.tasks)).integer == 0);
+  CHECK((co_await c.command("XPENDING", k.tasks, pd::pool_group)).elements.at(0).integer == 0);
+}
+
+using counters = std::map<std::string, std::int64_t>;
+
+counters pool_stats(const redis_server& server) {
+  manager m(options_for(server));
+  m.on_warning([](const std::string&) {});
+  task_pool pool(m, "test");
+  return pool.stats();
+}
+
+}  // namespace
+
+REDIS_TEST_CASE("results for two reply streams, one overwritten by SET: the other is written, both tasks acknowledged "
+                "and deleted, the lost result counted undeliverable") {
+  redis_server server;
+  const pd::pool_keys k("test");
+  const std::string good = k.results("good"), bad = k.results("bad");
+  const std::vector<std::string> replies = {good, bad};  // out here: GCC 12 and braces inside a coroutine
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const std::vector<pd::pool_task> held = co_await held_tasks(c, k, replies);
+    co_await c.command("SET", bad, "not a stream");  // a foreign write
+    // Given good first; the script takes them by reply key, "bad" first: the outcomes
+    // come back in the order given all the same.
+    std::vector<pd::pool_result> done(2);
+    for (std::size_t i = 0; i < 2; ++i) {
+      done[i].task = held[i];
+      done[i].status = "ok";
+      done[i].payload = "v" + std::to_string(i);
+    }
+    const std::vector<pd::pool_outcome> outcomes = co_await pd::pool_complete(c, k, done);
+    REQUIRE(outcomes.size() == 2);
+    CHECK(outcomes[0].what == pd::pool_outcome::kind::written);
+    CHECK(outcomes[0].held.empty());
+    CHECK(outcomes[1].what == pd::pool_outcome::kind::undeliverable);
+    CHECK(outcomes[1].held == "string");
+    const corio::resp::reply written = co_await c.command("XRANGE", good, "-", "+");
+    REQUIRE(written.elements.size() == 1);
+    const auto& fields = written.elements[0].elements.at(1).elements;
+    REQUIRE(fields.size() == 2);
+    CHECK(fields[0].str == "t0");
+    CHECK(fields[1].str == "ok 1 v0");
+    CHECK((co_await c.command("GET", bad)).str == "not a stream");
+    co_await check_all_finished(c, k);
+    // Sent again (a worker that stalled past its lease): the XACK decides, both duplicates.
+    const std::vector<pd::pool_outcome> again = co_await pd::pool_complete(c, k, done);
+    REQUIRE(again.size() == 2);
+    CHECK(again[0].what == pd::pool_outcome::kind::duplicate);
+    CHECK(again[1].what == pd::pool_outcome::kind::duplicate);
+    CHECK((co_await c.command("XLEN", good)).integer == 1);
+  }());
+  CHECK(pool_stats(server) == counters{{"written", 1}, {"duplicates", 2}, {"undeliverable", 1}, {"dead", 0}});
+}
+
+REDIS_TEST_CASE("a task buried while its reply key holds a string is dead-lettered all the same; the string stays") {
+  redis_server server;
+  const pd::pool_keys k("test");
+  const std::string bad = k.results("bad");
+  const std::vector<std::string> replies = {bad};
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const std::vector<pd::pool_task> held = co_await held_tasks(c, k, replies);
+    co_await c.command("SET", bad, "not a stream");  // a foreign write
+    CHECK(co_await pd::pool_bury(c, k, held[0], "why"));
+    const corio::resp::reply dead = co_await c.command("XRANGE", k.dead, "-", "+");
+    REQUIRE(dead.elements.size() == 1);
+    const auto& f = dead.elements[0].elements.at(1).elements;
+    REQUIRE(f.size() == 12);
+    CHECK(f[1].str == "t0");
+    CHECK(f[7].str == bad);
+    CHECK(f[11].str == "why");
+    CHECK((co_await c.command("GET", bad)).str == "not a stream");
+    co_await check_all_finished(c, k);
+  }());
+  CHECK(pool_stats(server) == counters{{"written", 0}, {"duplicates", 0}, {"undeliverable", 0}, {"dead", 1}});
+}
+
+REDIS_TEST_CASE("a burial while the dead-letter stream holds a string writes nothing and fails with WRONGTYPE "
+                "naming it; the task stays pending") {
+  redis_server server;
+  const pd::pool_keys k("test");
+  const std::vector<std::string> replies = {k.results("s1")};
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const std::vector<pd::pool_task> held = co_await held_tasks(c, k, replies);
+    co_await c.command("SET", k.dead, "not a stream");  // a foreign write
+    try {
+      co_await pd::pool_bury(c, k, held[0], "why");
+      FAIL("no error");
+    } catch (const corio::redis::server_error& e) {
+      CHECK(e.code() == "WRONGTYPE");
+      INFO(e.what());  // EVALSHA, or EVAL where this process had loaded the script on another server
+      CHECK(std::string(e.what()).ends_with(": WRONGTYPE the dead-letter stream {test}:dead holds a string, "
+                                            "not a stream (a foreign write?): task " + held[0].entry + " left pending"));
+    }
+    CHECK((co_await c.command("XLEN", k.tasks)).integer == 1);
+    CHECK((co_await c.command("XPENDING", k.tasks, pd::pool_group)).elements.at(0).integer == 1);
+    CHECK((co_await c.command("EXISTS", k.results("s1"), k.stats)).integer == 0);
+    CHECK((co_await c.command("GET", k.dead)).str == "not a stream");
+  }());
+}
+
+REDIS_TEST_CASE("a worker whose task's reply key is overwritten while the task runs counts the result undeliverable, "
+                "warns once and does not run the task again") {
+  redis_server server;
+  const std::string reply = "{test}:results:overwritten";
+  std::atomic<int> runs{0};
+  std::atomic<bool> overwritten{false};
+  // The serving thread's, read after it ended.
+  corio::dist::worker_stats stats;
+  std::vector<std::string> warnings;
+  std::string failure;
+  std::stop_source stop;
+  std::thread serving([&] {
+    try {
+      manager m(options_for(server));
+      m.on_warning([&](const std::string& w) { warnings.push_back(w); });
+      worker w(m, "test", {.concurrency = 1, .lease = 300ms});
+      w.define("gated", [&](int x) {
+        ++runs;
+        for (const auto give_up = steady::now() + 10s; !overwritten && steady::now() < give_up;)
+          std::this_thread::sleep_for(5ms);
+        return x * x;
+      });
+      w.run(stop.get_token());
+      stats = w.stats();
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  struct stopper {
+    std::stop_source& stop;
+    std::thread& t;
+    void now() {
+      stop.request_stop();
+      if (t.joinable()) t.join();
+    }
+    ~stopper() { now(); }
+  } worker_ends{stop, serving};
+  std::string entry;
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    co_await c.command("XADD", reply, "*", "earlier", "result");  // the submitter's stream, as it was
+    const std::string args = pd::as_string(corio::encode(std::tuple<int>(7)));
+    entry = (co_await c.command("XADD", "{test}:tasks", "*", "tid", "t0", "fn", "gated", "args", args, "reply", reply)).str;
+    const bool started = co_await eventually_on_loop([&]() -> corio::task<bool> { co_return runs == 1; }, 10s);
+    REQUIRE_MESSAGE(started, "the worker did not start the task within 10 s");
+    co_await c.command("SET", reply, "not a stream");  // a foreign write while it runs
+    overwritten = true;
+    const bool finished = co_await eventually_on_loop(
+        [&]() -> corio::task<bool> { co_return (co_await c.command("XLEN", "{test}:tasks")).integer == 0; }, 10s);
+    REQUIRE_MESSAGE(finished, "the task was not acknowledged and deleted within 10 s");
+    co_await corio::sleep_for(1s);  // three leases: a task left pending would run again
+    co_await check_all_finished(c, pd::pool_keys("test"));
+    CHECK((co_await c.command("GET", reply)).str == "not a stream");
+  }());
+  worker_ends.now();
+  CHECK(failure.empty());
+  CHECK(runs == 1);
+  CHECK(stats.tasks == 1);
+  CHECK(stats.results == 0);
+  CHECK(stats.duplicates == 0);
+  CHECK(stats.undeliverable == 1);
+  const std::string warning = "corio: worker of {test}:tasks: the result of task " + entry +
+                              " was dropped: its reply key \"{test}:results:overwritten\" holds a string, not a "
+                              "stream (a foreign write?)";
+  CHECK(std::count(warnings.begin(), warnings.end(), warning) == 1);
+  CHECK(pool_stats(server) == counters{{"written", 0}, {"duplicates", 0}, {"undeliverable", 1}, {"dead", 0}});
+}
+
+REDIS_TEST_CASE("a submitter whose results stream is overwritten by SET fails its waiting futures with WRONGTYPE within "
+                "seconds, not a silent wait") {
+  redis_server server;
+  manager m(options_for(server));
+  m.on_warning([](const std::string&) {});
+  task_pool pool(m, "test");
+  corio::dist::remote_future<int> f = pool.submit<int>("square", 3);  // no worker: it waits
+  std::string results;
+  corio::loop lp;
+  lp.run([&]() -> corio::task<void> {
+    auto c = co_await corio::redis::client::connect(options_for(server));
+    const corio::resp::reply task = co_await c.command("XRANGE", "{test}:tasks", "-", "+");
+    REQUIRE(task.elements.size() == 1);
+    const auto& fields = task.elements[0].elements.at(1).elements;
+    REQUIRE(fields.size() == 8);
+    results = fields[7].str;  // the reply field: this submitter's results stream
+    co_await c.command("SET", results, "not a stream");
+  }());
+  REQUIRE(results.starts_with("{test}:results:"));
+  const auto start = steady::now();
+  REQUIRE_MESSAGE(f.wait_for(5s), "the future still waits 5 s after its results stream was overwritten");
+  CHECK(steady::now() - start < 5s);
+  try {
+    (void)f.get();
+    FAIL("no error");
+  } catch (const corio::redis::server_error& e) {
+    CHECK(e.code() == "WRONGTYPE");
+    CHECK(std::string(e.what()).starts_with("corio::dist::task_pool \"test\": its results stream \"" + results +
+                                            "\" holds another type now (a foreign write?): the results sent there "
+                                            "are dropped (redis 127.0.0.1:"));
   }
 }
