@@ -221,10 +221,10 @@ corio::task<void> session::run() {
     co_await flush();
     if (!keep || protocol_error) {
       // The client may still be sending: a lingering close keeps a reset from
-      // destroying the reply (stream.hpp). in_'s multishot receive, still armed, takes
-      // some of what arrives meanwhile (it pauses after a few buffers); both see the end
-      // of stream, and all of it is discarded anyway.
-      co_await conn_.linger(std::size_t{1} << 20, std::chrono::seconds(1));
+      // destroying the reply (stream.hpp). Through in_, the socket's one receiver: its
+      // multishot receive is cancelled rather than left armed beside the linger's recvs,
+      // where it took part of what arrived and held the shard's ring buffers meanwhile.
+      co_await in_.linger(std::size_t{1} << 20, std::chrono::seconds(1));
       co_return;
     }
 
