@@ -40,14 +40,14 @@ the one-shard kv_server's --idle-poll polling (extra says which value), as its r
 
 Why a second pair of CPU rows, kv_set_cpu_nopoll and kv_get_cpu_nopoll (same target; SET
 and GET against kv_server on one shard started with --idle-poll 0, one more server run per
-repeat): redis-benchmark is single-threaded, and kv_server needs less CPU per request than
-redis-server, so against kv_server the client is the bottleneck. redis-server, slower, is
-busy all the time; a polling kv_server is too, spinning between batches, so its CPU time
-is close to the run's wall time and its requests per CPU second close to its requests per
-second: the kv_*_cpu rows then measure the client's speed against kv_server more than
-kv_server's cost (docs/kv_server.md, "Where a GET's CPU goes"). Not polling, kv_server
-sleeps whenever no request is there, as redis-server does, and pays the sleeps and
-wake-ups instead: its CPU time is then its work plus its idle costs, not the wall time.
+repeat): redis-benchmark is single-threaded, and against kv_server, which needs less CPU
+per request than redis-server, it is the bottleneck. redis-server is busy all the time (its
+CPU time was 94-100% of a run's wall time here), and so is a polling kv_server (91-100%,
+about a tenth of it in the poll loop by perf): its requests per CPU second then follow its
+requests per second, i.e. the client's speed, more than its own cost per request. Not
+polling, kv_server sleeps whenever no request is there and pays for the sleeps and
+wake-ups instead (busy 85-94% here). Both figures hold some idle cost on top of the work,
+of a different kind (docs/kv_server.md, "Where a GET's CPU goes").
 With --idle-poll 0 the one-shard run is already that run: the rows reuse it.
 
 Usage: kv_compare.py BUILDDIR [--requests 1000000] [--clients 50] [--pipeline 16]
