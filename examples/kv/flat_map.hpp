@@ -37,6 +37,25 @@
 
 namespace kv {
 
+namespace detail {
+
+// Key equality, for after the stored hashes matched. Keys of 8 to 16 bytes
+// (redis-benchmark's are 16) compare as two 8-byte words, which overlap below 16, inline:
+// the call to memcmp cost more than the comparison (2-3% of kv_server's samples under
+// GETs).
+inline bool same_key(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  if (a.size() < 8 || a.size() > 16) return a == b;
+  std::uint64_t a0, a1, b0, b1;
+  std::memcpy(&a0, a.data(), 8);
+  std::memcpy(&b0, b.data(), 8);
+  std::memcpy(&a1, a.data() + a.size() - 8, 8);
+  std::memcpy(&b1, b.data() + b.size() - 8, 8);
+  return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
+}  // namespace detail
+
 template <class V>
 class flat_map {
  public:
@@ -96,7 +115,7 @@ class flat_map {
     std::size_t i = home(h);
     for (;; i = next(i)) {
       if (slots_[i].ptr == nullptr) return false;
-      if (slots_[i].hash == h && slots_[i].ptr->key() == key) break;
+      if (slots_[i].hash == h && detail::same_key(slots_[i].ptr->key(), key)) break;
     }
     node::destroy(slots_[i].ptr);
     --size_;
@@ -171,7 +190,7 @@ class flat_map {
     for (std::size_t i = home(h);; i = next(i)) {
       const slot& s = slots_[i];
       if (s.ptr == nullptr) return nullptr;
-      if (s.hash == h && s.ptr->key() == key) return &s.ptr->value;
+      if (s.hash == h && detail::same_key(s.ptr->key(), key)) return &s.ptr->value;
     }
   }
 

@@ -120,6 +120,25 @@ TEST_CASE("flat_map clear frees every entry, keeps its slots, and takes new keys
   CHECK(count_entries(map) == 1);
 }
 
+TEST_CASE("flat_map key equality tells apart keys of 0 to 40 bytes that differ in any one byte or in length") {
+  // The table compares keys only after their 64-bit hashes matched, so the oracle test
+  // above never meets two different keys here: this checks the comparison itself.
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string a(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) a[i] = static_cast<char>(i * 37 + n);
+    std::string b = a;
+    REQUIRE(kv::detail::same_key(a, b));
+    for (std::size_t i = 0; i < n; ++i) {
+      b[i] = static_cast<char>(b[i] ^ 0x80);
+      REQUIRE_FALSE(kv::detail::same_key(a, b));
+      REQUIRE_FALSE(kv::detail::same_key(b, a));
+      b[i] = a[i];
+    }
+    REQUIRE_FALSE(kv::detail::same_key(a, a + 'x'));
+    if (n > 0) REQUIRE_FALSE(kv::detail::same_key(a, std::string_view(a).substr(1)));
+  }
+}
+
 TEST_CASE("flat_map prefetch of present, missing and empty keys, on an empty and a grown table, changes nothing") {
   kv::flat_map<int> map;
   std::vector<std::string> keys = {"", "a", std::string("a\0", 2), "missing", std::string(40, 'k')};
