@@ -38,6 +38,18 @@ compare.py reads), corio = kv_server on one shard, peer = redis-server, target 1
 issue 14's "kv_server CPU per request <= 0.7x redis-server's". Those rows' figures include
 the one-shard kv_server's --idle-poll polling (extra says which value), as its req/s do.
 
+Why a second pair of CPU rows, kv_set_cpu_nopoll and kv_get_cpu_nopoll (same target; SET
+and GET against kv_server on one shard started with --idle-poll 0, one more server run per
+repeat): redis-benchmark is single-threaded, and against kv_server, which needs less CPU
+per request than redis-server, it is the bottleneck. redis-server is busy all the time (its
+CPU time was 94-100% of a run's wall time here), and so is a polling kv_server (91-100%,
+about a tenth of it in the poll loop by perf): its requests per CPU second then follow its
+requests per second, i.e. the client's speed, more than its own cost per request. Not
+polling, kv_server sleeps whenever no request is there and pays for the sleeps and
+wake-ups instead (busy 85-94% here). Both figures hold some idle cost on top of the work,
+of a different kind (docs/kv_server.md, "Where a GET's CPU goes").
+With --idle-poll 0 the one-shard run is already that run: the rows reuse it.
+
 Usage: kv_compare.py BUILDDIR [--requests 1000000] [--clients 50] [--pipeline 16]
                      [--keyspace 100000] [--repeats 3] [--idle-poll 50] [--json OUT]
 """
@@ -75,20 +87,25 @@ def run_benchmark(port: int, test: str, args) -> dict:
     return found
 
 
-def measure(server_cmd: list, port: int, args) -> dict:
-    """{test: req/s, test + "_per_cpu_s": requests per second of the server's CPU time}."""
+# redis-benchmark -t NAME: the figures it prints.
+PRINTS = {"ping": ("PING_INLINE", "PING_MBULK"), "set": ("SET",), "get": ("GET",)}
+
+
+def measure(server_cmd: list, port: int, args, tests=("ping", "set", "get")) -> dict:
+    """{test: req/s, test + "_per_cpu_s": requests per second of the server's CPU time} for
+    `tests` (redis-benchmark -t names, run in that order: GET reads the keys SET wrote)."""
     server = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_listening(port, server)
         out = {}
-        for test in ("ping", "set", "get"):  # taskset execs: server.pid is the server itself
+        for test in tests:  # taskset execs: server.pid is the server itself
             before = cpu_seconds(server.pid)
             found = run_benchmark(port, test, args)
             used = cpu_seconds(server.pid) - before
             for name, value in found.items():
                 out[name] = value
                 out[name + "_per_cpu_s"] = args.requests * len(found) / used if used > 0 else float("nan")
-        missing = [t for t in TESTS if t not in out]
+        missing = [t for test in tests for t in PRINTS[test] if t not in out]
         if missing:
             raise RuntimeError(f"redis-benchmark printed no figure for {missing}")
         return out
@@ -97,13 +114,12 @@ def measure(server_cmd: list, port: int, args) -> dict:
 
 
 def build_rows(runs: dict, args, cpu: str) -> list:
-    """Prints the table and returns the JSON rows, from runs = {"kv_1", "redis", "kv_2": [one
-    measure() result per repeat]}."""
-    keys = list(TESTS) + [t + "_per_cpu_s" for t in TESTS]
+    """Prints the table and returns the JSON rows, from runs = {"kv_1", "redis", "kv_2",
+    "kv_1_nopoll" (SET and GET only): [one measure() result per repeat]}."""
     # Best of the runs: other load on the machine only ever slows a run down, so the best
     # run is the closest to each server's capability; the medians go to extra as well.
-    best = {name: {k: max(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
-    median = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
+    best = {name: {k: max(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    median = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     repeats = len(runs["kv_1"])
     print(f"requests per second, best of {repeats} runs; the last three columns: per second of server CPU")
     print(f"{'test':<12} {'kv 1 shard':>11} {'redis':>11} {'ratio':>6} {'kv 2 shards':>12} |"
@@ -113,6 +129,9 @@ def build_rows(runs: dict, args, cpu: str) -> list:
         ca, cb = best["kv_1"][test + "_per_cpu_s"], best["redis"][test + "_per_cpu_s"]
         print(f"{test:<12} {a:>11,.0f} {b:>11,.0f} {a / b:>5.2f}x {c:>12,.0f} |"
               f" {ca:>10,.0f} {cb:>11,.0f} {ca / cb:>5.2f}x")
+    for _, test, _ in CPU_ROWS:
+        ca, cb = best["kv_1_nopoll"][test + "_per_cpu_s"], best["redis"][test + "_per_cpu_s"]
+        print(f"{test + ', kv_server --idle-poll 0':<50} | {ca:>10,.0f} {cb:>11,.0f} {ca / cb:>5.2f}x")
     common = {
         "loadavg_1min_at_end": os.getloadavg()[0],
         "servers_cpu": f"both on CPU {cpu} (taskset); 2-shard run on all CPUs",
@@ -121,18 +140,18 @@ def build_rows(runs: dict, args, cpu: str) -> list:
         "keyspace": args.keyspace, "repeats": repeats,
     }
 
-    def row(work: str, benchmark: str, unit: str, target: float, key: str, extra: dict) -> dict:
-        """kv_server on one shard against redis-server on figure `key` of measure()."""
+    def row(work: str, benchmark: str, unit: str, target: float, key: str, extra: dict, ours: str = "kv_1") -> dict:
+        """kv_server on one shard (runs[ours]) against redis-server on figure `key` of measure()."""
         return {
-            "work": work, "benchmark": benchmark, "corio": best["kv_1"][key], "unit": unit,
+            "work": work, "benchmark": benchmark, "corio": best[ours][key], "unit": unit,
             "peer": "redis-server", "peer_value": best["redis"][key], "target": target,
             "extra": {
-                "ratio": best["kv_1"][key] / best["redis"][key],
-                "median": {"corio": median["kv_1"][key], "redis": median["redis"][key],
+                "ratio": best[ours][key] / best["redis"][key],
+                "median": {"corio": median[ours][key], "redis": median["redis"][key],
                            "kv_server_2_shards": median["kv_2"][key]},
                 "kv_server_2_shards": best["kv_2"][key],
-                **extra, **common,
-                "runs": {name: [r[key] for r in rs] for name, rs in runs.items()},
+                **common, **extra,
+                "runs": {name: [r[key] for r in rs] for name, rs in runs.items() if key in rs[0]},
             },
         }
 
@@ -145,15 +164,21 @@ def build_rows(runs: dict, args, cpu: str) -> list:
             "ping_inline": {"corio": best["kv_1"]["PING_INLINE"], "redis": best["redis"]["PING_INLINE"]}
             if short == "ping" else None,
         }))
-    for short, test, work in CPU_ROWS:
+    def cpu_row(short: str, test: str, work: str, ours: str, suffix: str, how: str, options: dict) -> dict:
         per_cpu = test + "_per_cpu_s"
-        rows.append(row(f"{work}, requests per server CPU second (redis-benchmark -P {args.pipeline})",
-                        f"kv_{short}_cpu", "req/CPU-s", CPU_TARGET, per_cpu, {
-                            "cpu_per_request_ratio": best["redis"][per_cpu] / best["kv_1"][per_cpu],
-                            "cpu_per_request_target": 0.7,
-                            "corio_cpu_us_per_request": 1e6 / best["kv_1"][per_cpu],
-                            "redis_cpu_us_per_request": 1e6 / best["redis"][per_cpu],
-                        }))
+        return row(f"{work}, requests per server CPU second{how} (redis-benchmark -P {args.pipeline})",
+                   f"kv_{short}_cpu{suffix}", "req/CPU-s", CPU_TARGET, per_cpu, {
+                       "cpu_per_request_ratio": best["redis"][per_cpu] / best[ours][per_cpu],
+                       "cpu_per_request_target": 0.7,
+                       "corio_cpu_us_per_request": 1e6 / best[ours][per_cpu],
+                       "redis_cpu_us_per_request": 1e6 / best["redis"][per_cpu],
+                       **options,
+                   }, ours)
+
+    rows += [cpu_row(short, test, work, "kv_1", "", "", {}) for short, test, work in CPU_ROWS]
+    rows += [cpu_row(short, test, work, "kv_1_nopoll", "_nopoll", ", kv_server not polling (--idle-poll 0)",
+                     {"kv_server_options": "1 shard: --idle-poll 0 (this row's corio figure)"})
+             for short, test, work in CPU_ROWS]
     return rows
 
 
@@ -177,10 +202,16 @@ def main() -> int:
     cpu = str(min(os.sched_getaffinity(0)))  # the servers' one CPU in the headline runs
     one_cpu = ["taskset", "-c", cpu]
 
-    runs = {"kv_1": [], "redis": [], "kv_2": []}
+    runs = {"kv_1": [], "redis": [], "kv_2": [], "kv_1_nopoll": []}
     for _ in range(args.repeats):
         port = free_port()
         runs["kv_1"].append(measure(one_cpu + [kv, str(port), "1", "--idle-poll", str(args.idle_poll)], port, args))
+        if args.idle_poll == 0:
+            runs["kv_1_nopoll"].append(runs["kv_1"][-1])
+        else:
+            port = free_port()
+            runs["kv_1_nopoll"].append(measure(one_cpu + [kv, str(port), "1", "--idle-poll", "0"], port, args,
+                                               ("set", "get")))
         port = free_port()
         runs["redis"].append(measure(one_cpu + ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                                                 "--save", "", "--appendonly", "no"], port, args))

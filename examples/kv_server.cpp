@@ -116,6 +116,9 @@ class session {
   std::span<const std::string_view> args(const parsed_command& c) const {
     return std::span(argv_).subspan(c.first, c.count);
   }
+  // Before shard `t` runs commands [i, j) against its store `s`:
+  // has it start loading what their keys will touch, so the lookups' cache misses overlap.
+  void prefetch_keys(const kv::store& s, unsigned t, std::size_t i, std::size_t j);
   // Runs the batch in order; false after QUIT (the rest of the batch is dropped, as Redis).
   [[nodiscard]] corio::task<bool> run_batch();
   // Commands [i, j) of the batch, for several shards: each shard runs its own commands
@@ -142,6 +145,9 @@ class session {
   std::vector<std::string> parts_;      // run_sharded: the replies of each shard
   std::vector<std::size_t> reply_end_;  // run_sharded: where each command's reply ends in its part
   std::vector<std::size_t> offsets_;    // run_sharded: how much of each part is merged
+  // prefetch_keys: the keys of the commands about to run on one shard. The shards of a
+  // segment run one after the other (the connection awaits each), so one list serves all.
+  std::vector<std::string_view> keys_;
 };
 
 bool session::grow() {
@@ -155,6 +161,16 @@ void session::reallocate(std::size_t cap) {
   std::memcpy(fresh.get(), buf_.get(), end_);
   buf_ = std::move(fresh);
   cap_ = cap;
+}
+
+void session::prefetch_keys(const kv::store& s, unsigned t, std::size_t i, std::size_t j) {
+  keys_.clear();
+  for (std::size_t k = i; k < j; ++k) {
+    const parsed_command& c = batch_[k];
+    // A command routed to one shard has a key, and its first key is argv[1].
+    if (c.where.kind == kv::route_kind::one_shard && c.where.shard == t) keys_.push_back(argv_[c.first + 1]);
+  }
+  s.prefetch(keys_);
 }
 
 corio::task<void> session::flush() {
@@ -205,10 +221,10 @@ corio::task<void> session::run() {
     co_await flush();
     if (!keep || protocol_error) {
       // The client may still be sending: a lingering close keeps a reset from
-      // destroying the reply (stream.hpp). in_'s multishot receive, still armed, takes
-      // some of what arrives meanwhile (it pauses after a few buffers); both see the end
-      // of stream, and all of it is discarded anyway.
-      co_await conn_.linger(std::size_t{1} << 20, std::chrono::seconds(1));
+      // destroying the reply (stream.hpp). Through in_, the socket's one receiver: its
+      // multishot receive is cancelled rather than left armed beside the linger's recvs,
+      // where it took part of what arrived and held the shard's ring buffers meanwhile.
+      co_await in_.linger(std::size_t{1} << 20, std::chrono::seconds(1));
       co_return;
     }
 
@@ -264,6 +280,7 @@ corio::task<bool> session::run_batch() {
     while (i < j) {
       auto run_range = [this, i, j, target]() -> progress {
         kv::store& s = *state_.stores[target];
+        prefetch_keys(s, target, i, j);
         for (std::size_t k = i; k < j;) {
           if (!kv::execute(s, batch_[k].id, args(batch_[k]), out_)) return {k + 1, true};
           if (++k < j && out_.size() >= flush_above) return {k, false};
@@ -294,6 +311,7 @@ corio::task<bool> session::run_sharded(std::size_t i, std::size_t j) {
     kv::store& s = *state_.stores[t];
     std::string& part = parts_[t];
     part.clear();
+    prefetch_keys(s, t, i, j);
     bool keep = true;
     for (std::size_t k = i; k < j; ++k) {
       if (shard_of(batch_[k]) != t) continue;

@@ -4,6 +4,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 #include "detail/buffer_ring.hpp"
@@ -205,6 +206,25 @@ task<std::size_t> buffered_reader::read_some(std::span<std::byte> out, op_option
   std::memcpy(out.data(), data_ + begin_, take);
   consume(take);
   co_return take;
+}
+
+task<void> buffered_reader::linger(std::size_t max_bytes, std::chrono::steady_clock::duration max_wait) {
+  consume(end_ - begin_);
+  // read_some then takes what the multishot receive queued, and the first one that finds
+  // nothing queued cancels the request and makes a plain recv instead.
+  direct_reads_ = true;
+  std::array<std::byte, 4096> sink;
+  try {
+    stream_.shutdown(SHUT_WR);
+    const op_options until = within(max_wait);
+    for (std::size_t discarded = 0; discarded < max_bytes;) {
+      const std::size_t n = co_await read_some(sink, until);
+      if (n == 0) break;
+      discarded += n;
+    }
+  } catch (const std::exception&) {
+    // Reset, timed out or cancelled: the caller closes now, as after stream_socket::linger.
+  }
 }
 
 // --- buffered_writer --------------------------------------------------------------------

@@ -64,6 +64,7 @@
 // reader and the writer. One reader and one writer may be used at the same time (the
 // stream's one-reader-plus-one-writer rule).
 
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -165,6 +166,14 @@ class buffered_reader {
   // With nothing buffered, the bytes go straight into `out` (not through the reader's
   // buffer) when the multishot receive is in use or `out` is at least the capacity.
   [[nodiscard]] task<std::size_t> read_some(std::span<std::byte> out, op_options options = {});
+  // stream_socket::linger (a lingering close: shutdown(SHUT_WR), then read and discard
+  // until the peer closes, `max_bytes` were discarded or `max_wait` passed; never throws
+  // for the peer's doing), reading through this reader, the socket's one receiver: what
+  // it holds or has queued is discarded first. With provided buffers the multishot
+  // receive is cancelled, not left armed beside the stream's own recvs (where it took
+  // part of what arrived and held up to pause_at() of the shared ring's buffers while
+  // the close lingered), and the rest is read with plain recvs (set_direct_reads).
+  [[nodiscard]] task<void> linger(std::size_t max_bytes, std::chrono::steady_clock::duration max_wait);
 
   // `hooks` must outlive the reader (a static object, typically).
   void set_hooks(const receive_hooks* hooks, void* context) noexcept {

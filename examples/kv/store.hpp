@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -55,6 +56,10 @@ class store {
     }
     return e;
   }
+
+  // Starts loading what looking up each of `keys` will touch (flat_map::prefetch): call
+  // before running a batch of commands on them, so their cache misses overlap.
+  void prefetch(std::span<const std::string_view> keys) const noexcept { map_.prefetch(keys); }
 
   // Sets the value (the entry is created if missing) and returns the entry; the caller
   // then sets or keeps its expiry through expire().

@@ -46,15 +46,39 @@ class KvRowsTest(unittest.TestCase):
             "kv_1": [run(900, {"SET": 2.0e6, "GET": 1.0e6}), run(1000, {"SET": 1.5e6, "GET": 1.2e6})],
             "redis": [run(800, {"SET": 1.0e6, "GET": 1.0e6}), run(700, {"SET": 0.9e6, "GET": 0.8e6})],
             "kv_2": [run(500, {}), run(600, {})],
+            # measure() of SET and GET only, against kv_server --idle-poll 0.
+            "kv_1_nopoll": [{"SET": 800, "GET": 700, "SET_per_cpu_s": 2.5e6, "GET_per_cpu_s": 1.6e6},
+                            {"SET": 900, "GET": 750, "SET_per_cpu_s": 2.2e6, "GET_per_cpu_s": 1.3e6}],
         }
         self.rows = rows_for(self.runs)
 
-    def test_there_are_three_request_rate_rows_then_a_cpu_row_for_set_and_for_get(self):
+    def test_there_are_three_request_rate_rows_then_cpu_rows_for_set_and_get_polling_and_not(self):
         self.assertEqual([r["benchmark"] for r in self.rows],
-                         ["kv_ping", "kv_set", "kv_get", "kv_set_cpu", "kv_get_cpu"])
+                         ["kv_ping", "kv_set", "kv_get", "kv_set_cpu", "kv_get_cpu",
+                          "kv_set_cpu_nopoll", "kv_get_cpu_nopoll"])
         self.assertEqual([r["work"] for r in self.rows[3:]],
                          ["Redis SET, requests per server CPU second (redis-benchmark -P 16)",
-                          "Redis GET, requests per server CPU second (redis-benchmark -P 16)"])
+                          "Redis GET, requests per server CPU second (redis-benchmark -P 16)",
+                          "Redis SET, requests per server CPU second, kv_server not polling (--idle-poll 0)"
+                          " (redis-benchmark -P 16)",
+                          "Redis GET, requests per server CPU second, kv_server not polling (--idle-poll 0)"
+                          " (redis-benchmark -P 16)"])
+
+    def test_a_nopoll_row_holds_the_best_of_the_idle_poll_0_runs_against_the_same_redis_figure(self):
+        get_nopoll = self.rows[6]
+        self.assertEqual((get_nopoll["corio"], get_nopoll["peer_value"], get_nopoll["unit"], get_nopoll["target"]),
+                         (1.6e6, 1.0e6, "req/CPU-s", 1.43))
+        self.assertEqual(get_nopoll["extra"]["median"]["corio"], 1.45e6)
+        self.assertEqual(get_nopoll["extra"]["runs"]["kv_1_nopoll"], [1.6e6, 1.3e6])
+        self.assertEqual(get_nopoll["extra"]["runs"]["kv_1"], [1.0e6, 1.2e6])
+        self.assertAlmostEqual(get_nopoll["extra"]["corio_cpu_us_per_request"], 0.625)
+        self.assertEqual(get_nopoll["extra"]["kv_server_options"], "1 shard: --idle-poll 0 (this row's corio figure)")
+        # The polling rows still report the polling server.
+        self.assertEqual(self.rows[4]["corio"], 1.2e6)
+        judged = compare.rows_from_script_output({"rows": self.rows}, "kv_compare.py")
+        by_name = {r.benchmark: r for r in judged}
+        self.assertEqual((by_name["kv_get_cpu_nopoll"].ratio, by_name["kv_get_cpu_nopoll"].result), (1.6, "PASS"))
+        self.assertEqual((by_name["kv_set_cpu_nopoll"].ratio, by_name["kv_set_cpu_nopoll"].result), (2.5, "PASS"))
 
     def test_a_cpu_row_holds_the_best_requests_per_cpu_second_of_each_server_and_target_1_43(self):
         set_cpu = self.rows[3]

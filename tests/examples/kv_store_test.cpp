@@ -120,6 +120,66 @@ TEST_CASE("flat_map clear frees every entry, keeps its slots, and takes new keys
   CHECK(count_entries(map) == 1);
 }
 
+TEST_CASE("flat_map key equality tells apart keys of 0 to 40 bytes that differ in any one byte or in length") {
+  // The table compares keys only after their 64-bit hashes matched, so the oracle test
+  // above never meets two different keys here: this checks the comparison itself.
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string a(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) a[i] = static_cast<char>(i * 37 + n);
+    std::string b = a;
+    REQUIRE(kv::detail::same_key(a, b));
+    for (std::size_t i = 0; i < n; ++i) {
+      b[i] = static_cast<char>(b[i] ^ 0x80);
+      REQUIRE_FALSE(kv::detail::same_key(a, b));
+      REQUIRE_FALSE(kv::detail::same_key(b, a));
+      b[i] = a[i];
+    }
+    REQUIRE_FALSE(kv::detail::same_key(a, a + 'x'));
+    if (n > 0) REQUIRE_FALSE(kv::detail::same_key(a, std::string_view(a).substr(1)));
+  }
+}
+
+TEST_CASE("flat_map prefetch of present, missing and empty keys, on an empty and a grown table, changes nothing") {
+  kv::flat_map<int> map;
+  std::vector<std::string> keys = {"", "a", std::string("a\0", 2), "missing", std::string(40, 'k')};
+  for (int i = 0; i < 100; ++i) keys.push_back("key:" + std::to_string(i));  // more than one group of 16
+  const std::vector<std::string_view> views(keys.begin(), keys.end());
+  map.prefetch(views);  // no slot array yet: must not read one
+  map.prefetch({});
+  CHECK(map.size() == 0);
+  CHECK(map.capacity() == 0);
+  for (std::size_t i = 1; i < keys.size(); i += 2) *map.try_emplace(keys[i]).first = static_cast<int>(i);
+  const std::size_t capacity = map.capacity();
+  map.prefetch(views);
+  CHECK(map.size() == keys.size() / 2);
+  CHECK(map.capacity() == capacity);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const int* v = map.find(keys[i]);
+    if (i % 2 == 1) {
+      REQUIRE(v != nullptr);
+      CHECK(*v == static_cast<int>(i));
+    } else {
+      CHECK(v == nullptr);
+    }
+  }
+}
+
+TEST_CASE("store prefetch before a batch of lookups leaves values, expiries and the count as they were") {
+  kv::store s;
+  s.upsert("a", "1");
+  kv::entry& b = s.upsert("b", "2");
+  s.expire("b", b, kv::now_ms() - 1);  // due: the next find erases it, a prefetch must not
+  const std::vector<std::string_view> keys = {"a", "b", "c"};
+  s.prefetch(keys);
+  CHECK(s.size() == 2);
+  CHECK(s.pending_expiries() == 1);
+  REQUIRE(s.find("a") != nullptr);
+  CHECK(s.find("a")->value == "1");
+  CHECK(s.find("b") == nullptr);
+  CHECK(s.find("c") == nullptr);
+  CHECK(s.size() == 1);
+}
+
 TEST_CASE("store: upsert inserts, overwrites in place, and erase reports whether a live key was there") {
   kv::store s;
   kv::entry& e = s.upsert("k", "one");

@@ -169,6 +169,33 @@ TEST_CASE("read_exact and read_some take buffered bytes first, then receive past
   lp.run(body());
 }
 
+TEST_CASE("a reader's linger on plain receives discards what it buffered and what follows, after shutting down its side") {
+  corio::loop lp;
+  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
+  unix_stream& a = ends.first;
+  unix_stream& b = ends.second;
+  auto body = [&]() -> task<void> {
+    co_await b.write_all(bytes_of("request\nrest of the pipeline"));
+    buffered_reader in(a, 64);
+    CHECK(std::string(co_await in.read_until("\n", 64)) == "request\n");
+    CHECK(in.buffered_text() == "rest of the pipeline");
+    int peer_read = -1;
+    corio::task_group g;
+    g.spawn([&]() -> task<void> {
+      std::array<std::byte, 16> reply;
+      peer_read = co_await b.read_some(reply, corio::within(5s));  // the end of stream
+      co_await b.write_all(bytes_of(std::string(10'000, 'x')));
+      b.close();
+    });
+    co_await in.linger(1 << 20, 5s);
+    co_await g.wait();
+    CHECK(peer_read == 0);
+    CHECK(in.buffered().empty());
+    CHECK(unread_bytes(a.fd()) == 0);  // all of it read and dropped, up to the peer's close
+  };
+  lp.run(body());
+}
+
 TEST_CASE("buffered_writer sends nothing until flush, then everything in order") {
   corio::loop lp;
   auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings

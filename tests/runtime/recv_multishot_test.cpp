@@ -14,6 +14,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <optional>
 #include <string>
@@ -321,6 +322,38 @@ CORIO_TEST_NEEDS("a reader that does not read pauses its multishot receive befor
     ends.second.shutdown(SHUT_WR);
     CHECK(co_await read_to_end(in) == sent);
     CHECK(ring->available() == 256);
+  };
+  lp.run(body());
+}
+
+CORIO_TEST_NEEDS("a reader's linger cancels its multishot receive, discards the rest with plain recvs and gives back every ring buffer",
+                 corio::kernel_feature::recv_multishot) {
+  corio::loop lp;
+  const std::string late = pattern(20'000);  // 313 of the ring's 64-byte buffers
+  auto body = [&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
+    auto ring = corio::detail::buffer_ring::create(corio::loop::this_loop(), 64, 64);
+    buffered_reader in(ends.first, 64);
+    REQUIRE(in.use_provided_buffers(ring));
+    co_await arm(in, ends.second, "request");
+    co_await ends.second.write_all(bytes_of("sent before the close"));
+    co_await corio::sleep_for(5ms);
+    CHECK(ring->available() == 63);  // queued by the armed receive, not read
+    int peer_read = -1;
+    corio::task_group g;
+    g.spawn([&]() -> task<void> {
+      // The peer gets the end of stream (SHUT_WR), sends on regardless, then closes.
+      std::array<std::byte, 16> reply;
+      peer_read = co_await ends.second.read_some(reply, corio::within(5s));
+      co_await ends.second.write_all(bytes_of(late));
+      ends.second.close();
+    });
+    co_await in.linger(std::size_t{1} << 20, 5s);
+    co_await g.wait();
+    CHECK(peer_read == 0);
+    CHECK(ring->available() == 64);
+    CHECK(in.multishot()->stats().multishot_arms == 1);  // never re-armed
+    CHECK(in.multishot()->stats().plain_receives >= 1);  // the late bytes came by plain recv
   };
   lp.run(body());
 }
