@@ -33,14 +33,19 @@ int unread_bytes(int fd) {
   return n;
 }
 
+// Runs body(a, b) to its end on a loop of its own; a and b are the two ends of a Unix
+// socket pair, alive until the body has finished.
+template <class Body>
+void on_pair(Body body) {
+  corio::loop lp;
+  auto ends = unix_stream::pair();
+  lp.run(body(ends.first, ends.second));
+}
+
 }  // namespace
 
 TEST_CASE("read_until finds a delimiter split across several receives and keeps what follows") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
-  unix_stream& a = ends.first;
-  unix_stream& b = ends.second;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream& b) -> task<void> {
     corio::task_group g;
     g.spawn([&]() -> task<void> {
       for (std::string_view piece : {"GET / HT", "TP/1.1\r", "\n\r", "\nnext\r\n\r\nrest"}) {
@@ -63,16 +68,11 @@ TEST_CASE("read_until finds a delimiter split across several receives and keeps 
     CHECK(got == std::vector<std::string>{"GET / HTTP/1.1\r\n\r\n", "next\r\n\r\n", "rest"});
     CHECK(in.consumed_total() == 30);
     co_await g.wait();
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("read_until throws buffer_limit_exceeded past max_bytes and consumes nothing") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
-  unix_stream& a = ends.first;
-  unix_stream& b = ends.second;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream& b) -> task<void> {
     co_await b.write_all(bytes_of(std::string(20, 'a')));
     buffered_reader in(a, 64);
     std::string message;
@@ -91,15 +91,11 @@ TEST_CASE("read_until throws buffer_limit_exceeded past max_bytes and consumes n
     buffered_reader in2(c, 64);
     const std::string line(co_await in2.read_until("\n", 16));
     CHECK(line == std::string(15, 'b') + "\n");
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("read_until rejects a max_bytes larger than the buffer and an empty delimiter") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();
-  unix_stream& a = ends.first;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream&) -> task<void> {
     buffered_reader in(a, 32);
     std::string first, second;
     try {
@@ -114,16 +110,11 @@ TEST_CASE("read_until rejects a max_bytes larger than the buffer and an empty de
     }
     CHECK(first == "read_until: max_bytes 33 is outside 1..32 (the delimiter's size .. the buffer's capacity)");
     CHECK(second == "read_until: the delimiter is empty");
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("read_until and read_exact throw end_of_stream when the peer closes mid-message") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
-  unix_stream& a = ends.first;
-  unix_stream& b = ends.second;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream& b) -> task<void> {
     co_await b.write_all(bytes_of("abc"));
     b.shutdown(SHUT_WR);
     buffered_reader in(a, 64);
@@ -142,16 +133,11 @@ TEST_CASE("read_until and read_exact throw end_of_stream when the peer closes mi
     const std::string fd = std::to_string(a.fd());
     CHECK(until == "read_until fd " + fd + ": end of stream after 3 bytes without \"\\r\\n\"");
     CHECK(exact == "read_exact fd " + fd + ": end of stream after 3 of 10 bytes");
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("read_exact and read_some take buffered bytes first, then receive past the buffer") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
-  unix_stream& a = ends.first;
-  unix_stream& b = ends.second;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream& b) -> task<void> {
     std::string data;
     for (int i = 0; i < 300; ++i) data += static_cast<char>('a' + i % 26);
     co_await b.write_all(bytes_of("head\n" + data));
@@ -165,16 +151,11 @@ TEST_CASE("read_exact and read_some take buffered bytes first, then receive past
     std::string rest;
     for (std::size_t n; (n = co_await in.read_some(small)) > 0;) rest += text_of(std::span(small).first(n));
     CHECK(rest == data.substr(250));
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("a reader's linger on plain receives discards what it buffered and what follows, after shutting down its side") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
-  unix_stream& a = ends.first;
-  unix_stream& b = ends.second;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream& b) -> task<void> {
     co_await b.write_all(bytes_of("request\nrest of the pipeline"));
     buffered_reader in(a, 64);
     CHECK(std::string(co_await in.read_until("\n", 64)) == "request\n");
@@ -192,16 +173,11 @@ TEST_CASE("a reader's linger on plain receives discards what it buffered and wha
     CHECK(peer_read == 0);
     CHECK(in.buffered().empty());
     CHECK(unread_bytes(a.fd()) == 0);  // all of it read and dropped, up to the peer's close
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("buffered_writer sends nothing until flush, then everything in order") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
-  unix_stream& a = ends.first;
-  unix_stream& b = ends.second;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream& b) -> task<void> {
     buffered_writer out(a, 64);
     for (int i = 0; i < 10; ++i) co_await out.write("abc");
     CHECK(out.pending() == 30);
@@ -224,23 +200,17 @@ TEST_CASE("buffered_writer sends nothing until flush, then everything in order")
     std::array<std::byte, 256> buf;
     for (int n; (n = co_await b.read_some(buf)) > 0;) got += text_of(std::span(buf).first(static_cast<std::size_t>(n)));
     CHECK(got == "abcabcabcabcabcabcabcabcabcabc12345" + big + "tail");
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("a buffered_writer whose buffer fills flushes before taking more") {
-  corio::loop lp;
-  auto ends = unix_stream::pair();  // clang 14 cannot capture structured bindings
-  unix_stream& a = ends.first;
-  unix_stream& b = ends.second;
-  auto body = [&]() -> task<void> {
+  on_pair([](unix_stream& a, unix_stream& b) -> task<void> {
     buffered_writer out(a, 8);
     co_await out.write("12345");
     co_await out.write("6789");  // does not fit: "12345" goes out, "6789" waits
     CHECK(out.pending() == 4);
     CHECK(unread_bytes(b.fd()) == 5);
-  };
-  lp.run(body());
+  });
 }
 
 TEST_CASE("a write larger than the buffer goes out with the pending bytes, in order, across short sends") {

@@ -80,6 +80,19 @@ void with_multishot_reader(Body body) {
   }());
 }
 
+// The same on a ring of its own (`entries` buffers of `size` bytes): body(ends, in, ring).
+template <class Body>
+void with_multishot_reader_on(unsigned entries, unsigned size, Body body) {
+  corio::loop lp;
+  lp.run([&]() -> task<void> {
+    tcp_pair ends = co_await connected_pair();
+    auto ring = corio::detail::buffer_ring::create(corio::loop::this_loop(), entries, size);
+    buffered_reader in(ends.first, 64);
+    REQUIRE(in.use_provided_buffers(ring));
+    co_await body(ends, in, *ring);
+  }());
+}
+
 std::string pattern(std::size_t n) {
   std::string s(n, '\0');
   for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
@@ -304,13 +317,8 @@ CORIO_TEST_NEEDS("a reader on the loop's ring may outlive the loop", corio::kern
 
 CORIO_TEST_NEEDS("a reader that does not read pauses its multishot receive before it takes the whole ring",
                  corio::kernel_feature::recv_multishot) {
-  corio::loop lp;
   const std::string sent = pattern(8192);  // 512 buffers' worth
-  auto body = [&]() -> task<void> {
-    tcp_pair ends = co_await connected_pair();
-    auto ring = corio::detail::buffer_ring::create(corio::loop::this_loop(), 256, 16);
-    buffered_reader in(ends.first, 64);
-    REQUIRE(in.use_provided_buffers(ring));
+  with_multishot_reader_on(256, 16, [&](tcp_pair& ends, buffered_reader& in, corio::detail::buffer_ring& ring) -> task<void> {
     co_await arm(in, ends.second, "go");
     for (std::size_t i = 0; i < sent.size(); i += 64) {
       co_await ends.second.write_all(bytes_of(std::string_view(sent).substr(i, 64)));
@@ -318,27 +326,21 @@ CORIO_TEST_NEEDS("a reader that does not read pauses its multishot receive befor
     }
     co_await corio::sleep_for(20ms);
     CHECK(in.multishot()->stats().pauses >= 1);
-    CHECK(ring->available() > 0);  // the rest waits in the socket, not in the ring
+    CHECK(ring.available() > 0);  // the rest waits in the socket, not in the ring
     ends.second.shutdown(SHUT_WR);
     CHECK(co_await read_to_end(in) == sent);
-    CHECK(ring->available() == 256);
-  };
-  lp.run(body());
+    CHECK(ring.available() == 256);
+  });
 }
 
 CORIO_TEST_NEEDS("a reader's linger cancels its multishot receive, discards the rest with plain recvs and gives back every ring buffer",
                  corio::kernel_feature::recv_multishot) {
-  corio::loop lp;
   const std::string late = pattern(20'000);  // 313 of the ring's 64-byte buffers
-  auto body = [&]() -> task<void> {
-    tcp_pair ends = co_await connected_pair();
-    auto ring = corio::detail::buffer_ring::create(corio::loop::this_loop(), 64, 64);
-    buffered_reader in(ends.first, 64);
-    REQUIRE(in.use_provided_buffers(ring));
+  with_multishot_reader_on(64, 64, [&](tcp_pair& ends, buffered_reader& in, corio::detail::buffer_ring& ring) -> task<void> {
     co_await arm(in, ends.second, "request");
     co_await ends.second.write_all(bytes_of("sent before the close"));
     co_await corio::sleep_for(5ms);
-    CHECK(ring->available() == 63);  // queued by the armed receive, not read
+    CHECK(ring.available() == 63);  // queued by the armed receive, not read
     int peer_read = -1;
     corio::task_group g;
     g.spawn([&]() -> task<void> {
@@ -351,13 +353,11 @@ CORIO_TEST_NEEDS("a reader's linger cancels its multishot receive, discards the 
     co_await in.linger(std::size_t{1} << 20, 5s);
     co_await g.wait();
     CHECK(peer_read == 0);
-    CHECK(ring->available() == 64);
+    CHECK(ring.available() == 64);
     CHECK(in.multishot()->stats().multishot_arms == 1);  // never re-armed
     CHECK(in.multishot()->stats().plain_receives >= 1);  // the late bytes came by plain recv
-  };
-  lp.run(body());
+  });
 }
-
 
 TEST_CASE("a Unix-domain stream keeps plain receives") {
   corio::loop lp;
