@@ -6,6 +6,8 @@
 
 #include <array>
 
+#include "detail/fd_lifetime.hpp"
+
 namespace corio {
 namespace detail {
 
@@ -56,8 +58,17 @@ task<void> stream_socket::linger(std::size_t max_bytes, std::chrono::steady_cloc
   }
 }
 
+stream_socket::stream_socket(int fd) noexcept : fd_(fd) { detail::fd_lifetime::adopted(fd); }
+
 void stream_socket::close() noexcept {
-  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  if (fd_ < 0) return;
+  detail::fd_lifetime::closing(fd_);  // before the number can be reused
+  ::close(std::exchange(fd_, -1));
+}
+
+int stream_socket::release() noexcept {
+  if (fd_ >= 0) detail::fd_lifetime::closing(fd_);  // not ours to watch for good any more
+  return std::exchange(fd_, -1);
 }
 
 // --- tcp_stream -------------------------------------------------------------------------

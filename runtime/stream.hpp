@@ -131,14 +131,16 @@ class stream_socket {
   // Closes the fd now (idempotent). Never blocks (no SO_LINGER).
   void close() noexcept;
   // Gives up ownership of the fd.
-  int release() noexcept { return std::exchange(fd_, -1); }
+  int release() noexcept;
 
   address local_address() const { return address::local_of(fd_); }
   address peer_address() const { return address::peer_of(fd_); }
 
  protected:
   stream_socket() noexcept = default;
-  explicit stream_socket(int fd) noexcept : fd_(fd) {}
+  // Adopts fd (see runtime/detail/fd_lifetime.hpp: the epoll backend then keeps it
+  // registered for good, until close() or release()).
+  explicit stream_socket(int fd) noexcept;
 
  private:
   int fd_ = -1;

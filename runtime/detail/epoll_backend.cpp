@@ -13,6 +13,7 @@
 #include <functional>
 
 #include "../errors.hpp"
+#include "fd_lifetime.hpp"
 #include "file_workers.hpp"
 
 namespace corio::detail {
@@ -299,8 +300,15 @@ void epoll_backend::wait_on_fd(request& r) {
   (w.tail != nullptr ? w.tail->next : w.head) = &r;
   w.tail = &r;
   ++fd_waiting_;
-  if ((w.armed & r.events) == r.events) return;
-  const int error = arm(fd, w);
+  int error = 0;
+  if (const std::uint32_t generation = fd_lifetime::generation(fd); generation & 1) {
+    if (w.for_good == generation) return;  // the same socket, still registered
+    error = register_for_good(fd, w, generation);
+  } else {
+    if (w.for_good != 0) w.for_good = w.armed = 0;  // that socket is gone: ONESHOT from here
+    if ((w.armed & r.events) == r.events) return;
+    error = arm(fd, w);
+  }
   if (error == 0) return;
   if (error == EPERM) {
     // A regular file (RWF_NOWAIT found its data not cached) or another fd epoll cannot
@@ -327,8 +335,21 @@ void epoll_backend::wait_on_fd(request& r) {
 int epoll_backend::arm(int fd, fd_waiters& w) {
   std::uint32_t want = 0;
   for (request* r = w.head; r != nullptr; r = r->next) want |= r->events;
+  const int error = control(fd, w, want | EPOLLONESHOT);
+  w.armed = error == 0 ? want : 0;
+  return error;
+}
+
+int epoll_backend::register_for_good(int fd, fd_waiters& w, std::uint32_t generation) {
+  const int error = control(fd, w, EPOLLIN | EPOLLOUT | EPOLLET);
+  w.for_good = error == 0 ? generation : 0;
+  w.armed = 0;
+  return error;
+}
+
+int epoll_backend::control(int fd, fd_waiters& w, std::uint32_t events) {
   epoll_event ev{};
-  ev.events = want | EPOLLONESHOT;
+  ev.events = events;
   ev.data.fd = fd;
   // The fd may have been closed (and its number reused) since it was registered: epoll
   // forgot it then, and MOD says ENOENT. ADD on a number epoll still knows says EEXIST.
@@ -336,7 +357,6 @@ int epoll_backend::arm(int fd, fd_waiters& w) {
   for (int tries = 0; tries < 2; ++tries) {
     if (::epoll_ctl(epfd_, op, fd, &ev) == 0) {
       w.registered = true;
-      w.armed = want;
       return 0;
     }
     if (errno == ENOENT && op == EPOLL_CTL_MOD) {
@@ -348,7 +368,6 @@ int epoll_backend::arm(int fd, fd_waiters& w) {
     }
   }
   w.registered = false;
-  w.armed = 0;
   return errno;
 }
 
@@ -356,7 +375,8 @@ void epoll_backend::retry_waiters(int fd, std::uint32_t revents) {
   const auto it = fds_.find(fd);
   if (it == fds_.end()) return;
   fd_waiters& w = it->second;
-  w.armed = 0;  // EPOLLONESHOT: reported once, disarmed until the next MOD
+  const bool for_good = w.for_good != 0;  // edge-triggered: it stays armed
+  if (!for_good) w.armed = 0;  // EPOLLONESHOT: reported once, disarmed until the next MOD
   for (request* r = w.head; r != nullptr;) {
     request* const next = r->next;
     if (revents & (r->events | EPOLLERR | EPOLLHUP)) {
@@ -365,7 +385,7 @@ void epoll_backend::retry_waiters(int fd, std::uint32_t revents) {
     }
     r = next;
   }
-  if (w.head != nullptr) {
+  if (w.head != nullptr && !for_good) {
     if (const int error = arm(fd, w); error != 0) {
       // Cannot watch it any more (closed under us): the waiters fail as the call would.
       while (w.head != nullptr) finish(*w.head, -error, -ECANCELED);

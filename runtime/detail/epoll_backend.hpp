@@ -8,9 +8,14 @@
 // - Sockets, pipes, eventfds, signalfds, pidfds: the non-blocking form of the call
 //   (MSG_DONTWAIT, RWF_NOWAIT, a listener put into O_NONBLOCK for accept, connect on a
 //   socket made non-blocking for the call); on EAGAIN the request waits on the fd's
-//   readiness and is retried when epoll reports it. Registration is EPOLLONESHOT, re-armed
-//   while requests wait, so a closed and reused fd number is found out (EPOLL_CTL_MOD
-//   fails with ENOENT: it is added again). Several requests may wait on one fd, each for
+//   readiness and is retried when epoll reports it. A corio stream socket's fd is
+//   registered once, edge-triggered for input and output, and stays so while
+//   fd_lifetime.hpp says the same socket owns the number: no epoll_ctl per wait. Every
+//   other fd is registered EPOLLONESHOT, re-armed while requests wait, so a closed and
+//   reused fd number is found out (EPOLL_CTL_MOD fails with ENOENT: it is added again).
+//   Edge-triggered is safe here because every request tries its call before it waits: an
+//   edge missed while nobody waited leaves the data for that first try, and an edge that
+//   comes after a try's EAGAIN is reported at the next epoll wait. Several requests may wait on one fd, each for
 //   its own events (a reader and a writer on one socket); each readiness report retries
 //   the waiters it concerns in the order they came.
 // - Files epoll refuses (regular files: EPERM) whose data is not cached (RWF_NOWAIT says
@@ -95,6 +100,8 @@ class epoll_backend final : public backend {
     request* tail = nullptr;
     std::uint32_t armed = 0;  // events of the ONESHOT registration, 0 when disarmed
     bool registered = false;  // in the epoll set, as far as this backend knows
+    // Odd: registered for good (edge-triggered) while fd_lifetime::generation(fd) is this.
+    std::uint32_t for_good = 0;
   };
   struct timer_entry {
     std::int64_t deadline_ns;
@@ -111,6 +118,10 @@ class epoll_backend final : public backend {
   void wait_on_fd(request& r);
   // (Re-)arms fd's ONESHOT registration for every waiter's events; 0 or an errno.
   int arm(int fd, fd_waiters& w);
+  // Registers a corio socket's fd for good, edge-triggered (see the top); 0 or an errno.
+  int register_for_good(int fd, fd_waiters& w, std::uint32_t generation);
+  // EPOLL_CTL_ADD or _MOD of fd with `events`, whichever epoll takes (see arm); 0 or an errno.
+  int control(int fd, fd_waiters& w, std::uint32_t events);
   void retry_waiters(int fd, std::uint32_t revents);
   // IORING_OP_ASYNC_CANCEL; returns the cancel request's own result.
   int cancel(const io_uring_sqe& sqe);

@@ -6,6 +6,7 @@
 
 #include <corio/coro/task_group.hpp>
 #include <corio/coro/when_all.hpp>
+#include <corio/runtime/detail/fd_lifetime.hpp>
 #include <corio/runtime/detail/uring_awaiter.hpp>
 #include <corio/runtime/file_ops.hpp>
 #include <corio/runtime/loop.hpp>
@@ -333,6 +334,68 @@ TEST_CASE("epoll: sleeps end in deadline order and never early") {
     co_await g.wait();
     CHECK(order == std::vector<int>{1, 10, 20, 30});
   }());
+}
+
+TEST_CASE("epoll: a socket's fd is watched for good, and its number, reused by another socket and then a pipe, "
+          "still has its waits answered") {
+  using corio::detail::fd_lifetime::generation;
+  corio::loop lp(on(backend_kind::epoll));
+  lp.run([]() -> task<void> {
+    std::string buf(8, '\0');
+    // Each read waits first (nothing sent yet); the data comes 5 ms later. A wait the
+    // backend no longer watched for would end at the 2 s deadline with timed_out.
+    auto send_later = [](int fd) -> task<void> {
+      co_await corio::sleep_for(5ms);
+      CHECK(co_await corio::write(fd, bytes("data")) == 4);
+    };
+    int number = -1;
+    std::uint32_t first_owner = 0;
+    for (int round = 0; round < 3; ++round) {  // a socket's first wait, then two more on it
+      auto first = corio::unix_stream::pair();
+      if (round == 0) {
+        number = first.first.fd();
+        first_owner = generation(number);
+      }
+      REQUIRE(first.first.fd() == number);  // the lowest free numbers come back
+      corio::task_group g;
+      g.spawn(send_later(first.second.fd()));
+      for (int i = 0; i < 3; ++i) {
+        if (i > 0) g.spawn(send_later(first.second.fd()));
+        CHECK(co_await corio::recv(first.first.fd(), writable(buf), 0, corio::within(2s)) == 4);
+        co_await g.wait();
+      }
+      CHECK(generation(number) % 2 == 1);
+      if (round > 0) CHECK(generation(number) != first_owner);
+    }
+    CHECK(generation(number) % 2 == 0);  // closed: no corio socket owns it
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    REQUIRE(fds[0] == number);
+    corio::task_group g;
+    g.spawn(send_later(fds[1]));
+    CHECK(co_await corio::read(fds[0], writable(buf), corio::at_current_position, corio::within(2s)) == 4);
+    co_await g.wait();
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }());
+}
+
+TEST_CASE("fd_lifetime: odd while a corio socket owns the number, even once closed or released, never the same twice") {
+  using corio::detail::fd_lifetime::generation;
+  CHECK(generation(-1) == 0);
+  CHECK(generation(1 << 20) == 0);  // beyond the table: unknown
+  auto p = corio::unix_stream::pair();
+  const int fd = p.first.fd();
+  const std::uint32_t owned = generation(fd);
+  CHECK(owned % 2 == 1);
+  p.first.close();
+  CHECK(generation(fd) == owned - 1);
+  auto q = corio::unix_stream::pair();
+  REQUIRE(q.first.fd() == fd);
+  CHECK(generation(fd) == owned + 2);
+  const int raw = q.first.release();
+  CHECK(generation(fd) == owned + 1);
+  ::close(raw);
 }
 
 TEST_CASE("epoll: a read of an empty blocking pipe waits without blocking the loop") {
